@@ -1,0 +1,128 @@
+"""Read a pip-tools lock and check an environment against it. Standard library only.
+
+The driver runs this module with the kernel's own interpreter (`python -m repro.lockfile LOCK`),
+so `importlib.metadata` sees the kernel's distributions, not the driver's. Two levels of check:
+every locked distribution is installed at its locked version and nothing else is installed; and
+every installed file still has the sha256 that pip wrote into the distribution's RECORD, which
+catches an installed file edited after the fact.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+
+def normalize(name: str) -> str:
+    """PEP 503 project name normalisation."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def sha256(path: str | Path) -> hashlib._Hash:
+    """The sha256 of a file, read in 1 MiB chunks (installed libraries reach hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest
+
+
+def parse_lock(text: str) -> dict[str, str]:
+    """`{normalized name: version}` from a pip-compile lock (continuations, hashes, comments)."""
+    pins: dict[str, str] = {}
+    for line in text.replace("\\\n", " ").splitlines():
+        requirement = line.split("#", 1)[0].split("--hash", 1)[0].strip()
+        if not requirement or requirement.startswith("-"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*(\S+)", requirement)
+        if not match:
+            raise ValueError(f"unsupported lock line (expected name==version): {requirement!r}")
+        pins[normalize(match.group(1))] = match.group(3)
+    return pins
+
+
+def installed() -> dict[str, metadata.Distribution]:
+    """The distributions of the running interpreter, by normalized name."""
+    return {normalize(d.metadata["Name"]): d for d in metadata.distributions()}
+
+
+def modified_files(dist: metadata.Distribution) -> list[str]:
+    """Files of `dist` whose content no longer matches the sha256 in its RECORD."""
+    changed = []
+    for file in dist.files or []:
+        if file.hash is None or file.hash.mode != "sha256":
+            continue  # RECORD itself, .pyc files and the like carry no hash
+        path = Path(file.locate())
+        if not path.is_file():
+            changed.append(f"{file} (missing)")
+            continue
+        digest = sha256(path).digest()
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != file.hash.value:
+            changed.append(str(file))
+    return changed
+
+
+@dataclass
+class LockCheck:
+    lock_sha256: str
+    missing: list[str] = field(default_factory=list)  # locked, not installed
+    versions: list[str] = field(default_factory=list)  # "name: locked X, installed Y"
+    extra: list[str] = field(default_factory=list)  # installed, not locked
+    modified: list[str] = field(default_factory=list)  # "name: path" edited after install
+    files_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.versions or self.extra or self.modified)
+
+    def problems(self) -> list[str]:
+        return (
+            [f"missing {n}" for n in self.missing]
+            + [f"version {v}" for v in self.versions]
+            + [f"not in lock {n}" for n in self.extra]
+            + [f"modified {m}" for m in self.modified]
+        )
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def verify(lock_path: str | Path, check_files: bool = True) -> LockCheck:
+    """Compare the running interpreter's distributions with the lock at `lock_path`."""
+    text = Path(lock_path).read_text()
+    pins = parse_lock(text)
+    result = LockCheck(lock_sha256=hashlib.sha256(text.encode()).hexdigest())
+    dists = installed()
+    for name, version in sorted(pins.items()):
+        dist = dists.get(name)
+        if dist is None:
+            result.missing.append(name)
+        elif dist.version != version:
+            result.versions.append(f"{name}: locked {version}, installed {dist.version}")
+    result.extra = sorted(set(dists) - set(pins))
+    if check_files:
+        for name in sorted(set(dists) & set(pins)):
+            files = dists[name].files or []
+            result.files_checked += sum(1 for f in files if f.hash is not None)
+            result.modified += [f"{name}: {path}" for path in modified_files(dists[name])]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m repro.lockfile LOCK`: print the check as JSON; exit 0 whether or not it passed."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m repro.lockfile LOCK", file=sys.stderr)
+        return 2
+    print(json.dumps(verify(args[0]).to_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
