@@ -7,3 +7,4 @@ and its own framework.
 """
 
 __version__ = "0.1.0"
+MIME = "application/vnd.repro+json"  # how the kernel hands results to the driver, via the notebook

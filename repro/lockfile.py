@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import sys
+import sysconfig
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -48,8 +49,10 @@ def parse_lock(text: str) -> dict[str, str]:
 
 
 def installed() -> dict[str, metadata.Distribution]:
-    """The distributions of the running interpreter, by normalized name."""
-    return {normalize(d.metadata["Name"]): d for d in metadata.distributions()}
+    """The distributions installed in the running environment's site-packages, by normalized
+    name. Paths added by PYTHONPATH (the project's own code, for one) are not the lock's concern."""
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    return {normalize(d.metadata["Name"]): d for d in metadata.distributions(path=site)}
 
 
 def modified_files(dist: metadata.Distribution) -> list[str]:

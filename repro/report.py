@@ -13,9 +13,7 @@ import json
 
 import numpy as np
 
-from repro import capture, measure, models
-
-MIME = "application/vnd.repro+json"
+from repro import MIME, capture, measure, models
 
 
 def _plain(value):
@@ -69,8 +67,8 @@ def environment(fw, run_context: dict) -> dict:
         f"{len(env['settings']['affinity'])} used",
         "memory": f"{env['memory'].get('total_bytes', 0) / 2**30:.1f} GiB",
         "GPU": gpus,
-        "OS / kernel": f"{env['system'].get('os')} / {env['system'].get('kernel')}",
-        "Python": env["system"].get("python_version"),
+        "OS / kernel": f"{env['system']['os_pretty_name']} / {env['system']['kernel']}",
+        "Python": env["system"]["python"]["version"],
         f"{fw.name}": env["framework"]["version"],
         "device used": fw.device,
         "threads": fw.threads,
@@ -82,9 +80,9 @@ def environment(fw, run_context: dict) -> dict:
         "git commit": run_context.get("git", {}).get("commit"),
         "packages": f"{len(env['packages'])} installed (full list in environment.json)",
     }
-    vars_md = table(env["env_vars"], ("variable", "value")) if env["env_vars"] else "none set"
-    markdown = f"{table(rows, ('what', 'value'))}\n\n**Result-changing environment variables:** "
-    return publish("environment", env, markdown + ("\n\n" + vars_md if env["env_vars"] else "none"))
+    variables = table(env["env_vars"], ("variable", "value")) if env["env_vars"] else "none set"
+    markdown = f"{table(rows, ('what', 'value'))}\n\n**Result-changing environment variables:**"
+    return publish("environment", env, f"{markdown}\n\n{variables}")
 
 
 def model_summary(fw, net, model: dict) -> dict:

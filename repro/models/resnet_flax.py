@@ -21,9 +21,8 @@ from repro.models.resnet import EXPANSION, ResNetConfig
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.9  # == torch momentum 0.1
-# torch's kaiming_normal_(mode="fan_out") draws from an untruncated normal (Flax's "normal"
-# truncates)
-HE_FAN_OUT = nn.initializers.variance_scaling(2.0, "fan_out", "untruncated_normal")
+# torch's kaiming_normal_(mode="fan_out"); JAX's "normal" is untruncated, like torch's
+HE_FAN_OUT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 def _conv(features: int, kernel: int, stride: int, name: str) -> nn.Conv:

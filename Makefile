@@ -1,0 +1,55 @@
+# repro: reproducible framework benchmarks. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+REPRO := $(VENV)/bin/repro
+WORKLOAD ?= resnet-50
+FRAMEWORK ?= torch
+PARAMS ?=
+export JUPYTER_PATH := $(CURDIR)/.jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_.-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo ""
+	@echo "  make run WORKLOAD=resnet-50 FRAMEWORK=jax PARAMS=\"batch_size=4 steps=20\""
+	@echo "  options: UNPINNED=1 (existing interpreter), ALLOW_DRIFT=1, KERNEL=torch-cpu"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed ## Create the project's own environment (driver: papermill, nbconvert, pip-tools)
+
+run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on first use)
+	$(REPRO) run $(WORKLOAD) --framework $(FRAMEWORK) $(foreach p,$(PARAMS),-p $(p)) \
+		$(if $(KERNEL),--kernel $(KERNEL)) $(if $(UNPINNED),--unpinned) $(if $(ALLOW_DRIFT),--allow-drift)
+
+list: venv ## List workloads, frameworks, kernels and parameters
+	$(REPRO) list
+
+kernels: venv ## Build (if needed), register and verify every pinned kernel; REBUILD=1 forces it
+	$(REPRO) kernels $(if $(REBUILD),--rebuild)
+
+lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (pip-tools, hashes)
+	$(REPRO) lock
+
+test: venv ## Run the test suite: unit tests, then real notebooks in the real kernels
+	$(REPRO) kernels
+	$(VENV)/bin/python -m pytest
+
+lint: venv ## Check style with ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lab: venv ## Open JupyterLab with the project's kernels
+	$(VENV)/bin/pip install --quiet -e ".[dev,lab]"
+	$(REPRO) kernels
+	$(VENV)/bin/jupyter lab
+
+clean: ## Remove built environments (runs/ is kept)
+	rm -rf $(VENV) .kernels .jupyter
+
+.PHONY: help venv run list kernels lock test lint lab clean

@@ -1,0 +1,85 @@
+"""The `repro` command (driver side). User errors print one line and exit non-zero; anything
+else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from repro import kernels, plan
+from repro.errors import ReproError
+
+
+def _params_help() -> str:
+    lines = ["parameters (-p name=value; defaults from the workload spec where not shown):"]
+    for p in plan.PARAMS.values():
+        extra = f" [{'|'.join(p.choices)}]" if p.choices else f" (>= {p.minimum})" if p.minimum is not None else ""
+        default = "" if p.default is None else f", default {p.default}"
+        lines.append(f"  {p.name:<11} {p.type.__name__}{extra}: {p.help}{default}")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="repro", description="Reproducible framework benchmarks.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a workload notebook in a pinned kernel",
+                         epilog=_params_help(), formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    run.add_argument("workload", nargs="?", default=plan.DEFAULT_WORKLOAD)
+    run.add_argument("-f", "--framework", default=plan.DEFAULT_FRAMEWORK,
+                     help=f"one of {', '.join(plan.FRAMEWORKS)} (default {plan.DEFAULT_FRAMEWORK})")  # fmt: skip
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("--kernel", help="kernelspecs/ folder to use (default <framework>-cpu)")
+    run.add_argument("--unpinned", action="store_true",
+                     help="run in an existing interpreter instead of a pinned kernel")  # fmt: skip
+    run.add_argument("--python", default=sys.executable,
+                     help="the interpreter for --unpinned (default: this one)")  # fmt: skip
+    run.add_argument("--allow-drift", action="store_true",
+                     help="run even if the kernel differs from its lock (shown in the report)")  # fmt: skip
+    run.add_argument("--template", help="a custom template notebook (advanced)")
+    run.add_argument("--runs-dir", help="where run folders go (default runs/)")
+
+    kern = sub.add_parser("kernels", help="build, register and verify the pinned kernels")
+    kern.add_argument("names", nargs="*", help=f"default: all ({', '.join(kernels.available())})")
+    kern.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
+
+    lock = sub.add_parser("lock", help="recompile the kernel locks with pip-tools")
+    lock.add_argument("names", nargs="*")
+
+    sub.add_parser("list", help="list workloads, frameworks, kernels and parameters")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from repro.run import run
+
+            request = plan.resolve(
+                args.workload, args.framework, plan.parse_assignments(args.param),
+                kernel=args.kernel, unpinned_python=args.python if args.unpinned else None,
+                allow_drift=args.allow_drift, template=args.template, runs_dir=args.runs_dir,
+            )  # fmt: skip
+            result = run(request, argv=sys.argv[1:] if argv is None else argv)
+            thr = result.metrics["summary"]["throughput"]["samples_per_s"]
+            print(f"{request.workload['name']} / {request.framework}: {thr:.2f} samples/s "
+                  f"-> {result.folder}")  # fmt: skip
+        elif args.command == "kernels":
+            for name in args.names or kernels.available():
+                kernel = kernels.build(name) if args.rebuild else kernels.ensure(name)
+                kernels.register(kernel)
+                check = kernels.verify(kernel)
+                print(f"{kernel.spec_name}: {kernel.python} ({check['files_checked']:,} files match the lock)")
+        elif args.command == "lock":
+            for name in args.names or kernels.available():
+                kernels.compile_lock(name)
+        elif args.command == "list":
+            print("workloads:", ", ".join(plan.workloads()))
+            print("frameworks:", ", ".join(plan.FRAMEWORKS))
+            print("kernels:", ", ".join(kernels.available()))
+            print(_params_help())
+    except ReproError as error:
+        print(f"repro: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0

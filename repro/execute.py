@@ -1,0 +1,81 @@
+"""Execute a template with papermill in a kernel (driver side).
+
+papermill injects the parameters after the cell tagged `parameters`, saves the output notebook
+after every cell (a crash still leaves a readable record) and, when a cell raises, puts an error
+banner at the top that links to the failing cell.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import nbformat
+import papermill
+from papermill.exceptions import PapermillExecutionError
+
+from repro.errors import RunFailed
+from repro.kernels import Kernel, jupyter_env
+from repro.plan import RunPlan
+
+
+def banner(plan: RunPlan, run_context: dict) -> str:
+    """The first cell of a report: what ran where, and whether its environment was pinned."""
+    lines = [
+        f"**repro run `{run_context['run_id']}`**: workload `{plan.workload['name']}`, "
+        f"framework `{plan.framework}`, kernel `{plan.kernel}`, "
+        f"git `{(run_context['git'].get('commit') or 'unknown')[:10]}`"
+        + (" (dirty tree)" if run_context["git"].get("dirty") else "")
+    ]
+    lock = run_context.get("lock")
+    if lock is None:
+        lines.append(
+            f"> ⚠️ **UNPINNED**: ran in an existing interpreter (`{run_context['python']}`), not in "
+            "a kernel built from a lock. The exact package versions found are in "
+            "`environment.json`, but nothing guarantees they can be installed again."
+        )
+    elif not lock["ok"]:
+        problems = lock["missing"] + lock["versions"] + lock["extra"] + lock["modified"]
+        lines.append(
+            f"> ⚠️ **DRIFT ALLOWED**: the kernel differs from its lock in {len(problems)} "
+            "places, so these numbers may not reproduce from the lock:\n>\n"
+            + "\n".join(f"> - {p}" for p in problems[:30])
+        )
+    else:
+        lines.append(
+            f"Pinned kernel: every installed file matches the lock "
+            f"(sha256 `{lock['lock_sha256'][:16]}…`, {lock['files_checked']:,} files checked)."
+        )
+    return "\n\n".join(lines)
+
+
+def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> Path:
+    """Run the template into `run_dir/report.ipynb`; RunFailed if a cell raises or the kernel dies."""
+    jupyter_env()
+    notebook = nbformat.read(plan.template, as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))
+    output = run_dir / "report.ipynb"
+    interactive = sys.stderr.isatty()
+    if not interactive:  # one log line per cell instead of a progress bar flooding CI logs
+        logging.getLogger("papermill").setLevel(logging.INFO)
+        logging.basicConfig(format="%(message)s", stream=sys.stderr)
+    try:
+        papermill.execute_notebook(
+            notebook,
+            str(output),
+            parameters=plan.notebook_parameters(run_context),
+            kernel_name=kernel.spec_name,
+            cwd=str(run_dir),
+            progress_bar=interactive,
+            log_output=False,
+            request_save_on_cell_execute=True,
+            start_timeout=120,
+        )
+    except PapermillExecutionError as error:
+        raise RunFailed(
+            f"cell {error.exec_count} raised {error.ename}: {error.evalue}".strip()
+        ) from error
+    except Exception as error:  # a dead kernel, a timeout: keep what was saved
+        raise RunFailed(f"execution stopped: {type(error).__name__}: {error}") from error
+    return output

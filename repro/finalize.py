@@ -1,0 +1,136 @@
+"""Turn an executed report into the run folder (driver side).
+
+Everything is derived from `report.ipynb`: the kernel published its results as JSON outputs
+(`repro.report.MIME`) and its plots as tagged PNGs. Each file is written atomically and
+MANIFEST.sha256, written last, hashes all of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import shlex
+from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+
+from repro.capture import hardware_markdown
+from repro import MIME
+from repro.lockfile import sha256
+from repro.paths import KERNELSPECS
+from repro.plan import RunPlan
+
+METRICS_SCHEMA = "repro.metrics/1"
+
+
+def write(path: Path, content: str | bytes) -> None:
+    """Write via a temporary file and rename, so no file is ever half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+    os.replace(tmp, path)
+
+
+def published(notebook) -> tuple[dict, dict]:
+    """The JSON results (by kind) and the named PNG plots that the kernel displayed."""
+    results, plots = {}, {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if MIME in data:
+                results[data[MIME]["kind"]] = data[MIME]["data"]
+            name = output.get("metadata", {}).get("repro", {}).get("plot")
+            if name and "image/png" in data:
+                plots[name] = base64.b64decode(data["image/png"])
+    return results, plots
+
+
+def raw_csv(samples: dict) -> str:
+    """One row per timed step: phase, index, seconds, samples/s."""
+    buffer = io.StringIO()
+    rows = csv.writer(buffer)
+    rows.writerow(["phase", "step", "seconds", "batch_size", "samples_per_s"])
+    batch = samples["batch_size"]
+    phases = [("first_call", [samples["first_call_s"]]), ("warmup", samples["warmup_s"]),
+              ("measured", samples["step_s"])]  # fmt: skip
+    for phase, times in phases:
+        for i, seconds in enumerate(times):
+            rows.writerow([phase, i, f"{seconds:.9f}", batch, f"{batch / seconds:.4f}"])
+    return buffer.getvalue()
+
+
+def run_script(plan: RunPlan, run_context: dict) -> str:
+    args = ["run", plan.workload["name"], "--framework", plan.framework]
+    args += ["--unpinned", "--python", plan.python] if plan.python else ["--kernel", plan.kernel]
+    args += [a for k, v in plan.params.items() for a in ("-p", f"{k}={v}")]
+    git = run_context["git"]
+    return (
+        "#!/usr/bin/env bash\n"
+        f"# Reruns repro run {run_context['run_id']}. Recorded at git commit "
+        f"{git.get('commit')}{' (dirty tree)' if git.get('dirty') else ''}:\n"
+        "# from a checkout of that commit, with the project's environment (`make .venv`), run:\n"
+        "set -euo pipefail\n"
+        f"exec \"${{REPRO:-repro}}\" {shlex.join(args)}\n"
+    )
+
+
+def finalize(plan: RunPlan, run_dir: Path, run_context: dict, error: str | None = None) -> dict:
+    """Write every file of the run folder from its report; return metrics.json's content."""
+    report = run_dir / "report.ipynb"
+    notebook = nbformat.read(report, as_version=4) if report.is_file() else None
+    results, plots = published(notebook) if notebook else ({}, {})
+    measured = dict(results.get("metrics", {}))
+    samples = measured.pop("samples", None)
+    if error is None and samples is None:
+        error = "the report recorded no metrics"
+    papermill_meta = notebook.metadata.get("papermill", {}) if notebook else {}
+    metrics = {
+        "schema": METRICS_SCHEMA,
+        "status": "failed" if error else "ok",
+        "error": error,
+        "run_id": run_context["run_id"],
+        "workload": plan.workload["name"],
+        "framework": plan.framework,
+        "kernel": plan.kernel,
+        "pinned": run_context["lock"] is not None,
+        "lock_ok": (run_context["lock"] or {}).get("ok"),
+        "params": plan.params,
+        "model": results.get("model"),
+        "summary": measured or None,
+        "samples": samples,
+        "started_at": papermill_meta.get("start_time"),
+        "finished_at": papermill_meta.get("end_time"),
+        "duration_s": papermill_meta.get("duration"),
+    }
+    environment = results.get("environment")
+    if environment:
+        write(run_dir / "environment.json", json.dumps(environment, indent=1) + "\n")
+        write(run_dir / "hardware.md", hardware_markdown(environment))
+    if samples:
+        write(run_dir / "raw_metrics.csv", raw_csv(samples))
+    for name, png in plots.items():
+        write(run_dir / "plots" / f"{name}.png", png)
+    if plan.kernel != "unpinned":
+        write(run_dir / "requirements.lock", (KERNELSPECS / plan.kernel / "requirements.lock").read_bytes())
+    write(run_dir / "run.sh", run_script(plan, run_context))
+    (run_dir / "run.sh").chmod(0o755)
+    if notebook:
+        notebook.metadata["repro"] = {"run": run_context, "status": metrics["status"],
+                                      "environment": environment}  # fmt: skip
+        write(report, nbformat.writes(notebook))
+        html, _ = HTMLExporter(embed_images=True).from_notebook_node(notebook)
+        write(run_dir / "report.html", html)
+    write(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    write_manifest(run_dir)
+    return metrics
+
+
+def write_manifest(run_dir: Path) -> None:
+    """`sha256sum -c`-compatible hashes of every file in the run folder."""
+    files = sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name != "MANIFEST.sha256")
+    lines = [f"{sha256(p).hexdigest()}  {p.relative_to(run_dir).as_posix()}" for p in files]
+    write(run_dir / "MANIFEST.sha256", "\n".join(lines) + "\n")

@@ -1,0 +1,164 @@
+"""Pinned Jupyter kernels: build from the lock, register, verify (driver side).
+
+A kernel is a virtual environment under `.kernels/<name>` installed with `pip --require-hashes`
+from `kernelspecs/<name>/requirements.lock`, registered as the kernelspec `repro-<name>` in the
+project-local Jupyter data dir `.jupyter/`. The environment holds exactly the locked
+distributions (it is created without pip; the driver's pip installs into it), and the kernel
+finds the in-kernel part of `repro` through PYTHONPATH, so code edits need no reinstall.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro.errors import DriftError, ReproError, UserError
+from repro.lockfile import sha256
+from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
+
+COMPILE_FLAGS = [
+    "--generate-hashes", "--allow-unsafe", "--strip-extras",
+    "--no-emit-index-url", "--no-emit-find-links",  # locks must not name machine paths
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str  # kernelspecs/ folder name, or "unpinned"
+    python: Path
+    lock: Path | None  # None when unpinned
+
+    @property
+    def spec_name(self) -> str:
+        return f"repro-{self.name}"
+
+
+def available() -> list[str]:
+    return sorted(p.parent.name for p in KERNELSPECS.glob("*/requirements.lock"))
+
+
+def jupyter_env() -> None:
+    """Make this process (and papermill) find the project's kernelspecs."""
+    paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
+    if str(JUPYTER_DATA) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(JUPYTER_DATA), *filter(None, paths)])
+
+
+def _run(cmd: list, what: str, **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+        raise ReproError(f"{what} failed (exit {done.returncode}):\n{tail}")
+    return done
+
+
+def build(name: str, log=sys.stderr) -> Kernel:
+    """(Re)create the environment of kernel `name` from its lock, hashes checked by pip."""
+    lock = KERNELSPECS / name / "requirements.lock"
+    venv = KERNELS / name
+    marker = venv / "repro-lock.sha256"  # written last: its absence means "not (fully) built"
+    print(f"building kernel {name} from {lock.relative_to(ROOT)} (first time: a few minutes)",
+          file=log)  # fmt: skip
+    start = time.perf_counter()
+    shutil.rmtree(venv, ignore_errors=True)
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], f"creating {venv}")
+    python = venv / "bin" / "python"
+    _run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "--quiet",
+         "--require-hashes", "--no-deps", "--only-binary=:all:", "-r", lock],
+        f"installing {lock.relative_to(ROOT)}",
+    )  # fmt: skip
+    marker.write_text(sha256(lock).hexdigest())
+    print(f"kernel {name} built in {time.perf_counter() - start:.0f} s", file=log)
+    return Kernel(name, python, lock)
+
+
+def register(kernel: Kernel, pinned: bool = True) -> Path:
+    """Write the kernelspec into the project-local Jupyter data dir."""
+    folder = JUPYTER_DATA / "kernels" / kernel.spec_name
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [str(kernel.python), "-Xfrozen_modules=off", "-m", "ipykernel_launcher",
+                 "-f", "{connection_file}"],  # fmt: skip
+        "display_name": f"repro {kernel.name}" + ("" if pinned else " (unpinned)"),
+        "language": "python",
+        "env": {"PYTHONPATH": str(ROOT), "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+        "metadata": {"repro": {"kernel": kernel.name, "pinned": pinned}},
+    }
+    (folder / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
+    return folder
+
+
+def ensure(name: str, log=sys.stderr) -> Kernel:
+    """The pinned kernel `name`, built first if missing or built from another lock."""
+    if name not in available():
+        raise UserError(f"unknown kernel {name!r}; choose one of: {', '.join(available())}")
+    lock = KERNELSPECS / name / "requirements.lock"
+    marker = KERNELS / name / "repro-lock.sha256"
+    if marker.is_file() and marker.read_text() == sha256(lock).hexdigest():
+        kernel = Kernel(name, KERNELS / name / "bin" / "python", lock)
+    else:
+        kernel = build(name, log)
+    register(kernel)
+    return kernel
+
+
+def unpinned(python: str) -> Kernel:
+    """A kernel on an existing interpreter (a GPU box's preinstalled stack, say). Not verified."""
+    path = shutil.which(python) or python
+    if not Path(path).is_file():
+        raise UserError(f"python interpreter not found: {python}")
+    probe = subprocess.run([path, "-c", "import ipykernel"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise UserError(f"{path} cannot run a notebook kernel: install ipykernel into it first")
+    kernel = Kernel("unpinned", Path(path), None)
+    register(kernel, pinned=False)
+    return kernel
+
+
+def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
+    """Check the kernel's installed files against its lock, in the kernel's own interpreter.
+
+    Drift raises DriftError listing every difference, unless `allow_drift`, in which case the
+    result (with its problems) is returned for the report to show at the top.
+    """
+    if kernel.lock is None:
+        return None
+    done = _run(
+        [kernel.python, "-m", "repro.lockfile", kernel.lock],
+        f"verifying kernel {kernel.name}",
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    check = json.loads(done.stdout)
+    if not check["ok"] and not allow_drift:
+        from repro.lockfile import LockCheck
+
+        problems = LockCheck(**{k: v for k, v in check.items() if k != "ok"}).problems()
+        raise DriftError(
+            f"kernel {kernel.name} differs from {kernel.lock.relative_to(ROOT)} "
+            f"({len(problems)} differences):\n  " + "\n  ".join(problems[:50])
+            + f"\nRebuild it with `make kernels REBUILD=1`, or run with --allow-drift "
+            "(the report then shows the drift at the top)."
+        )
+    return check
+
+
+def compile_lock(name: str, log=sys.stderr) -> Path:
+    """Recompile kernelspecs/<name>/requirements.lock from its requirements.in with pip-tools."""
+    folder = KERNELSPECS / name
+    if not (folder / "requirements.in").is_file():
+        raise UserError(f"no requirements.in for kernel {name!r}; kernels: {', '.join(available())}")
+    print(f"compiling {folder.relative_to(ROOT)}/requirements.lock", file=log)
+    _run(
+        [sys.executable, "-m", "piptools", "compile", "--quiet", *COMPILE_FLAGS,
+         "--output-file", f"kernelspecs/{name}/requirements.lock", f"kernelspecs/{name}/requirements.in"],
+        f"compiling the lock of {name}",
+        cwd=ROOT,
+    )  # fmt: skip
+    return folder / "requirements.lock"

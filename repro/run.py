@@ -1,0 +1,79 @@
+"""One run, top to bottom: plan -> kernel -> executed notebook -> run folder (driver side)."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro import __version__, kernels
+from repro.errors import ReproError, RunFailed
+from repro.execute import execute
+from repro.finalize import finalize
+from repro.lockfile import sha256
+from repro.paths import ROOT
+from repro.plan import RunPlan
+
+
+@dataclass(frozen=True)
+class Run:
+    folder: Path
+    metrics: dict
+
+
+def git_state() -> dict:
+    """The project's commit and whether the working tree differs from it."""
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()  # fmt: skip
+        status = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as error:
+        return {"commit": None, "dirty": None, "reason": f"git unavailable: {error}"}
+    return {"commit": commit, "dirty": bool(status.strip()), "reason": None}
+
+
+def new_run_dir(plan: RunPlan) -> Path:
+    """runs/<UTC time>_<workload>_<framework>_<short id>/, created here and never reused."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    folder = plan.runs_dir / f"{stamp}_{plan.workload['name']}_{plan.framework}_{secrets.token_hex(3)}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
+    """Execute `plan`; the run folder is complete (status ok or failed) unless a bug intervenes."""
+    kernel = kernels.unpinned(plan.python) if plan.python else kernels.ensure(plan.kernel, log)
+    lock_check = kernels.verify(kernel, allow_drift=plan.allow_drift)
+    folder = new_run_dir(plan)
+    run_context = {
+        "run_id": folder.name,
+        "repro_version": __version__,
+        "kernel": plan.kernel,
+        "python": str(kernel.python),
+        "lock": lock_check,
+        "lock_file": str(kernel.lock.relative_to(ROOT)) if kernel.lock else None,
+        "drift_allowed": plan.allow_drift,
+        "template": {"path": plan.template.name, "sha256": sha256(plan.template).hexdigest()},
+        "git": git_state(),
+        "command": argv,
+    }
+    print(f"run {folder.name}: executing {plan.template.name} in kernel {kernel.spec_name}", file=log)
+    error = None
+    try:
+        execute(plan, kernel, folder, run_context)
+    except RunFailed as failure:
+        error = str(failure)
+    except KeyboardInterrupt:
+        error = "interrupted by the user"
+    metrics = finalize(plan, folder, run_context, error)
+    print(f"run folder: {folder}", file=log)
+    if metrics["status"] != "ok":
+        raise RunFailed(f"run failed: {metrics['error']}\nthe partial report is in {folder}")
+    return Run(folder, metrics)
+
+
+__all__ = ["Run", "run", "ReproError"]

@@ -1,0 +1,34 @@
+"""Shared fixtures. Integration tests drive the real CLI in a subprocess, exactly as a user would,
+with the real pinned kernels (built on first use) and a temporary runs/ folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).with_name("fixtures")
+SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=1"]  # seconds, not minutes
+
+
+def repro(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run the `repro` CLI as a user would; output captured as text."""
+    return subprocess.run([sys.executable, "-m", "repro", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+
+
+def run_folders(runs_dir: Path) -> list[Path]:
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.exists() else []
+
+
+def read_metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
