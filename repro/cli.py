@@ -13,7 +13,13 @@ from repro.errors import ReproError
 def _params_help() -> str:
     lines = ["parameters (-p name=value; defaults from the workload spec where not shown):"]
     for p in plan.PARAMS.values():
-        extra = f" [{'|'.join(p.choices)}]" if p.choices else f" (>= {p.minimum})" if p.minimum is not None else ""
+        extra = (
+            f" [{'|'.join(p.choices)}]"
+            if p.choices
+            else f" (>= {p.minimum})"
+            if p.minimum is not None
+            else ""
+        )
         default = "" if p.default is None else f", default {p.default}"
         lines.append(f"  {p.name:<11} {p.type.__name__}{extra}: {p.help}{default}")
     return "\n".join(lines)
@@ -23,19 +29,36 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="repro", description="Reproducible framework benchmarks.")
     sub = top.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a workload notebook in a pinned kernel",
-                         epilog=_params_help(), formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    run = sub.add_parser(
+        "run",
+        help="run a workload notebook in a pinned kernel",
+        epilog=_params_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("workload", nargs="?", default=plan.DEFAULT_WORKLOAD)
-    run.add_argument("-f", "--framework", default=plan.DEFAULT_FRAMEWORK,
-                     help=f"one of {', '.join(plan.FRAMEWORKS)} (default {plan.DEFAULT_FRAMEWORK})")  # fmt: skip
+    run.add_argument(
+        "-f",
+        "--framework",
+        default=plan.DEFAULT_FRAMEWORK,
+        help=f"one of {', '.join(plan.FRAMEWORKS)} (default {plan.DEFAULT_FRAMEWORK})",
+    )
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("--kernel", help="kernelspecs/ folder to use (default <framework>-cpu)")
-    run.add_argument("--unpinned", action="store_true",
-                     help="run in an existing interpreter instead of a pinned kernel")  # fmt: skip
-    run.add_argument("--python", default=sys.executable,
-                     help="the interpreter for --unpinned (default: this one)")  # fmt: skip
-    run.add_argument("--allow-drift", action="store_true",
-                     help="run even if the kernel differs from its lock (shown in the report)")  # fmt: skip
+    run.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="run in an existing interpreter instead of a pinned kernel",
+    )
+    run.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter for --unpinned (default: this one)",
+    )
+    run.add_argument(
+        "--allow-drift",
+        action="store_true",
+        help="run even if the kernel differs from its lock (shown in the report)",
+    )
     run.add_argument("--template", help="a custom template notebook (advanced)")
     run.add_argument("--runs-dir", help="where run folders go (default runs/)")
 
@@ -57,20 +80,30 @@ def main(argv: list[str] | None = None) -> int:
             from repro.run import run
 
             request = plan.resolve(
-                args.workload, args.framework, plan.parse_assignments(args.param),
-                kernel=args.kernel, unpinned_python=args.python if args.unpinned else None,
-                allow_drift=args.allow_drift, template=args.template, runs_dir=args.runs_dir,
-            )  # fmt: skip
+                args.workload,
+                args.framework,
+                plan.parse_assignments(args.param),
+                kernel=args.kernel,
+                unpinned_python=args.python if args.unpinned else None,
+                allow_drift=args.allow_drift,
+                template=args.template,
+                runs_dir=args.runs_dir,
+            )
             result = run(request, argv=sys.argv[1:] if argv is None else argv)
             thr = result.metrics["summary"]["throughput"]["samples_per_s"]
-            print(f"{request.workload['name']} / {request.framework}: {thr:.2f} samples/s "
-                  f"-> {result.folder}")  # fmt: skip
+            print(
+                f"{request.workload['name']} / {request.framework}: {thr:.2f} samples/s "
+                f"-> {result.folder}"
+            )
         elif args.command == "kernels":
             for name in args.names or kernels.available():
                 kernel = kernels.build(name) if args.rebuild else kernels.ensure(name)
                 kernels.register(kernel)
                 check = kernels.verify(kernel)
-                print(f"{kernel.spec_name}: {kernel.python} ({check['files_checked']:,} files match the lock)")
+                print(
+                    f"{kernel.spec_name}: {kernel.python} "
+                    f"({check['files_checked']:,} files match the lock)"
+                )
         elif args.command == "lock":
             for name in args.names or kernels.available():
                 kernels.compile_lock(name)

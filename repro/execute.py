@@ -51,7 +51,8 @@ def banner(plan: RunPlan, run_context: dict) -> str:
 
 
 def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> Path:
-    """Run the template into `run_dir/report.ipynb`; RunFailed if a cell raises or the kernel dies."""
+    """Run the template into `run_dir/report.ipynb`; RunFailed if a cell raises or the kernel
+    dies."""
     jupyter_env()
     notebook = nbformat.read(plan.template, as_version=4)
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))

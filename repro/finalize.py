@@ -18,13 +18,14 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from repro.capture import hardware_markdown
 from repro import MIME
+from repro.capture import hardware_markdown
 from repro.lockfile import sha256
 from repro.paths import KERNELSPECS
 from repro.plan import RunPlan
 
 METRICS_SCHEMA = "repro.metrics/1"
+HTML_TEMPLATE = Path(__file__).with_name("html") / "repro.html.j2"  # offline, images embedded
 
 
 def write(path: Path, content: str | bytes) -> None:
@@ -55,8 +56,11 @@ def raw_csv(samples: dict) -> str:
     rows = csv.writer(buffer)
     rows.writerow(["phase", "step", "seconds", "batch_size", "samples_per_s"])
     batch = samples["batch_size"]
-    phases = [("first_call", [samples["first_call_s"]]), ("warmup", samples["warmup_s"]),
-              ("measured", samples["step_s"])]  # fmt: skip
+    phases = [
+        ("first_call", [samples["first_call_s"]]),
+        ("warmup", samples["warmup_s"]),
+        ("measured", samples["step_s"]),
+    ]
     for phase, times in phases:
         for i, seconds in enumerate(times):
             rows.writerow([phase, i, f"{seconds:.9f}", batch, f"{batch / seconds:.4f}"])
@@ -74,7 +78,7 @@ def run_script(plan: RunPlan, run_context: dict) -> str:
         f"{git.get('commit')}{' (dirty tree)' if git.get('dirty') else ''}:\n"
         "# from a checkout of that commit, with the project's environment (`make .venv`), run:\n"
         "set -euo pipefail\n"
-        f"exec \"${{REPRO:-repro}}\" {shlex.join(args)}\n"
+        f'exec "${{REPRO:-repro}}" {shlex.join(args)}\n'
     )
 
 
@@ -115,14 +119,21 @@ def finalize(plan: RunPlan, run_dir: Path, run_context: dict, error: str | None 
     for name, png in plots.items():
         write(run_dir / "plots" / f"{name}.png", png)
     if plan.kernel != "unpinned":
-        write(run_dir / "requirements.lock", (KERNELSPECS / plan.kernel / "requirements.lock").read_bytes())
+        write(
+            run_dir / "requirements.lock",
+            (KERNELSPECS / plan.kernel / "requirements.lock").read_bytes(),
+        )
     write(run_dir / "run.sh", run_script(plan, run_context))
     (run_dir / "run.sh").chmod(0o755)
     if notebook:
-        notebook.metadata["repro"] = {"run": run_context, "status": metrics["status"],
-                                      "environment": environment}  # fmt: skip
+        notebook.metadata["repro"] = {
+            "run": run_context,
+            "status": metrics["status"],
+            "environment": environment,
+        }
         write(report, nbformat.writes(notebook))
-        html, _ = HTMLExporter(embed_images=True).from_notebook_node(notebook)
+        exporter = HTMLExporter(embed_images=True, template_file=str(HTML_TEMPLATE))
+        html, _ = exporter.from_notebook_node(notebook)
         write(run_dir / "report.html", html)
     write(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     write_manifest(run_dir)

@@ -23,9 +23,12 @@ from repro.lockfile import sha256
 from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
 
 COMPILE_FLAGS = [
-    "--generate-hashes", "--allow-unsafe", "--strip-extras",
-    "--no-emit-index-url", "--no-emit-find-links",  # locks must not name machine paths
-]  # fmt: skip
+    "--generate-hashes",
+    "--allow-unsafe",
+    "--strip-extras",
+    "--no-emit-index-url",
+    "--no-emit-find-links",  # locks must not name machine paths
+]
 
 
 @dataclass(frozen=True)
@@ -63,17 +66,31 @@ def build(name: str, log=sys.stderr) -> Kernel:
     lock = KERNELSPECS / name / "requirements.lock"
     venv = KERNELS / name
     marker = venv / "repro-lock.sha256"  # written last: its absence means "not (fully) built"
-    print(f"building kernel {name} from {lock.relative_to(ROOT)} (first time: a few minutes)",
-          file=log)  # fmt: skip
+    print(
+        f"building kernel {name} from {lock.relative_to(ROOT)} (first time: a few minutes)",
+        file=log,
+    )
     start = time.perf_counter()
     shutil.rmtree(venv, ignore_errors=True)
     _run([sys.executable, "-m", "venv", "--without-pip", venv], f"creating {venv}")
     python = venv / "bin" / "python"
     _run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "--quiet",
-         "--require-hashes", "--no-deps", "--only-binary=:all:", "-r", lock],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--quiet",
+            "--require-hashes",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-r",
+            lock,
+        ],
         f"installing {lock.relative_to(ROOT)}",
-    )  # fmt: skip
+    )
     marker.write_text(sha256(lock).hexdigest())
     print(f"kernel {name} built in {time.perf_counter() - start:.0f} s", file=log)
     return Kernel(name, python, lock)
@@ -84,8 +101,14 @@ def register(kernel: Kernel, pinned: bool = True) -> Path:
     folder = JUPYTER_DATA / "kernels" / kernel.spec_name
     folder.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [str(kernel.python), "-Xfrozen_modules=off", "-m", "ipykernel_launcher",
-                 "-f", "{connection_file}"],  # fmt: skip
+        "argv": [
+            str(kernel.python),
+            "-Xfrozen_modules=off",
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+        ],
         "display_name": f"repro {kernel.name}" + ("" if pinned else " (unpinned)"),
         "language": "python",
         "env": {"PYTHONPATH": str(ROOT), "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
@@ -142,8 +165,9 @@ def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
         problems = LockCheck(**{k: v for k, v in check.items() if k != "ok"}).problems()
         raise DriftError(
             f"kernel {kernel.name} differs from {kernel.lock.relative_to(ROOT)} "
-            f"({len(problems)} differences):\n  " + "\n  ".join(problems[:50])
-            + f"\nRebuild it with `make kernels REBUILD=1`, or run with --allow-drift "
+            f"({len(problems)} differences):\n  "
+            + "\n  ".join(problems[:50])
+            + "\nRebuild it with `make kernels REBUILD=1`, or run with --allow-drift "
             "(the report then shows the drift at the top)."
         )
     return check
@@ -153,12 +177,23 @@ def compile_lock(name: str, log=sys.stderr) -> Path:
     """Recompile kernelspecs/<name>/requirements.lock from its requirements.in with pip-tools."""
     folder = KERNELSPECS / name
     if not (folder / "requirements.in").is_file():
-        raise UserError(f"no requirements.in for kernel {name!r}; kernels: {', '.join(available())}")
+        raise UserError(
+            f"no requirements.in for kernel {name!r}; kernels: {', '.join(available())}"
+        )
     print(f"compiling {folder.relative_to(ROOT)}/requirements.lock", file=log)
     _run(
-        [sys.executable, "-m", "piptools", "compile", "--quiet", *COMPILE_FLAGS,
-         "--output-file", f"kernelspecs/{name}/requirements.lock", f"kernelspecs/{name}/requirements.in"],
+        [
+            sys.executable,
+            "-m",
+            "piptools",
+            "compile",
+            "--quiet",
+            *COMPILE_FLAGS,
+            "--output-file",
+            f"kernelspecs/{name}/requirements.lock",
+            f"kernelspecs/{name}/requirements.in",
+        ],
         f"compiling the lock of {name}",
         cwd=ROOT,
-    )  # fmt: skip
+    )
     return folder / "requirements.lock"

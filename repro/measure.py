@@ -58,7 +58,9 @@ def run(
     for i in range(1, steps + 1):
         measured.append(timed(step, sync, clock))
         if i % report_every == 0 or i == steps:
-            print(f"measured {i}/{steps} steps, median {np.median(measured) * 1e3:.1f} ms", file=log)
+            print(
+                f"measured {i}/{steps} steps, median {np.median(measured) * 1e3:.1f} ms", file=log
+            )
     return Measurement(batch_size, first, warm, tuple(measured))
 
 
@@ -66,9 +68,13 @@ def _bootstrap_ci(samples: np.ndarray, statistic, seed: int) -> list[float] | No
     if len(samples) < 2 or np.ptp(samples) == 0:
         return None
     result = stats.bootstrap(
-        (samples,), statistic, confidence_level=0.95, n_resamples=2000,
-        method="percentile", rng=np.random.default_rng(seed),
-    )  # fmt: skip
+        (samples,),
+        statistic,
+        confidence_level=0.95,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
 
 

@@ -58,11 +58,16 @@ PARAMS = {
         Param("steps", int, "measured steps (each one timed and kept)", 20, minimum=1),
         Param("warmup", int, "warm-up steps after the first call, not measured", 5, minimum=0),
         Param("mode", str, "what is measured", choices=("inference",)),
-        Param("precision", str, "numeric precision, set explicitly in every framework",
-              choices=("fp32", "tf32")),  # fmt: skip
+        Param(
+            "precision",
+            str,
+            "numeric precision, set explicitly in every framework",
+            choices=("fp32", "tf32"),
+        ),
         Param("seed", int, "seed for Python, NumPy, the framework and the inputs", 0, minimum=0),
-        Param("threads", int, "CPU threads for the framework; 0 = every core available", 0,
-              minimum=0),  # fmt: skip
+        Param(
+            "threads", int, "CPU threads for the framework; 0 = every core available", 0, minimum=0
+        ),
         Param("device", str, "where the model runs", "auto", choices=("auto", "cpu", "gpu")),
     ]
 }
@@ -134,9 +139,7 @@ def resolve(
     spec = specs[workload]
     unknown = sorted(set(params or {}) - set(PARAMS))
     if unknown:
-        raise UserError(
-            f"unknown parameter {unknown[0]!r}; valid parameters: {', '.join(PARAMS)}"
-        )
+        raise UserError(f"unknown parameter {unknown[0]!r}; valid parameters: {', '.join(PARAMS)}")
     resolved = {}
     for name, param in PARAMS.items():
         if params and name in params:
@@ -153,7 +156,8 @@ def resolve(
         kernel_name = kernel or f"{framework}-cpu"
         if kernel_name not in choices:
             raise UserError(
-                f"unknown kernel {kernel_name!r} for {framework}; choose one of: {', '.join(choices)}"
+                f"unknown kernel {kernel_name!r} for {framework}; "
+                f"choose one of: {', '.join(choices)}"
             )
     template_path = Path(template) if template else TEMPLATES / f"{spec['task']}.ipynb"
     if not template_path.is_file():

@@ -57,8 +57,10 @@ def environment(fw, run_context: dict) -> dict:
     env["settings"] = fw.settings()
     env["run"] = run_context
     gpu = env["gpu"]
-    gpus = ", ".join(g.get("name", "?") for g in gpu["nvidia_smi"]["query"]) if gpu["present"] else (
-        f"none ({gpu['reason']})"
+    gpus = (
+        ", ".join(g.get("name", "?") for g in gpu["nvidia_smi"]["query"])
+        if gpu["present"]
+        else (f"none ({gpu['reason']})")
     )
     lock = run_context.get("lock") or {}
     rows = {
@@ -75,8 +77,11 @@ def environment(fw, run_context: dict) -> dict:
         "seed": fw.seed,
         "precision": fw.precision,
         "kernel": run_context.get("kernel"),
-        "lock": (f"sha256 {lock['lock_sha256'][:12]}…, verified: {lock['ok']}" if lock
-                 else "unpinned: no lock"),  # fmt: skip
+        "lock": (
+            f"sha256 {lock['lock_sha256'][:12]}…, verified: {lock['ok']}"
+            if lock
+            else "unpinned: no lock"
+        ),
         "git commit": run_context.get("git", {}).get("commit"),
         "packages": f"{len(env['packages'])} installed (full list in environment.json)",
     }
@@ -101,7 +106,9 @@ def model_summary(fw, net, model: dict) -> dict:
         "parameters (framework count)": f"{counted:,}",
         "parameters (analytic)": f"{info['params_analytic']:,}"
         + (" ✓" if counted == info["params_analytic"] else " ✗ MISMATCH"),
-        "forward GFLOPs per sample (analytic, 2×MACs)": f"{info['flops_per_sample_analytic'] / 1e9:.3f}",
+        "forward GFLOPs per sample (analytic, 2×MACs)": (
+            f"{info['flops_per_sample_analytic'] / 1e9:.3f}"
+        ),
     }
     return publish("model", info, table(rows, ("model", "")))
 
@@ -119,8 +126,9 @@ def results(m: measure.Measurement, fw, seed: int = 0) -> dict:
         "throughput (samples/s)": f"{thr['samples_per_s']:.2f}{ci(thr['ci95'], '{:.2f}')}",
         "median latency per batch (ms)": f"{lat['median']:.2f}{ci(lat['median_ci95'], '{:.2f}')}",
         "p90 / p95 / p99 (ms)": f"{lat['p90']:.2f} / {lat['p95']:.2f} / {lat['p99']:.2f}",
-        "mean ± std (ms), CV": f"{lat['mean']:.2f} ± {lat['std']:.2f}, "
-        f"{lat['cv']:.1%}" if lat["cv"] is not None else "—",
+        "mean ± std (ms), CV": f"{lat['mean']:.2f} ± {lat['std']:.2f}, {lat['cv']:.1%}"
+        if lat["cv"] is not None
+        else "—",
         "min / max (ms)": f"{lat['min']:.2f} / {lat['max']:.2f}",
         "measured steps × batch": f"{lat['n']} × {m.batch_size}",
         "first call (s)": f"{m.first_call_s:.3f}",
@@ -128,7 +136,9 @@ def results(m: measure.Measurement, fw, seed: int = 0) -> dict:
         "peak host RSS (MiB)": f"{memory['host_peak_rss_bytes'] / 2**20:.0f}",
         "peak device memory (MiB)": f"{memory['device_peak_bytes'] / 2**20:.0f}"
         if memory["device_peak_bytes"]
-        else "not applicable (CPU run)" if fw.device == "cpu" else "unavailable",
+        else "not applicable (CPU run)"
+        if fw.device == "cpu"
+        else "unavailable",
     }
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
     data = {**summary, "memory": memory, "samples": m.to_dict()}
@@ -149,11 +159,16 @@ def plot_steps(m: measure.Measurement) -> None:
     sns.set_theme(style="whitegrid")
     phases = ["first call"] + ["warm-up"] * len(m.warmup_s) + ["measured"] * len(m.step_s)
     times = [m.first_call_s, *m.warmup_s, *m.step_s]
-    frame = pd.DataFrame({"step": range(len(times)), "ms": np.asarray(times) * 1e3, "phase": phases})
+    frame = pd.DataFrame(
+        {"step": range(len(times)), "ms": np.asarray(times) * 1e3, "phase": phases}
+    )
     fig, ax = plt.subplots(figsize=(7, 3))
     sns.scatterplot(data=frame, x="step", y="ms", hue="phase", ax=ax)
-    ax.set(title="Time per step (first call and warm-up excluded from statistics)",
-           ylabel="ms per batch", yscale="log" if m.first_call_s > 10 * max(times[1:]) else "linear")  # fmt: skip
+    ax.set(
+        title="Time per step (first call and warm-up excluded from statistics)",
+        ylabel="ms per batch",
+        yscale="log" if m.first_call_s > 10 * max(times[1:]) else "linear",
+    )
     show_figure(fig, "step_times")
 
     fig, ax = plt.subplots(figsize=(7, 3))

@@ -27,10 +27,15 @@ class Run:
 def git_state() -> dict:
     """The project's commit and whether the working tree differs from it."""
     try:
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()  # fmt: skip
-        status = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+        commit = subprocess.run(
+            ["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as error:
         return {"commit": None, "dirty": None, "reason": f"git unavailable: {error}"}
     return {"commit": commit, "dirty": bool(status.strip()), "reason": None}
@@ -39,7 +44,9 @@ def git_state() -> dict:
 def new_run_dir(plan: RunPlan) -> Path:
     """runs/<UTC time>_<workload>_<framework>_<short id>/, created here and never reused."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    folder = plan.runs_dir / f"{stamp}_{plan.workload['name']}_{plan.framework}_{secrets.token_hex(3)}"
+    folder = (
+        plan.runs_dir / f"{stamp}_{plan.workload['name']}_{plan.framework}_{secrets.token_hex(3)}"
+    )
     folder.mkdir(parents=True, exist_ok=False)
     return folder
 
@@ -61,7 +68,9 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
         "git": git_state(),
         "command": argv,
     }
-    print(f"run {folder.name}: executing {plan.template.name} in kernel {kernel.spec_name}", file=log)
+    print(
+        f"run {folder.name}: executing {plan.template.name} in kernel {kernel.spec_name}", file=log
+    )
     error = None
     try:
         execute(plan, kernel, folder, run_context)

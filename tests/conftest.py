@@ -17,8 +17,9 @@ SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=1"]  # seconds, no
 
 def repro(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the `repro` CLI as a user would; output captured as text."""
-    return subprocess.run([sys.executable, "-m", "repro", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "repro", *args], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
 
 
 def run_folders(runs_dir: Path) -> list[Path]:

@@ -24,8 +24,9 @@ class Adapter:
 
     name = ""
 
-    def __init__(self, device: str = "auto", threads: int = 0, seed: int = 0,
-                 precision: str = "fp32") -> None:  # fmt: skip
+    def __init__(
+        self, device: str = "auto", threads: int = 0, seed: int = 0, precision: str = "fp32"
+    ) -> None:
         available = sorted(os.sched_getaffinity(0))
         self.threads = threads or len(available)
         if self.threads < len(available):  # the same cores for every framework, JAX included
@@ -72,7 +73,7 @@ class Adapter:
 
 
 def load(name: str, **options) -> Adapter:
-    """The adapter for framework `name`, set up with `options` (device, threads, seed, precision)."""
+    """The adapter for framework `name`, set up with device, threads, seed and precision."""
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown framework {name!r}; choose one of {', '.join(FRAMEWORKS)}")
     module = importlib.import_module(f"repro.frameworks.{name}")

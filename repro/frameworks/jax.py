@@ -16,7 +16,8 @@ class Adapter(Base):
     def setup(self, device: str) -> str:
         # fp32 means full-precision matmuls (JAX defaults to TF32-like precision on GPUs).
         jax.config.update(
-            "jax_default_matmul_precision", "tensorfloat32" if self.precision == "tf32" else "highest"
+            "jax_default_matmul_precision",
+            "tensorfloat32" if self.precision == "tf32" else "highest",
         )
         has_gpu = any(d.platform == "gpu" for d in jax.devices())
         picked = self.pick(device, has_gpu)
@@ -32,7 +33,9 @@ class Adapter(Base):
             "backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
             "matmul_precision": jax.config.jax_default_matmul_precision,
-            "xla_flags": jax.config.values.get("xla_flags") if hasattr(jax.config, "values") else None,
+            "xla_flags": jax.config.values.get("xla_flags")
+            if hasattr(jax.config, "values")
+            else None,
         }
 
     def build(self, model: dict):

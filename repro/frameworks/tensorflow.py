@@ -1,4 +1,5 @@
-"""TensorFlow adapter (Keras 3 models). Steps run as a `tf.function` graph; the first call traces."""
+"""TensorFlow adapter (Keras 3 models). Steps run as a `tf.function` graph; the first call
+traces it."""
 
 from __future__ import annotations
 

@@ -29,7 +29,9 @@ class Adapter(Base):
             "version": torch.__version__,
             "git_version": torch.version.git_version,
             "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "cudnn": torch.backends.cudnn.version()
+            if torch.backends.cudnn.is_available()
+            else None,
             "mkldnn": torch.backends.mkldnn.is_available(),
             "intra_op_threads": torch.get_num_threads(),
             "inter_op_threads": torch.get_num_interop_threads(),

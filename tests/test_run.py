@@ -1,0 +1,163 @@
+"""End to end: the real template in each real pinned kernel, through the CLI, on a small preset."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import FIXTURES, ROOT, SMALL, read_metrics, repro, run_folders
+
+from repro import kernels
+
+pytestmark = pytest.mark.kernel
+
+RUN_FILES = {
+    "report.ipynb",
+    "report.html",
+    "metrics.json",
+    "raw_metrics.csv",
+    "environment.json",
+    "hardware.md",
+    "requirements.lock",
+    "run.sh",
+    "MANIFEST.sha256",
+    "plots/step_times.png",
+    "plots/latency_distribution.png",
+}
+
+
+def one_run(runs_dir: Path) -> Path:
+    folders = run_folders(runs_dir)
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def manifest_ok(folder: Path) -> bool:
+    for line in (folder / "MANIFEST.sha256").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
+def test_run_produces_a_complete_run_folder(framework, runs_dir):
+    done = repro("run", "resnet-tiny", "-f", framework, *SMALL, "--runs-dir", str(runs_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = one_run(runs_dir)
+    assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_resnet-tiny_{framework}_[0-9a-f]{{6}}", folder.name)
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert files == RUN_FILES
+
+    metrics = read_metrics(folder)
+    assert metrics["schema"] == "repro.metrics/1" and metrics["status"] == "ok"
+    assert metrics["framework"] == framework and metrics["pinned"] and metrics["lock_ok"]
+    assert metrics["params"]["batch_size"] == 2 and metrics["params"]["steps"] == 5
+    assert len(metrics["samples"]["step_s"]) == 5 and len(metrics["samples"]["warmup_s"]) == 1
+    summary = metrics["summary"]
+    assert summary["latency_ms"]["p50"] == pytest.approx(summary["latency_ms"]["median"])
+    assert summary["throughput"]["samples_per_s"] == pytest.approx(
+        2 * 5 / sum(metrics["samples"]["step_s"]), rel=1e-9
+    )
+    assert metrics["model"]["params"] == metrics["model"]["params_analytic"] == 511_514
+
+    with (folder / "raw_metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["phase"] for r in rows].count("measured") == 5
+
+    env = json.loads((folder / "environment.json").read_text())
+    assert env["schema"] == "repro.environment/1"
+    assert env["gpu"]["present"] is False and env["gpu"]["reason"]  # "none", not an error
+    assert env["framework"]["name"] == framework and env["framework"]["version"]
+    assert env["settings"]["threads"] == metrics["params"]["threads"]
+    assert env["run"]["lock"]["ok"] and env["run"]["git"]["commit"]
+    assert any(line.startswith("numpy==") for line in env["packages"])
+    assert env["cpu"]["lscpu"]
+
+    notebook = nbformat.read(folder / "report.ipynb", as_version=4)
+    assert notebook.metadata["papermill"]["parameters"]["framework"] == framework
+    assert notebook.metadata["repro"]["run"]["run_id"] == folder.name
+    assert "Pinned kernel: every installed file matches the lock" in notebook.cells[0].source
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in notebook.cells)
+    html = (folder / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2  # self-contained: images embedded,
+    assert not re.search(
+        r"<script[^>]+src=|import\s+\w+\s+from\s+['\"]https?:", html
+    )  # no CDN code
+    assert (folder / "requirements.lock").read_bytes() == (
+        ROOT / "kernelspecs" / f"{framework}-cpu" / "requirements.lock"
+    ).read_bytes()
+    assert f"--framework {framework}" in (folder / "run.sh").read_text()
+    assert manifest_ok(folder)
+
+
+def test_a_failing_cell_keeps_the_report_marked_failed(runs_dir):
+    done = repro(
+        "run",
+        "resnet-tiny",
+        "--template",
+        str(FIXTURES / "failing.ipynb"),
+        "--runs-dir",
+        str(runs_dir),
+    )
+    assert done.returncode == 1
+    assert "planted failure for the tests" in done.stderr
+    folder = one_run(runs_dir)
+    metrics = read_metrics(folder)
+    assert metrics["status"] == "failed" and "planted failure" in metrics["error"]
+    notebook = nbformat.read(folder / "report.ipynb", as_version=4)
+    assert "An Exception was encountered" in notebook.cells[0].source  # papermill's banner on top
+    assert any("step one ran" in str(c.get("outputs")) for c in notebook.cells)
+    assert (folder / "report.html").is_file() and manifest_ok(folder)
+
+
+def test_unpinned_mode_runs_in_an_existing_interpreter_and_says_so(runs_dir):
+    python = kernels.ensure("torch-cpu").python  # an interpreter that has torch and ipykernel
+    done = repro(
+        "run",
+        "resnet-tiny",
+        *SMALL,
+        "--unpinned",
+        "--python",
+        str(python),
+        "--runs-dir",
+        str(runs_dir),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = one_run(runs_dir)
+    metrics = read_metrics(folder)
+    assert metrics["pinned"] is False and metrics["kernel"] == "unpinned"
+    notebook = nbformat.read(folder / "report.ipynb", as_version=4)
+    assert "UNPINNED" in notebook.cells[0].source
+    env = json.loads((folder / "environment.json").read_text())
+    assert any(p.startswith("torch==") for p in env["packages"])  # the versions found
+    assert not (folder / "requirements.lock").exists()
+
+
+def test_drift_stops_the_run_unless_allowed(runs_dir):
+    kernel = kernels.ensure("torch-cpu")
+    site = next((kernel.python.parents[1] / "lib").glob("python3*/site-packages"))
+    planted = site / "six.py" if (site / "six.py").exists() else next(site.glob("*/__init__.py"))
+    original = planted.read_bytes()
+    try:
+        planted.write_bytes(original + b"\n# planted drift\n")
+        refused = repro("run", "resnet-tiny", *SMALL, "--runs-dir", str(runs_dir))
+        assert refused.returncode == 3
+        assert "differs from kernelspecs/torch-cpu/requirements.lock" in refused.stderr
+        assert planted.relative_to(site).as_posix() in refused.stderr
+        assert run_folders(runs_dir) == []
+
+        allowed = repro("run", "resnet-tiny", *SMALL, "--allow-drift", "--runs-dir", str(runs_dir))
+        assert allowed.returncode == 0, allowed.stderr[-3000:]
+        folder = one_run(runs_dir)
+        notebook = nbformat.read(folder / "report.ipynb", as_version=4)
+        assert "DRIFT ALLOWED" in notebook.cells[0].source
+        assert planted.relative_to(site).as_posix() in notebook.cells[0].source
+        assert read_metrics(folder)["lock_ok"] is False
+    finally:
+        planted.write_bytes(original)
