@@ -36,7 +36,9 @@ kernels: venv ## Build (if needed), register and verify every pinned kernel; REB
 lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (pip-tools, hashes)
 	$(REPRO) lock
 
-test: venv ## Run the test suite: unit tests, then real notebooks in the real kernels
+test: venv ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(REPRO) kernels
 	$(VENV)/bin/python -m pytest
 

@@ -7,7 +7,6 @@ banner at the top that links to the failing cell.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -57,10 +56,6 @@ def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> 
     notebook = nbformat.read(plan.template, as_version=4)
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))
     output = run_dir / "report.ipynb"
-    interactive = sys.stderr.isatty()
-    if not interactive:  # one log line per cell instead of a progress bar flooding CI logs
-        logging.getLogger("papermill").setLevel(logging.INFO)
-        logging.basicConfig(format="%(message)s", stream=sys.stderr)
     try:
         papermill.execute_notebook(
             notebook,
@@ -68,8 +63,10 @@ def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> 
             parameters=plan.notebook_parameters(run_context),
             kernel_name=kernel.spec_name,
             cwd=str(run_dir),
-            progress_bar=interactive,
+            progress_bar=sys.stderr.isatty(),  # a bar per cell in a terminal, none in CI logs
             log_output=False,
+            stdout_file=sys.stderr,  # the kernel's own progress lines, live
+            stderr_file=sys.stderr,
             request_save_on_cell_execute=True,
             start_timeout=120,
         )

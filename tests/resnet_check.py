@@ -90,12 +90,15 @@ def transfer_target(framework: str):
 
         return keras_transfer, resnet_keras.build(TINY), keras_forward
     if framework == "jax":
+        import jax
+
         from repro.models import resnet_flax
 
         module, variables = resnet_flax.build(TINY, seed=SEED)
 
         def flax_forward(variables, x, train):
-            y, updates = module.apply(variables, x, train=train, mutable=["batch_stats"])
+            apply = jax.jit(module.apply, static_argnames=("train", "mutable"))
+            y, updates = apply(variables, x, train=train, mutable=("batch_stats",))
             return np.asarray(y), np.asarray(updates["batch_stats"]["bn1"]["mean"])
 
         return transfer.torch_state_to_flax, variables, flax_forward

@@ -4,6 +4,11 @@ Framework-free (stdlib only) so the driver can read configs, count parameters an
 without importing a framework. The architecture is ResNet v1.5 as in torchvision: bottleneck
 blocks (1x1 -> 3x3 -> 1x1, expansion 4) with the stride on the 3x3 conv, a 1x1 conv + BN
 projection shortcut where the shape changes, and symmetric ("torch") padding everywhere.
+
+The three implementations compute the same function in eval and train mode (BN eps 1e-5,
+momentum torch 0.1 == Keras/Flax 0.9). One BN difference no option removes: in training torch
+updates running_var with the unbiased batch variance (x n/(n-1), n = N*H*W), Keras and Flax
+with the biased one, so running variances drift apart by that factor per step.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """ResNet v1.5 in Flax Linen, NHWC, numerically matching resnet_torch.
 
-    x (N, H, W, 3) -> stem -> layer1..layer4 -> global avg pool -> fc -> logits (N, classes)
+Shapes: x (N, H, W, 3) -> stem -> layer1..layer4 -> global avg pool -> fc -> logits (N, classes)
 
 Submodule names follow torch: top level "conv1", "bn1", "layer{s}_{i}" (a Bottleneck with
 "conv1".."bn3", "downsample_0", "downsample_1") and "fc". Matching torch exactly means explicit

@@ -1,6 +1,6 @@
 """ResNet v1.5 in Keras 3 (TensorFlow backend), NHWC, numerically matching resnet_torch.
 
-    x (N, H, W, 3) -> stem -> layer1..layer4 -> global avg pool -> fc -> logits (N, classes)
+Shapes: x (N, H, W, 3) -> stem -> layer1..layer4 -> global avg pool -> fc -> logits (N, classes)
 
 Layer names are the torch module names with "." -> "_" (e.g. "layer1_0_downsample_0"), which
 is all repro.models.transfer relies on. Matching torch exactly means:

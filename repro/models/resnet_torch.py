@@ -1,6 +1,6 @@
 """ResNet v1.5 in PyTorch (NCHW). Module names follow torchvision, so state_dicts match.
 
-    x (N, 3, H, W) -> stem -> layer1..layer4 -> global avg pool -> fc -> logits (N, classes)
+Shapes: x (N, 3, H, W) -> stem -> layer1..layer4 -> global avg pool -> fc -> logits (N, classes)
 """
 
 from __future__ import annotations

@@ -73,7 +73,9 @@ def _modules(state_dict: Mapping[str, np.ndarray]) -> dict[str, tuple[str, dict[
         elif weight is not None and weight.ndim == 2:
             kind = "linear"
         else:
-            raise TransferError(f"cannot tell the kind of torch module {module!r}: {sorted(tensors)}")
+            raise TransferError(
+                f"cannot tell the kind of torch module {module!r}: {sorted(tensors)}"
+            )
         unmapped = sorted(set(tensors) - set(MAPPING[kind]))
         if unmapped:
             raise TransferError(f"unmapped torch keys {[f'{module}.{t}' for t in unmapped]}")
@@ -141,7 +143,9 @@ def torch_state_to_flax(
             _, (collection, leaf), layout = MAPPING[kind][tensor]
             path = (collection, *_flax_path(module), leaf)
             if path not in target:
-                raise TransferError(f"unmapped torch key {module}.{tensor}: no Flax {path}")
+                raise TransferError(
+                    f"unmapped torch key {module}.{tensor}: no Flax variable {'/'.join(path)}"
+                )
             value = layout(value)
             _check_shape(f"{module}.{tensor}", "/".join(path), value, target[path].shape)
             new[path] = jnp.asarray(value, dtype=target[path].dtype)

@@ -1,0 +1,106 @@
+"""ResNet: the analytic config, and proof that the torch, Keras and Flax models are one model.
+
+The driver process has no framework; each framework check runs tests/resnet_check.py in that
+framework's pinned kernel interpreter and reads back one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from repro import kernels
+from repro.models.resnet import ResNetConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECK = ROOT / "tests" / "resnet_check.py"
+FRAMEWORKS = ("torch", "tensorflow", "jax")
+RESNET50_PARAMS = 25_557_032  # torchvision resnet50
+TINY = ResNetConfig(depths=(1, 1, 1, 1), width=16, num_classes=10, image_size=64)
+TOLERANCE = 1e-4  # max |logit difference|, fp32
+
+
+@pytest.fixture(scope="session")
+def interpreters() -> dict[str, Path]:
+    """Framework -> the interpreter of its pinned kernel (built first if missing)."""
+    return {fw: kernels.ensure(f"{fw}-cpu").python for fw in FRAMEWORKS}
+
+
+def run_check(interpreters: dict[str, Path], framework: str, *args: str) -> dict:
+    python = interpreters[framework]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CUDA_VISIBLE_DEVICES": "",  # CPU everywhere: no TF32 or GPU kernels in the numbers
+        "JAX_PLATFORMS": "cpu",
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    proc = subprocess.run(
+        [str(python), str(CHECK), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"{framework} check {args} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- analytic config (driver only) --------------------------------------------------------
+
+
+def test_resnet50_param_count_and_flops() -> None:
+    cfg = ResNetConfig()
+    assert cfg.num_params() == RESNET50_PARAMS
+    assert ResNetConfig(depths=(3, 4, 23, 3)).num_params() == 44_549_160  # resnet101
+    assert cfg.flops_per_sample() == 8_178_368_512  # 4.09 GMACs, the usual "4.1 GFLOPs"
+
+
+def test_from_dict() -> None:
+    cfg = ResNetConfig.from_dict({"depths": [1, 1, 1, 1], "width": 16, "num_classes": 10})
+    assert cfg.depths == (1, 1, 1, 1) and cfg.width == 16 and cfg.image_size == 224
+    hash(cfg)  # frozen and hashable: usable as a Flax module field
+    with pytest.raises(ValueError, match="valid keys are.*depths"):
+        ResNetConfig.from_dict({"depth": [3, 4, 6, 3]})
+
+
+# -- each framework counts the analytic number of parameters ------------------------------
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_framework_param_counts(interpreters, framework: str) -> None:
+    counted = run_check(interpreters, framework, "params", framework)
+    print(f"{framework}: {counted}")
+    assert counted == {"resnet50": RESNET50_PARAMS, "tiny": TINY.num_params()}
+
+
+# -- same weights, same outputs ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def torch_reference(interpreters, tmp_path_factory) -> Path:
+    """Tiny torch ResNet (random BN stats) with its input and outputs, saved as .npz."""
+    path = tmp_path_factory.mktemp("resnet") / "torch_reference.npz"
+    stats = run_check(interpreters, "torch", "reference", str(path))
+    assert stats["logit_std"] > 0.05, f"degenerate reference logits: {stats}"
+    return path
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "jax"])
+def test_transfer_matches_torch(interpreters, torch_reference: Path, framework: str) -> None:
+    result = run_check(interpreters, framework, "compare", framework, str(torch_reference))
+    print(f"{framework} vs torch: {result}")
+    for key in ("max_abs_diff", "train_max_abs_diff", "running_mean_max_abs_diff"):
+        assert result[key] < TOLERANCE, f"{framework} vs torch {key} = {result[key]:.3g}"
+    # broken state_dicts are refused whole, with a message naming the culprit
+    errors = result["errors"]
+    assert errors["unmapped"] and "layer9" in errors["unmapped"], errors
+    assert errors["shape"] and "fc" in errors["shape"] and "(11,)" in errors["shape"], errors
+    assert errors["missing"] and "bn3" in errors["missing"], errors
