@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ from scipy import stats
 
 HIGH_CV = 0.10  # pyperf warns at the same ratio of std to mean
 FEW_SAMPLES = 10
+STEADY_WINDOW = 3  # warm-up ends when two consecutive windows of this many steps agree...
+STEADY_TOLERANCE = 0.05  # ...within 5% of their medians
 
 
 @dataclass(frozen=True)
@@ -26,16 +29,34 @@ class Measurement:
     first_call_s: float  # compile or cold start, synchronised
     warmup_s: tuple[float, ...]  # steps run to reach steady state, not summarised
     step_s: tuple[float, ...]  # every measured step, in order
+    steady: bool  # whether warm-up ended by detection (False: it hit its cap)
+    outputs: tuple = ()  # what every step returned (all phases), when kept: training losses
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "outputs"}
 
 
 def timed(step: Callable[[], object], sync: Callable[[object], None], clock=time.perf_counter):
-    """Seconds for one synchronised call of `step`."""
+    """One synchronised call of `step`: (seconds, what it returned)."""
     start = clock()
-    sync(step())
-    return clock() - start
+    out = step()
+    sync(out)
+    return clock() - start, out
+
+
+def clock(fn: Callable, *args):
+    """(fn(*args), seconds): for one-off phases such as building the model."""
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
+def is_steady(times: list[float], window: int = STEADY_WINDOW) -> bool:
+    """True when the last `window` step times have the median of the `window` before them."""
+    if len(times) < 2 * window:
+        return False
+    last, before = np.median(times[-window:]), np.median(times[-2 * window : -window])
+    return bool(abs(last / before - 1) <= STEADY_TOLERANCE)
 
 
 def run(
@@ -45,23 +66,56 @@ def run(
     batch_size: int,
     warmup: int,
     steps: int,
+    keep_outputs: bool = False,
+    around_measured: AbstractContextManager | None = None,
     clock: Callable[[], float] = time.perf_counter,
     log=sys.stdout,
 ) -> Measurement:
-    """First call, `warmup` steps, then `steps` measured steps, each synchronised."""
-    first = timed(step, sync, clock)
+    """First call; warm-up until steady (at most `warmup` steps); `steps` measured steps.
+
+    Every step is synchronised before the clock is read. `keep_outputs` keeps every step's
+    return value (a training loss) without reading it during the loop, so no extra
+    device-to-host copy lands inside the timed window. `around_measured` (an energy meter, say)
+    is entered just before the measured steps and left right after them.
+    """
+    outputs = []  # kept from every phase: a loss curve starts at the first step
+
+    def call() -> float:
+        seconds, out = timed(step, sync, clock)
+        if keep_outputs:
+            outputs.append(out)
+        return seconds
+
+    first = call()
     print(f"first call: {first:.3f} s (includes compilation / cold start)", file=log)
-    warm = tuple(timed(step, sync, clock) for _ in range(warmup))
-    print(f"warm-up: {warmup} steps, {sum(warm):.2f} s", file=log)
-    measured = []
+    warm: list[float] = []
+    while len(warm) < warmup and not is_steady(warm):
+        warm.append(call())
+    steady = is_steady(warm) or warmup == 0
+    state = "steady" if steady else "NOT steady: cap reached"
+    print(f"warm-up: {len(warm)} steps, {sum(warm):.2f} s ({state})", file=log)
+    measured: list[float] = []
     report_every = max(1, steps // 5)
-    for i in range(1, steps + 1):
-        measured.append(timed(step, sync, clock))
-        if i % report_every == 0 or i == steps:
-            print(
-                f"measured {i}/{steps} steps, median {np.median(measured) * 1e3:.1f} ms", file=log
-            )
-    return Measurement(batch_size, first, warm, tuple(measured))
+    with around_measured or nullcontext():
+        for i in range(1, steps + 1):
+            measured.append(call())
+            if i % report_every == 0 or i == steps:
+                median_ms = np.median(measured) * 1e3
+                print(f"measured {i}/{steps} steps, median {median_ms:.1f} ms", file=log)
+    return Measurement(batch_size, first, tuple(warm), tuple(measured), steady, tuple(outputs))
+
+
+def lr_schedule(peak: float, warmup_steps: int, total_steps: int) -> np.ndarray:
+    """Learning rate per step: linear warm-up from 0 to `peak`, then cosine decay to 0.
+
+    Computed once here and handed to every framework as a table, so PyTorch, Keras and optax
+    follow the very same schedule.
+    """
+    steps = np.arange(total_steps, dtype=np.float64)
+    warm = peak * steps / max(1, warmup_steps)
+    progress = (steps - warmup_steps) / max(1, total_steps - warmup_steps)
+    cosine = 0.5 * peak * (1 + np.cos(np.pi * np.clip(progress, 0, 1)))
+    return np.where(steps < warmup_steps, warm, cosine).astype(np.float32)
 
 
 def _bootstrap_ci(samples: np.ndarray, statistic, seed: int) -> list[float] | None:
@@ -108,7 +162,16 @@ def summarize(m: Measurement, seed: int = 0) -> dict:
         "throughput": throughput,
         "first_call_s": m.first_call_s,
         "warmup_steps": len(m.warmup_s),
-        "warnings": warnings(ms),
+        "warmup_steady": m.steady,
+        "warnings": warnings(ms)
+        + (
+            []
+            if m.steady
+            else [
+                f"Warm-up hit its cap ({len(m.warmup_s)} steps) before step times settled: "
+                "rerun with a larger warmup."
+            ]
+        ),
     }
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 
 from repro.errors import UserError
+from repro.frameworks import COMPILE_MODES, FRAMEWORKS
 from repro.paths import KERNELSPECS, RUNS, TEMPLATES
 
 WORKLOADS_DIR = Path(__file__).with_name("workloads")
-FRAMEWORKS = ("torch", "tensorflow", "jax")
 DEFAULT_WORKLOAD, DEFAULT_FRAMEWORK = "resnet-50", "torch"
 
 
@@ -28,18 +28,19 @@ class Param:
     help: str
     default: Any = None  # None: taken from the workload spec
     choices: tuple = ()
-    minimum: int | None = None
+    minimum: float | None = None
 
     def parse(self, raw: str) -> Any:
         """Convert a command-line string to this parameter's type, or raise UserError."""
-        if self.type is int:
-            try:
-                value = int(raw)
-            except ValueError:
-                raise UserError(f"{self.name} must be an integer, got {raw!r}") from None
-        else:
-            value = raw
-        return self.check(value)
+        if self.type is bool:
+            if raw.lower() not in BOOLEANS:
+                raise UserError(f"{self.name} must be true or false, got {raw!r}")
+            return BOOLEANS[raw.lower()]
+        try:
+            return self.check(self.type(raw))
+        except ValueError:
+            kind = {int: "an integer", float: "a number"}.get(self.type, "a string")
+            raise UserError(f"{self.name} must be {kind}, got {raw!r}") from None
 
     def check(self, value: Any) -> Any:
         if self.choices and value not in self.choices:
@@ -51,24 +52,55 @@ class Param:
         return value
 
 
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 PARAMS = {
     p.name: p
     for p in [
         Param("batch_size", int, "samples per step", minimum=1),
         Param("steps", int, "measured steps (each one timed and kept)", 20, minimum=1),
-        Param("warmup", int, "warm-up steps after the first call, not measured", 5, minimum=0),
-        Param("mode", str, "what is measured", choices=("inference",)),
+        Param(
+            "warmup",
+            int,
+            "most warm-up steps; warm-up ends early once step times settle",
+            50,
+            minimum=0,
+        ),
+        Param("mode", str, "what is measured", choices=("inference", "training")),
+        Param(
+            "compile",
+            str,
+            "how the step runs: auto is the framework's usual default "
+            "(torch eager|compile, tensorflow function|xla|eager, jax jit|eager)",
+            "auto",
+        ),
         Param(
             "precision",
             str,
-            "numeric precision, set explicitly in every framework",
-            choices=("fp32", "tf32"),
+            "set explicitly in every framework; bf16/fp16 are mixed precision "
+            "with fp32 weights (fp16: inference only)",
+            choices=("fp32", "tf32", "bf16", "fp16"),
+        ),
+        Param("deterministic", bool, "deterministic algorithms in every framework", False),
+        Param(
+            "lr",
+            float,
+            "peak learning rate of AdamW's warm-up + cosine schedule (training)",
+            1e-3,
+            minimum=0,
         ),
         Param("seed", int, "seed for Python, NumPy, the framework and the inputs", 0, minimum=0),
         Param(
             "threads", int, "CPU threads for the framework; 0 = every core available", 0, minimum=0
         ),
         Param("device", str, "where the model runs", "auto", choices=("auto", "cpu", "gpu")),
+        Param(
+            "price_per_hour",
+            float,
+            "machine price per hour for cost per 1,000 samples; 0 = not given",
+            0.0,
+            minimum=0,
+        ),
+        Param("country", str, "ISO 3166 alpha-3 code for codecarbon's CO2 estimate", "USA"),
     ]
 }
 
@@ -148,6 +180,24 @@ def resolve(
             resolved[name] = param.check(spec[name] if param.default is None else param.default)
     if resolved["threads"] == 0:  # recorded as a number, so a rerun uses the same count
         resolved["threads"] = len(os.sched_getaffinity(0))
+    modes = COMPILE_MODES[framework]
+    if resolved["compile"] == "auto":
+        resolved["compile"] = modes[0]
+    elif resolved["compile"] not in modes:
+        raise UserError(
+            f"compile={resolved['compile']!r} is not valid for {framework}; choose one of: "
+            f"auto, {', '.join(modes)}"
+        )
+    if resolved["mode"] == "training" and resolved["precision"] == "fp16":
+        raise UserError(
+            "precision=fp16 is for inference only (training would need loss "
+            "scaling); choose one of: fp32, tf32, bf16"
+        )
+    if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
+        raise UserError(
+            f"country must be a 3-letter ISO code such as USA or FRA, got {resolved['country']!r}"
+        )
+    resolved["country"] = resolved["country"].upper()
 
     if unpinned_python:
         kernel_name = "unpinned"

@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from repro import MIME, capture, measure, models
+from repro import MIME, capture, energy, measure, models
 
 
 def _plain(value):
@@ -90,7 +90,7 @@ def environment(fw, run_context: dict) -> dict:
     return publish("environment", env, f"{markdown}\n\n{variables}")
 
 
-def model_summary(fw, net, model: dict) -> dict:
+def model_summary(fw, net, model: dict, build_s: float) -> dict:
     """Parameter count as the framework counts it, checked against the analytic count."""
     cfg = models.config(model)
     counted = fw.count_params(net)
@@ -99,52 +99,140 @@ def model_summary(fw, net, model: dict) -> dict:
         "config": model.get("config", {}),
         "params": counted,
         "params_analytic": cfg.num_params(),
-        "flops_per_sample_analytic": cfg.flops_per_sample(),
+        "build_s": build_s,
     }
+    match = " ✓" if counted == info["params_analytic"] else " ✗ MISMATCH"
     rows = {
         "architecture": model["arch"],
         "parameters (framework count)": f"{counted:,}",
-        "parameters (analytic)": f"{info['params_analytic']:,}"
-        + (" ✓" if counted == info["params_analytic"] else " ✗ MISMATCH"),
-        "forward GFLOPs per sample (analytic, 2×MACs)": (
-            f"{info['flops_per_sample_analytic'] / 1e9:.3f}"
-        ),
+        "parameters (analytic)": f"{info['params_analytic']:,}{match}",
+        "build time (s)": f"{build_s:.2f}",
     }
     return publish("model", info, table(rows, ("model", "")))
 
 
-def results(m: measure.Measurement, fw, seed: int = 0) -> dict:
+def flops(fw, net, inputs, labels, model: dict, batch_size: int, mode: str) -> dict:
+    """FLOPs per step from the framework's counter, cross-checked with the analytic formula."""
+    analytic = (
+        models.config(model).flops_per_sample() * batch_size * (3 if mode == "training" else 1)
+    )
+    counted = fw.count_flops(net, inputs, labels, mode)
+    ratio = counted["flops"] / analytic if counted["flops"] else None
+    info = {**counted, "analytic": analytic, "ratio_to_analytic": ratio}
+    rows = {
+        f"counter ({counted['method']})": f"{counted['flops'] / 1e9:,.3f}"
+        if counted["flops"]
+        else f"unavailable: {counted.get('reason')}",
+        "analytic (2×MACs of convs and fc"
+        + ("; training = 3× forward)" if mode == "training" else ")"): f"{analytic / 1e9:,.3f}",
+        "counter / analytic": f"{ratio:.3f}" if ratio else "—",
+    }
+    return publish("flops", info, table(rows, ("GFLOPs per step", "")))
+
+
+def results(
+    m: measure.Measurement,
+    fw,
+    *,
+    flop_count: dict | None = None,
+    meter: energy.EnergyMeter | None = None,
+    price_per_hour: float = 0.0,
+    seed: int = 0,
+) -> dict:
     """Summarise a measurement, show its table, warnings and plots, and record it."""
     summary = measure.summarize(m, seed=seed)
     memory = fw.memory()
     lat, thr = summary["latency_ms"], summary["throughput"]
+    samples = m.batch_size * len(m.step_s)
+    summary["compute"] = compute = efficiency(fw, flop_count, lat["median"] / 1e3)
+    summary["cost"] = cost = (
+        {"price_per_hour": price_per_hour,
+         "per_1000_samples": price_per_hour / 3600 * 1000 / thr["samples_per_s"]}
+        if price_per_hour else None
+    )  # fmt: skip
+    summary["energy"] = meter.result(samples) if meter else None
+    losses = [fw.to_float(out) for out in m.outputs]
+    summary["loss"] = {"first": losses[0], "last": losses[-1], "curve": losses} if losses else None
 
     def ci(bounds, fmt):
         return f" (95% CI {fmt.format(bounds[0])}–{fmt.format(bounds[1])})" if bounds else ""
 
     rows = {
         "throughput (samples/s)": f"{thr['samples_per_s']:.2f}{ci(thr['ci95'], '{:.2f}')}",
-        "median latency per batch (ms)": f"{lat['median']:.2f}{ci(lat['median_ci95'], '{:.2f}')}",
+        "median time per step (ms)": f"{lat['median']:.2f}{ci(lat['median_ci95'], '{:.2f}')}",
         "p90 / p95 / p99 (ms)": f"{lat['p90']:.2f} / {lat['p95']:.2f} / {lat['p99']:.2f}",
         "mean ± std (ms), CV": f"{lat['mean']:.2f} ± {lat['std']:.2f}, {lat['cv']:.1%}"
         if lat["cv"] is not None
         else "—",
         "min / max (ms)": f"{lat['min']:.2f} / {lat['max']:.2f}",
         "measured steps × batch": f"{lat['n']} × {m.batch_size}",
-        "first call (s)": f"{m.first_call_s:.3f}",
-        "warm-up steps": summary["warmup_steps"],
+        "first call: compile / cold start (s)": f"{m.first_call_s:.3f}",
+        "warm-up steps": f"{summary['warmup_steps']} ("
+        + ("steady" if m.steady else "cap reached, not steady")
+        + ")",
+        "achieved TFLOP/s": f"{compute['achieved_tflops']:.4f} ({compute['flops_source']})"
+        if compute["achieved_tflops"] is not None
+        else "—",
+        "MFU": f"{compute['mfu']:.1%} of {compute['peak_source']}"
+        if compute["mfu"] is not None
+        else compute["peak_source"],
         "peak host RSS (MiB)": f"{memory['host_peak_rss_bytes'] / 2**20:.0f}",
         "peak device memory (MiB)": f"{memory['device_peak_bytes'] / 2**20:.0f}"
         if memory["device_peak_bytes"]
         else "not applicable (CPU run)"
         if fw.device == "cpu"
         else "unavailable",
+        "cost per 1,000 samples": f"{cost['per_1000_samples']:.6f} (at {price_per_hour}/hour)"
+        if cost
+        else "no price_per_hour given",
     }
+    if losses:
+        rows["training loss, first → last step"] = f"{losses[0]:.4f} → {losses[-1]:.4f}"
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
+    energy_md = "\n\n**Energy**\n\n" + energy.markdown(summary["energy"]) if meter else ""
     data = {**summary, "memory": memory, "samples": m.to_dict()}
-    published = publish("metrics", data, table(rows, ("metric", "value")) + notes)
+    published = publish("metrics", data, table(rows, ("metric", "value")) + notes + energy_md)
     plot_steps(m)
+    if losses:
+        plot_loss(losses, m)
     return published
+
+
+def efficiency(fw, flop_count: dict | None, step_s: float) -> dict:
+    """Achieved FLOP/s from the median step time, and MFU against the device's peak."""
+    from repro.peaks import peak_flops
+
+    flop_count = flop_count or {}
+    per_step = flop_count.get("flops") or flop_count.get("analytic")
+    source = "framework counter" if flop_count.get("flops") else "analytic FLOPs"
+    achieved = per_step / step_s if per_step else None
+    peak, peak_source = peak_flops(fw.device_name(), fw.precision)
+    return {
+        "flops_per_step": per_step,
+        "flops_source": source,
+        "achieved_tflops": achieved / 1e12 if achieved else None,
+        "peak_tflops": peak / 1e12 if peak else None,
+        "peak_source": peak_source,
+        "mfu": achieved / peak if achieved and peak else None,
+    }
+
+
+def plot_loss(losses: list[float], m: measure.Measurement) -> None:
+    """Training loss at every step: it must fall on the memorisable synthetic batch."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame({"step": range(len(losses)), "loss": losses, "phase": phases(m)})
+    fig, ax = plt.subplots(figsize=(7, 3))
+    sns.lineplot(data=frame, x="step", y="loss", color="0.6", ax=ax)
+    sns.scatterplot(data=frame, x="step", y="loss", hue="phase", ax=ax)
+    ax.set(title="Training loss per step (AdamW, warm-up + cosine schedule)", yscale="log")
+    show_figure(fig, "loss_curve")
+
+
+def phases(m: measure.Measurement) -> list[str]:
+    return ["first call"] + ["warm-up"] * len(m.warmup_s) + ["measured"] * len(m.step_s)
 
 
 def plot_steps(m: measure.Measurement) -> None:
@@ -157,10 +245,9 @@ def plot_steps(m: measure.Measurement) -> None:
     import seaborn as sns
 
     sns.set_theme(style="whitegrid")
-    phases = ["first call"] + ["warm-up"] * len(m.warmup_s) + ["measured"] * len(m.step_s)
     times = [m.first_call_s, *m.warmup_s, *m.step_s]
     frame = pd.DataFrame(
-        {"step": range(len(times)), "ms": np.asarray(times) * 1e3, "phase": phases}
+        {"step": range(len(times)), "ms": np.asarray(times) * 1e3, "phase": phases(m)}
     )
     fig, ax = plt.subplots(figsize=(7, 3))
     sns.scatterplot(data=frame, x="step", y="ms", hue="phase", ax=ax)

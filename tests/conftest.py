@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).with_name("fixtures")
-SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=1"]  # seconds, not minutes
+SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3"]  # seconds, not minutes
 
 
 def repro(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

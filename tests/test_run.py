@@ -45,26 +45,44 @@ def manifest_ok(folder: Path) -> bool:
     return True
 
 
+@pytest.mark.parametrize("mode", ["inference", "training"])
 @pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
-def test_run_produces_a_complete_run_folder(framework, runs_dir):
-    done = repro("run", "resnet-tiny", "-f", framework, *SMALL, "--runs-dir", str(runs_dir))
+def test_run_produces_a_complete_run_folder(framework, mode, runs_dir):
+    done = repro(
+        "run",
+        "resnet-tiny",
+        "-f",
+        framework,
+        *SMALL,
+        "-p",
+        f"mode={mode}",
+        "-p",
+        "price_per_hour=3.6",
+        "--runs-dir",
+        str(runs_dir),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     folder = one_run(runs_dir)
     assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_resnet-tiny_{framework}_[0-9a-f]{{6}}", folder.name)
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert files == RUN_FILES
+    assert files == RUN_FILES | ({"plots/loss_curve.png"} if mode == "training" else set())
 
     metrics = read_metrics(folder)
     assert metrics["schema"] == "repro.metrics/1" and metrics["status"] == "ok"
     assert metrics["framework"] == framework and metrics["pinned"] and metrics["lock_ok"]
     assert metrics["params"]["batch_size"] == 2 and metrics["params"]["steps"] == 5
-    assert len(metrics["samples"]["step_s"]) == 5 and len(metrics["samples"]["warmup_s"]) == 1
+    assert len(metrics["samples"]["step_s"]) == 5 and len(metrics["samples"]["warmup_s"]) <= 3
     summary = metrics["summary"]
     assert summary["latency_ms"]["p50"] == pytest.approx(summary["latency_ms"]["median"])
     assert summary["throughput"]["samples_per_s"] == pytest.approx(
         2 * 5 / sum(metrics["samples"]["step_s"]), rel=1e-9
     )
     assert metrics["model"]["params"] == metrics["model"]["params_analytic"] == 511_514
+    assert (
+        metrics["params"]["compile"]
+        == {"torch": "eager", "tensorflow": "function", "jax": "jit"}[framework]
+    )
+    check_figures(summary, framework, mode)
 
     with (folder / "raw_metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -94,6 +112,29 @@ def test_run_produces_a_complete_run_folder(framework, runs_dir):
     ).read_bytes()
     assert f"--framework {framework}" in (folder / "run.sh").read_text()
     assert manifest_ok(folder)
+
+
+def check_figures(summary: dict, framework: str, mode: str) -> None:
+    """FLOPs, MFU, energy, cost and loss: measured where they can be, labelled where not."""
+    compute = summary["compute"]
+    assert compute["flops_source"] == "framework counter"
+    assert (
+        0.8 < compute["flops_per_step"] / (2 * 18_589_696 * (3 if mode == "training" else 1)) < 1.25
+    )
+    assert compute["achieved_tflops"] > 0
+    assert compute["mfu"] is None and "CPU" in compute["peak_source"]  # no made-up CPU peak
+    energy = summary["energy"]
+    assert energy["gpu"]["status"] == "unavailable" and energy["gpu"]["reason"]
+    assert energy["codecarbon"]["status"] == "estimated" and energy["codecarbon"]["energy_kwh"] > 0
+    # 3.6 per hour = 0.001 per second
+    assert summary["cost"]["per_1000_samples"] == pytest.approx(
+        1000 / summary["throughput"]["samples_per_s"] * 0.001
+    )
+    if mode == "training":
+        losses = summary["loss"]["curve"]
+        assert len(losses) == 1 + summary["warmup_steps"] + 5 and losses[-1] < losses[0]
+    else:
+        assert summary["loss"] is None
 
 
 def test_a_failing_cell_keeps_the_report_marked_failed(runs_dir):

@@ -1,9 +1,10 @@
 """Framework adapters (in-kernel side): the only code that knows a framework's API.
 
-`load(name, ...)` imports just that framework's module, so a kernel never imports another
-framework. Each adapter sets up the process (threads, seeds, precision, device) before its
-framework runs any op, and supplies what the protocol in `repro.measure` needs: a step, a sync,
-and the memory and build facts for the report.
+`load(name, ...)` sets the process environment first (thread pools and determinism switches are
+read when a framework starts), then imports just that framework's module, so a kernel never
+imports another framework. Each adapter supplies what the protocol in `repro.measure` needs: a
+step for inference or training in the chosen compile mode and precision, a device sync, FLOP
+counts, and peak memory.
 """
 
 from __future__ import annotations
@@ -13,10 +14,34 @@ import os
 import random
 import resource
 
-import numpy as np
-
 FRAMEWORKS = ("torch", "tensorflow", "jax")
+COMPILE_MODES = {  # the first one is the framework's usual default
+    "torch": ("eager", "compile"),
+    "tensorflow": ("function", "xla", "eager"),
+    "jax": ("jit", "eager"),
+}
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+DETERMINISM_ENV = {  # read when the framework initialises its GPU backend
+    "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    "TF_DETERMINISTIC_OPS": "1",
+    "XLA_FLAGS": "--xla_gpu_deterministic_ops=true",
+}
+OPTIMIZER = {"name": "adamw", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}
+
+
+def prepare_process(threads: int, deterministic: bool) -> int:
+    """Pin the thread count (and CPU affinity) and set determinism variables; return threads."""
+    available = sorted(os.sched_getaffinity(0))
+    threads = threads or len(available)
+    if threads < len(available):  # the same cores for every framework, JAX included
+        os.sched_setaffinity(0, available[:threads])
+    for var in THREAD_ENV:
+        os.environ[var] = str(threads)
+    if deterministic:
+        for var, value in DETERMINISM_ENV.items():
+            current = os.environ.get(var, "")
+            os.environ[var] = f"{current} {value}".strip() if var == "XLA_FLAGS" else value
+    return threads
 
 
 class Adapter:
@@ -25,23 +50,27 @@ class Adapter:
     name = ""
 
     def __init__(
-        self, device: str = "auto", threads: int = 0, seed: int = 0, precision: str = "fp32"
+        self,
+        device: str = "auto",
+        threads: int = 0,
+        seed: int = 0,
+        precision: str = "fp32",
+        deterministic: bool = False,
     ) -> None:
-        available = sorted(os.sched_getaffinity(0))
-        self.threads = threads or len(available)
-        if self.threads < len(available):  # the same cores for every framework, JAX included
-            os.sched_setaffinity(0, available[: self.threads])
-        for var in THREAD_ENV:  # read by OpenMP/MKL when the framework loads
-            os.environ[var] = str(self.threads)
+        self.threads = threads or len(os.sched_getaffinity(0))  # load() pinned the process
         self.seed = seed
         random.seed(seed)
+        import numpy as np  # in-kernel only: the driver imports this module for its tables
+
         np.random.seed(seed)
         self.precision = precision
+        self.deterministic = deterministic
         self.requested_device = device
         self.device = self.setup(device)
 
+    # -- set up by each framework ------------------------------------------------------------
     def setup(self, device: str) -> str:
-        """Import and configure the framework; return the device used ("cpu" or "gpu")."""
+        """Configure the framework; return the device used ("cpu" or "gpu")."""
         raise NotImplementedError
 
     @staticmethod
@@ -50,12 +79,32 @@ class Adapter:
             raise RuntimeError("device='gpu' was asked for, but the framework sees no GPU")
         return "gpu" if device in ("auto", "gpu") and has_gpu else "cpu"
 
+    def device_name(self) -> str | None:
+        """The GPU's name (for its peak FLOP/s), or None on a CPU."""
+        raise NotImplementedError
+
+    def step(self, net, inputs, labels, *, mode: str, compile: str, lr_table=None):
+        """A zero-argument callable running one inference or training step."""
+        if compile not in COMPILE_MODES[self.name]:
+            raise ValueError(f"compile={compile!r}; {self.name} offers {COMPILE_MODES[self.name]}")
+        if mode == "training":
+            if self.precision == "fp16":
+                raise ValueError(
+                    "fp16 training needs loss scaling, which repro does not do: use bf16"
+                )
+            return self.training_step(net, inputs, labels, compile, lr_table)
+        return self.inference_step(net, inputs, compile)
+
+    # -- memory ------------------------------------------------------------------------------
     def memory(self) -> dict:
         """Peak host RSS of this kernel process, and the framework's peak device memory."""
         return {
             "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "device_peak_bytes": self.device_peak_bytes() if self.device == "gpu" else None,
         }
+
+    def reset_peak_memory(self) -> None:
+        """Reset the framework's peak-memory counter where it can (not JAX)."""
 
     def device_peak_bytes(self) -> int | None:
         return None
@@ -69,12 +118,16 @@ class Adapter:
             "affinity": sorted(os.sched_getaffinity(0)),
             "seed": self.seed,
             "precision": self.precision,
+            "deterministic": self.deterministic,
+            "optimizer": OPTIMIZER,
         }
 
 
 def load(name: str, **options) -> Adapter:
-    """The adapter for framework `name`, set up with device, threads, seed and precision."""
+    """The adapter for framework `name`, set up with device, threads, seed, precision and
+    deterministic."""
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown framework {name!r}; choose one of {', '.join(FRAMEWORKS)}")
+    options["threads"] = prepare_process(options.get("threads", 0), options.get("deterministic"))
     module = importlib.import_module(f"repro.frameworks.{name}")
     return module.Adapter(**options)

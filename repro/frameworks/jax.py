@@ -1,13 +1,18 @@
-"""JAX adapter (Flax Linen models). Dispatch is asynchronous, on CPU too: every timed step ends
-with `jax.block_until_ready`, otherwise the clock reads the dispatch time, not the compute time."""
+"""JAX adapter (Flax Linen models, optax). Dispatch is asynchronous, on CPU too: every timed step
+ends with `jax.block_until_ready`, otherwise the clock reads the dispatch time, not the compute."""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from repro import models
+from repro.frameworks import OPTIMIZER
 from repro.frameworks import Adapter as Base
+
+LOW_PRECISION = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
 
 
 class Adapter(Base):
@@ -15,51 +20,127 @@ class Adapter(Base):
 
     def setup(self, device: str) -> str:
         # fp32 means full-precision matmuls (JAX defaults to TF32-like precision on GPUs).
-        jax.config.update(
-            "jax_default_matmul_precision",
-            "tensorfloat32" if self.precision == "tf32" else "highest",
-        )
+        precision = "tensorfloat32" if self.precision == "tf32" else "highest"
+        jax.config.update("jax_default_matmul_precision", precision)
         has_gpu = any(d.platform == "gpu" for d in jax.devices())
         picked = self.pick(device, has_gpu)
         self.jax_device = jax.devices("gpu" if picked == "gpu" else "cpu")[0]
         return picked
 
     def info(self) -> dict:
+        import flax
         import jaxlib
 
         return {
             "version": jax.__version__,
             "jaxlib": jaxlib.__version__,
+            "flax": flax.__version__,
+            "optax": optax.__version__,
             "backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
             "matmul_precision": jax.config.jax_default_matmul_precision,
-            "xla_flags": jax.config.values.get("xla_flags")
-            if hasattr(jax.config, "values")
-            else None,
         }
 
     def build(self, model: dict):
         cfg = models.config(model)
         module, variables = models.native(model["arch"], self.name).build(cfg, seed=self.seed)
-        return module, jax.device_put(variables, self.jax_device)
+        variables = jax.block_until_ready(jax.device_put(variables, self.jax_device))
+        return module, variables
+
+    def device_name(self) -> str | None:
+        return self.jax_device.device_kind if self.device == "gpu" else None
 
     def count_params(self, net) -> int:
         _, variables = net
         return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables["params"]))
 
-    def to_native(self, batch: np.ndarray):
-        return jax.device_put(batch, self.jax_device)
+    def to_native(self, array: np.ndarray):
+        return jax.device_put(array, self.jax_device)
 
-    def inference_step(self, net, inputs):
-        module, variables = net
-        forward = jax.jit(lambda v, x: module.apply(v, x, train=False))
-        return lambda: forward(variables, inputs)
+    def cast(self, tree):
+        """Mixed precision: compute in bf16/fp16 from fp32 master values."""
+        dtype = LOW_PRECISION.get(self.precision)
+        if dtype is None:
+            return tree
+        return jax.tree_util.tree_map(
+            lambda a: a.astype(dtype) if a.dtype == jnp.float32 else a, tree
+        )
+
+    def _functions(self, net):
+        module, _ = net
+
+        def predict(variables, x):
+            return module.apply(self.cast(variables), self.cast(x), train=False)
+
+        def loss_and_stats(params, batch_stats, x, y):
+            logits, updates = module.apply(
+                self.cast({"params": params, "batch_stats": batch_stats}), self.cast(x),
+                train=True, mutable=["batch_stats"],
+            )  # fmt: skip
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
+            return loss.mean(), updates["batch_stats"]
+
+        return predict, loss_and_stats
+
+    @staticmethod
+    def compiled(fn, compile: str):
+        return jax.jit(fn) if compile == "jit" else fn
+
+    def inference_step(self, net, inputs, compile: str):
+        _, variables = net
+        predict = self.compiled(self._functions(net)[0], compile)
+        return lambda: predict(variables, inputs)
+
+    def training_step(self, net, inputs, labels, compile: str, lr_table):
+        _, variables = net
+        _, loss_and_stats = self._functions(net)
+        table = jnp.asarray(lr_table)
+        o = OPTIMIZER
+        optimizer = optax.adamw(lambda count: table[jnp.minimum(count, len(lr_table) - 1)],
+                                b1=o["beta1"], b2=o["beta2"], eps=o["eps"],
+                                weight_decay=o["weight_decay"])  # fmt: skip
+
+        def train(state, x, y):
+            params, batch_stats, opt_state = state
+            grad_fn = jax.value_and_grad(loss_and_stats, has_aux=True)
+            (loss, batch_stats), grads = grad_fn(params, batch_stats, x, y)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+
+        train = self.compiled(train, compile)
+        params = variables["params"]
+        state = (params, variables["batch_stats"], optimizer.init(params))
+
+        def step():
+            nonlocal state
+            state, loss = train(state, inputs, labels)
+            return loss
+
+        return step
+
+    def count_flops(self, net, inputs, labels, mode: str) -> dict:
+        """FLOPs of one step from XLA's cost analysis of the lowered computation."""
+        _, variables = net
+        predict, loss_and_stats = self._functions(net)
+        if mode == "training":
+            fn = jax.jit(jax.value_and_grad(loss_and_stats, has_aux=True))
+            args = (variables["params"], variables["batch_stats"], inputs, labels)
+        else:
+            fn, args = jax.jit(predict), (variables, inputs)
+        cost = fn.lower(*args).cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost  # a list in older JAX versions
+        flops = (cost or {}).get("flops")
+        if flops is None:
+            return {"flops": None, "method": "XLA cost_analysis", "reason": "no 'flops' entry"}
+        method = "XLA cost_analysis" + (" (forward + backward)" if mode == "training" else "")
+        return {"flops": int(flops), "method": method}
+
+    def to_float(self, value) -> float:
+        return float(value)
 
     def sync(self, out=None) -> None:
         jax.block_until_ready(out)
 
-    def reset_peak_memory(self) -> None:
-        pass  # JAX cannot reset its peak: one kernel process per measurement is the reset
-
     def device_peak_bytes(self) -> int | None:
+        # JAX cannot reset its peak: one kernel process per measurement is the reset.
         return self.jax_device.memory_stats().get("peak_bytes_in_use")

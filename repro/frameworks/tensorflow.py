@@ -1,5 +1,5 @@
-"""TensorFlow adapter (Keras 3 models). Steps run as a `tf.function` graph; the first call
-traces it."""
+"""TensorFlow adapter (Keras 3 models). Steps run eagerly, as a `tf.function` graph, or as a
+`tf.function` compiled by XLA; the first call traces (and compiles)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ info logs out of the report
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from repro import models  # noqa: E402
+from repro.frameworks import OPTIMIZER  # noqa: E402
 from repro.frameworks import Adapter as Base  # noqa: E402
+
+POLICY = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
 
 class Adapter(Base):
@@ -22,9 +26,12 @@ class Adapter(Base):
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:  # do not grab the whole GPU up front
             tf.config.experimental.set_memory_growth(gpu, True)
-        tf.keras.utils.set_random_seed(self.seed)
+        keras.utils.set_random_seed(self.seed)
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
         # TF enables TF32 on Ampere+ by default; set it explicitly either way.
         tf.config.experimental.enable_tensor_float_32_execution(self.precision == "tf32")
+        keras.mixed_precision.set_global_policy(POLICY.get(self.precision, "float32"))
         picked = self.pick(device, bool(gpus))
         self.tf_device = "/GPU:0" if picked == "gpu" else "/CPU:0"
         return picked
@@ -34,7 +41,8 @@ class Adapter(Base):
         return {
             "version": tf.__version__,
             "git_version": tf.version.GIT_VERSION,
-            "keras": tf.keras.__version__ if hasattr(tf.keras, "__version__") else None,
+            "keras": keras.__version__,
+            "keras_policy": keras.mixed_precision.global_policy().name,
             "cuda": build.get("cuda_version"),
             "cudnn": build.get("cudnn_version"),
             "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
@@ -44,19 +52,72 @@ class Adapter(Base):
 
     def build(self, model: dict):
         cfg = models.config(model)
+        keras.utils.set_random_seed(self.seed)  # the same initial weights however often built
         with tf.device(self.tf_device):
             return models.native(model["arch"], self.name).build(cfg)
+
+    def device_name(self) -> str | None:
+        if self.device == "cpu":
+            return None
+        gpu = tf.config.list_physical_devices("GPU")[0]
+        return tf.config.experimental.get_device_details(gpu).get("device_name")
 
     def count_params(self, net) -> int:
         return int(sum(np.prod(w.shape) for w in net.trainable_weights))
 
-    def to_native(self, batch: np.ndarray):
+    def to_native(self, array: np.ndarray):
         with tf.device(self.tf_device):
-            return tf.constant(batch)
+            return tf.constant(array)
 
-    def inference_step(self, net, inputs):
-        forward = tf.function(lambda x: net(x, training=False))
+    @staticmethod
+    def compiled(fn, compile: str):
+        if compile == "eager":
+            return fn
+        return tf.function(fn, jit_compile=compile == "xla")
+
+    def inference_step(self, net, inputs, compile: str):
+        forward = self.compiled(lambda x: net(x, training=False), compile)
         return lambda: forward(inputs)
+
+    def training_step(self, net, inputs, labels, compile: str, lr_table):
+        table = tf.constant(lr_table)
+        o = OPTIMIZER
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=lambda: table[tf.minimum(optimizer.iterations, len(lr_table) - 1)],
+            beta_1=o["beta1"], beta_2=o["beta2"], epsilon=o["eps"], weight_decay=o["weight_decay"],
+        )  # fmt: skip
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def train(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, tf.cast(net(x, training=True), tf.float32))
+            grads = tape.gradient(loss, net.trainable_variables)
+            optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+            return loss
+
+        train = self.compiled(train, compile)
+        return lambda: train(inputs, labels)
+
+    def count_flops(self, net, inputs, labels, mode: str) -> dict:
+        """FLOPs of the forward graph from TensorFlow's profiler (training: x3, the usual rule)."""
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+
+        try:
+            concrete = tf.function(lambda x: net(x, training=False)).get_concrete_function(inputs)
+            graph = convert_variables_to_constants_v2(concrete).graph
+            options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+            options["output"] = "none"
+            flops = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+        except Exception as error:  # the profiler is a v1 API and does not cover every op
+            return {"flops": None, "method": "tf.compat.v1.profiler", "reason": str(error)}
+        if mode == "training":
+            return {"flops": 3 * flops, "method": "tf.compat.v1.profiler forward x 3"}
+        return {"flops": int(flops), "method": "tf.compat.v1.profiler (forward graph)"}
+
+    def to_float(self, value) -> float:
+        return float(value.numpy())
 
     def sync(self, out=None) -> None:
         # Fetching a value to the host waits for the ops that produce it, on any device.

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from repro import models
+from repro.frameworks import OPTIMIZER
 from repro.frameworks import Adapter as Base
+
+LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Adapter(Base):
@@ -20,6 +24,9 @@ class Adapter(Base):
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
         torch.set_float32_matmul_precision("high" if tf32 else "highest")
+        if self.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
         picked = self.pick(device, torch.cuda.is_available())
         self.torch_device = torch.device("cuda" if picked == "gpu" else "cpu")
         return picked
@@ -42,24 +49,77 @@ class Adapter(Base):
 
     def build(self, model: dict):
         cfg = models.config(model)
-        net = models.native(model["arch"], self.name).build(cfg).to(self.torch_device).eval()
+        torch.manual_seed(self.seed)  # the same initial weights however often it is built
+        net = models.native(model["arch"], self.name).build(cfg).to(self.torch_device)
+        self.sync()
         return net
+
+    def device_name(self) -> str | None:
+        return torch.cuda.get_device_name(self.torch_device) if self.device == "gpu" else None
 
     def count_params(self, net) -> int:
         return sum(p.numel() for p in net.parameters())
 
-    def to_native(self, batch: np.ndarray):
-        """Channels-last numpy batch -> NCHW tensor on the device."""
-        return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).to(
-            self.torch_device
-        )
+    def to_native(self, array: np.ndarray):
+        """numpy -> tensor on the device; images go from channels-last to NCHW."""
+        if array.ndim == 4:
+            array = array.transpose(0, 3, 1, 2)
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.torch_device)
 
-    def inference_step(self, net, inputs):
+    def autocast(self):
+        dtype = LOW_PRECISION.get(self.precision)
+        return torch.autocast(self.torch_device.type, dtype=dtype, enabled=dtype is not None)
+
+    def inference_step(self, net, inputs, compile: str):
+        net.eval()
+        forward = torch.compile(net) if compile == "compile" else net
+
         @torch.inference_mode()
         def step():
-            return net(inputs)
+            with self.autocast():
+                return forward(inputs)
 
         return step
+
+    def training_step(self, net, inputs, labels, compile: str, lr_table):
+        net.train()
+        forward = torch.compile(net) if compile == "compile" else net
+        o = OPTIMIZER
+        optimizer = torch.optim.AdamW(net.parameters(), lr=float(lr_table[0]),
+                                      betas=(o["beta1"], o["beta2"]), eps=o["eps"],
+                                      weight_decay=o["weight_decay"])  # fmt: skip
+        count = 0
+
+        def step():
+            nonlocal count
+            for group in optimizer.param_groups:  # the shared schedule (repro.measure)
+                group["lr"] = float(lr_table[min(count, len(lr_table) - 1)])
+            optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                loss = F.cross_entropy(forward(inputs).float(), labels)
+            loss.backward()
+            optimizer.step()
+            count += 1
+            return loss.detach()
+
+        return step
+
+    def count_flops(self, net, inputs, labels, mode: str) -> dict:
+        """FLOPs of one step from torch's FlopCounterMode (forward, plus backward in training)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        net.train(mode == "training")
+        with FlopCounterMode(display=False) as counter, self.autocast():
+            if mode == "training":
+                F.cross_entropy(net(inputs).float(), labels).backward()
+            else:
+                with torch.no_grad():
+                    net(inputs)
+        net.zero_grad(set_to_none=True)
+        return {"flops": int(counter.get_total_flops()), "method": "torch FlopCounterMode"}
+
+    def to_float(self, value) -> float:
+        return float(value)
 
     def sync(self, _out=None) -> None:
         if self.device == "gpu":

@@ -27,10 +27,14 @@ def native(arch: str, framework: str):
     return importlib.import_module(f"repro.models.{arch}_{NATIVE[framework]}")
 
 
-def synthetic_inputs(cfg, batch_size: int, seed: int):
-    """A seeded random batch, channels-last (N, H, W, C) float32; identical in every framework."""
+def synthetic_batch(cfg, batch_size: int, seed: int):
+    """A seeded random batch, identical in every framework: images channels-last (N, H, W, C)
+    float32 and integer class labels (N,). Training on one fixed batch is a learnable task (the
+    model memorises it), so the loss must fall."""
     import numpy as np  # in-kernel only: the driver lists workloads without numpy
 
     rng = np.random.default_rng(seed)
     shape = (batch_size, cfg.image_size, cfg.image_size, cfg.in_channels)
-    return rng.standard_normal(shape, dtype=np.float32)
+    images = rng.standard_normal(shape, dtype=np.float32)
+    labels = rng.integers(0, cfg.num_classes, size=batch_size).astype(np.int64)
+    return images, labels

@@ -1,0 +1,122 @@
+"""The measurement protocol and its statistics, with a scripted clock (no framework needed)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from repro import measure
+
+
+class FakeDevice:
+    """A step whose duration follows a script; the clock only advances when the device syncs,
+    like an asynchronous runtime: without a sync, a step would look free."""
+
+    def __init__(self, durations: list[float]):
+        self.durations = iter(durations)
+        self.now = 0.0
+        self.pending = 0.0
+        self.events: list[str] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def step(self) -> float:
+        self.pending = next(self.durations)
+        self.events.append("step")
+        return self.pending
+
+    def sync(self, _out) -> None:
+        self.now += self.pending
+        self.pending = 0.0
+
+
+def run(durations, **kwargs):
+    device = FakeDevice(durations)
+    m = measure.run(device.step, device.sync, clock=device.clock, log=io.StringIO(), **kwargs)
+    return m, device
+
+
+def test_phases_are_kept_apart_and_every_measured_step_is_kept():
+    slow_start = [5.0, 0.9, 0.5, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    m, _ = run(slow_start + [0.1] * 20 + [0.2] * 4, batch_size=4, warmup=50, steps=4)
+    assert m.first_call_s == 5.0
+    # steady once the median of the last 3 warm-up steps matches the median of the 3 before
+    assert m.steady is True
+    assert m.warmup_s == pytest.approx((0.9, 0.5, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1))
+    assert m.step_s == pytest.approx((0.1, 0.1, 0.1, 0.1))
+
+
+def test_warmup_stops_at_its_cap_when_times_never_settle():
+    m, _ = run(
+        [1.0] + [0.5 / (i + 1) for i in range(10)] + [0.01] * 3, batch_size=1, warmup=10, steps=3
+    )
+    assert len(m.warmup_s) == 10 and not m.steady
+    assert any("Warm-up hit its cap" in w for w in measure.summarize(m)["warnings"])
+
+
+def test_only_the_measured_steps_are_inside_the_measured_window():
+    events: list[str] = []
+    device = FakeDevice([1.0] + [0.1] * 10)
+    device.events = events
+
+    class Window:
+        def __enter__(self):
+            events.append("enter")
+
+        def __exit__(self, *exc):
+            events.append("exit")
+
+    measure.run(
+        device.step,
+        device.sync,
+        batch_size=1,
+        warmup=3,
+        steps=5,
+        clock=device.clock,
+        around_measured=Window(),
+        log=io.StringIO(),
+    )
+    assert events == ["step"] * 4 + ["enter"] + ["step"] * 5 + ["exit"]
+
+
+def test_outputs_of_every_phase_are_kept_in_order_when_asked():
+    m, _ = run([3.0, 2.0, 1.0, 1.0, 1.0], batch_size=1, warmup=2, steps=2, keep_outputs=True)
+    assert m.outputs == (3.0, 2.0, 1.0, 1.0, 1.0)
+    assert "outputs" not in m.to_dict()
+
+
+def test_summary_statistics_and_intervals():
+    rng = np.random.default_rng(1)
+    times = tuple(0.1 + rng.exponential(0.01, size=200))
+    m = measure.Measurement(8, 1.0, (), times, True)
+    s = measure.summarize(m)
+    ms = np.asarray(times) * 1e3
+    lat = s["latency_ms"]
+    assert lat["median"] == pytest.approx(np.median(ms))
+    assert lat["p99"] == pytest.approx(np.percentile(ms, 99))
+    assert lat["cv"] == pytest.approx(ms.std(ddof=1) / ms.mean())
+    low, high = lat["median_ci95"]
+    assert low < lat["median"] < high and high - low < 0.1 * lat["median"]
+    thr = s["throughput"]
+    assert thr["samples_per_s"] == pytest.approx(8 * 200 / sum(times))
+    assert thr["ci95"][0] < thr["samples_per_s"] < thr["ci95"][1]
+    assert s["warnings"] == []
+
+
+def test_warnings_name_what_to_do():
+    few = measure.summarize(measure.Measurement(1, 1.0, (), (0.1, 0.1, 0.2), True))
+    assert any("rerun with steps>=30" in w for w in few["warnings"])
+    noisy = measure.summarize(measure.Measurement(1, 1.0, (), (0.1, 0.3) * 10, True))
+    assert any("vary a lot" in w for w in noisy["warnings"])
+    cold = measure.summarize(measure.Measurement(1, 1.0, (), (0.5, 0.5) + (0.1,) * 18, True))
+    assert any("larger warmup" in w for w in cold["warnings"])
+
+
+def test_lr_schedule_warms_up_linearly_then_decays_by_cosine():
+    table = measure.lr_schedule(1e-3, warmup_steps=10, total_steps=100)
+    assert table[0] == 0 and table[5] == pytest.approx(5e-4) and table[10] == pytest.approx(1e-3)
+    assert np.all(np.diff(table[10:]) <= 0) and table[-1] < 1e-6
+    assert table[55] == pytest.approx(5e-4, rel=1e-3)  # halfway through the cosine
