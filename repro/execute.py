@@ -16,6 +16,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from repro.errors import RunFailed
 from repro.kernels import Kernel, jupyter_env
+from repro.lockfile import LockCheck
 from repro.plan import RunPlan
 
 
@@ -35,7 +36,7 @@ def banner(plan: RunPlan, run_context: dict) -> str:
             "`environment.json`, but nothing guarantees they can be installed again."
         )
     elif not lock["ok"]:
-        problems = lock["missing"] + lock["versions"] + lock["extra"] + lock["modified"]
+        problems = LockCheck.from_dict(lock).problems()
         lines.append(
             f"> ⚠️ **DRIFT ALLOWED**: the kernel differs from its lock in {len(problems)} "
             "places, so these numbers may not reproduce from the lock:\n>\n"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.errors import DriftError, ReproError, UserError
-from repro.lockfile import sha256
+from repro.lockfile import LockCheck, sha256
 from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
 
 COMPILE_FLAGS = [
@@ -160,9 +160,7 @@ def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
     )
     check = json.loads(done.stdout)
     if not check["ok"] and not allow_drift:
-        from repro.lockfile import LockCheck
-
-        problems = LockCheck(**{k: v for k, v in check.items() if k != "ok"}).problems()
+        problems = LockCheck.from_dict(check).problems()
         raise DriftError(
             f"kernel {kernel.name} differs from {kernel.lock.relative_to(ROOT)} "
             f"({len(problems)} differences):\n  "

@@ -95,6 +95,10 @@ class LockCheck:
     def to_dict(self) -> dict:
         return {**asdict(self), "ok": self.ok}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> LockCheck:
+        return cls(**{k: v for k, v in data.items() if k != "ok"})
+
 
 def verify(lock_path: str | Path, check_files: bool = True) -> LockCheck:
     """Compare the running interpreter's distributions with the lock at `lock_path`."""

@@ -13,9 +13,10 @@ from typing import Any
 
 import yaml
 
+from repro import kernels
 from repro.errors import UserError
 from repro.frameworks import COMPILE_MODES, FRAMEWORKS
-from repro.paths import KERNELSPECS, RUNS, TEMPLATES
+from repro.paths import RUNS, TEMPLATES
 
 WORKLOADS_DIR = Path(__file__).with_name("workloads")
 DEFAULT_WORKLOAD, DEFAULT_FRAMEWORK = "resnet-50", "torch"
@@ -148,7 +149,7 @@ class RunPlan:
 
 
 def kernels_for(framework: str) -> list[str]:
-    return sorted(p.name for p in KERNELSPECS.iterdir() if p.name.startswith(f"{framework}-"))
+    return [name for name in kernels.available() if name.startswith(f"{framework}-")]
 
 
 def resolve(

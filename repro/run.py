@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro import __version__, kernels
-from repro.errors import ReproError, RunFailed
+from repro.errors import RunFailed
 from repro.execute import execute
 from repro.finalize import finalize
 from repro.lockfile import sha256
@@ -84,5 +84,3 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
         raise RunFailed(f"run failed: {metrics['error']}\nthe partial report is in {folder}")
     return Run(folder, metrics)
 
-
-__all__ = ["Run", "run", "ReproError"]

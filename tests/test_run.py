@@ -202,3 +202,28 @@ def test_drift_stops_the_run_unless_allowed(runs_dir):
         assert read_metrics(folder)["lock_ok"] is False
     finally:
         planted.write_bytes(original)
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
+def test_bf16_mixed_precision_training_learns_and_is_recorded(framework, runs_dir):
+    done = repro(
+        "run",
+        "resnet-tiny",
+        "-f",
+        framework,
+        *SMALL,
+        "-p",
+        "mode=training",
+        "-p",
+        "precision=bf16",
+        "--runs-dir",
+        str(runs_dir),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = one_run(runs_dir)
+    losses = read_metrics(folder)["summary"]["loss"]["curve"]
+    assert losses[-1] < 0.5 * losses[0]
+    env = json.loads((folder / "environment.json").read_text())
+    assert env["settings"]["precision"] == "bf16"
+    if framework == "tensorflow":
+        assert env["framework"]["keras_policy"] == "mixed_bfloat16"

@@ -1,0 +1,68 @@
+"""A minimal hand-written inference loop, run in a framework's kernel by overhead.py.
+
+What a careful user would write without repro: build the same model, warm up, time N steps,
+synchronise once at the end. Prints samples/s as one JSON line.
+
+    python hand_loop.py FRAMEWORK BATCH STEPS WARMUP
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from repro.models.resnet import ResNetConfig
+
+framework, batch, steps, warmup = sys.argv[1], *map(int, sys.argv[2:5])
+cfg = ResNetConfig()  # ResNet-50
+x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3), dtype=np.float32)
+
+if framework == "torch":
+    import torch
+
+    from repro.models import resnet_torch
+
+    net = resnet_torch.build(cfg).eval()
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+
+    def run(n):
+        with torch.inference_mode():
+            for _ in range(n):
+                net(xt)  # CPU ops are synchronous
+
+elif framework == "tensorflow":
+    import tensorflow as tf
+
+    from repro.models import resnet_keras
+
+    net = resnet_keras.build(cfg)
+    forward = tf.function(lambda v: net(v, training=False))
+    xt = tf.constant(x)
+
+    def run(n):
+        for _ in range(n):
+            out = forward(xt)
+        out.numpy()
+
+elif framework == "jax":
+    import jax
+
+    from repro.models import resnet_flax
+
+    module, variables = resnet_flax.build(cfg, seed=0)
+    forward = jax.jit(lambda v, inp: module.apply(v, inp, train=False))
+    xt = jax.device_put(x)
+
+    def run(n):
+        for _ in range(n):
+            out = forward(variables, xt)
+        jax.block_until_ready(out)
+
+
+run(1 + warmup)
+start = time.perf_counter()
+run(steps)
+print(json.dumps({"samples_per_s": batch * steps / (time.perf_counter() - start)}))
