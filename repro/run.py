@@ -83,4 +83,3 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
     if metrics["status"] != "ok":
         raise RunFailed(f"run failed: {metrics['error']}\nthe partial report is in {folder}")
     return Run(folder, metrics)
-

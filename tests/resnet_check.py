@@ -73,7 +73,7 @@ def reference(path: str) -> dict:
 def transfer_target(framework: str):
     """(transfer, target, forward), forward(transfer(state, target), x_nhwc, train) giving
     (logits, stem BN running mean afterwards)."""
-    from repro.models import transfer
+    from repro.models import resnet_transfer as transfer
 
     if framework == "tensorflow":
         import keras

@@ -1,102 +1,42 @@
-"""Copy PyTorch ResNet weights into the Keras and Flax ResNets, to prove they compute the same.
+"""Weight transfer from PyTorch into the Keras and Flax models: the shared toolkit.
 
-The input is a torch state_dict as plain numpy arrays ({name: np.ndarray}, e.g. loaded from an
-.npz), so this module needs only numpy and runs in any framework's kernel. The transfer is all
-or nothing: every torch tensor must land on exactly one target variable of the same shape and
-every target variable must be written, else TransferError is raised before anything is written.
-
-Names: a torch module "layer1.0.downsample.0" is the Keras layer "layer1_0_downsample_0" and
-the Flax submodule path ("layer1_0", "downsample_0"); see _keras_layer and _flax_path.
-Layouts: conv OIHW -> HWIO, linear (out, in) -> (in, out), BN vectors as they are.
+A family's transfer lives in `<arch>_transfer.py` and exposes
+`torch_state_to_keras(state_dict, keras_model) -> None` (in place) and
+`torch_state_to_flax(state_dict, variables) -> variables`. The state_dict arrives as plain numpy
+arrays ({name: np.ndarray}, e.g. from an .npz), so transfers need only numpy and run in any
+framework's kernel. A transfer is all or nothing: every torch tensor must land on exactly one
+target variable of the same shape and every target variable must be written, else TransferError
+is raised before anything is written.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-# torch buffers with no counterpart: a step counter only used when BN momentum is None
-IGNORED = ("num_batches_tracked",)
-
-
-def _oihw_to_hwio(w: np.ndarray) -> np.ndarray:
-    return w.transpose(2, 3, 1, 0)
-
-
-def _out_in_to_in_out(w: np.ndarray) -> np.ndarray:
-    return w.T
-
-
-def _as_is(w: np.ndarray) -> np.ndarray:
-    return w
-
-
-Layout = Callable[[np.ndarray], np.ndarray]
-
-# module kind -> torch tensor -> (Keras variable attribute, Flax (collection, leaf), layout)
-MAPPING: dict[str, dict[str, tuple[str, tuple[str, str], Layout]]] = {
-    "conv": {"weight": ("kernel", ("params", "kernel"), _oihw_to_hwio)},
-    "linear": {
-        "weight": ("kernel", ("params", "kernel"), _out_in_to_in_out),
-        "bias": ("bias", ("params", "bias"), _as_is),
-    },
-    "batchnorm": {
-        "weight": ("gamma", ("params", "scale"), _as_is),
-        "bias": ("beta", ("params", "bias"), _as_is),
-        "running_mean": ("moving_mean", ("batch_stats", "mean"), _as_is),
-        "running_var": ("moving_variance", ("batch_stats", "var"), _as_is),
-    },
-}
 
 
 class TransferError(ValueError):
     """A torch tensor has no target, a shape differs, or a target variable was not written."""
 
 
-def _modules(state_dict: Mapping[str, np.ndarray]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Group a state_dict by module: {module name: (kind, {tensor name: array})}."""
-    groups: dict[str, dict[str, Any]] = {}
-    for key, value in state_dict.items():
-        module, _, tensor = key.rpartition(".")
-        if tensor not in IGNORED:
-            groups.setdefault(module, {})[tensor] = np.asarray(value)
-    out = {}
-    for module, tensors in groups.items():
-        weight = tensors.get("weight")
-        if "running_mean" in tensors:
-            kind = "batchnorm"
-        elif weight is not None and weight.ndim == 4:
-            kind = "conv"
-        elif weight is not None and weight.ndim == 2:
-            kind = "linear"
-        else:
-            raise TransferError(
-                f"cannot tell the kind of torch module {module!r}: {sorted(tensors)}"
-            )
-        unmapped = sorted(set(tensors) - set(MAPPING[kind]))
-        if unmapped:
-            raise TransferError(f"unmapped torch keys {[f'{module}.{t}' for t in unmapped]}")
-        out[module] = (kind, tensors)
-    return out
+def oihw_to_hwio(w: np.ndarray) -> np.ndarray:
+    """torch conv (out, in, kh, kw) -> Keras/Flax (kh, kw, in, out)."""
+    return w.transpose(2, 3, 1, 0)
 
 
-def _keras_layer(module: str) -> str:
-    """torch "layer1.0.conv1" -> Keras layer "layer1_0_conv1"."""
-    return module.replace(".", "_")
+def out_in_to_in_out(w: np.ndarray) -> np.ndarray:
+    """torch linear (out, in) -> Keras/Flax (in, out)."""
+    return w.T
 
 
-def _flax_path(module: str) -> tuple[str, ...]:
-    """torch "layer1.0.downsample.0" -> ("layer1_0", "downsample_0"); "conv1" -> ("conv1",)."""
-    block = re.fullmatch(r"(layer\d+)\.(\d+)\.(.+)", module)
-    if block:
-        return f"{block[1]}_{block[2]}", block[3].replace(".", "_")
-    return (module.replace(".", "_"),)
+def as_is(w: np.ndarray) -> np.ndarray:
+    return w
 
 
-def _check_shape(name: str, target_name: str, value: np.ndarray, target_shape: Any) -> None:
+def check_shape(name: str, target_name: str, value: np.ndarray, target_shape: Any) -> None:
     if tuple(value.shape) != tuple(target_shape):
         raise TransferError(
             f"shape mismatch: torch {name} -> {target_name} is {tuple(value.shape)} after the "
@@ -104,68 +44,18 @@ def _check_shape(name: str, target_name: str, value: np.ndarray, target_shape: A
         )
 
 
-def torch_state_to_keras(state_dict: Mapping[str, np.ndarray], keras_model: Any) -> None:
-    """Write a torch ResNet state_dict into a model from resnet_keras.build, in place."""
-    layers = {layer.name: layer for layer in keras_model.layers}
-    plan = []  # (keras variable, value), all checked before any is assigned
-    for module, (kind, tensors) in _modules(state_dict).items():
-        layer = layers.get(_keras_layer(module))
-        if layer is None:
-            raise TransferError(
-                f"unmapped torch module {module!r}: no Keras layer {_keras_layer(module)!r}"
-            )
-        for tensor, value in tensors.items():
-            attr, _, layout = MAPPING[kind][tensor]
-            variable = getattr(layer, attr, None)
-            if variable is None:
-                raise TransferError(f"Keras layer {layer.name!r} has no {attr!r} for {module}")
-            value = layout(value)
-            _check_shape(f"{module}.{tensor}", variable.path, value, variable.shape)
-            plan.append((variable, value))
-    written = {id(variable) for variable, _ in plan}
-    missed = [v.path for v in keras_model.weights if id(v) not in written]
-    if missed:
-        raise TransferError(f"Keras variables not in the torch state_dict: {missed}")
-    for variable, value in plan:
-        variable.assign(value.astype(variable.dtype))
-
-
-def torch_state_to_flax(
-    state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A copy of variables ({"params", "batch_stats"}) holding a torch ResNet's weights."""
-    import jax.numpy as jnp
-
-    target = _flatten(variables)  # {("params", "conv1", "kernel"): array, ...}
-    new: dict[tuple[str, ...], Any] = {}
-    for module, (kind, tensors) in _modules(state_dict).items():
-        for tensor, value in tensors.items():
-            _, (collection, leaf), layout = MAPPING[kind][tensor]
-            path = (collection, *_flax_path(module), leaf)
-            if path not in target:
-                raise TransferError(
-                    f"unmapped torch key {module}.{tensor}: no Flax variable {'/'.join(path)}"
-                )
-            value = layout(value)
-            _check_shape(f"{module}.{tensor}", "/".join(path), value, target[path].shape)
-            new[path] = jnp.asarray(value, dtype=target[path].dtype)
-    missed = ["/".join(p) for p in target if p not in new]
-    if missed:
-        raise TransferError(f"Flax variables not in the torch state_dict: {missed}")
-    return _unflatten(new)
-
-
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+def flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """{"params": {"conv": {"kernel": a}}} -> {("params", "conv", "kernel"): a}."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, (*prefix, key)))
+            flat.update(flatten(value, (*prefix, key)))
         else:
             flat[(*prefix, key)] = value
     return flat
 
 
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+def unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for path, value in flat.items():
         node = tree
@@ -173,3 +63,16 @@ def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[path[-1]] = value
     return tree
+
+
+def load_torch_state(arch: str, framework: str, state_dict: Mapping[str, np.ndarray], net):
+    """Put a torch state_dict into `net` as the repro adapter of `framework` built it: a Keras
+    model (written in place) or a Flax (module, variables) pair (returned with new variables)."""
+    module = importlib.import_module(f"repro.models.{arch}_transfer")
+    if framework == "tensorflow":
+        module.torch_state_to_keras(state_dict, net)
+        return net
+    if framework == "jax":
+        flax_module, variables = net
+        return flax_module, module.torch_state_to_flax(state_dict, variables)
+    raise TransferError(f"no transfer into {framework!r}: weights come from torch")
