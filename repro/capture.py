@@ -30,14 +30,36 @@ DOCKERENV = Path("/.dockerenv")
 CONTAINERENV = Path("/run/.containerenv")
 CGROUP = Path("/proc/self/cgroup")
 GPU_QUERY_FIELDS = (
-    "name", "uuid", "driver_version", "memory.total", "clocks.max.sm", "clocks.max.mem",
-    "power.limit", "persistence_mode", "ecc.mode.current", "mig.mode.current", "pci.bus_id",
+    "name",
+    "uuid",
+    "driver_version",
+    "memory.total",
+    "clocks.max.sm",
+    "clocks.max.mem",
+    "power.limit",
+    "persistence_mode",
+    "ecc.mode.current",
+    "mig.mode.current",
+    "pci.bus_id",
     "compute_cap",
-)  # fmt: skip
+)
 ENV_PREFIXES = (
-    "CUDA_", "XLA_", "TF_", "OMP_", "MKL_", "OPENBLAS_", "NCCL_", "CUBLAS_", "CUDNN_", "JAX_",
-    "TORCH", "PYTORCH_", "KMP_", "NVIDIA_", "TORCHINDUCTOR_",
-)  # fmt: skip
+    "CUDA_",
+    "XLA_",
+    "TF_",
+    "OMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "NCCL_",
+    "CUBLAS_",
+    "CUDNN_",
+    "JAX_",
+    "TORCH",
+    "PYTORCH_",
+    "KMP_",
+    "NVIDIA_",
+    "TORCHINDUCTOR_",
+)
 ENV_NAMES = ("PYTHONHASHSEED", "LD_PRELOAD", "CUDA_VISIBLE_DEVICES")
 CONTAINER_IMAGE_VARS = ("REPRO_CONTAINER_IMAGE", "CONTAINER_IMAGE")
 CGROUP_HINTS = ("docker", "kubepods", "containerd", "libpod", "lxc")

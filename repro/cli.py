@@ -25,6 +25,20 @@ def _params_help() -> str:
     return "\n".join(lines)
 
 
+def workload_table() -> str:
+    """Every workload with its task, preset size and analytic parameter count."""
+    from repro import models
+
+    lines = [f"{'workload':<15} {'task':<24} {'preset':<6} {'parameters':>15}  seq"]
+    for name, spec in plan.workloads().items():
+        params = models.config(spec["model"]).num_params()
+        seq = spec.get("sequence_length") or "-"
+        lines.append(
+            f"{name:<15} {spec['task']:<24} {spec.get('preset', '?'):<6} {params:>15,}  {seq}"
+        )
+    return "\n".join(lines)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="repro", description="Reproducible framework benchmarks.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -108,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.names or kernels.available():
                 kernels.compile_lock(name)
         elif args.command == "list":
-            print("workloads:", ", ".join(plan.workloads()))
-            print("frameworks:", ", ".join(plan.FRAMEWORKS))
+            print(workload_table())
+            print("\nframeworks:", ", ".join(plan.FRAMEWORKS))
             print("kernels:", ", ".join(kernels.available()))
             print(_params_help())
     except ReproError as error:

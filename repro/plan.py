@@ -48,16 +48,23 @@ class Param:
             raise UserError(
                 f"{self.name}={value!r} is not valid; choose one of: {', '.join(self.choices)}"
             )
-        if self.minimum is not None and value < self.minimum:
+        if self.minimum is not None and value is not None and value < self.minimum:
             raise UserError(f"{self.name} must be >= {self.minimum}, got {value}")
         return value
 
 
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+TASK_TEMPLATES = {  # one template per family of tasks, in templates/
+    "image-classification": "image-classification.ipynb",
+    "sequence-classification": "language-model.ipynb",
+    "causal-lm": "language-model.ipynb",
+}
+
 PARAMS = {
     p.name: p
     for p in [
         Param("batch_size", int, "samples per step", minimum=1),
+        Param("sequence_length", int, "tokens per sample (sequence workloads only)", minimum=1),
         Param("steps", int, "measured steps (each one timed and kept)", 20, minimum=1),
         Param(
             "warmup",
@@ -115,6 +122,24 @@ def workloads() -> dict[str, dict]:
     return specs
 
 
+EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs"
+
+
+def equivalence(spec: dict) -> dict:
+    """How sameness across frameworks is proven for this workload's architecture."""
+    arch = spec["model"]["arch"]
+    small = [
+        n for n, s in workloads().items() if s["model"]["arch"] == arch and s["preset"] == "small"
+    ]
+    return {
+        "arch": arch,
+        "test": EQUIVALENCE_TEST,
+        "preset": small[0] if small else None,
+        "claim": "PyTorch weights transferred into the Keras and Flax models give the same fp32 "
+        "outputs (|diff| <= 1e-4 + 1e-4 * max|output|), and all three count the same parameters",
+    }
+
+
 def parse_assignments(items: list[str]) -> dict[str, str]:
     """`["batch_size=4", "steps=20"]` -> `{"batch_size": "4", "steps": "20"}`."""
     pairs = {}
@@ -138,11 +163,16 @@ class RunPlan:
     runs_dir: Path = RUNS
 
     def notebook_parameters(self, run_context: dict) -> dict:
-        """What papermill injects into the template's parameters cell."""
+        """What papermill injects into the template's parameters cell. A sequence workload's
+        `sequence_length` parameter sets its model config's input length."""
+        model = self.workload["model"]
+        if self.params["sequence_length"] is not None:
+            config = {**model.get("config", {}), "sequence_length": self.params["sequence_length"]}
+            model = {**model, "config": config}
         return {
             "workload": self.workload["name"],
             "framework": self.framework,
-            "model": self.workload["model"],
+            "model": model,
             **self.params,
             "run_context": run_context,
         }
@@ -210,7 +240,9 @@ def resolve(
                 f"unknown kernel {kernel_name!r} for {framework}; "
                 f"choose one of: {', '.join(choices)}"
             )
-    template_path = Path(template) if template else TEMPLATES / f"{spec['task']}.ipynb"
+    if spec["sequence_length"] is None and params and "sequence_length" in params:
+        raise UserError(f"sequence_length applies to sequence workloads only, not {workload!r}")
+    template_path = Path(template) if template else TEMPLATES / TASK_TEMPLATES[spec["task"]]
     if not template_path.is_file():
         raise UserError(f"template not found: {template_path}")
     return RunPlan(

@@ -90,7 +90,7 @@ def environment(fw, run_context: dict) -> dict:
     return publish("environment", env, f"{markdown}\n\n{variables}")
 
 
-def model_summary(fw, net, model: dict, build_s: float) -> dict:
+def model_summary(fw, net, model: dict, build_s: float, run_context: dict | None = None) -> dict:
     """Parameter count as the framework counts it, checked against the analytic count."""
     cfg = models.config(model)
     counted = fw.count_params(net)
@@ -108,6 +108,14 @@ def model_summary(fw, net, model: dict, build_s: float) -> dict:
         "parameters (analytic)": f"{info['params_analytic']:,}{match}",
         "build time (s)": f"{build_s:.2f}",
     }
+    proof = (run_context or {}).get("equivalence")
+    if proof:
+        info["equivalence"] = proof
+        rows["same model in torch, tensorflow, jax"] = (
+            f"proven on preset `{proof['preset']}` by `{proof['test']}`: {proof['claim']}"
+            if proof["preset"]
+            else "not proven: this architecture has no small preset in the equivalence test"
+        )
     return publish("model", info, table(rows, ("model", "")))
 
 
@@ -137,19 +145,26 @@ def results(
     flop_count: dict | None = None,
     meter: energy.EnergyMeter | None = None,
     price_per_hour: float = 0.0,
+    tokens_per_sample: int | None = None,
     seed: int = 0,
 ) -> dict:
     """Summarise a measurement, show its table, warnings and plots, and record it."""
     summary = measure.summarize(m, seed=seed)
     memory = fw.memory()
     lat, thr = summary["latency_ms"], summary["throughput"]
+    if tokens_per_sample:  # sequence workloads: the same figure in tokens
+        thr["tokens_per_s"] = thr["samples_per_s"] * tokens_per_sample
+        thr["tokens_ci95"] = [b * tokens_per_sample for b in thr["ci95"]] if thr["ci95"] else None
     samples = m.batch_size * len(m.step_s)
     summary["compute"] = compute = efficiency(fw, flop_count, lat["median"] / 1e3)
     summary["cost"] = cost = (
-        {"price_per_hour": price_per_hour,
-         "per_1000_samples": price_per_hour / 3600 * 1000 / thr["samples_per_s"]}
-        if price_per_hour else None
-    )  # fmt: skip
+        {
+            "price_per_hour": price_per_hour,
+            "per_1000_samples": price_per_hour / 3600 * 1000 / thr["samples_per_s"],
+        }
+        if price_per_hour
+        else None
+    )
     summary["energy"] = meter.result(samples) if meter else None
     losses = [fw.to_float(out) for out in m.outputs]
     summary["loss"] = {"first": losses[0], "last": losses[-1], "curve": losses} if losses else None
@@ -186,6 +201,9 @@ def results(
         if cost
         else "no price_per_hour given",
     }
+    if tokens_per_sample:
+        tokens = f"{thr['tokens_per_s']:.1f}{ci(thr['tokens_ci95'], '{:.1f}')}"
+        rows = {"throughput (tokens/s)": tokens, **rows}
     if losses:
         rows["training loss, first → last step"] = f"{losses[0]:.4f} → {losses[-1]:.4f}"
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])

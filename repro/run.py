@@ -15,7 +15,7 @@ from repro.execute import execute
 from repro.finalize import finalize
 from repro.lockfile import sha256
 from repro.paths import ROOT
-from repro.plan import RunPlan
+from repro.plan import RunPlan, equivalence
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
         "drift_allowed": plan.allow_drift,
         "template": {"path": plan.template.name, "sha256": sha256(plan.template).hexdigest()},
         "git": git_state(),
+        "equivalence": equivalence(plan.workload),
         "command": argv,
     }
     print(

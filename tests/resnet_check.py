@@ -1,6 +1,5 @@
 """ResNet checks run inside ONE framework's interpreter; tests/test_models_resnet.py drives them.
 
-    python resnet_check.py params FRAMEWORK           # counted trainable params: ResNet-50, tiny
     python resnet_check.py reference OUT.npz          # torch: random BN stats; save weights, x, y
     python resnet_check.py compare FRAMEWORK REF.npz  # transfer torch weights, run, diff
 
@@ -21,26 +20,6 @@ from repro.models.resnet import ResNetConfig
 TINY = ResNetConfig(depths=(1, 1, 1, 1), width=16, num_classes=10, image_size=64)
 SEED = 0
 BATCH = 4
-
-
-def count_params(framework: str, cfg: ResNetConfig) -> int:
-    if framework == "torch":
-        from repro.models import resnet_torch
-
-        model = resnet_torch.build(cfg)
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if framework == "tensorflow":
-        from repro.models import resnet_keras
-
-        return sum(int(np.prod(v.shape)) for v in resnet_keras.build(cfg).trainable_weights)
-    if framework == "jax":
-        import jax
-
-        from repro.models import resnet_flax
-
-        _, variables = resnet_flax.build(cfg)
-        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
-    raise ValueError(f"unknown framework {framework!r}")
 
 
 def reference(path: str) -> dict:
@@ -142,11 +121,7 @@ def compare(framework: str, path: str) -> dict:
 def main(argv: list[str]) -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     mode, *args = argv
-    if mode == "params":
-        (framework,) = args
-        result = {"resnet50": count_params(framework, ResNetConfig())}
-        result["tiny"] = count_params(framework, TINY)
-    elif mode == "reference":
+    if mode == "reference":
         result = reference(*args)
     elif mode == "compare":
         result = compare(*args)

@@ -436,9 +436,17 @@ def test_capture_is_complete_json_and_fast() -> None:
     assert elapsed < 2.0
     assert env["schema"] == "repro.environment/1"
     assert set(env) == {
-        "schema", "captured_at", "system", "cpu", "memory", "gpu", "container", "env_vars",
-        "packages", "lscpu_text",
-    }  # fmt: skip
+        "schema",
+        "captured_at",
+        "system",
+        "cpu",
+        "memory",
+        "gpu",
+        "container",
+        "env_vars",
+        "packages",
+        "lscpu_text",
+    }
     assert env["captured_at"].endswith("+00:00")
     assert json.loads(json.dumps(env)) == env
     assert isinstance(env["gpu"]["present"], bool)

@@ -28,7 +28,8 @@ def test_parameters_are_typed_and_threads_resolved_to_a_number():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"workload": "resnet-5000"}, "unknown workload 'resnet-5000'; choose one of: resnet-50"),
+        ({"workload": "resnet-5000"}, "unknown workload 'resnet-5000'; choose one of: "),
+        ({"workload": "resnet-5000"}, "resnet-50, resnet-tiny"),
         ({"framework": "mxnet"}, "choose one of: torch, tensorflow, jax"),
         ({"params": {"batch": "4"}}, "unknown parameter 'batch'; valid parameters: batch_size"),
         ({"params": {"batch_size": "four"}}, "batch_size must be an integer, got 'four'"),
@@ -66,9 +67,10 @@ def test_cli_bad_input_exits_2_with_one_line_and_creates_nothing(args, runs_dir)
     assert run_folders(runs_dir) == [] and not runs_dir.exists()
 
 
-def test_template_parameters_cell_matches_the_schema():
+@pytest.mark.parametrize("template", sorted(set(plan.TASK_TEMPLATES.values())))
+def test_template_parameters_cell_matches_the_schema(template):
     import papermill
 
-    declared = set(papermill.inspect_notebook(str(plan.TEMPLATES / "image-classification.ipynb")))
+    declared = set(papermill.inspect_notebook(str(plan.TEMPLATES / template)))
     injected = set(plan.resolve("resnet-tiny", "torch").notebook_parameters({}))
     assert declared == injected

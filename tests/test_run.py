@@ -78,6 +78,7 @@ def test_run_produces_a_complete_run_folder(framework, mode, runs_dir):
         2 * 5 / sum(metrics["samples"]["step_s"]), rel=1e-9
     )
     assert metrics["model"]["params"] == metrics["model"]["params_analytic"] == 511_514
+    assert metrics["model"]["equivalence"]["preset"] == "resnet-tiny"
     assert (
         metrics["params"]["compile"]
         == {"torch": "eager", "tensorflow": "function", "jax": "jit"}[framework]

@@ -15,6 +15,11 @@ from repro.frameworks import Adapter as Base
 LOW_PRECISION = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
 
 
+def model_state(variables: dict) -> dict:
+    """The non-trainable collections of a Flax model (ResNet's batch_stats), maybe none."""
+    return {k: v for k, v in variables.items() if k != "params"}
+
+
 class Adapter(Base):
     name = "jax"
 
@@ -72,13 +77,15 @@ class Adapter(Base):
         def predict(variables, x):
             return module.apply(self.cast(variables), self.cast(x), train=False)
 
-        def loss_and_stats(params, batch_stats, x, y):
-            logits, updates = module.apply(
-                self.cast({"params": params, "batch_stats": batch_stats}), self.cast(x),
-                train=True, mutable=["batch_stats"],
-            )  # fmt: skip
+        def loss_and_stats(params, state, x, y):
+            """Mean cross-entropy over every label (per sample or per token), and the updated
+            non-trainable state (BatchNorm statistics; empty for models without any)."""
+            mutable = list(state) or False
+            variables = self.cast({"params": params, **state})
+            out = module.apply(variables, self.cast(x), train=True, mutable=mutable)
+            logits, updates = out if mutable else (out, {})
             loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
-            return loss.mean(), updates["batch_stats"]
+            return loss.mean(), {**state, **updates}
 
         return predict, loss_and_stats
 
@@ -96,20 +103,24 @@ class Adapter(Base):
         _, loss_and_stats = self._functions(net)
         table = jnp.asarray(lr_table)
         o = OPTIMIZER
-        optimizer = optax.adamw(lambda count: table[jnp.minimum(count, len(lr_table) - 1)],
-                                b1=o["beta1"], b2=o["beta2"], eps=o["eps"],
-                                weight_decay=o["weight_decay"])  # fmt: skip
+        optimizer = optax.adamw(
+            lambda count: table[jnp.minimum(count, len(lr_table) - 1)],
+            b1=o["beta1"],
+            b2=o["beta2"],
+            eps=o["eps"],
+            weight_decay=o["weight_decay"],
+        )
 
         def train(state, x, y):
-            params, batch_stats, opt_state = state
+            params, model_state, opt_state = state
             grad_fn = jax.value_and_grad(loss_and_stats, has_aux=True)
-            (loss, batch_stats), grads = grad_fn(params, batch_stats, x, y)
+            (loss, model_state), grads = grad_fn(params, model_state, x, y)
             updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
+            return (optax.apply_updates(params, updates), model_state, opt_state), loss
 
         train = self.compiled(train, compile)
         params = variables["params"]
-        state = (params, variables["batch_stats"], optimizer.init(params))
+        state = (params, model_state(variables), optimizer.init(params))
 
         def step():
             nonlocal state
@@ -124,7 +135,7 @@ class Adapter(Base):
         predict, loss_and_stats = self._functions(net)
         if mode == "training":
             fn = jax.jit(jax.value_and_grad(loss_and_stats, has_aux=True))
-            args = (variables["params"], variables["batch_stats"], inputs, labels)
+            args = (variables["params"], model_state(variables), inputs, labels)
         else:
             fn, args = jax.jit(predict), (variables, inputs)
         cost = fn.lower(*args).cost_analysis()

@@ -84,8 +84,11 @@ class Adapter(Base):
         o = OPTIMIZER
         optimizer = keras.optimizers.AdamW(
             learning_rate=lambda: table[tf.minimum(optimizer.iterations, len(lr_table) - 1)],
-            beta_1=o["beta1"], beta_2=o["beta2"], epsilon=o["eps"], weight_decay=o["weight_decay"],
-        )  # fmt: skip
+            beta_1=o["beta1"],
+            beta_2=o["beta2"],
+            epsilon=o["eps"],
+            weight_decay=o["weight_decay"],
+        )
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
         def train(x, y):

@@ -13,6 +13,11 @@ from repro.frameworks import Adapter as Base
 LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def cross_entropy(logits, labels):
+    """Mean cross-entropy over every label: (N, C) per sample or (N, T, V) per token."""
+    return F.cross_entropy(logits.float().flatten(0, -2), labels.flatten())
+
+
 class Adapter(Base):
     name = "torch"
 
@@ -85,9 +90,13 @@ class Adapter(Base):
         net.train()
         forward = torch.compile(net) if compile == "compile" else net
         o = OPTIMIZER
-        optimizer = torch.optim.AdamW(net.parameters(), lr=float(lr_table[0]),
-                                      betas=(o["beta1"], o["beta2"]), eps=o["eps"],
-                                      weight_decay=o["weight_decay"])  # fmt: skip
+        optimizer = torch.optim.AdamW(
+            net.parameters(),
+            lr=float(lr_table[0]),
+            betas=(o["beta1"], o["beta2"]),
+            eps=o["eps"],
+            weight_decay=o["weight_decay"],
+        )
         count = 0
 
         def step():
@@ -96,7 +105,7 @@ class Adapter(Base):
                 group["lr"] = float(lr_table[min(count, len(lr_table) - 1)])
             optimizer.zero_grad(set_to_none=True)
             with self.autocast():
-                loss = F.cross_entropy(forward(inputs).float(), labels)
+                loss = cross_entropy(forward(inputs), labels)
             loss.backward()
             optimizer.step()
             count += 1
@@ -111,7 +120,7 @@ class Adapter(Base):
         net.train(mode == "training")
         with FlopCounterMode(display=False) as counter, self.autocast():
             if mode == "training":
-                F.cross_entropy(net(inputs).float(), labels).backward()
+                cross_entropy(net(inputs), labels).backward()
             else:
                 with torch.no_grad():
                     net(inputs)

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import importlib
 
-ARCHS = {"resnet": "ResNetConfig"}
+ARCHS = {  # architecture -> its config dataclass in repro/models/<arch>.py
+    "resnet": "ResNetConfig",
+    "vit": "ViTConfig",
+    "convnext": "ConvNeXtConfig",
+    "bert": "BertConfig",
+    "gpt": "GPTConfig",
+}
 NATIVE = {"torch": "torch", "tensorflow": "keras", "jax": "flax"}  # module suffix per framework
 
 
@@ -28,13 +34,26 @@ def native(arch: str, framework: str):
 
 
 def synthetic_batch(cfg, batch_size: int, seed: int):
-    """A seeded random batch, identical in every framework: images channels-last (N, H, W, C)
-    float32 and integer class labels (N,). Training on one fixed batch is a learnable task (the
-    model memorises it), so the loss must fall."""
+    """A seeded random batch, identical in every framework, as numpy arrays (inputs, labels).
+
+    image-classification: images channels-last (N, H, W, C) float32, class labels (N,);
+    sequence-classification: token ids (N, T), class labels (N,);
+    causal-lm: token ids (N, T) and the next token at every position (N, T).
+    Training on one fixed batch is a learnable task (the model memorises it): the loss must fall.
+    """
     import numpy as np  # in-kernel only: the driver lists workloads without numpy
 
     rng = np.random.default_rng(seed)
-    shape = (batch_size, cfg.image_size, cfg.image_size, cfg.in_channels)
-    images = rng.standard_normal(shape, dtype=np.float32)
-    labels = rng.integers(0, cfg.num_classes, size=batch_size).astype(np.int64)
-    return images, labels
+    if cfg.task == "image-classification":
+        shape = (batch_size, cfg.image_size, cfg.image_size, cfg.in_channels)
+        images = rng.standard_normal(shape, dtype=np.float32)
+        return images, rng.integers(0, cfg.num_classes, size=batch_size)
+    tokens = rng.integers(0, cfg.vocab_size, size=(batch_size, cfg.sequence_length + 1))
+    if cfg.task == "causal-lm":
+        return tokens[:, :-1], tokens[:, 1:]
+    return tokens[:, :-1], rng.integers(0, cfg.num_classes, size=batch_size)
+
+
+def tokens_per_sample(cfg) -> int | None:
+    """Tokens in one sample of a sequence task (for tokens/s), None for images."""
+    return None if cfg.task == "image-classification" else cfg.sequence_length

@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 EXPANSION = 4  # bottleneck: out channels = 4 x bottleneck (mid) channels
 
 
 @dataclass(frozen=True)
 class ResNetConfig:
+    task: ClassVar[str] = "image-classification"
     depths: tuple[int, ...] = (3, 4, 6, 3)  # bottleneck blocks per stage (ResNet-50)
     width: int = 64  # stem channels; stage i has width*2**i mid and 4x that out channels
     num_classes: int = 1000  # ImageNet-1k

@@ -1,0 +1,116 @@
+"""Copy PyTorch ViT weights into the Keras and Flax ViTs, to prove they compute the same.
+
+The input is a torch state_dict as plain numpy arrays ({name: np.ndarray}, e.g. loaded from an
+.npz), so this module needs only numpy and runs in any framework's kernel. The transfer is all or
+nothing: every torch tensor must land on exactly one target variable of the same shape and every
+target variable must be written, else TransferError is raised before anything is written.
+
+The whole mapping is the RULES table below: a torch tensor name (a regular expression) -> the
+Keras layer and variable, the Flax parameter path, and the layout change (conv OIHW -> HWIO,
+linear (out, in) -> (in, out), everything else as it is).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from repro.models.transfer import (
+    TransferError,
+    as_is,
+    check_shape,
+    flatten,
+    oihw_to_hwio,
+    out_in_to_in_out,
+    unflatten,
+)
+
+Layout = Callable[[np.ndarray], np.ndarray]
+
+_BLOCK = r"blocks\.(?P<i>\d+)\."
+# torch tensor (regex)  ->  Keras "layer.variable"  |  Flax path under "params"  |  layout
+# fmt: off
+RULES: list[tuple[str, str, str, Layout]] = [
+    (r"patch_embed\.proj\.weight", "patch_embed_proj.kernel", "patch_embed/proj/kernel",
+     oihw_to_hwio),
+    (r"patch_embed\.proj\.bias",   "patch_embed_proj.bias",   "patch_embed/proj/bias", as_is),
+    (r"cls_token",                 "cls_token.token",         "cls_token",             as_is),
+    (r"pos_embed",                 "pos_embed.embedding",     "pos_embed",             as_is),
+    (_BLOCK + r"(?P<m>norm1|norm2)\.weight", "blocks_{i}_{m}.gamma", "blocks_{i}/{m}/scale",
+     as_is),
+    (_BLOCK + r"(?P<m>norm1|norm2)\.bias",   "blocks_{i}_{m}.beta",  "blocks_{i}/{m}/bias",
+     as_is),
+    (_BLOCK + r"attn\.(?P<m>query|key|value|proj)\.weight",
+     "blocks_{i}_attn_{m}.kernel", "blocks_{i}/attn/{m}/kernel", out_in_to_in_out),
+    (_BLOCK + r"attn\.(?P<m>query|key|value|proj)\.bias",
+     "blocks_{i}_attn_{m}.bias",   "blocks_{i}/attn/{m}/bias",   as_is),
+    (_BLOCK + r"mlp\.(?P<m>fc1|fc2)\.weight",
+     "blocks_{i}_mlp_{m}.kernel",  "blocks_{i}/mlp/{m}/kernel",  out_in_to_in_out),
+    (_BLOCK + r"mlp\.(?P<m>fc1|fc2)\.bias",
+     "blocks_{i}_mlp_{m}.bias",    "blocks_{i}/mlp/{m}/bias",    as_is),
+    (r"norm\.weight",              "norm.gamma",              "norm/scale",            as_is),
+    (r"norm\.bias",                "norm.beta",               "norm/bias",             as_is),
+    (r"head\.weight",              "head.kernel",             "head/kernel",  out_in_to_in_out),
+    (r"head\.bias",                "head.bias",               "head/bias",             as_is),
+]
+# fmt: on
+
+
+def _targets(name: str) -> tuple[tuple[str, str], tuple[str, ...], Layout]:
+    """torch tensor name -> ((Keras layer, variable attribute), Flax path, layout)."""
+    for pattern, keras_name, flax_path, layout in RULES:
+        match = re.fullmatch(pattern, name)
+        if match:
+            layer, attr = keras_name.format(**match.groupdict()).split(".")
+            path = ("params", *flax_path.format(**match.groupdict()).split("/"))
+            return (layer, attr), path, layout
+    raise TransferError(f"unmapped torch key {name!r}: no rule in vit_transfer.RULES")
+
+
+def torch_state_to_keras(state_dict: Mapping[str, np.ndarray], keras_model: Any) -> None:
+    """Write a torch ViT state_dict into a model from vit_keras.build, in place."""
+    layers = {layer.name: layer for layer in keras_model.layers}
+    plan = []  # (keras variable, value), all checked before any is assigned
+    for name, value in state_dict.items():
+        (layer_name, attr), _, layout = _targets(name)
+        layer = layers.get(layer_name)
+        variable = getattr(layer, attr, None)
+        if variable is None:
+            raise TransferError(f"unmapped torch key {name!r}: no Keras {layer_name}.{attr}")
+        value = layout(np.asarray(value))
+        check_shape(name, variable.path, value, variable.shape)
+        plan.append((variable, value))
+    written = {id(variable) for variable, _ in plan}
+    if len(written) != len(plan):
+        raise TransferError("two torch tensors map to the same Keras variable")
+    missed = [v.path for v in keras_model.weights if id(v) not in written]
+    if missed:
+        raise TransferError(f"Keras variables not in the torch state_dict: {missed}")
+    for variable, value in plan:
+        variable.assign(value.astype(variable.dtype))
+
+
+def torch_state_to_flax(
+    state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A copy of variables ({"params": ...}) holding a torch ViT's weights."""
+    import jax.numpy as jnp
+
+    target = flatten(variables)  # {("params", "blocks_0", "attn", "query", "kernel"): ...}
+    new: dict[tuple[str, ...], Any] = {}
+    for name, value in state_dict.items():
+        _, path, layout = _targets(name)
+        if path not in target:
+            raise TransferError(f"unmapped torch key {name!r}: no Flax {'/'.join(path)}")
+        if path in new:
+            raise TransferError(f"two torch tensors map to the Flax {'/'.join(path)}")
+        value = layout(np.asarray(value))
+        check_shape(name, "/".join(path), value, target[path].shape)
+        new[path] = jnp.asarray(value, dtype=target[path].dtype)
+    missed = ["/".join(p) for p in target if p not in new]
+    if missed:
+        raise TransferError(f"Flax variables not in the torch state_dict: {missed}")
+    return unflatten(new)

@@ -1,0 +1,120 @@
+"""Model checks run inside ONE framework's kernel; tests/test_models.py drives them.
+
+    python model_check.py count FRAMEWORK MODELS        counted trainable parameters of each
+    python model_check.py reference MODEL OUT.npz       torch: perturbed weights, inputs, outputs
+    python model_check.py compare FRAMEWORK MODEL REF    transfer torch weights, run, diff
+
+MODEL is a workload's `model` entry as JSON ({"arch": ..., "config": {...}}); MODELS a JSON object
+of them by workload name, counted in one process (a framework import costs seconds). Prints one JSON
+object as its last line. Counting never runs a model: torch builds on the meta device and JAX
+through jax.eval_shape, so full-size presets cost no memory there; Keras has no abstract build
+and allocates the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from repro import models
+from repro.models.transfer import TransferError, load_torch_state
+
+BATCH, SEED = 2, 0
+
+
+def count(framework: str, model: dict) -> int:
+    cfg, native = models.config(model), models.native(model["arch"], framework)
+    if framework == "torch":
+        import torch
+
+        with torch.device("meta"):
+            return sum(p.numel() for p in native.build(cfg).parameters())
+    if framework == "jax":
+        import jax
+
+        variables = jax.eval_shape(lambda: native.build(cfg, seed=SEED)[1])
+        return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+    net = native.build(cfg)
+    counted = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
+    del net
+    import keras
+
+    keras.backend.clear_session()  # free a full-size model before building the next one
+    return counted
+
+
+def to_torch_layout(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x  # images NHWC -> NCHW
+
+
+def reference(model: dict, path: str) -> dict:
+    """A torch model whose every weight is perturbed (fresh LayerNorm/BN weights are 1 and 0,
+    which would hide a mis-mapped tensor; small initial weights keep activations in the linear
+    range, which would hide a wrong nonlinearity), its inputs and its eval-mode outputs."""
+    import torch
+
+    cfg = models.config(model)
+    torch.manual_seed(SEED)
+    net = models.native(model["arch"], "torch").build(cfg).eval()
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.mul_(torch.empty_like(t).uniform_(0.5, 2.0))
+            else:
+                # large enough that activations reach GELU's curved range and attention peaks:
+                # a tanh GELU or a wrong LayerNorm epsilon must show in the outputs
+                t.mul_(torch.empty_like(t).uniform_(0.5, 1.5)).add_(0.1 * torch.randn_like(t))
+        x, _ = models.synthetic_batch(cfg, BATCH, SEED)
+        y = net(torch.from_numpy(np.ascontiguousarray(to_torch_layout(x)))).numpy()
+    state = {f"state/{k}": v.numpy().copy() for k, v in net.state_dict().items()}
+    np.savez(path, x=x, y=y, **state)
+    return {"output_std": float(y.std()), "tensors": len(state)}
+
+
+def compare(framework: str, model: dict, path: str) -> dict:
+    cfg, native = models.config(model), models.native(model["arch"], framework)
+    ref = np.load(path)
+    state = {k.removeprefix("state/"): ref[k] for k in ref.files if k.startswith("state/")}
+    net = native.build(cfg) if framework == "tensorflow" else native.build(cfg, seed=SEED)
+    first = sorted(state)[0]
+    broken = {  # each must be refused whole, before anything is written
+        "unmapped": {**state, "no_such_module.weight": np.zeros(3, np.float32)},
+        "missing": {k: v for k, v in state.items() if k != first},
+        "shape": {**state, first: np.zeros((state[first].shape[0] + 1, *state[first].shape[1:]))},
+    }
+    refused = {}
+    for case, bad in broken.items():
+        try:
+            load_torch_state(model["arch"], framework, bad, net)
+            refused[case] = False
+        except TransferError:
+            refused[case] = True
+    net = load_torch_state(model["arch"], framework, state, net)
+    if framework == "tensorflow":
+        y = np.asarray(net(ref["x"], training=False))
+    else:
+        module, variables = net
+        y = np.asarray(module.apply(variables, ref["x"], train=False))
+    return {
+        "max_abs_diff": float(np.max(np.abs(y - ref["y"]))),
+        "output_max_abs": float(np.max(np.abs(ref["y"]))),
+        "refused": refused,
+    }
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    command, *args = sys.argv[1:]
+    if command == "count":
+        result = {name: count(args[0], model) for name, model in json.loads(args[1]).items()}
+    elif command == "reference":
+        result = reference(json.loads(args[0]), args[1])
+    else:
+        result = compare(args[0], json.loads(args[1]), args[2])
+    print(json.dumps(result))

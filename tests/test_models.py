@@ -1,0 +1,98 @@
+"""Every workload's model is the same model in PyTorch, TensorFlow and JAX.
+
+Data-driven: each spec in repro/workloads/ is checked. Full presets: the analytic parameter count
+matches the published one within 0.5%, and each framework counts exactly the analytic number
+(without running the model). Small presets: each framework counts the analytic number, and
+seeded, perturbed torch weights transferred into Keras and Flax give the same fp32 outputs within
+TOLERANCE; broken state_dicts are refused whole.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from repro import kernels, models, plan
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECK = Path(__file__).with_name("model_check.py")
+SPECS = plan.workloads()
+FULL = [n for n, s in SPECS.items() if s.get("preset") == "full"]
+SMALL = [n for n, s in SPECS.items() if s.get("preset") == "small"]
+FRAMEWORKS = ("torch", "tensorflow", "jax")
+ATOL, RTOL = 1e-7, 1e-5  # |difference| <= ATOL + RTOL * max|output|, fp32
+
+
+def in_kernel(framework: str, *args: str) -> dict:
+    python = kernels.ensure(f"{framework}-cpu").python
+    env = {
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+        "CUDA_VISIBLE_DEVICES": "",
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    done = subprocess.run(
+        [python, CHECK, *args], capture_output=True, text=True, timeout=900, env=env
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def model_json(name: str) -> str:
+    return json.dumps(SPECS[name]["model"])
+
+
+def test_every_workload_has_a_preset_kind_and_every_family_a_small_preset():
+    assert FULL and SMALL and set(FULL) | set(SMALL) == set(SPECS)
+    families = {SPECS[n]["model"]["arch"] for n in SPECS}
+    assert families == {SPECS[n]["model"]["arch"] for n in SMALL}
+    for name in SMALL:
+        assert models.config(SPECS[name]["model"]).num_params() < 5_000_000, name
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_full_presets_match_their_published_parameter_count(name):
+    analytic = models.config(SPECS[name]["model"]).num_params()
+    published = SPECS[name]["reference_params"]
+    print(f"{name}: analytic {analytic:,}, published {published:,}")
+    assert abs(analytic / published - 1) <= 0.005
+
+
+@cache
+def counted_params(framework: str) -> dict[str, int]:
+    """Every workload's parameters as `framework` counts them, in one kernel process."""
+    every = json.dumps({name: spec["model"] for name, spec in SPECS.items()})
+    return in_kernel(framework, "count", framework, every)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("name", list(SPECS))
+def test_each_framework_counts_the_analytic_parameters(name, framework):
+    counted = counted_params(framework)[name]
+    assert counted == models.config(SPECS[name]["model"]).num_params()
+
+
+@cache
+def torch_reference(name: str, folder: str) -> str:
+    path = str(Path(folder) / f"{name}.npz")
+    in_kernel("torch", "reference", model_json(name), path)
+    return path
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("framework", ["tensorflow", "jax"])
+@pytest.mark.parametrize("name", SMALL)
+def test_torch_weights_give_the_same_outputs(name, framework, tmp_path_factory):
+    folder = str(tmp_path_factory.getbasetemp())
+    result = in_kernel(
+        framework, "compare", framework, model_json(name), torch_reference(name, folder)
+    )
+    print(f"{name} {framework} vs torch: {result}")
+    assert result["refused"] == {"unmapped": True, "missing": True, "shape": True}
+    assert result["max_abs_diff"] <= ATOL + RTOL * result["output_max_abs"], result
