@@ -228,3 +228,41 @@ def test_bf16_mixed_precision_training_learns_and_is_recorded(framework, runs_di
     assert env["settings"]["precision"] == "bf16"
     if framework == "tensorflow":
         assert env["framework"]["keras_policy"] == "mixed_bfloat16"
+
+
+FAMILY_PRESETS = ["vit-tiny", "convnext-mini", "bert-mini", "gpt-mini"]  # resnet-tiny: above
+
+
+@pytest.mark.parametrize("mode", ["inference", "training"])
+@pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
+@pytest.mark.parametrize("workload", FAMILY_PRESETS)
+def test_every_family_runs_in_every_framework_and_mode(workload, framework, mode, runs_dir):
+    done = repro(
+        "run",
+        workload,
+        "-f",
+        framework,
+        "-p",
+        "steps=3",
+        "-p",
+        "warmup=1",
+        "-p",
+        f"mode={mode}",
+        "--runs-dir",
+        str(runs_dir),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = read_metrics(one_run(runs_dir))
+    summary = metrics["summary"]
+    assert (
+        metrics["status"] == "ok"
+        and metrics["model"]["params"] == metrics["model"]["params_analytic"]
+    )
+    assert metrics["model"]["equivalence"]["preset"] == workload
+    sequence = metrics["params"]["sequence_length"]
+    if sequence:  # sequence workloads also report tokens/s
+        assert summary["throughput"]["tokens_per_s"] == pytest.approx(
+            summary["throughput"]["samples_per_s"] * sequence
+        )
+    if mode == "training":
+        assert summary["loss"]["curve"][-1] < summary["loss"]["curve"][0]
