@@ -49,7 +49,7 @@ lint: venv ## Check style with ruff
 lab: venv ## Open JupyterLab with the project's kernels
 	$(VENV)/bin/pip install --quiet -e ".[dev,lab]"
 	$(REPRO) kernels
-	$(VENV)/bin/jupyter lab
+	$(VENV)/bin/jupyter lab --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean: ## Remove built environments (runs/ is kept)
 	rm -rf $(VENV) .kernels .jupyter
