@@ -16,14 +16,14 @@ eps is `layer_norm_eps` (1e-12) in all three frameworks.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from repro.models.config_base import Config
 
 
 @dataclass(frozen=True)
-class BertConfig:
+class BertConfig(Config):
     task: ClassVar[str] = "sequence-classification"
 
     vocab_size: int = 30522  # WordPiece vocabulary of bert-base-uncased
@@ -45,15 +45,6 @@ class BertConfig:
                 f"sequence_length ({self.sequence_length}) exceeds max_position "
                 f"({self.max_position})"
             )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> BertConfig:
-        """Build from a plain mapping (e.g. parsed YAML); lists become tuples."""
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown BertConfig keys {unknown}; valid keys are {valid}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def head_size(self) -> int:

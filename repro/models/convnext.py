@@ -17,10 +17,11 @@ three frameworks; GELU is the exact (erf) one; there is no dropout and no stocha
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from repro.models.config_base import Config
 
 MLP_RATIO = 4  # block MLP hidden width = 4 x channels
 KERNEL = 7  # depthwise conv kernel (padding 3: "same" at stride 1)
@@ -29,7 +30,7 @@ DOWN_PATCH = 2  # downsampling conv: kernel = stride = 2
 
 
 @dataclass(frozen=True)
-class ConvNeXtConfig:
+class ConvNeXtConfig(Config):
     task: ClassVar[str] = "image-classification"
 
     depths: tuple[int, ...] = (3, 3, 27, 3)  # blocks per stage (ConvNeXt-B)
@@ -45,15 +46,6 @@ class ConvNeXtConfig:
             raise ValueError(f"depths {self.depths} and dims {self.dims} differ in length")
         if self.image_size % self.reduction:
             raise ValueError(f"image_size {self.image_size} is not a multiple of {self.reduction}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ConvNeXtConfig:
-        """Build from a plain mapping (e.g. parsed YAML); lists become tuples."""
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown ConvNeXtConfig keys {unknown}; valid keys are {valid}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def reduction(self) -> int:

@@ -15,23 +15,14 @@ and the layout change into each. Layouts: conv OIHW -> HWIO; the depthwise conv'
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from repro.models.transfer import (
-    TransferError,
-    as_is,
-    check_shape,
-    flatten,
-    oihw_to_hwio,
-    out_in_to_in_out,
-    unflatten,
-)
-
-Layout = Callable[[np.ndarray], np.ndarray]
+from repro.models import transfer
+from repro.models.transfer import Layout, TransferError, as_is, oihw_to_hwio, out_in_to_in_out
 
 
 def depthwise_to_keras(w: np.ndarray) -> np.ndarray:
@@ -114,49 +105,19 @@ def flax_target(key: str) -> tuple[str, ...]:
 
 def torch_state_to_keras(state_dict: Mapping[str, np.ndarray], keras_model: Any) -> None:
     """Write a torch ConvNeXt state_dict into a model from convnext_keras.build, in place."""
-    layers = {layer.name: layer for layer in keras_model.layers}
-    plan = []  # (keras variable, value), all checked before any is assigned
-    for key, value in state_dict.items():
-        rule, _ = _match(key)
-        layer_name, attr = keras_target(key)
-        layer = layers.get(layer_name)
-        if layer is None:
-            raise TransferError(f"unmapped torch key {key!r}: no Keras layer {layer_name!r}")
-        variable = getattr(layer, attr, None)
-        if variable is None:
-            raise TransferError(f"Keras layer {layer_name!r} has no {attr!r} for {key}")
-        value = rule.keras_layout(np.asarray(value))
-        check_shape(key, variable.path, value, variable.shape)
-        plan.append((variable, value))
-    written = [id(variable) for variable, _ in plan]
-    if len(set(written)) != len(written):
-        raise TransferError("two torch tensors map to the same Keras variable")
-    missed = [v.path for v in keras_model.weights if id(v) not in set(written)]
-    if missed:
-        raise TransferError(f"Keras variables not in the torch state_dict: {missed}")
-    for variable, value in plan:
-        variable.assign(value.astype(variable.dtype))
+    targets = [
+        (key, keras_target(key), _match(key)[0].keras_layout(np.asarray(value)))
+        for key, value in state_dict.items()
+    ]  # (torch key, (Keras layer, variable attribute), value)
+    transfer.assign_keras(keras_model, transfer.keras_by_layer(keras_model, targets))
 
 
 def torch_state_to_flax(
     state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any]
 ) -> dict[str, Any]:
     """A copy of variables ({"params": ...}) holding a torch ConvNeXt's weights."""
-    import jax.numpy as jnp
-
-    target = flatten(variables)  # {("params", "stem_0", "kernel"): array, ...}
-    new: dict[tuple[str, ...], Any] = {}
-    for key, value in state_dict.items():
-        rule, _ = _match(key)
-        path = flax_target(key)
-        if path not in target:
-            raise TransferError(f"unmapped torch key {key!r}: no Flax variable {'/'.join(path)}")
-        if path in new:
-            raise TransferError(f"two torch tensors map to the Flax variable {'/'.join(path)}")
-        value = rule.flax_layout(np.asarray(value))
-        check_shape(key, "/".join(path), value, target[path].shape)
-        new[path] = jnp.asarray(value, dtype=target[path].dtype)
-    missed = ["/".join(p) for p in target if p not in new]
-    if missed:
-        raise TransferError(f"Flax variables not in the torch state_dict: {missed}")
-    return unflatten(new)
+    plan = [
+        (key, flax_target(key), _match(key)[0].flax_layout(np.asarray(value)))
+        for key, value in state_dict.items()
+    ]  # (torch key, Flax path, value)
+    return transfer.assign_flax(variables, plan)

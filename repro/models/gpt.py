@@ -29,14 +29,14 @@ way, would cost the same).
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from repro.models.config_base import Config
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(Config):
     task: ClassVar[str] = "causal-lm"
 
     vocab_size: int = 50257  # GPT-2 BPE vocabulary
@@ -57,15 +57,6 @@ class GPTConfig:
             raise ValueError(
                 f"sequence_length {self.sequence_length} must be in 1..context ({self.context})"
             )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> GPTConfig:
-        """Build from a plain mapping (e.g. parsed YAML); lists become tuples."""
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown GPTConfig keys {unknown}; valid keys are {valid}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def head_dim(self) -> int:

@@ -16,21 +16,13 @@ Layouts: linear (out, in) -> (in, out); embeddings (rows, width) and LayerNorm v
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from repro.models.transfer import (
-    TransferError,
-    as_is,
-    check_shape,
-    flatten,
-    out_in_to_in_out,
-    unflatten,
-)
-
-Layout = Callable[[np.ndarray], np.ndarray]
+from repro.models import transfer
+from repro.models.transfer import Layout, TransferError, as_is, out_in_to_in_out
 
 # module kind -> torch tensor -> (Keras variable name, Flax param name, layout)
 MAPPING: dict[str, dict[str, tuple[str, str, Layout]]] = {
@@ -84,38 +76,23 @@ def torch_state_to_keras(state_dict: Mapping[str, np.ndarray], keras_model: Any)
     """Write a torch GPT state_dict into a model from gpt_keras.build, in place."""
     # "gpt/h_3/attn/c_attn/kernel" -> ("h_3", "attn", "c_attn", "kernel")
     target = {tuple(v.path.split("/")[1:]): v for v in keras_model.weights}
-    plan = []  # (keras variable, value), all checked before any is assigned
+    plan = []  # (torch key, Keras variable, value), all checked before any is assigned
     for key, path, keras_name, _, value in _plan(state_dict):
         variable = target.get((*path, keras_name))
         if variable is None:
             raise TransferError(
                 f"unmapped torch key {key!r}: no Keras variable {'/'.join((*path, keras_name))}"
             )
-        check_shape(key, variable.path, value, variable.shape)
-        plan.append((variable, value))
-    written = {id(variable) for variable, _ in plan}
-    missed = [v.path for v in keras_model.weights if id(v) not in written]
-    if missed:
-        raise TransferError(f"Keras variables not in the torch state_dict: {missed}")
-    for variable, value in plan:
-        variable.assign(value.astype(variable.dtype))
+        plan.append((key, variable, value))
+    transfer.assign_keras(keras_model, plan)
 
 
 def torch_state_to_flax(
     state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any]
 ) -> dict[str, Any]:
     """A copy of variables ({"params"}) holding a torch GPT's weights."""
-    import jax.numpy as jnp
-
-    target = flatten(variables)  # {("params", "h_0", "attn", "c_attn", "kernel"): array, ...}
-    new: dict[tuple[str, ...], Any] = {}
-    for key, path, _, flax_name, value in _plan(state_dict):
-        leaf = ("params", *path, flax_name)
-        if leaf not in target:
-            raise TransferError(f"unmapped torch key {key!r}: no Flax variable {'/'.join(leaf)}")
-        check_shape(key, "/".join(leaf), value, target[leaf].shape)
-        new[leaf] = jnp.asarray(value, dtype=target[leaf].dtype)
-    missed = ["/".join(p) for p in target if p not in new]
-    if missed:
-        raise TransferError(f"Flax variables not in the torch state_dict: {missed}")
-    return unflatten(new)
+    plan = [
+        (key, ("params", *path, flax_name), value)
+        for key, path, _, flax_name, value in _plan(state_dict)
+    ]  # (torch key, Flax path, value), all checked before any is written
+    return transfer.assign_flax(variables, plan)

@@ -13,31 +13,23 @@ with the biased one, so running variances drift apart by that factor per step.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from repro.models.config_base import Config
 
 EXPANSION = 4  # bottleneck: out channels = 4 x bottleneck (mid) channels
 
 
 @dataclass(frozen=True)
-class ResNetConfig:
+class ResNetConfig(Config):
     task: ClassVar[str] = "image-classification"
     depths: tuple[int, ...] = (3, 4, 6, 3)  # bottleneck blocks per stage (ResNet-50)
     width: int = 64  # stem channels; stage i has width*2**i mid and 4x that out channels
     num_classes: int = 1000  # ImageNet-1k
     image_size: int = 224  # square input side, used for FLOPs and example inputs
     in_channels: int = 3  # RGB
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ResNetConfig:
-        """Build from a plain mapping (e.g. parsed YAML); lists become tuples."""
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown ResNetConfig keys {unknown}; valid keys are {valid}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def blocks(self) -> Iterator[tuple[int, int, int, int, int]]:
         """Yield (stage, index, in_channels, mid_channels, stride) for every bottleneck block.

@@ -13,26 +13,16 @@ Layouts: conv OIHW -> HWIO, linear (out, in) -> (in, out), BN vectors as they ar
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from repro.models.transfer import (
-    TransferError,
-    as_is,
-    check_shape,
-    flatten,
-    oihw_to_hwio,
-    out_in_to_in_out,
-    unflatten,
-)
+from repro.models import transfer
+from repro.models.transfer import Layout, TransferError, as_is, oihw_to_hwio, out_in_to_in_out
 
 # torch buffers with no counterpart: a step counter only used when BN momentum is None
 IGNORED = ("num_batches_tracked",)
-
-
-Layout = Callable[[np.ndarray], np.ndarray]
 
 # module kind -> torch tensor -> (Keras variable attribute, Flax (collection, leaf), layout)
 MAPPING: dict[str, dict[str, tuple[str, tuple[str, str], Layout]]] = {
@@ -90,52 +80,28 @@ def _flax_path(module: str) -> tuple[str, ...]:
     return (module.replace(".", "_"),)
 
 
+def _targets(
+    state_dict: Mapping[str, np.ndarray],
+) -> Iterator[tuple[str, tuple[str, str], tuple[str, ...], np.ndarray]]:
+    """Yield (torch key, (Keras layer, variable attribute), Flax path, value in the target
+    layout) for every tensor of the state_dict."""
+    for module, (kind, tensors) in _modules(state_dict).items():
+        for tensor, value in tensors.items():
+            attr, (collection, leaf), layout = MAPPING[kind][tensor]
+            flax_path = (collection, *_flax_path(module), leaf)
+            yield f"{module}.{tensor}", (_keras_layer(module), attr), flax_path, layout(value)
+
+
 def torch_state_to_keras(state_dict: Mapping[str, np.ndarray], keras_model: Any) -> None:
     """Write a torch ResNet state_dict into a model from resnet_keras.build, in place."""
-    layers = {layer.name: layer for layer in keras_model.layers}
-    plan = []  # (keras variable, value), all checked before any is assigned
-    for module, (kind, tensors) in _modules(state_dict).items():
-        layer = layers.get(_keras_layer(module))
-        if layer is None:
-            raise TransferError(
-                f"unmapped torch module {module!r}: no Keras layer {_keras_layer(module)!r}"
-            )
-        for tensor, value in tensors.items():
-            attr, _, layout = MAPPING[kind][tensor]
-            variable = getattr(layer, attr, None)
-            if variable is None:
-                raise TransferError(f"Keras layer {layer.name!r} has no {attr!r} for {module}")
-            value = layout(value)
-            check_shape(f"{module}.{tensor}", variable.path, value, variable.shape)
-            plan.append((variable, value))
-    written = {id(variable) for variable, _ in plan}
-    missed = [v.path for v in keras_model.weights if id(v) not in written]
-    if missed:
-        raise TransferError(f"Keras variables not in the torch state_dict: {missed}")
-    for variable, value in plan:
-        variable.assign(value.astype(variable.dtype))
+    targets = [(key, layer, value) for key, layer, _, value in _targets(state_dict)]
+    transfer.assign_keras(keras_model, transfer.keras_by_layer(keras_model, targets))
 
 
 def torch_state_to_flax(
     state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any]
 ) -> dict[str, Any]:
     """A copy of variables ({"params", "batch_stats"}) holding a torch ResNet's weights."""
-    import jax.numpy as jnp
-
-    target = flatten(variables)  # {("params", "conv1", "kernel"): array, ...}
-    new: dict[tuple[str, ...], Any] = {}
-    for module, (kind, tensors) in _modules(state_dict).items():
-        for tensor, value in tensors.items():
-            _, (collection, leaf), layout = MAPPING[kind][tensor]
-            path = (collection, *_flax_path(module), leaf)
-            if path not in target:
-                raise TransferError(
-                    f"unmapped torch key {module}.{tensor}: no Flax variable {'/'.join(path)}"
-                )
-            value = layout(value)
-            check_shape(f"{module}.{tensor}", "/".join(path), value, target[path].shape)
-            new[path] = jnp.asarray(value, dtype=target[path].dtype)
-    missed = ["/".join(p) for p in target if p not in new]
-    if missed:
-        raise TransferError(f"Flax variables not in the torch state_dict: {missed}")
-    return unflatten(new)
+    return transfer.assign_flax(
+        variables, [(key, path, value) for key, _, path, value in _targets(state_dict)]
+    )

@@ -7,12 +7,16 @@ arrays ({name: np.ndarray}, e.g. from an .npz), so transfers need only numpy and
 framework's kernel. A transfer is all or nothing: every torch tensor must land on exactly one
 target variable of the same shape and every target variable must be written, else TransferError
 is raised before anything is written.
+
+A family module only builds its plan, one (torch key, target, value in the target layout) per
+torch tensor, with its own name and layout mapping; assign_keras and assign_flax check the plan
+whole and then write it.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +24,9 @@ import numpy as np
 
 class TransferError(ValueError):
     """A torch tensor has no target, a shape differs, or a target variable was not written."""
+
+
+Layout = Callable[[np.ndarray], np.ndarray]  # torch layout -> the target's
 
 
 def oihw_to_hwio(w: np.ndarray) -> np.ndarray:
@@ -63,6 +70,72 @@ def unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[path[-1]] = value
     return tree
+
+
+def keras_by_layer(
+    keras_model: Any, targets: Iterable[tuple[str, tuple[str, str], np.ndarray]]
+) -> list[tuple[str, Any, np.ndarray]]:
+    """(torch key, (Keras layer name, variable attribute), value) -> (torch key, Keras variable,
+    value): the plan for assign_keras where a family names its Keras targets by layer."""
+    layers = {layer.name: layer for layer in keras_model.layers}
+    plan = []
+    for key, (layer_name, attr), value in targets:
+        layer = layers.get(layer_name)
+        if layer is None:
+            raise TransferError(f"unmapped torch key {key!r}: no Keras layer {layer_name!r}")
+        variable = getattr(layer, attr, None)
+        if variable is None:
+            raise TransferError(f"Keras layer {layer_name!r} has no {attr!r} for torch {key!r}")
+        plan.append((key, variable, value))
+    return plan
+
+
+def assign_keras(keras_model: Any, plan: Iterable[tuple[str, Any, np.ndarray]]) -> None:
+    """Write a plan into a Keras model, in place: (torch key, Keras variable, value in the Keras
+    layout) per torch tensor. Every shape is checked and a variable written twice or never is
+    refused before any variable is assigned."""
+    plan = list(plan)
+    source: dict[int, str] = {}  # id(Keras variable) -> the torch key written into it
+    for name, variable, value in plan:
+        check_shape(name, variable.path, value, variable.shape)
+        if id(variable) in source:
+            raise TransferError(
+                f"two torch tensors map to the Keras variable {variable.path}: "
+                f"{source[id(variable)]!r} and {name!r}"
+            )
+        source[id(variable)] = name
+    missed = [v.path for v in keras_model.weights if id(v) not in source]
+    if missed:
+        raise TransferError(f"Keras variables not in the torch state_dict: {missed}")
+    for _, variable, value in plan:
+        variable.assign(value.astype(variable.dtype))
+
+
+def assign_flax(
+    variables: Mapping[str, Any], plan: Iterable[tuple[str, tuple[str, ...], np.ndarray]]
+) -> dict[str, Any]:
+    """A copy of Flax variables holding a plan: (torch key, Flax path such as ("params", "h_0",
+    "attn", "c_attn", "kernel"), value in the Flax layout) per torch tensor. A path not in
+    variables, a shape mismatch and a variable written twice or never are refused."""
+    import jax.numpy as jnp
+
+    plan = list(plan)
+    target = flatten(variables)  # {("params", "conv1", "kernel"): array, ...}
+    source: dict[tuple[str, ...], str] = {}  # Flax path -> the torch key written into it
+    for name, path, value in plan:
+        where = "/".join(path)
+        if path not in target:
+            raise TransferError(f"unmapped torch key {name!r}: no Flax variable {where}")
+        if path in source:
+            raise TransferError(
+                f"two torch tensors map to the Flax variable {where}: {source[path]!r} and {name!r}"
+            )
+        check_shape(name, where, value, target[path].shape)
+        source[path] = name
+    missed = ["/".join(p) for p in target if p not in source]
+    if missed:
+        raise TransferError(f"Flax variables not in the torch state_dict: {missed}")
+    return unflatten({p: jnp.asarray(v, dtype=target[p].dtype) for _, p, v in plan})
 
 
 def load_torch_state(arch: str, framework: str, state_dict: Mapping[str, np.ndarray], net):

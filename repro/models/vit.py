@@ -16,14 +16,14 @@ module, whose parameter layouts differ). Train and eval mode are therefore the s
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
+
+from repro.models.config_base import Config
 
 
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(Config):
     task: ClassVar[str] = "image-classification"
 
     # defaults: ViT-B/16 at 224x224 (timm vit_base_patch16_224), 86,567,656 parameters
@@ -42,15 +42,6 @@ class ViTConfig:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ViTConfig:
-        """Build from a plain mapping (e.g. parsed YAML); lists become tuples."""
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown ViTConfig keys {unknown}; valid keys are {valid}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @property
     def num_patches(self) -> int:

@@ -13,22 +13,13 @@ linear (out, in) -> (in, out), everything else as it is).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from repro.models.transfer import (
-    TransferError,
-    as_is,
-    check_shape,
-    flatten,
-    oihw_to_hwio,
-    out_in_to_in_out,
-    unflatten,
-)
-
-Layout = Callable[[np.ndarray], np.ndarray]
+from repro.models import transfer
+from repro.models.transfer import Layout, TransferError, as_is, oihw_to_hwio, out_in_to_in_out
 
 _BLOCK = r"blocks\.(?P<i>\d+)\."
 # torch tensor (regex)  ->  Keras "layer.variable"  |  Flax path under "params"  |  layout
@@ -72,45 +63,19 @@ def _targets(name: str) -> tuple[tuple[str, str], tuple[str, ...], Layout]:
 
 def torch_state_to_keras(state_dict: Mapping[str, np.ndarray], keras_model: Any) -> None:
     """Write a torch ViT state_dict into a model from vit_keras.build, in place."""
-    layers = {layer.name: layer for layer in keras_model.layers}
-    plan = []  # (keras variable, value), all checked before any is assigned
+    targets = []  # (torch key, (Keras layer, variable attribute), value)
     for name, value in state_dict.items():
-        (layer_name, attr), _, layout = _targets(name)
-        layer = layers.get(layer_name)
-        variable = getattr(layer, attr, None)
-        if variable is None:
-            raise TransferError(f"unmapped torch key {name!r}: no Keras {layer_name}.{attr}")
-        value = layout(np.asarray(value))
-        check_shape(name, variable.path, value, variable.shape)
-        plan.append((variable, value))
-    written = {id(variable) for variable, _ in plan}
-    if len(written) != len(plan):
-        raise TransferError("two torch tensors map to the same Keras variable")
-    missed = [v.path for v in keras_model.weights if id(v) not in written]
-    if missed:
-        raise TransferError(f"Keras variables not in the torch state_dict: {missed}")
-    for variable, value in plan:
-        variable.assign(value.astype(variable.dtype))
+        layer, _, layout = _targets(name)
+        targets.append((name, layer, layout(np.asarray(value))))
+    transfer.assign_keras(keras_model, transfer.keras_by_layer(keras_model, targets))
 
 
 def torch_state_to_flax(
     state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any]
 ) -> dict[str, Any]:
     """A copy of variables ({"params": ...}) holding a torch ViT's weights."""
-    import jax.numpy as jnp
-
-    target = flatten(variables)  # {("params", "blocks_0", "attn", "query", "kernel"): ...}
-    new: dict[tuple[str, ...], Any] = {}
+    plan = []  # (torch key, Flax path, value), all checked before any is written
     for name, value in state_dict.items():
         _, path, layout = _targets(name)
-        if path not in target:
-            raise TransferError(f"unmapped torch key {name!r}: no Flax {'/'.join(path)}")
-        if path in new:
-            raise TransferError(f"two torch tensors map to the Flax {'/'.join(path)}")
-        value = layout(np.asarray(value))
-        check_shape(name, "/".join(path), value, target[path].shape)
-        new[path] = jnp.asarray(value, dtype=target[path].dtype)
-    missed = ["/".join(p) for p in target if p not in new]
-    if missed:
-        raise TransferError(f"Flax variables not in the torch state_dict: {missed}")
-    return unflatten(new)
+        plan.append((name, path, layout(np.asarray(value))))
+    return transfer.assign_flax(variables, plan)
