@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from repro import kernels, plan
-from repro.errors import ReproError
+from repro.errors import ReproError, UserError
 
 
 def _params_help() -> str:
@@ -37,6 +37,32 @@ def workload_table() -> str:
             f"{name:<15} {spec['task']:<24} {spec.get('preset', '?'):<6} {params:>15,}  {seq}"
         )
     return "\n".join(lines)
+
+
+def compare_runs(args) -> int:
+    """Print each run against the baseline; with --fail-if-slower, exit 1 on a regression."""
+    from repro import compare
+
+    base, runs = compare.load(args.base), [compare.load(r) for r in args.runs]
+    differences = compare.context_differences([base, *runs])
+    for field, values in differences.items():
+        print(f"context differs: {field}: {values}")
+    if differences and not args.allow_mixed:
+        raise UserError(
+            f"the runs' context differs ({', '.join(differences)}); compare them "
+            "anyway with --allow-mixed"
+        )
+    threshold = compare.parse_threshold(args.fail_if_slower) if args.fail_if_slower else None
+    failed = False
+    for run in runs:
+        fails, r = compare.gate(base, run, threshold or 0.0)
+        failed |= threshold is not None and fails
+        print(
+            f"{r['new']} vs {r['base']}: step time x{r['time_ratio']:.3f} "
+            f"(95% CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}, Mann-Whitney p={r['p_value']:.3g}): "
+            f"{r['verdict']}" + (" -> REGRESSION" if threshold is not None and fails else "")
+        )
+    return 1 if failed else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,6 +110,27 @@ def parser() -> argparse.ArgumentParser:
     lock.add_argument("names", nargs="*")
 
     sub.add_parser("list", help="list workloads, frameworks, kernels and parameters")
+
+    verify = sub.add_parser("verify", help="check a run folder, bundle or report for edits")
+    verify.add_argument("path", help="a run folder, a .tar.gz bundle, or a report.ipynb")
+
+    bundle = sub.add_parser("bundle", help="pack a run folder into one .tar.gz to share")
+    bundle.add_argument("run", help="the run folder")
+    bundle.add_argument("-o", "--output", help="archive path (default: <run folder>.tar.gz)")
+
+    compare = sub.add_parser("compare", help="compare runs against a baseline, with statistics")
+    compare.add_argument("base", help="the baseline run folder")
+    compare.add_argument("runs", nargs="+", help="run folders to compare with the baseline")
+    compare.add_argument(
+        "--fail-if-slower",
+        metavar="PCT",
+        help="exit 1 if a run is significantly slower than the base by more than PCT (e.g. 5%%)",
+    )
+    compare.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="compare runs whose context differs (listed in the output)",
+    )
     return top
 
 
@@ -126,6 +173,20 @@ def main(argv: list[str] | None = None) -> int:
             print("\nframeworks:", ", ".join(plan.FRAMEWORKS))
             print("kernels:", ", ".join(kernels.available()))
             print(_params_help())
+        elif args.command == "verify":
+            from repro.integrity import check
+
+            problems = check(args.path)
+            for problem in problems:
+                print(f"CHANGED: {problem}")
+            print(f"{args.path}: " + ("intact" if not problems else f"{len(problems)} changes"))
+            return 1 if problems else 0
+        elif args.command == "bundle":
+            from repro.integrity import bundle
+
+            print(bundle(args.run, args.output))
+        elif args.command == "compare":
+            return compare_runs(args)
     except ReproError as error:
         print(f"repro: {error}", file=sys.stderr)
         return error.exit_code

@@ -20,7 +20,7 @@ from nbconvert import HTMLExporter
 
 from repro import MIME
 from repro.capture import hardware_markdown
-from repro.lockfile import sha256
+from repro.integrity import MANIFEST, cell_hashes, manifest_lines
 from repro.paths import KERNELSPECS
 from repro.plan import RunPlan
 
@@ -130,6 +130,11 @@ def finalize(plan: RunPlan, run_dir: Path, run_context: dict, error: str | None 
             "run": run_context,
             "status": metrics["status"],
             "environment": environment,
+            "integrity": {
+                "cells": cell_hashes(notebook),
+                "method": "sha256 of each cell's "
+                "source and outputs as canonical JSON (repro.integrity)",
+            },
         }
         write(report, nbformat.writes(notebook))
         exporter = HTMLExporter(embed_images=True, template_file=str(HTML_TEMPLATE))
@@ -142,6 +147,4 @@ def finalize(plan: RunPlan, run_dir: Path, run_context: dict, error: str | None 
 
 def write_manifest(run_dir: Path) -> None:
     """`sha256sum -c`-compatible hashes of every file in the run folder."""
-    files = sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name != "MANIFEST.sha256")
-    lines = [f"{sha256(p).hexdigest()}  {p.relative_to(run_dir).as_posix()}" for p in files]
-    write(run_dir / "MANIFEST.sha256", "\n".join(lines) + "\n")
+    write(run_dir / MANIFEST, "\n".join(manifest_lines(run_dir)) + "\n")

@@ -33,3 +33,29 @@ def read_metrics(folder: Path) -> dict:
 @pytest.fixture
 def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+@pytest.fixture(scope="session")
+def small_runs(tmp_path_factory) -> dict[str, Path]:
+    """Real finished runs for the comparison and integrity tests: two identical resnet-tiny torch
+    runs ("a", "b") and one with another batch size ("c")."""
+    runs = {}
+    for name, batch in (("a", 2), ("b", 2), ("c", 4)):
+        runs_dir = tmp_path_factory.mktemp(f"runs-{name}")
+        done = repro(
+            "run",
+            "resnet-tiny",
+            "-f",
+            "torch",
+            "-p",
+            f"batch_size={batch}",
+            "-p",
+            "steps=20",
+            "-p",
+            "threads=1",
+            "--runs-dir",
+            str(runs_dir),
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = run_folders(runs_dir)[0]
+    return runs
