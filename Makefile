@@ -46,6 +46,16 @@ lint: venv ## Check style with ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+compare: venv ## Compare runs against the first: make compare RUNS="runs/a runs/b" [FAIL_IF_SLOWER=5%]
+	$(REPRO) compare $(RUNS) $(if $(FAIL_IF_SLOWER),--fail-if-slower $(FAIL_IF_SLOWER)) \
+		$(if $(ALLOW_MIXED),--allow-mixed)
+
+verify: venv ## Check a run folder, bundle or report for edits: make verify REPORT=runs/<run>
+	$(REPRO) verify $(REPORT)
+
+bundle: venv ## Pack a run folder into one .tar.gz to share: make bundle RUN=runs/<run>
+	$(REPRO) bundle $(RUN)
+
 lab: venv ## Open JupyterLab with the project's kernels
 	$(VENV)/bin/pip install --quiet -e ".[dev,lab]"
 	$(REPRO) kernels
@@ -54,4 +64,4 @@ lab: venv ## Open JupyterLab with the project's kernels
 clean: ## Remove built environments (runs/ is kept)
 	rm -rf $(VENV) .kernels .jupyter
 
-.PHONY: help venv run list kernels lock test lint lab clean
+.PHONY: help venv run list kernels lock test lint compare verify bundle lab clean
