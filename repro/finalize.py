@@ -70,13 +70,13 @@ def raw_csv(samples: dict) -> str:
 def run_script(plan: RunPlan, run_context: dict) -> str:
     args = ["run", plan.workload["name"], "--framework", plan.framework]
     args += ["--unpinned", "--python", plan.python] if plan.python else ["--kernel", plan.kernel]
-    args += [a for k, v in plan.params.items() for a in ("-p", f"{k}={v}")]
+    args += [a for k, v in plan.params.items() if v is not None for a in ("-p", f"{k}={v}")]
     git = run_context["git"]
     return (
         "#!/usr/bin/env bash\n"
         f"# Reruns repro run {run_context['run_id']}. Recorded at git commit "
         f"{git.get('commit')}{' (dirty tree)' if git.get('dirty') else ''}:\n"
-        "# from a checkout of that commit, with the project's environment (`make .venv`), run:\n"
+        "# from a checkout of that commit, with the project's environment (`make venv`), run:\n"
         "set -euo pipefail\n"
         f'exec "${{REPRO:-repro}}" {shlex.join(args)}\n'
     )

@@ -6,13 +6,14 @@ import csv
 import hashlib
 import json
 import re
+import shlex
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, SMALL, read_metrics, repro, run_folders
 
-from repro import kernels
+from repro import kernels, plan
 
 pytestmark = pytest.mark.kernel
 
@@ -111,7 +112,10 @@ def test_run_produces_a_complete_run_folder(framework, mode, runs_dir):
     assert (folder / "requirements.lock").read_bytes() == (
         ROOT / "kernelspecs" / f"{framework}-cpu" / "requirements.lock"
     ).read_bytes()
-    assert f"--framework {framework}" in (folder / "run.sh").read_text()
+    command = shlex.split((folder / "run.sh").read_text().splitlines()[-1])
+    assert command[2:6] == ["run", "resnet-tiny", "--framework", framework]
+    rerun = plan.resolve("resnet-tiny", framework, plan.parse_assignments(command[9::2]))
+    assert rerun.params == metrics["params"]  # run.sh reproduces every parameter
     assert manifest_ok(folder)
 
 
