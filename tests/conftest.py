@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from repro import kernels
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).with_name("fixtures")
 SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3"]  # seconds, not minutes
@@ -20,6 +22,32 @@ def repro(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "repro", *args], cwd=cwd, capture_output=True, text=True, timeout=900
     )
+
+
+KERNEL_ENV = {  # CPU only, quiet, Keras on TensorFlow: the same conditions for every check
+    "PATH": "/usr/bin:/bin",
+    "CUDA_VISIBLE_DEVICES": "",
+    "JAX_PLATFORMS": "cpu",
+    "KERAS_BACKEND": "tensorflow",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PYTHONPATH": str(ROOT),
+}
+
+
+def in_kernel(framework: str, script: Path, *args: str):
+    """Run a check script in `framework`'s pinned kernel (built first if missing); return its
+    last stdout line as JSON. The tests' own process never imports a framework."""
+    python = kernels.ensure(f"{framework}-cpu").python
+    done = subprocess.run(
+        [python, script, *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env=KERNEL_ENV,
+    )
+    assert done.returncode == 0, f"{script.name} {args} in {framework}:\n{done.stderr[-4000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run_folders(runs_dir: Path) -> list[Path]:

@@ -10,13 +10,13 @@ TOLERANCE; broken state_dicts are refused whole.
 from __future__ import annotations
 
 import json
-import subprocess
 from functools import cache
 from pathlib import Path
 
 import pytest
+from conftest import in_kernel
 
-from repro import kernels, models, plan
+from repro import models, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = Path(__file__).with_name("model_check.py")
@@ -25,22 +25,6 @@ FULL = [n for n, s in SPECS.items() if s.get("preset") == "full"]
 SMALL = [n for n, s in SPECS.items() if s.get("preset") == "small"]
 FRAMEWORKS = ("torch", "tensorflow", "jax")
 ATOL, RTOL = 1e-7, 1e-5  # |difference| <= ATOL + RTOL * max|output|, fp32
-
-
-def in_kernel(framework: str, *args: str) -> dict:
-    python = kernels.ensure(f"{framework}-cpu").python
-    env = {
-        "PYTHONPATH": str(ROOT),
-        "PATH": "/usr/bin:/bin",
-        "CUDA_VISIBLE_DEVICES": "",
-        "JAX_PLATFORMS": "cpu",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    done = subprocess.run(
-        [python, CHECK, *args], capture_output=True, text=True, timeout=900, env=env
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def model_json(name: str) -> str:
@@ -67,7 +51,7 @@ def test_full_presets_match_their_published_parameter_count(name):
 def counted_params(framework: str) -> dict[str, int]:
     """Every workload's parameters as `framework` counts them, in one kernel process."""
     every = json.dumps({name: spec["model"] for name, spec in SPECS.items()})
-    return in_kernel(framework, "count", framework, every)
+    return in_kernel(framework, CHECK, "count", framework, every)
 
 
 @pytest.mark.kernel
@@ -81,7 +65,7 @@ def test_each_framework_counts_the_analytic_parameters(name, framework):
 @cache
 def torch_reference(name: str, folder: str) -> str:
     path = str(Path(folder) / f"{name}.npz")
-    in_kernel("torch", "reference", model_json(name), path)
+    in_kernel("torch", CHECK, "reference", model_json(name), path)
     return path
 
 
@@ -90,9 +74,8 @@ def torch_reference(name: str, folder: str) -> str:
 @pytest.mark.parametrize("name", SMALL)
 def test_torch_weights_give_the_same_outputs(name, framework, tmp_path_factory):
     folder = str(tmp_path_factory.getbasetemp())
-    result = in_kernel(
-        framework, "compare", framework, model_json(name), torch_reference(name, folder)
-    )
+    reference = torch_reference(name, folder)
+    result = in_kernel(framework, CHECK, "compare", framework, model_json(name), reference)
     print(f"{name} {framework} vs torch: {result}")
     assert result["refused"] == {"unmapped": True, "missing": True, "shape": True}
     assert result["max_abs_diff"] <= ATOL + RTOL * result["output_max_abs"], result

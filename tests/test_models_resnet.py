@@ -8,14 +8,11 @@ framework's pinned kernel interpreter and reads back one JSON line.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import in_kernel
 
-from repro import kernels
 from repro.models.resnet import ResNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,35 +21,6 @@ FRAMEWORKS = ("torch", "tensorflow", "jax")
 RESNET50_PARAMS = 25_557_032  # torchvision resnet50
 TINY = ResNetConfig(depths=(1, 1, 1, 1), width=16, num_classes=10, image_size=64)
 TOLERANCE = 1e-4  # max |logit difference|, fp32
-
-
-@pytest.fixture(scope="session")
-def interpreters() -> dict[str, Path]:
-    """Framework -> the interpreter of its pinned kernel (built first if missing)."""
-    return {fw: kernels.ensure(f"{fw}-cpu").python for fw in FRAMEWORKS}
-
-
-def run_check(interpreters: dict[str, Path], framework: str, *args: str) -> dict:
-    python = interpreters[framework]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "CUDA_VISIBLE_DEVICES": "",  # CPU everywhere: no TF32 or GPU kernels in the numbers
-        "JAX_PLATFORMS": "cpu",
-        "KERAS_BACKEND": "tensorflow",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-    proc = subprocess.run(
-        [str(python), str(CHECK), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"{framework} check {args} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # -- analytic config (driver only) --------------------------------------------------------
@@ -77,17 +45,17 @@ def test_from_dict() -> None:
 
 
 @pytest.fixture(scope="session")
-def torch_reference(interpreters, tmp_path_factory) -> Path:
+def torch_reference(tmp_path_factory) -> Path:
     """Tiny torch ResNet (random BN stats) with its input and outputs, saved as .npz."""
     path = tmp_path_factory.mktemp("resnet") / "torch_reference.npz"
-    stats = run_check(interpreters, "torch", "reference", str(path))
+    stats = in_kernel("torch", CHECK, "reference", str(path))
     assert stats["logit_std"] > 0.05, f"degenerate reference logits: {stats}"
     return path
 
 
 @pytest.mark.parametrize("framework", ["tensorflow", "jax"])
-def test_transfer_matches_torch(interpreters, torch_reference: Path, framework: str) -> None:
-    result = run_check(interpreters, framework, "compare", framework, str(torch_reference))
+def test_transfer_matches_torch(torch_reference: Path, framework: str) -> None:
+    result = in_kernel(framework, CHECK, "compare", framework, str(torch_reference))
     print(f"{framework} vs torch: {result}")
     for key in ("max_abs_diff", "train_max_abs_diff", "running_mean_max_abs_diff"):
         assert result[key] < TOLERANCE, f"{framework} vs torch {key} = {result[key]:.3g}"

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
-
-from repro import kernels
+from conftest import in_kernel
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,21 +14,8 @@ CHECK = Path(__file__).with_name("protocol_check.py")
 TINY = {"depths": [1, 1, 1, 1], "width": 16, "num_classes": 10, "image_size": 64}
 
 
-def in_kernel(framework: str, *args: str):
-    python = kernels.ensure(f"{framework}-cpu").python
-    done = subprocess.run(
-        [python, CHECK, *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_jax_without_a_sync_under_reports_and_the_protocol_does_not():
-    t = in_kernel("jax", "sync")
+    t = in_kernel("jax", CHECK, "sync")
     print(t)
     assert t["unsynced_s"] < 0.5 * t["synced_s"], t  # the clock saw only the dispatch
     assert t["protocol_s"] == pytest.approx(t["synced_s"], rel=0.35), t
@@ -38,8 +23,8 @@ def test_jax_without_a_sync_under_reports_and_the_protocol_does_not():
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
 def test_two_deterministic_training_runs_give_identical_falling_losses(framework):
-    first = in_kernel(framework, "train", framework, json.dumps(TINY))
-    second = in_kernel(framework, "train", framework, json.dumps(TINY))
+    first = in_kernel(framework, CHECK, "train", framework, json.dumps(TINY))
+    second = in_kernel(framework, CHECK, "train", framework, json.dumps(TINY))
     print(framework, first)
     assert first == second  # bit for bit, in two separate processes
     assert len(first) == 6 and first[-1] < first[0]

@@ -38,6 +38,13 @@ def one_run(runs_dir: Path) -> Path:
     return folders[0]
 
 
+def run_ok(runs_dir: Path, *args: str) -> Path:
+    """`repro run ARGS` into runs_dir: it must succeed and leave exactly one run folder."""
+    done = repro("run", *args, "--runs-dir", str(runs_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return one_run(runs_dir)
+
+
 def manifest_ok(folder: Path) -> bool:
     for line in (folder / "MANIFEST.sha256").read_text().splitlines():
         digest, name = line.split("  ", 1)
@@ -49,8 +56,8 @@ def manifest_ok(folder: Path) -> bool:
 @pytest.mark.parametrize("mode", ["inference", "training"])
 @pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
 def test_run_produces_a_complete_run_folder(framework, mode, runs_dir):
-    done = repro(
-        "run",
+    folder = run_ok(
+        runs_dir,
         "resnet-tiny",
         "-f",
         framework,
@@ -59,11 +66,7 @@ def test_run_produces_a_complete_run_folder(framework, mode, runs_dir):
         f"mode={mode}",
         "-p",
         "price_per_hour=3.6",
-        "--runs-dir",
-        str(runs_dir),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    folder = one_run(runs_dir)
     assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_resnet-tiny_{framework}_[0-9a-f]{{6}}", folder.name)
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert files == RUN_FILES | ({"plots/loss_curve.png"} if mode == "training" else set())
@@ -164,18 +167,14 @@ def test_a_failing_cell_keeps_the_report_marked_failed(runs_dir):
 
 def test_unpinned_mode_runs_in_an_existing_interpreter_and_says_so(runs_dir):
     python = kernels.ensure("torch-cpu").python  # an interpreter that has torch and ipykernel
-    done = repro(
-        "run",
+    folder = run_ok(
+        runs_dir,
         "resnet-tiny",
         *SMALL,
         "--unpinned",
         "--python",
         str(python),
-        "--runs-dir",
-        str(runs_dir),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    folder = one_run(runs_dir)
     metrics = read_metrics(folder)
     assert metrics["pinned"] is False and metrics["kernel"] == "unpinned"
     notebook = nbformat.read(folder / "report.ipynb", as_version=4)
@@ -198,9 +197,7 @@ def test_drift_stops_the_run_unless_allowed(runs_dir):
         assert planted.relative_to(site).as_posix() in refused.stderr
         assert run_folders(runs_dir) == []
 
-        allowed = repro("run", "resnet-tiny", *SMALL, "--allow-drift", "--runs-dir", str(runs_dir))
-        assert allowed.returncode == 0, allowed.stderr[-3000:]
-        folder = one_run(runs_dir)
+        folder = run_ok(runs_dir, "resnet-tiny", *SMALL, "--allow-drift")
         notebook = nbformat.read(folder / "report.ipynb", as_version=4)
         assert "DRIFT ALLOWED" in notebook.cells[0].source
         assert planted.relative_to(site).as_posix() in notebook.cells[0].source
@@ -211,8 +208,8 @@ def test_drift_stops_the_run_unless_allowed(runs_dir):
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
 def test_bf16_mixed_precision_training_learns_and_is_recorded(framework, runs_dir):
-    done = repro(
-        "run",
+    folder = run_ok(
+        runs_dir,
         "resnet-tiny",
         "-f",
         framework,
@@ -221,11 +218,7 @@ def test_bf16_mixed_precision_training_learns_and_is_recorded(framework, runs_di
         "mode=training",
         "-p",
         "precision=bf16",
-        "--runs-dir",
-        str(runs_dir),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    folder = one_run(runs_dir)
     losses = read_metrics(folder)["summary"]["loss"]["curve"]
     assert losses[-1] < 0.5 * losses[0]
     env = json.loads((folder / "environment.json").read_text())
@@ -241,22 +234,20 @@ FAMILY_PRESETS = ["vit-tiny", "convnext-mini", "bert-mini", "gpt-mini"]  # resne
 @pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
 @pytest.mark.parametrize("workload", FAMILY_PRESETS)
 def test_every_family_runs_in_every_framework_and_mode(workload, framework, mode, runs_dir):
-    done = repro(
-        "run",
-        workload,
-        "-f",
-        framework,
-        "-p",
-        "steps=3",
-        "-p",
-        "warmup=1",
-        "-p",
-        f"mode={mode}",
-        "--runs-dir",
-        str(runs_dir),
+    metrics = read_metrics(
+        run_ok(
+            runs_dir,
+            workload,
+            "-f",
+            framework,
+            "-p",
+            "steps=3",
+            "-p",
+            "warmup=1",
+            "-p",
+            f"mode={mode}",
+        )
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = read_metrics(one_run(runs_dir))
     summary = metrics["summary"]
     assert (
         metrics["status"] == "ok"
