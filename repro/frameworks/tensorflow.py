@@ -31,6 +31,7 @@ class Adapter(Base):
             tf.config.experimental.enable_op_determinism()
         # TF enables TF32 on Ampere+ by default; set it explicitly either way.
         tf.config.experimental.enable_tensor_float_32_execution(self.precision == "tf32")
+        tf.config.experimental.set_synchronous_execution(True)  # TF's default, made explicit
         keras.mixed_precision.set_global_policy(POLICY.get(self.precision, "float32"))
         picked = self.pick(device, bool(gpus))
         self.tf_device = "/GPU:0" if picked == "gpu" else "/CPU:0"
@@ -123,9 +124,10 @@ class Adapter(Base):
         return float(value.numpy())
 
     def sync(self, out=None) -> None:
-        # Fetching a value to the host waits for the ops that produce it, on any device.
-        if out is not None:
-            out.numpy()
+        # Execution is synchronous (set in setup): a returned CPU tensor is computed. GPU kernels
+        # may still be queued, so wait for the devices; no copy of the outputs to the host.
+        if self.device == "gpu":
+            tf.test.experimental.sync_devices()
 
     def reset_peak_memory(self) -> None:
         if self.device == "gpu":

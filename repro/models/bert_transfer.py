@@ -24,20 +24,9 @@ from typing import Any
 import numpy as np
 
 from repro.models import transfer
-from repro.models.transfer import Layout, TransferError, as_is, out_in_to_in_out
+from repro.models.transfer import TransferError
 
-# module kind -> torch tensor -> (Keras variable attribute, Flax leaf in "params", layout)
-MAPPING: dict[str, dict[str, tuple[str, str, Layout]]] = {
-    "embedding": {"weight": ("embeddings", "embedding", as_is)},  # (rows, hidden)
-    "layernorm": {
-        "weight": ("gamma", "scale", as_is),
-        "bias": ("beta", "bias", as_is),
-    },
-    "linear": {
-        "weight": ("kernel", "kernel", out_in_to_in_out),
-        "bias": ("bias", "bias", as_is),
-    },
-}
+MAPPING = transfer.TRANSFORMER_MAPPING
 
 
 def _kind(module: str) -> str:
@@ -93,14 +82,11 @@ def _targets(
 
 def torch_state_to_keras(state_dict: Mapping[str, np.ndarray], keras_model: Any) -> None:
     """Write a torch BERT state_dict into a model from bert_keras.build, in place."""
-    targets = [(key, layer, value) for key, layer, _, value in _targets(state_dict)]
-    transfer.assign_keras(keras_model, transfer.keras_by_layer(keras_model, targets))
+    transfer.write_keras(keras_model, _targets(state_dict))
 
 
 def torch_state_to_flax(
     state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any]
 ) -> dict[str, Any]:
     """A copy of variables ({"params": ...}) holding a torch BERT's weights."""
-    return transfer.assign_flax(
-        variables, [(key, path, value) for key, _, path, value in _targets(state_dict)]
-    )
+    return transfer.write_flax(variables, _targets(state_dict))

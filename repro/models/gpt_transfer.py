@@ -22,20 +22,9 @@ from typing import Any
 import numpy as np
 
 from repro.models import transfer
-from repro.models.transfer import Layout, TransferError, as_is, out_in_to_in_out
+from repro.models.transfer import TransferError
 
-# module kind -> torch tensor -> (Keras variable name, Flax param name, layout)
-MAPPING: dict[str, dict[str, tuple[str, str, Layout]]] = {
-    "embedding": {"weight": ("embeddings", "embedding", as_is)},
-    "layernorm": {
-        "weight": ("gamma", "scale", as_is),
-        "bias": ("beta", "bias", as_is),
-    },
-    "linear": {
-        "weight": ("kernel", "kernel", out_in_to_in_out),
-        "bias": ("bias", "bias", as_is),
-    },
-}
+MAPPING = transfer.TRANSFORMER_MAPPING
 
 # torch module name -> kind; the module path drops "transformer." and writes "h.3" as "h_3"
 # (one to one: distinct torch keys land on distinct targets)

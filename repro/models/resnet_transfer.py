@@ -94,14 +94,11 @@ def _targets(
 
 def torch_state_to_keras(state_dict: Mapping[str, np.ndarray], keras_model: Any) -> None:
     """Write a torch ResNet state_dict into a model from resnet_keras.build, in place."""
-    targets = [(key, layer, value) for key, layer, _, value in _targets(state_dict)]
-    transfer.assign_keras(keras_model, transfer.keras_by_layer(keras_model, targets))
+    transfer.write_keras(keras_model, _targets(state_dict))
 
 
 def torch_state_to_flax(
     state_dict: Mapping[str, np.ndarray], variables: Mapping[str, Any]
 ) -> dict[str, Any]:
     """A copy of variables ({"params", "batch_stats"}) holding a torch ResNet's weights."""
-    return transfer.assign_flax(
-        variables, [(key, path, value) for key, _, path, value in _targets(state_dict)]
-    )
+    return transfer.write_flax(variables, _targets(state_dict))

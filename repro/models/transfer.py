@@ -43,6 +43,17 @@ def as_is(w: np.ndarray) -> np.ndarray:
     return w
 
 
+# Transformer modules (BERT, GPT): kind -> torch tensor -> (Keras variable, Flax leaf, layout)
+TRANSFORMER_MAPPING: dict[str, dict[str, tuple[str, str, Layout]]] = {
+    "embedding": {"weight": ("embeddings", "embedding", as_is)},  # (rows, hidden)
+    "layernorm": {"weight": ("gamma", "scale", as_is), "bias": ("beta", "bias", as_is)},
+    "linear": {
+        "weight": ("kernel", "kernel", out_in_to_in_out),
+        "bias": ("bias", "bias", as_is),
+    },
+}
+
+
 def check_shape(name: str, target_name: str, value: np.ndarray, target_shape: Any) -> None:
     if tuple(value.shape) != tuple(target_shape):
         raise TransferError(
@@ -136,6 +147,21 @@ def assign_flax(
     if missed:
         raise TransferError(f"Flax variables not in the torch state_dict: {missed}")
     return unflatten({p: jnp.asarray(v, dtype=target[p].dtype) for _, p, v in plan})
+
+
+Target = tuple[str, tuple[str, str], tuple[str, ...], np.ndarray]
+"""(torch key, (Keras layer, variable attribute), Flax path, value in the target layout)"""
+
+
+def write_keras(keras_model: Any, targets: Iterable[Target]) -> None:
+    """Write targets into a Keras model by layer name and attribute, all checked first."""
+    by_layer = [(key, layer, value) for key, layer, _, value in targets]
+    assign_keras(keras_model, keras_by_layer(keras_model, by_layer))
+
+
+def write_flax(variables: Mapping[str, Any], targets: Iterable[Target]) -> dict[str, Any]:
+    """A copy of Flax variables with targets written at their paths, all checked first."""
+    return assign_flax(variables, [(key, path, value) for key, _, path, value in targets])
 
 
 def load_torch_state(arch: str, framework: str, state_dict: Mapping[str, np.ndarray], net):
