@@ -50,6 +50,9 @@ compare: venv ## Compare runs against the first: make compare RUNS="runs/a runs/
 	$(REPRO) compare $(RUNS) $(if $(FAIL_IF_SLOWER),--fail-if-slower $(FAIL_IF_SLOWER)) \
 		$(if $(ALLOW_MIXED),--allow-mixed)
 
+rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1]
+	$(REPRO) rerun $(REPORT) $(if $(TRUST),--trust)
+
 verify: venv ## Check a run folder, bundle or report for edits: make verify REPORT=runs/<run>
 	$(REPRO) verify $(REPORT)
 
@@ -64,4 +67,4 @@ lab: venv ## Open JupyterLab with the project's kernels
 clean: ## Remove built environments (runs/ is kept)
 	rm -rf $(VENV) .kernels .jupyter
 
-.PHONY: help venv run list kernels lock test lint compare verify bundle lab clean
+.PHONY: help venv run list kernels lock test lint compare rerun verify bundle lab clean

@@ -118,6 +118,17 @@ def parser() -> argparse.ArgumentParser:
     bundle.add_argument("run", help="the run folder")
     bundle.add_argument("-o", "--output", help="archive path (default: <run folder>.tar.gz)")
 
+    rerun = sub.add_parser(
+        "rerun", help="rerun a report from the file alone and judge whether it reproduced"
+    )
+    rerun.add_argument("report", help="a report.ipynb, a run folder or a .tar.gz bundle")
+    rerun.add_argument(
+        "--trust",
+        action="store_true",
+        help="run the report's own code even where it differs from this checkout (shown first)",
+    )
+    rerun.add_argument("--runs-dir", help="where the new run folder goes (default runs/)")
+
     compare = sub.add_parser("compare", help="compare runs against a baseline, with statistics")
     compare.add_argument("base", help="the baseline run folder")
     compare.add_argument("runs", nargs="+", help="run folders to compare with the baseline")
@@ -156,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{request.workload['name']} / {request.framework}: {thr:.2f} samples/s "
                 f"-> {result.folder}"
             )
+        elif args.command == "rerun":
+            from repro.rerun import rerun
+
+            result = rerun(args.report, trust=args.trust, runs_dir=args.runs_dir)
+            verdict = result.metrics["rerun"] or {}
+            print(f"rerun verdict: {verdict.get('verdict', 'none recorded')} -> {result.folder}")
         elif args.command == "kernels":
             for name in args.names or kernels.available():
                 kernel = kernels.build(name) if args.rebuild else kernels.ensure(name)

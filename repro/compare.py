@@ -82,21 +82,25 @@ def context_differences(runs: list[Run]) -> dict[str, list]:
     return diffs
 
 
-def versus(base: Run, new: Run, seed: int = 0) -> dict:
-    """How `new`'s step time compares with `base`'s: ratio of medians (> 1: slower), its
-    bootstrap 95% CI, the Mann-Whitney U p-value, and a verdict in words."""
-    a, b = new.step_s, base.step_s
-    ratio = float(np.median(a) / np.median(b))
+def ratio_ci(new, base, statistic=np.median, seed: int = 0) -> tuple[float, float, float]:
+    """statistic(new) / statistic(base) and its bootstrap 95% percentile CI, resampling both."""
+    new, base = np.asarray(new, float), np.asarray(base, float)
     ci = stats.bootstrap(
-        (a, b),
-        lambda x, y: np.median(x) / np.median(y),
+        (new, base),
+        lambda x, y: statistic(x) / statistic(y),
         vectorized=False,
         n_resamples=2000,
         method="percentile",
         rng=np.random.default_rng(seed),
     ).confidence_interval
-    p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-    low, high = float(ci.low), float(ci.high)
+    return float(statistic(new) / statistic(base)), float(ci.low), float(ci.high)
+
+
+def versus(base: Run, new: Run, seed: int = 0) -> dict:
+    """How `new`'s step time compares with `base`'s: ratio of medians (> 1: slower), its
+    bootstrap 95% CI, the Mann-Whitney U p-value, and a verdict in words."""
+    ratio, low, high = ratio_ci(new.step_s, base.step_s, seed=seed)
+    p = float(stats.mannwhitneyu(new.step_s, base.step_s, alternative="two-sided").pvalue)
     if p < ALPHA and low > 1:
         verdict = f"slower by {ratio - 1:.1%}"
     elif p < ALPHA and high < 1:
@@ -132,3 +136,43 @@ def parse_threshold(text: str) -> float:
     if not 0 <= value < 10:
         raise UserError(f"--fail-if-slower must be between 0% and 1000%, got {text!r}")
     return value
+
+
+def environment_facts(env: dict) -> dict[str, dict]:
+    """What a run ran on and with, grouped as a rerun verdict reports it."""
+    gpu, run = env.get("gpu", {}), env.get("run", {})
+    packages = dict(p.split("==", 1) for p in env.get("packages", []) if "==" in p)
+    return {
+        "hardware": {
+            "CPU": env.get("cpu", {}).get("model"),
+            "logical cores": env.get("cpu", {}).get("logical_cores"),
+            "memory (GiB)": round((env.get("memory", {}).get("total_bytes") or 0) / 2**30, 1),
+            "GPU": [g.get("name") for g in gpu.get("nvidia_smi", {}).get("query", [])] or None,
+        },
+        "driver": {
+            "NVIDIA driver": (gpu.get("nvml") or {}).get("driver_version"),
+            "CUDA (framework)": env.get("framework", {}).get("cuda"),
+            "OS kernel": env.get("system", {}).get("kernel"),
+        },
+        "packages": packages,
+        "code": {
+            "repro library sha256": (run.get("code") or {}).get("library_sha256"),
+            "template sha256": (run.get("code") or {}).get("template_sha256"),
+            "lock sha256": (run.get("lock") or {}).get("lock_sha256"),
+            "git commit": (run.get("git") or {}).get("commit"),
+        },
+        "settings": {k: v for k, v in env.get("settings", {}).items() if k != "affinity"},
+    }
+
+
+def environment_differences(before: dict, after: dict) -> dict[str, dict[str, list]]:
+    """{group: {fact: [before, after]}} for every fact that differs between two environments."""
+    a, b = environment_facts(before), environment_facts(after)
+    return {
+        group: {
+            k: [a[group].get(k), b[group].get(k)]
+            for k in sorted(set(a[group]) | set(b[group]))
+            if a[group].get(k) != b[group].get(k)
+        }
+        for group in a
+    }

@@ -50,12 +50,32 @@ def banner(plan: RunPlan, run_context: dict) -> str:
     return "\n\n".join(lines)
 
 
+def verdict_cells(original_run: str) -> list:
+    """The section `repro rerun` appends to the report it reruns."""
+    return [
+        nbformat.v4.new_markdown_cell(
+            "## Rerun verdict\n\n"
+            f"This run reran the report of `{original_run}` with the code, parameters, seeds and "
+            "lock it carries. Its metrics and environment are in this folder's `original/`. Each "
+            "metric measured on every step is compared as the ratio rerun / original with a "
+            "bootstrap 95% CI: *reproduced within noise* when the CI contains 1. Single values "
+            "(compile time, memory, energy) have no CI and are held to a stated tolerance. "
+            "Environment differences (hardware, driver, packages, code) are listed below them."
+        ),
+        nbformat.v4.new_code_cell(
+            'from repro import verdict\n\nrerun = verdict.show(metrics, environment, "original")'
+        ),
+    ]
+
+
 def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> Path:
     """Run the template into `run_dir/report.ipynb`; RunFailed if a cell raises or the kernel
     dies."""
     jupyter_env()
     notebook = nbformat.read(plan.template, as_version=4)
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))
+    if plan.reference:
+        notebook.cells += verdict_cells(plan.reference["metrics"]["run_id"])
     output = run_dir / "report.ipynb"
     try:
         papermill.execute_notebook(

@@ -20,11 +20,11 @@ from nbconvert import HTMLExporter
 
 from repro import MIME
 from repro.capture import hardware_markdown
-from repro.integrity import MANIFEST, cell_hashes, manifest_lines
-from repro.paths import KERNELSPECS
+from repro.integrity import MANIFEST, cell_hashes, json_sha256, manifest_lines
 from repro.plan import RunPlan
 
 METRICS_SCHEMA = "repro.metrics/1"
+RERUN_SCHEMA = "repro.rerun/1"
 HTML_TEMPLATE = Path(__file__).with_name("html") / "repro.html.j2"  # offline, images embedded
 
 
@@ -82,7 +82,23 @@ def run_script(plan: RunPlan, run_context: dict) -> str:
     )
 
 
-def finalize(plan: RunPlan, run_dir: Path, run_context: dict, error: str | None = None) -> dict:
+def rerun_record(plan: RunPlan, lock: str | None, code: dict) -> dict:
+    """What `repro rerun` needs, from the report alone: spec, parameters (seeds included), the
+    kernel and its lock, the template and the library's code."""
+    return {
+        "schema": RERUN_SCHEMA,
+        "workload": plan.workload,
+        "framework": plan.framework,
+        "kernel": plan.kernel,
+        "params": plan.params,
+        "lock": lock,
+        "code": code,
+    }
+
+
+def finalize(
+    plan: RunPlan, run_dir: Path, run_context: dict, code: dict, error: str | None = None
+) -> dict:
     """Write every file of the run folder from its report; return metrics.json's content."""
     report = run_dir / "report.ipynb"
     notebook = nbformat.read(report, as_version=4) if report.is_file() else None
@@ -109,6 +125,7 @@ def finalize(plan: RunPlan, run_dir: Path, run_context: dict, error: str | None 
         "started_at": papermill_meta.get("start_time"),
         "finished_at": papermill_meta.get("end_time"),
         "duration_s": papermill_meta.get("duration"),
+        "rerun": results.get("rerun"),
     }
     environment = results.get("environment")
     if environment:
@@ -118,22 +135,23 @@ def finalize(plan: RunPlan, run_dir: Path, run_context: dict, error: str | None 
         write(run_dir / "raw_metrics.csv", raw_csv(samples))
     for name, png in plots.items():
         write(run_dir / "plots" / f"{name}.png", png)
-    if plan.kernel != "unpinned":
-        write(
-            run_dir / "requirements.lock",
-            (KERNELSPECS / plan.kernel / "requirements.lock").read_bytes(),
-        )
+    lock = plan.lock_path.read_text() if plan.lock_path else None
+    if lock is not None:
+        write(run_dir / "requirements.lock", lock)
     write(run_dir / "run.sh", run_script(plan, run_context))
     (run_dir / "run.sh").chmod(0o755)
     if notebook:
+        record = rerun_record(plan, lock, code)
         notebook.metadata["repro"] = {
             "run": run_context,
             "status": metrics["status"],
             "environment": environment,
+            "rerun": record,
             "integrity": {
                 "cells": cell_hashes(notebook),
-                "method": "sha256 of each cell's "
-                "source and outputs as canonical JSON (repro.integrity)",
+                "rerun": json_sha256(record),
+                "method": "sha256 of each cell's source and outputs, and of the rerun record, "
+                "as canonical JSON (repro.integrity)",
             },
         }
         write(report, nbformat.writes(notebook))

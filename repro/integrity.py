@@ -34,15 +34,27 @@ def cell_hashes(notebook) -> list[str]:
     ]
 
 
+def json_sha256(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
 def notebook_problems(notebook) -> list[str]:
-    """Cells whose source or outputs changed since the run, by index and first line."""
-    recorded = notebook.metadata.get("repro", {}).get("integrity", {}).get("cells")
+    """Cells whose source or outputs changed since the run, by index and first line, and a
+    changed rerun record (the code, lock and parameters a rerun would use)."""
+    meta = notebook.metadata.get("repro", {})
+    recorded = meta.get("integrity", {}).get("cells")
     if recorded is None:
         return ["the notebook carries no integrity hashes (not a finalised repro report)"]
+    problems = []
+    if json_sha256(meta.get("rerun")) != meta["integrity"].get("rerun"):
+        problems.append("the rerun record (code, lock, parameters) changed")
     current = cell_hashes(notebook)
     if len(current) != len(recorded):
-        return [f"cells were added or removed ({len(recorded)} recorded, {len(current)} now)"]
-    return [
+        return [
+            *problems,
+            f"cells were added or removed ({len(recorded)} recorded, {len(current)} now)",
+        ]
+    return problems + [
         f"cell {i} changed: {first_line(notebook.cells[i].source)}"
         for i, (a, b) in enumerate(zip(recorded, current, strict=True))
         if a != b

@@ -33,13 +33,14 @@ COMPILE_FLAGS = [
 
 @dataclass(frozen=True)
 class Kernel:
-    name: str  # kernelspecs/ folder name, or "unpinned"
+    name: str  # kernelspecs/ folder name (+ "-lock-<sha>" when built from a report's lock)
     python: Path
     lock: Path | None  # None when unpinned
+    code: Path = ROOT  # the folder holding the `repro` package the kernel imports
 
     @property
     def spec_name(self) -> str:
-        return f"repro-{self.name}"
+        return f"repro-{self.name}" + ("" if self.code == ROOT else f"-code-{self.code.name}")
 
 
 def available() -> list[str]:
@@ -53,6 +54,11 @@ def jupyter_env() -> None:
         os.environ["JUPYTER_PATH"] = os.pathsep.join([str(JUPYTER_DATA), *filter(None, paths)])
 
 
+def shown(path: Path) -> str:
+    """A path relative to the checkout when it is inside it."""
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 def _run(cmd: list, what: str, **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
     if done.returncode != 0:
@@ -61,13 +67,13 @@ def _run(cmd: list, what: str, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-def build(name: str, log=sys.stderr) -> Kernel:
+def build(name: str, lock: Path | None = None, log=sys.stderr) -> Kernel:
     """(Re)create the environment of kernel `name` from its lock, hashes checked by pip."""
-    lock = KERNELSPECS / name / "requirements.lock"
+    lock = lock or KERNELSPECS / name / "requirements.lock"
     venv = KERNELS / name
     marker = venv / "repro-lock.sha256"  # written last: its absence means "not (fully) built"
     print(
-        f"building kernel {name} from {lock.relative_to(ROOT)} (first time: a few minutes)",
+        f"building kernel {name} from {shown(lock)} (first time: a few minutes)",
         file=log,
     )
     start = time.perf_counter()
@@ -89,7 +95,7 @@ def build(name: str, log=sys.stderr) -> Kernel:
             "-r",
             lock,
         ],
-        f"installing {lock.relative_to(ROOT)}",
+        f"installing {shown(lock)}",
     )
     marker.write_text(sha256(lock).hexdigest())
     print(f"kernel {name} built in {time.perf_counter() - start:.0f} s", file=log)
@@ -111,23 +117,31 @@ def register(kernel: Kernel, pinned: bool = True) -> Path:
         ],
         "display_name": f"repro {kernel.name}" + ("" if pinned else " (unpinned)"),
         "language": "python",
-        "env": {"PYTHONPATH": str(ROOT), "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+        "env": {"PYTHONPATH": str(kernel.code), "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
         "metadata": {"repro": {"kernel": kernel.name, "pinned": pinned}},
     }
     (folder / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
     return folder
 
 
-def ensure(name: str, log=sys.stderr) -> Kernel:
-    """The pinned kernel `name`, built first if missing or built from another lock."""
+def ensure(name: str, log=sys.stderr, lock: Path | None = None, code: Path = ROOT) -> Kernel:
+    """The pinned kernel `name`, built first if missing or built from another lock.
+
+    `lock` (a report's own lock, for a rerun) builds a separate environment named after its hash
+    when it differs from kernelspecs/<name>/requirements.lock; `code` is what PYTHONPATH points at.
+    """
     if name not in available():
         raise UserError(f"unknown kernel {name!r}; choose one of: {', '.join(available())}")
-    lock = KERNELSPECS / name / "requirements.lock"
+    local = KERNELSPECS / name / "requirements.lock"
+    if lock is None or lock.read_bytes() == local.read_bytes():
+        lock = local
+    else:
+        name = f"{name}-lock-{sha256(lock).hexdigest()[:12]}"
     marker = KERNELS / name / "repro-lock.sha256"
     if marker.is_file() and marker.read_text() == sha256(lock).hexdigest():
-        kernel = Kernel(name, KERNELS / name / "bin" / "python", lock)
+        kernel = Kernel(name, KERNELS / name / "bin" / "python", lock, code)
     else:
-        kernel = build(name, log)
+        kernel = Kernel(name, build(name, lock, log).python, lock, code)
     register(kernel)
     return kernel
 
@@ -162,7 +176,7 @@ def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
     if not check["ok"] and not allow_drift:
         problems = LockCheck.from_dict(check).problems()
         raise DriftError(
-            f"kernel {kernel.name} differs from {kernel.lock.relative_to(ROOT)} "
+            f"kernel {kernel.name} differs from {shown(kernel.lock)} "
             f"({len(problems)} differences):\n  "
             + "\n  ".join(problems[:50])
             + "\nRebuild it with `make kernels REBUILD=1`, or run with --allow-drift "

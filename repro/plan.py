@@ -16,7 +16,7 @@ import yaml
 from repro import kernels
 from repro.errors import UserError
 from repro.frameworks import COMPILE_MODES, FRAMEWORKS
-from repro.paths import RUNS, TEMPLATES
+from repro.paths import KERNELSPECS, ROOT, RUNS, TEMPLATES
 
 WORKLOADS_DIR = Path(__file__).with_name("workloads")
 DEFAULT_WORKLOAD, DEFAULT_FRAMEWORK = "resnet-50", "torch"
@@ -161,6 +161,15 @@ class RunPlan:
     python: str | None = None  # the interpreter of an unpinned run
     allow_drift: bool = False
     runs_dir: Path = RUNS
+    lock: Path | None = None  # a report's own lock (rerun); None: kernelspecs/<kernel>/
+    code: Path = ROOT  # the folder holding the `repro` package the kernel imports
+    reference: dict | None = None  # rerun: the original's metrics, environment, integrity
+
+    @property
+    def lock_path(self) -> Path | None:
+        if self.kernel == "unpinned":
+            return None
+        return self.lock or KERNELSPECS / self.kernel / "requirements.lock"
 
     def notebook_parameters(self, run_context: dict) -> dict:
         """What papermill injects into the template's parameters cell. A sequence workload's
@@ -192,9 +201,14 @@ def resolve(
     allow_drift: bool = False,
     template: str | None = None,
     runs_dir: str | Path | None = None,
+    spec: dict | None = None,
+    **rerun,
 ) -> RunPlan:
-    """Validate the request and return the plan, or raise UserError naming the valid choices."""
-    specs = workloads()
+    """Validate the request and return the plan, or raise UserError naming the valid choices.
+
+    `spec` replaces the workload's spec (a rerun uses the one its report carries); `rerun` holds
+    the RunPlan fields only a rerun sets (lock, code, reference)."""
+    specs = workloads() if spec is None else {workload: spec}
     if workload not in specs:
         raise UserError(f"unknown workload {workload!r}; choose one of: {', '.join(specs)}")
     if framework not in FRAMEWORKS:
@@ -254,4 +268,5 @@ def resolve(
         python=unpinned_python,
         allow_drift=allow_drift,
         runs_dir=Path(runs_dir) if runs_dir else RUNS,
+        **rerun,
     )

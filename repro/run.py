@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -9,10 +10,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro import __version__, kernels
+from repro import __version__, kernels, snapshot
 from repro.errors import RunFailed
 from repro.execute import execute
-from repro.finalize import finalize
+from repro.finalize import finalize, write
 from repro.lockfile import sha256
 from repro.paths import ROOT
 from repro.plan import RunPlan, equivalence
@@ -53,8 +54,13 @@ def new_run_dir(plan: RunPlan) -> Path:
 
 def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
     """Execute `plan`; the run folder is complete (status ok or failed) unless a bug intervenes."""
-    kernel = kernels.unpinned(plan.python) if plan.python else kernels.ensure(plan.kernel, log)
+    kernel = (
+        kernels.unpinned(plan.python)
+        if plan.python
+        else kernels.ensure(plan.kernel, log, lock=plan.lock, code=plan.code)
+    )
     lock_check = kernels.verify(kernel, allow_drift=plan.allow_drift)
+    code = snapshot.take(plan.template, plan.code)  # before running: the code that runs
     folder = new_run_dir(plan)
     run_context = {
         "run_id": folder.name,
@@ -62,13 +68,20 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
         "kernel": plan.kernel,
         "python": str(kernel.python),
         "lock": lock_check,
-        "lock_file": str(kernel.lock.relative_to(ROOT)) if kernel.lock else None,
+        "lock_file": kernels.shown(kernel.lock) if kernel.lock else None,
         "drift_allowed": plan.allow_drift,
         "template": {"path": plan.template.name, "sha256": sha256(plan.template).hexdigest()},
-        "git": git_state(),
+        "code": snapshot.hashes(code),
+        "git": git_state()
+        if plan.code == ROOT
+        else {"commit": None, "dirty": None, "reason": "ran the code a report carried"},
         "equivalence": equivalence(plan.workload),
         "command": argv,
+        "rerun_of": plan.reference["metrics"]["run_id"] if plan.reference else None,
     }
+    if plan.reference:  # what the rerun verdict compares with, kept in the run folder
+        for name, content in plan.reference.items():
+            write(folder / "original" / f"{name}.json", json.dumps(content, indent=1) + "\n")
     print(
         f"run {folder.name}: executing {plan.template.name} in kernel {kernel.spec_name}", file=log
     )
@@ -79,7 +92,7 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
         error = str(failure)
     except KeyboardInterrupt:
         error = "interrupted by the user"
-    metrics = finalize(plan, folder, run_context, error)
+    metrics = finalize(plan, folder, run_context, code, error)
     print(f"run folder: {folder}", file=log)
     if metrics["status"] != "ok":
         raise RunFailed(f"run failed: {metrics['error']}\nthe partial report is in {folder}")

@@ -1,0 +1,163 @@
+"""The code that ran, carried inside the report: the template and an archive of `repro` itself.
+
+`take()` reads them before a run; `finalize` embeds the result in the notebook's metadata, so a
+report copied anywhere holds what `repro rerun` needs. `differences()` compares a snapshot with
+another (this checkout's, usually) and writes a readable diff: a rerun executes code that
+arrived in a shared file, so it first shows what that code changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+from repro.paths import ROOT
+
+SKIP = ("__pycache__", ".pyc")
+
+
+def library_files(root: Path = ROOT) -> dict[str, bytes]:
+    """Every file of the `repro` package under `root`, by path relative to `root`."""
+    package = root / "repro"
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(package.rglob("*"))
+        if p.is_file() and not any(s in p.as_posix() for s in SKIP)
+    }
+
+
+def tree_sha256(files: dict[str, bytes]) -> str:
+    """One hash for a set of files: sha256 over their sorted paths and contents' sha256."""
+    lines = "".join(f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n" for p in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def archive(files: dict[str, bytes]) -> str:
+    """A reproducible .tar.gz of `files` (fixed order, times and owners), base64-encoded."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as tar:
+        for path in sorted(files):
+            info = tarfile.TarInfo(path)
+            info.size, info.mode, info.mtime = len(files[path]), 0o644, 0
+            tar.addfile(info, io.BytesIO(files[path]))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def unarchive(encoded: str) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(encoded)), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def take(template: Path, root: Path = ROOT) -> dict:
+    """The template's text and the library under `root`, hashed and archived."""
+    files = library_files(root)
+    text = template.read_text()
+    return {
+        "template": {
+            "name": template.name,
+            "sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "text": text,
+        },
+        "library": {"sha256": tree_sha256(files), "files": len(files), "archive": archive(files)},
+    }
+
+
+def hashes(snapshot: dict) -> dict:
+    """The snapshot without its contents: what a report's environment records."""
+    return {
+        "template_sha256": snapshot["template"]["sha256"],
+        "library_sha256": snapshot["library"]["sha256"],
+    }
+
+
+def code_id(snapshot: dict) -> str:
+    """A short name for a snapshot's library and template together."""
+    both = snapshot["library"]["sha256"] + snapshot["template"]["sha256"]
+    return hashlib.sha256(both.encode()).hexdigest()[:12]
+
+
+def extract(snapshot: dict, into: Path) -> Path:
+    """Write the snapshot's library under `into` (a directory to put on PYTHONPATH)."""
+    for path, content in unarchive(snapshot["library"]["archive"]).items():
+        target = into / path
+        if not target.resolve().is_relative_to(into.resolve()):
+            raise ValueError(f"unsafe path in the library archive: {path}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    return into
+
+
+def template_cells(text: str) -> list[str]:
+    """A notebook's cells as readable text, for diffs."""
+    cells = json.loads(text)["cells"]
+    return [
+        f"# --- cell {i} ({c['cell_type']}) ---\n{''.join(c['source'])}\n"
+        for i, c in enumerate(cells)
+    ]
+
+
+def _diff(a: list[str], b: list[str], name: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            [
+                line if line.endswith("\n") else line + "\n"
+                for s in a
+                for line in s.splitlines(True)
+            ],
+            [
+                line if line.endswith("\n") else line + "\n"
+                for s in b
+                for line in s.splitlines(True)
+            ],
+            f"this checkout: {name}",
+            f"the report: {name}",
+        )
+    )
+
+
+def differences(
+    report: dict, local_files: dict[str, bytes], local_template: str | None
+) -> tuple[list[str], str]:
+    """(what differs, one line each; a unified diff from this checkout to the `report` snapshot).
+
+    `local_files` are this checkout's library files; `local_template` its text of the report's
+    template, None if it has none."""
+    summary, diff = [], []
+    name = report["template"]["name"]
+    if local_template is None:
+        summary.append(f"template {name} is not in this checkout")
+        diff.append(_diff([], template_cells(report["template"]["text"]), name))
+    elif local_template != report["template"]["text"]:
+        summary.append(f"template {name} differs")
+        diff.append(
+            _diff(template_cells(local_template), template_cells(report["template"]["text"]), name)
+        )
+    if report["library"]["sha256"] != tree_sha256(local_files):
+        theirs, ours = unarchive(report["library"]["archive"]), local_files
+        for path in sorted(set(theirs) | set(ours)):
+            if theirs.get(path) == ours.get(path):
+                continue
+            summary.append(
+                f"{path} "
+                + ("is new" if path not in ours else "is gone" if path not in theirs else "differs")
+            )
+            diff.append(
+                _diff(
+                    [_text(ours.get(path, b""))],
+                    [_text(theirs.get(path, b""))],
+                    path,
+                )
+            )
+    return summary, "".join(diff)
+
+
+def _text(content: bytes) -> str:
+    try:
+        return content.decode()
+    except UnicodeDecodeError:
+        return f"(binary, sha256 {hashlib.sha256(content).hexdigest()})\n"

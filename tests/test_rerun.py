@@ -1,0 +1,145 @@
+"""repro rerun: a report reruns from the file alone, wherever it was copied, and judges itself;
+code that differs from the checkout is shown and refused until trusted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nbformat
+import pytest
+from conftest import read_metrics, repro, run_folders
+
+from repro import kernels, snapshot
+from repro.paths import KERNELSPECS, TEMPLATES
+
+
+def edited(report, tmp_path, change) -> str:
+    """A copy of `report` whose rerun record was changed by `change(record)`."""
+    notebook = nbformat.read(report, as_version=4)
+    change(notebook.metadata.repro.rerun)
+    target = tmp_path / "edited" / "report.ipynb"
+    target.parent.mkdir()
+    nbformat.write(notebook, target)
+    return str(target)
+
+
+def colleague_edit(record) -> None:
+    """What a colleague's modified checkout would embed: one library file changed."""
+    files = snapshot.unarchive(record.code.library.archive)
+    files["repro/measure.py"] = files["repro/measure.py"].replace(b'"""', b'"""Tuned! ', 1)
+    record.code.library.archive = snapshot.archive(files)
+    record.code.library.sha256 = snapshot.tree_sha256(files)
+
+
+def test_the_library_archive_is_reproducible_and_differences_are_readable():
+    template = TEMPLATES / "image-classification.ipynb"
+    first, second = snapshot.take(template), snapshot.take(template)
+    assert first == second  # same code, same bytes: the archive's hash identifies the code
+    files = snapshot.library_files()
+    assert snapshot.unarchive(first["library"]["archive"]) == files
+    assert snapshot.differences(first, files, template.read_text()) == ([], "")
+    changed = dict(files, **{"repro/new.py": b"x = 1\n"})
+    changed["repro/measure.py"] = b"print('hello')\n"
+    theirs = {
+        **first,
+        "library": {"sha256": snapshot.tree_sha256(changed), "archive": snapshot.archive(changed)},
+    }
+    summary, diff = snapshot.differences(theirs, files, None)
+    assert summary == [
+        "template image-classification.ipynb is not in this checkout",
+        "repro/measure.py differs",
+        "repro/new.py is new",
+    ]
+    assert (
+        "+print('hello')" in diff
+        and "+x = 1" in diff
+        and "--- this checkout: repro/measure.py" in diff
+    )
+
+
+@pytest.mark.kernel
+def test_a_report_copied_elsewhere_reruns_and_states_its_verdict(small_runs, tmp_path, runs_dir):
+    original = small_runs["a"]
+    shared = tmp_path / "inbox" / "colleague.ipynb"  # the report alone, far from its run folder
+    shared.parent.mkdir()
+    shutil.copyfile(original / "report.ipynb", shared)
+    done = repro("rerun", str(shared), "--runs-dir", str(runs_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    [folder] = run_folders(runs_dir)
+    assert "rerun verdict: " in done.stdout and str(folder) in done.stdout
+    metrics, before = read_metrics(folder), read_metrics(original)
+    assert metrics["params"] == before["params"]  # seeds included
+    verdict = metrics["rerun"]
+    assert verdict["original_run"] == original.name
+    assert verdict["verdict"].startswith(("reproduced", "NOT reproduced"))
+    rows = {r["metric"]: r for r in verdict["metrics"]}
+    step = rows["median step time (s)"]
+    assert step["original"] == pytest.approx(before["summary"]["latency_ms"]["median"] / 1e3)
+    assert step["ci95"][0] <= step["ratio"] <= step["ci95"][1]
+    assert rows["peak host RSS (bytes)"]["ci95"] is None  # one value: no CI is invented
+    assert all(diffs == {} for diffs in verdict["environment"].values()), verdict["environment"]
+    assert (folder / "original" / "metrics.json").is_file()
+    assert (folder / "plots" / "rerun_step_times.png").is_file()
+    notebook = nbformat.read(folder / "report.ipynb", as_version=4)
+    assert any(c.source.startswith("## Rerun verdict") for c in notebook.cells)
+    assert json.loads((folder / "environment.json").read_text())["run"]["rerun_of"] == original.name
+    assert repro("verify", str(folder)).returncode == 0
+
+
+@pytest.mark.kernel
+def test_a_bundle_reruns_directly(small_runs, tmp_path, runs_dir):
+    bundle = tmp_path / "shared.tar.gz"
+    assert repro("bundle", str(small_runs["c"]), "-o", str(bundle)).returncode == 0
+    done = repro("rerun", str(bundle), "--runs-dir", str(runs_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    [folder] = run_folders(runs_dir)
+    assert read_metrics(folder)["params"]["batch_size"] == 4
+    assert read_metrics(folder)["rerun"]["original_run"] == small_runs["c"].name
+
+
+@pytest.mark.kernel
+def test_code_that_differs_is_shown_and_refused_until_trusted(small_runs, tmp_path, runs_dir):
+    report = edited(small_runs["a"] / "report.ipynb", tmp_path, colleague_edit)
+    refused = repro("rerun", report, "--runs-dir", str(runs_dir))
+    assert refused.returncode == 2
+    assert "+++ the report: repro/measure.py" in refused.stderr
+    assert '+"""Tuned! ' in refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "repro/measure.py differs" in last and "--trust" in last
+    assert run_folders(runs_dir) == []  # nothing ran, nothing was written
+
+    trusted = repro("rerun", report, "--trust", "--runs-dir", str(runs_dir))
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
+    [folder] = run_folders(runs_dir)
+    environment = json.loads((folder / "environment.json").read_text())
+    ran = nbformat.read(report, as_version=4).metadata.repro.rerun.code.library.sha256
+    assert environment["run"]["code"]["library_sha256"] == ran  # the report's code ran
+    code = read_metrics(folder)["rerun"]["environment"]["code"]
+    assert code["repro library sha256"][1] == ran
+
+
+@pytest.mark.kernel
+def test_rerun_parameters_are_validated_as_for_a_fresh_run(small_runs, tmp_path, runs_dir):
+    def bad_batch(record):
+        record.params.batch_size = 0
+
+    done = repro("rerun", edited(small_runs["a"] / "report.ipynb", tmp_path, bad_batch))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "repro: batch_size must be >= 1, got 0"
+    assert run_folders(runs_dir) == []
+    assert repro("rerun", str(tmp_path / "nothing.ipynb")).returncode == 2
+
+
+@pytest.mark.kernel
+def test_a_report_lock_that_differs_gets_its_own_kernel(tmp_path):
+    """The analysis kernel stands in for a framework's (same code path, a fraction of the size)."""
+    lock = tmp_path / "requirements.lock"
+    local = (KERNELSPECS / "analysis" / "requirements.lock").read_text()
+    lock.write_text(local + "# compiled on a colleague's machine\n")
+    kernel = kernels.ensure("analysis", lock=lock)
+    assert kernel.name.startswith("analysis-lock-") and kernel.lock == lock
+    assert kernels.verify(kernel)["ok"]
+    same = tmp_path / "same.lock"
+    same.write_text(local)
+    assert kernels.ensure("analysis", lock=same).name == "analysis"
