@@ -8,6 +8,7 @@ import sys
 
 from repro import kernels, plan
 from repro.errors import ReproError, UserError
+from repro.paths import RUNS
 
 
 def _params_help() -> str:
@@ -40,10 +41,14 @@ def workload_table() -> str:
 
 
 def compare_runs(args) -> int:
-    """Print each run against the baseline; with --fail-if-slower, exit 1 on a regression."""
+    """Print each run against the baseline and write the comparison report; with
+    --fail-if-slower, exit 1 on a significant regression beyond the threshold."""
     from repro import compare
 
-    base, runs = compare.load(args.base), [compare.load(r) for r in args.runs]
+    folders = compare.expand(args.runs, log=sys.stderr)
+    if len(folders) < 2:
+        raise UserError(f"compare needs at least two finished runs, got {len(folders)}")
+    base, *runs = [compare.load(f) for f in folders]
     differences = compare.context_differences([base, *runs])
     for field, values in differences.items():
         print(f"context differs: {field}: {values}")
@@ -62,6 +67,11 @@ def compare_runs(args) -> int:
             f"(95% CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}, Mann-Whitney p={r['p_value']:.3g}): "
             f"{r['verdict']}" + (" -> REGRESSION" if threshold is not None and fails else "")
         )
+    if not args.no_report:
+        from repro.comparison import write_report
+
+        folder = write_report([base, *runs], args.runs_dir or RUNS, args.allow_mixed)
+        print(f"comparison report: {folder / 'report.html'}")
     return 1 if failed else 0
 
 
@@ -129,9 +139,12 @@ def parser() -> argparse.ArgumentParser:
     )
     rerun.add_argument("--runs-dir", help="where the new run folder goes (default runs/)")
 
-    compare = sub.add_parser("compare", help="compare runs against a baseline, with statistics")
-    compare.add_argument("base", help="the baseline run folder")
-    compare.add_argument("runs", nargs="+", help="run folders to compare with the baseline")
+    compare = sub.add_parser(
+        "compare", help="compare runs against the first, with statistics and a report"
+    )
+    compare.add_argument(
+        "runs", nargs="+", help="run folders (or folders of runs); the first run is the baseline"
+    )
     compare.add_argument(
         "--fail-if-slower",
         metavar="PCT",
@@ -142,6 +155,10 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compare runs whose context differs (listed in the output)",
     )
+    compare.add_argument(
+        "--no-report", action="store_true", help="print the statistics only (quick CI gate)"
+    )
+    compare.add_argument("--runs-dir", help="where the comparison folder goes (default runs/)")
     return top
 
 

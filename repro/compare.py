@@ -29,6 +29,15 @@ class Run:
         return self.folder.name
 
     @property
+    def label(self) -> str:
+        """Short and unique: framework, workload, batch size and the run id's random suffix."""
+        m = self.metrics
+        return (
+            f"{m['framework']} {m['workload']} bs{m['params']['batch_size']} "
+            f"#{self.name.rsplit('_', 1)[-1]}"
+        )
+
+    @property
     def step_s(self) -> np.ndarray:
         return np.asarray(self.metrics["samples"]["step_s"])
 
@@ -60,6 +69,26 @@ def load(folder: str | Path) -> Run:
     if metrics.get("status") != "ok":
         raise UserError(f"{folder} is a {metrics.get('status')} run: it has no measurements")
     return Run(folder, metrics, environment)
+
+
+def expand(paths: list[str | Path], log=None) -> list[Path]:
+    """Run folders from `paths`: each a run folder, or a folder of them (its finished runs, in
+    order; failed ones and other folders are skipped, and said so on `log`)."""
+    folders = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise UserError(f"{path} is not a run folder or a folder of runs")
+        if (path / "metrics.json").is_file():
+            folders.append(path)
+            continue
+        inside = sorted(p.parent for p in path.glob("*/metrics.json"))
+        ok = [f for f in inside if json.loads((f / "metrics.json").read_text())["status"] == "ok"]
+        if log and len(ok) < len(inside):
+            print(f"{path}: skipping {len(inside) - len(ok)} failed runs", file=log)
+        if not ok:
+            raise UserError(f"{path} holds no finished run folders")
+        folders += ok
+    return folders
 
 
 def context_differences(runs: list[Run]) -> dict[str, list]:

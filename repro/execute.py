@@ -71,19 +71,25 @@ def verdict_cells(original_run: str) -> list:
 def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> Path:
     """Run the template into `run_dir/report.ipynb`; RunFailed if a cell raises or the kernel
     dies."""
-    jupyter_env()
     notebook = nbformat.read(plan.template, as_version=4)
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))
     if plan.reference:
         notebook.cells += verdict_cells(plan.reference["metrics"]["run_id"])
-    output = run_dir / "report.ipynb"
+    return run_notebook(notebook, kernel, run_dir, plan.notebook_parameters(run_context))
+
+
+def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Path:
+    """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`, saved after every
+    cell; RunFailed if a cell raises or the kernel dies (what ran so far is kept)."""
+    jupyter_env()
+    output = folder / "report.ipynb"
     try:
         papermill.execute_notebook(
             notebook,
             str(output),
-            parameters=plan.notebook_parameters(run_context),
+            parameters=parameters,
             kernel_name=kernel.spec_name,
-            cwd=str(run_dir),
+            cwd=str(folder),
             progress_bar=sys.stderr.isatty(),  # a bar per cell in a terminal, none in CI logs
             log_output=False,
             stdout_file=sys.stderr,  # the kernel's own progress lines, live

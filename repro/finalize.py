@@ -141,26 +141,35 @@ def finalize(
     write(run_dir / "run.sh", run_script(plan, run_context))
     (run_dir / "run.sh").chmod(0o755)
     if notebook:
-        record = rerun_record(plan, lock, code)
-        notebook.metadata["repro"] = {
-            "run": run_context,
-            "status": metrics["status"],
-            "environment": environment,
-            "rerun": record,
-            "integrity": {
-                "cells": cell_hashes(notebook),
-                "rerun": json_sha256(record),
-                "method": "sha256 of each cell's source and outputs, and of the rerun record, "
-                "as canonical JSON (repro.integrity)",
-            },
-        }
-        write(report, nbformat.writes(notebook))
-        exporter = HTMLExporter(embed_images=True, template_file=str(HTML_TEMPLATE))
-        html, _ = exporter.from_notebook_node(notebook)
-        write(run_dir / "report.html", html)
+        seal(
+            notebook,
+            run_dir,
+            run=run_context,
+            status=metrics["status"],
+            environment=environment,
+            rerun=rerun_record(plan, lock, code),
+        )
     write(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     write_manifest(run_dir)
     return metrics
+
+
+def seal(notebook, folder: Path, **meta) -> None:
+    """Record `meta` and the integrity hashes in the notebook's metadata, then write it as
+    `folder/report.ipynb` and as the self-contained `report.html`."""
+    notebook.metadata["repro"] = {
+        **meta,
+        "integrity": {
+            "cells": cell_hashes(notebook),
+            "rerun": json_sha256(meta.get("rerun")),
+            "method": "sha256 of each cell's source and outputs, and of the rerun record, "
+            "as canonical JSON (repro.integrity)",
+        },
+    }
+    write(folder / "report.ipynb", nbformat.writes(notebook))
+    exporter = HTMLExporter(embed_images=True, template_file=str(HTML_TEMPLATE))
+    html, _ = exporter.from_notebook_node(notebook)
+    write(folder / "report.html", html)
 
 
 def write_manifest(run_dir: Path) -> None:

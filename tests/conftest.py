@@ -65,16 +65,21 @@ def runs_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def small_runs(tmp_path_factory) -> dict[str, Path]:
-    """Real finished runs for the comparison and integrity tests: two identical resnet-tiny torch
-    runs ("a", "b") and one with another batch size ("c")."""
+    """Real finished runs for the comparison, integrity and rerun tests: two identical
+    resnet-tiny torch runs ("a", "b"), one with another batch size ("c"), and one in JAX."""
     runs = {}
-    for name, batch in (("a", 2), ("b", 2), ("c", 4)):
+    for name, framework, batch in (
+        ("a", "torch", 2),
+        ("b", "torch", 2),
+        ("c", "torch", 4),
+        ("jax", "jax", 2),
+    ):
         runs_dir = tmp_path_factory.mktemp(f"runs-{name}")
         done = repro(
             "run",
             "resnet-tiny",
             "-f",
-            "torch",
+            framework,
             "-p",
             f"batch_size={batch}",
             "-p",

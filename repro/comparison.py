@@ -1,0 +1,87 @@
+"""Write a comparison report: templates/compare.ipynb executed over run folders (driver side).
+
+The notebook runs with papermill in the pinned `analysis` kernel (statistics and plots, no
+framework) into its own folder under runs/: report.ipynb, the offline report.html,
+comparison.json (what the notebook published), plots/ and MANIFEST.sha256, so `repro verify`
+checks it like any run.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from repro import __version__, compare, kernels, snapshot
+from repro.errors import RunFailed
+from repro.execute import run_notebook
+from repro.finalize import published, seal, write, write_manifest
+from repro.paths import RUNS, TEMPLATES
+from repro.run import git_state
+
+TEMPLATE = TEMPLATES / "compare.ipynb"
+
+
+def banner(runs: list[compare.Run], differences: dict, run_context: dict) -> str:
+    lines = [
+        f"**repro comparison `{run_context['run_id']}`** of {len(runs)} runs, baseline "
+        f"`{runs[0].name}`; kernel `analysis`, git "
+        f"`{(run_context['git'].get('commit') or 'unknown')[:10]}`",
+        "Runs: " + ", ".join(f"`{r.folder}`" for r in runs),
+    ]
+    if differences:
+        lines.append(
+            "> ⚠️ **MIXED CONTEXT**, compared with `--allow-mixed`: "
+            + "; ".join(f"{k} differs ({', '.join(map(str, v))})" for k, v in differences.items())
+        )
+    return "\n\n".join(lines)
+
+
+def write_report(
+    runs: list[compare.Run], runs_dir: Path = RUNS, allow_mixed: bool = False, log=sys.stderr
+) -> Path:
+    """Execute the comparison template over `runs` (the first is the baseline); return its
+    folder. The caller has already refused mixed contexts unless `allow_mixed`."""
+    kernel = kernels.ensure("analysis", log)
+    lock = kernels.verify(kernel)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    folder = Path(runs_dir) / f"{stamp}_compare_{len(runs)}-runs_{secrets.token_hex(3)}"
+    folder.mkdir(parents=True, exist_ok=False)
+    run_context = {
+        "run_id": folder.name,
+        "repro_version": __version__,
+        "kernel": kernel.name,
+        "lock": lock,
+        "code": snapshot.hashes(snapshot.take(TEMPLATE)),
+        "git": git_state(),
+        "runs": [str(r.folder.resolve()) for r in runs],
+    }
+    differences = compare.context_differences(runs)
+    notebook = nbformat.read(TEMPLATE, as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(runs, differences, run_context)))
+    print(f"comparison {folder.name}: executing {TEMPLATE.name} in {kernel.spec_name}", file=log)
+    error = None
+    try:
+        run_notebook(
+            notebook,
+            kernel,
+            folder,
+            {"runs": run_context["runs"], "allow_mixed": allow_mixed, "run_context": run_context},
+        )
+    except RunFailed as failure:
+        error = str(failure)
+    executed = nbformat.read(folder / "report.ipynb", as_version=4)
+    results, plots = published(executed)
+    for name, png in plots.items():
+        write(folder / "plots" / f"{name}.png", png)
+    summary = {"status": "failed" if error else "ok", "error": error, **results}
+    write(folder / "comparison.json", json.dumps(summary, indent=1) + "\n")
+    seal(executed, folder, run=run_context, status=summary["status"])
+    write_manifest(folder)
+    if error:
+        raise RunFailed(f"comparison failed: {error}\nthe partial report is in {folder}")
+    return folder
