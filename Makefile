@@ -46,7 +46,7 @@ lint: venv ## Check style with ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-compare: venv ## Compare runs against the first: make compare RUNS="runs/a runs/b" [FAIL_IF_SLOWER=5%]
+compare: venv ## Comparison report, first run = baseline: make compare RUNS="runs/a runs/b" [FAIL_IF_SLOWER=5%]
 	$(REPRO) compare $(RUNS) $(if $(FAIL_IF_SLOWER),--fail-if-slower $(FAIL_IF_SLOWER)) \
 		$(if $(ALLOW_MIXED),--allow-mixed)
 
