@@ -24,10 +24,10 @@ SCALAR_TOLERANCE = {  # single values: how far a rerun may land and still count 
     "energy (kWh per 1,000 samples)": 0.25,
     "final training loss": 1e-3,
 }
-SAMPLED = {  # name: (statistic of the step times, True when a larger value is better)
-    "median step time (s)": (np.median, False),
-    "p90 step time (s)": (lambda x: np.percentile(x, 90), False),
-    "throughput (samples/s)": (lambda x: len(x) / np.sum(x), True),
+SAMPLED = {  # name: the statistic of a run's step times (seconds) and batch size
+    "median step time (ms)": lambda x, batch: 1e3 * np.median(x),
+    "p90 step time (ms)": lambda x, batch: 1e3 * np.percentile(x, 90),
+    "throughput (samples/s)": lambda x, batch: batch * len(x) / np.sum(x),
 }
 
 
@@ -57,8 +57,10 @@ def metric_ratios(original: dict, rerun: dict, seed: int = 0) -> list[dict]:
 
     Step-time statistics are resampled per step, so the ratio's CI reflects both runs' noise."""
     before, after = original["samples"]["step_s"], rerun["samples"]["step_s"]
+    batch = rerun["samples"]["batch_size"]  # a rerun keeps the original's parameters
     rows = []
-    for name, (statistic, _) in SAMPLED.items():
+    for name, of in SAMPLED.items():
+        statistic = lambda x, of=of: of(x, batch)  # noqa: E731 (binds this metric's function)
         ratio, low, high = compare.ratio_ci(after, before, statistic, seed=seed)
         rows.append(
             {

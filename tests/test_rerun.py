@@ -74,8 +74,10 @@ def test_a_report_copied_elsewhere_reruns_and_states_its_verdict(small_runs, tmp
     assert verdict["original_run"] == original.name
     assert verdict["verdict"].startswith(("reproduced", "NOT reproduced"))
     rows = {r["metric"]: r for r in verdict["metrics"]}
-    step = rows["median step time (s)"]
-    assert step["original"] == pytest.approx(before["summary"]["latency_ms"]["median"] / 1e3)
+    step = rows["median step time (ms)"]
+    assert step["original"] == pytest.approx(before["summary"]["latency_ms"]["median"])
+    throughput = rows["throughput (samples/s)"]["original"]
+    assert throughput == pytest.approx(before["summary"]["throughput"]["samples_per_s"])
     assert step["ci95"][0] <= step["ratio"] <= step["ci95"][1]
     assert rows["peak host RSS (bytes)"]["ci95"] is None  # one value: no CI is invented
     assert all(diffs == {} for diffs in verdict["environment"].values()), verdict["environment"]
