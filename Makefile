@@ -50,8 +50,8 @@ compare: venv ## Comparison report, first run = baseline: make compare RUNS="run
 	$(REPRO) compare $(RUNS) $(if $(FAIL_IF_SLOWER),--fail-if-slower $(FAIL_IF_SLOWER)) \
 		$(if $(ALLOW_MIXED),--allow-mixed)
 
-rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1]
-	$(REPRO) rerun $(REPORT) $(if $(TRUST),--trust)
+rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1] [TOLERANCE=10%]
+	$(REPRO) rerun $(REPORT) $(if $(TRUST),--trust) $(if $(TOLERANCE),--tolerance $(TOLERANCE))
 
 verify: venv ## Check a run folder, bundle or report for edits: make verify REPORT=runs/<run>
 	$(REPRO) verify $(REPORT)

@@ -57,7 +57,11 @@ def compare_runs(args) -> int:
             f"the runs' context differs ({', '.join(differences)}); compare them "
             "anyway with --allow-mixed"
         )
-    threshold = compare.parse_threshold(args.fail_if_slower) if args.fail_if_slower else None
+    threshold = (
+        compare.parse_percentage(args.fail_if_slower, "--fail-if-slower")
+        if args.fail_if_slower
+        else None
+    )
     failed = False
     for run in runs:
         fails, r = compare.gate(base, run, threshold or 0.0)
@@ -137,6 +141,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the report's own code even where it differs from this checkout (shown first)",
     )
+    rerun.add_argument(
+        "--tolerance",
+        default="5%",
+        metavar="PCT",
+        help="a significant shift within PCT still counts as reproduced (default 5%%)",
+    )
     rerun.add_argument("--runs-dir", help="where the new run folder goes (default runs/)")
 
     compare = sub.add_parser(
@@ -185,9 +195,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"-> {result.folder}"
             )
         elif args.command == "rerun":
+            from repro import compare
             from repro.rerun import rerun
 
-            result = rerun(args.report, trust=args.trust, runs_dir=args.runs_dir)
+            result = rerun(
+                args.report,
+                trust=args.trust,
+                runs_dir=args.runs_dir,
+                tolerance=compare.parse_percentage(args.tolerance, "--tolerance"),
+            )
             verdict = result.metrics["rerun"] or {}
             print(f"rerun verdict: {verdict.get('verdict', 'none recorded')} -> {result.folder}")
         elif args.command == "kernels":

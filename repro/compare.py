@@ -156,14 +156,14 @@ def gate(base: Run, new: Run, threshold: float) -> tuple[bool, dict]:
     return fails, result
 
 
-def parse_threshold(text: str) -> float:
-    """ "5%" or "0.05" -> 0.05."""
+def parse_percentage(text: str, option: str) -> float:
+    """ "5%" or "0.05" -> 0.05, or UserError naming `option`."""
     try:
         value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
     except ValueError:
-        raise UserError(f"--fail-if-slower takes a percentage such as 5%, got {text!r}") from None
+        raise UserError(f"{option} takes a percentage such as 5%, got {text!r}") from None
     if not 0 <= value < 10:
-        raise UserError(f"--fail-if-slower must be between 0% and 1000%, got {text!r}")
+        raise UserError(f"{option} must be between 0% and 1000%, got {text!r}")
     return value
 
 

@@ -22,6 +22,7 @@ from repro.errors import UserError
 from repro.finalize import published
 from repro.paths import KERNELS, ROOT, TEMPLATES
 from repro.run import Run, run
+from repro.verdict import TOLERANCE
 
 
 def report_path(source: Path, scratch: Path) -> Path:
@@ -35,7 +36,7 @@ def report_path(source: Path, scratch: Path) -> Path:
     return source
 
 
-def read(report: Path) -> tuple[dict, dict]:
+def read(report: Path, tolerance: float) -> tuple[dict, dict]:
     """(the rerun record, the original's metrics/environment/integrity problems)."""
     notebook = nbformat.read(report, as_version=4)
     meta = notebook.metadata.get("repro", {})
@@ -59,6 +60,7 @@ def read(report: Path) -> tuple[dict, dict]:
         },
         "environment": meta["environment"],
         "integrity": integrity.notebook_problems(notebook),
+        "verdict": {"tolerance": tolerance},
     }
     return record, original
 
@@ -91,12 +93,17 @@ def code_to_run(code: dict, trust: bool, log) -> tuple[Path, Path]:
 
 
 def rerun(
-    source: str | Path, trust: bool = False, runs_dir: str | Path | None = None, log=sys.stderr
+    source: str | Path,
+    trust: bool = False,
+    runs_dir: str | Path | None = None,
+    tolerance: float = TOLERANCE,
+    log=sys.stderr,
 ) -> Run:
-    """Rerun the report in `source` (report.ipynb, run folder or bundle) into a new run folder."""
+    """Rerun the report in `source` (report.ipynb, run folder or bundle) into a new run folder;
+    its verdict counts a significant shift within `tolerance` (0.05: 5%) as reproduced."""
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        record, original = read(report_path(Path(source), scratch))
+        record, original = read(report_path(Path(source), scratch), tolerance)
         for problem in original["integrity"]:
             print(f"warning: the report fails verification: {problem}", file=log)
         code, template = code_to_run(record["code"], trust, log)

@@ -1,9 +1,10 @@
 """The rerun verdict: did this run reproduce the report it reran? (in-kernel side)
 
-`repro rerun` puts the original's metrics.json and environment.json in the new run folder's
-`original/` and appends a cell calling `show()`. Metrics measured on every step get the ratio
-rerun / original with a bootstrap 95% CI; single values (compile time, memory, energy) get their
-ratio against a stated tolerance, since one value has no CI.
+`repro rerun` puts the original's metrics.json and environment.json, and the verdict's settings
+(verdict.json), in the new run folder's `original/`, and appends a cell calling `show()`.
+Metrics measured on every step get the ratio rerun / original with a bootstrap 95% CI; single
+values (compile time, memory, energy) get their ratio against a stated tolerance, since one value
+has no CI.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from repro import compare
 from repro.report import publish, show_figure
 
-TOLERANCE = 0.05  # a significant shift smaller than this still counts as reproduced
+TOLERANCE = 0.05  # default: a significant shift smaller than this still counts as reproduced
 SCALAR_TOLERANCE = {  # single values: how far a rerun may land and still count as the same
     "first call: compile / cold start (s)": 0.25,
     "peak host RSS (bytes)": 0.10,
@@ -31,11 +32,11 @@ SAMPLED = {  # name: the statistic of a run's step times (seconds) and batch siz
 }
 
 
-def judge(ratio: float, low: float, high: float) -> str:
+def judge(ratio: float, low: float, high: float, tolerance: float = TOLERANCE) -> str:
     if low <= 1 <= high:
         return "reproduced within noise"
-    if abs(ratio - 1) <= TOLERANCE:
-        return f"reproduced within {TOLERANCE:.0%} (a small but significant shift)"
+    if abs(ratio - 1) <= tolerance:
+        return f"reproduced within {tolerance:.0%} (a small but significant shift)"
     return f"NOT reproduced ({ratio - 1:+.1%})"
 
 
@@ -52,7 +53,9 @@ def scalars(metrics: dict) -> dict:
     }
 
 
-def metric_ratios(original: dict, rerun: dict, seed: int = 0) -> list[dict]:
+def metric_ratios(
+    original: dict, rerun: dict, tolerance: float = TOLERANCE, seed: int = 0
+) -> list[dict]:
     """Per metric: original, rerun, ratio rerun/original, its CI (sampled metrics) and a verdict.
 
     Step-time statistics are resampled per step, so the ratio's CI reflects both runs' noise."""
@@ -69,7 +72,7 @@ def metric_ratios(original: dict, rerun: dict, seed: int = 0) -> list[dict]:
                 "rerun": float(statistic(np.asarray(after))),
                 "ratio": ratio,
                 "ci95": [low, high],
-                "verdict": judge(ratio, low, high),
+                "verdict": judge(ratio, low, high, tolerance),
                 "decides": True,
             }
         )
@@ -108,7 +111,8 @@ def _md_value(value) -> str:
 def markdown(result: dict) -> str:
     lines = [
         f"**Verdict: {result['verdict']}** (rerun of `{result['original_run']}`; "
-        f"step-time metrics decide, with a bootstrap 95% CI and a {TOLERANCE:.0%} tolerance for "
+        f"step-time metrics decide, with a bootstrap 95% CI and a {result['tolerance']:.0%} "
+        "tolerance for "
         "significant but small shifts)",
         "",
         "| metric | original | rerun | ratio | 95% CI | verdict |",
@@ -153,9 +157,11 @@ def show(metrics: dict, environment: dict, original_dir: str | Path = "original"
     folder = Path(original_dir)
     original_metrics = json.loads((folder / "metrics.json").read_text())
     original = {**original_metrics["summary"], "samples": original_metrics["samples"]}
-    rows = metric_ratios(original, metrics)
+    settings = json.loads((folder / "verdict.json").read_text())
+    rows = metric_ratios(original, metrics, settings["tolerance"])
     result = {
         "original_run": original_metrics["run_id"],
+        "tolerance": settings["tolerance"],
         "verdict": overall(rows),
         "metrics": rows,
         "environment": compare.environment_differences(

@@ -64,14 +64,14 @@ def test_a_report_copied_elsewhere_reruns_and_states_its_verdict(small_runs, tmp
     shared = tmp_path / "inbox" / "colleague.ipynb"  # the report alone, far from its run folder
     shared.parent.mkdir()
     shutil.copyfile(original / "report.ipynb", shared)
-    done = repro("rerun", str(shared), "--runs-dir", str(runs_dir))
+    done = repro("rerun", str(shared), "--runs-dir", str(runs_dir), "--tolerance", "8%")
     assert done.returncode == 0, done.stderr[-3000:]
     [folder] = run_folders(runs_dir)
     assert "rerun verdict: " in done.stdout and str(folder) in done.stdout
     metrics, before = read_metrics(folder), read_metrics(original)
     assert metrics["params"] == before["params"]  # seeds included
     verdict = metrics["rerun"]
-    assert verdict["original_run"] == original.name
+    assert verdict["original_run"] == original.name and verdict["tolerance"] == 0.08
     assert verdict["verdict"].startswith(("reproduced", "NOT reproduced"))
     rows = {r["metric"]: r for r in verdict["metrics"]}
     step = rows["median step time (ms)"]
@@ -131,6 +131,8 @@ def test_rerun_parameters_are_validated_as_for_a_fresh_run(small_runs, tmp_path,
     assert done.stderr.strip().splitlines()[-1] == "repro: batch_size must be >= 1, got 0"
     assert run_folders(runs_dir) == []
     assert repro("rerun", str(tmp_path / "nothing.ipynb")).returncode == 2
+    lax = repro("rerun", str(small_runs["a"]), "--tolerance", "lots")
+    assert lax.returncode == 2 and "--tolerance takes a percentage such as 5%" in lax.stderr
 
 
 @pytest.mark.kernel
