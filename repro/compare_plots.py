@@ -163,7 +163,9 @@ def plot_latency(runs: list[compare.Run]) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     sns.ecdfplot(data=frame, x="ms", hue="run", ax=left, log_scale=wide)
     left.set(xlabel="time per measured step (ms)", title="Latency ECDF")
-    sns.violinplot(data=frame, x="run", y="ms", ax=right, cut=0, inner="quart", log_scale=wide)
+    sns.violinplot(
+        data=frame, x="run", y="ms", hue="run", ax=right, cut=0, inner="quart", log_scale=wide
+    )
     right.set(xlabel="", ylabel="time per measured step (ms)", title="Latency distribution")
     slant(right)
     show_figure(fig, "latency")
