@@ -42,7 +42,9 @@ def read(report: Path, tolerance: float) -> tuple[dict, dict]:
     meta = notebook.metadata.get("repro", {})
     record = meta.get("rerun")
     if record is None:
-        raise UserError(f"{report} carries no rerun record (not a report made by repro rerun-able)")
+        raise UserError(
+            f"{report} carries no rerun record: only run reports made by repro can be rerun"
+        )
     if meta.get("status") != "ok":
         raise UserError(f"{report} is a {meta.get('status')} run: it has no metrics to reproduce")
     if record["kernel"] == "unpinned":

@@ -37,7 +37,7 @@ def judge(ratio: float, low: float, high: float, tolerance: float = TOLERANCE) -
         return "reproduced within noise"
     if abs(ratio - 1) <= tolerance:
         return f"reproduced within {tolerance:.0%} (a small but significant shift)"
-    return f"NOT reproduced ({ratio - 1:+.1%})"
+    return f"NOT reproduced ({ratio - 1:+.2%})"
 
 
 def scalars(metrics: dict) -> dict:
