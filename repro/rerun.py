@@ -9,7 +9,6 @@ and stopping unless the user trusts it. The new run ends with a rerun verdict se
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import sys
 import tempfile
@@ -38,7 +37,10 @@ def report_path(source: Path, scratch: Path) -> Path:
 
 def read(report: Path, tolerance: float) -> tuple[dict, dict]:
     """(the rerun record, the original's metrics/environment/integrity problems)."""
-    notebook = nbformat.read(report, as_version=4)
+    try:
+        notebook = nbformat.read(report, as_version=4)
+    except Exception as error:  # not JSON, not a notebook: say so in one line
+        raise UserError(f"cannot read {report} as a notebook: {error}") from None
     meta = notebook.metadata.get("repro", {})
     record = meta.get("rerun")
     if record is None:
@@ -103,8 +105,8 @@ def rerun(
 ) -> Run:
     """Rerun the report in `source` (report.ipynb, run folder or bundle) into a new run folder;
     its verdict counts a significant shift within `tolerance` (0.05: 5%) as reproduced."""
-    with contextlib.ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
         record, original = read(report_path(Path(source), scratch), tolerance)
         for problem in original["integrity"]:
             print(f"warning: the report fails verification: {problem}", file=log)

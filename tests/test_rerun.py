@@ -131,6 +131,9 @@ def test_rerun_parameters_are_validated_as_for_a_fresh_run(small_runs, tmp_path,
     assert done.stderr.strip().splitlines()[-1] == "repro: batch_size must be >= 1, got 0"
     assert run_folders(runs_dir) == []
     assert repro("rerun", str(tmp_path / "nothing.ipynb")).returncode == 2
+    (tmp_path / "garbled.ipynb").write_text("{not json")
+    garbled = repro("rerun", str(tmp_path / "garbled.ipynb"))
+    assert garbled.returncode == 2 and "cannot read" in garbled.stderr.splitlines()[-1]
     lax = repro("rerun", str(small_runs["a"]), "--tolerance", "lots")
     assert lax.returncode == 2 and "--tolerance takes a percentage such as 5%" in lax.stderr
 
