@@ -9,9 +9,7 @@ checks it like any run.
 from __future__ import annotations
 
 import json
-import secrets
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -21,7 +19,7 @@ from repro.errors import RunFailed
 from repro.execute import run_notebook
 from repro.finalize import published, seal, write, write_manifest
 from repro.paths import RUNS, TEMPLATES
-from repro.run import git_state
+from repro.run import git_state, new_folder
 
 TEMPLATE = TEMPLATES / "compare.ipynb"
 
@@ -48,9 +46,7 @@ def write_report(
     folder. The caller has already refused mixed contexts unless `allow_mixed`."""
     kernel = kernels.ensure("analysis", log)
     lock = kernels.verify(kernel)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    folder = Path(runs_dir) / f"{stamp}_compare_{len(runs)}-runs_{secrets.token_hex(3)}"
-    folder.mkdir(parents=True, exist_ok=False)
+    folder = new_folder(runs_dir, f"compare_{len(runs)}-runs")
     run_context = {
         "run_id": folder.name,
         "repro_version": __version__,

@@ -202,12 +202,14 @@ def resolve(
     template: str | None = None,
     runs_dir: str | Path | None = None,
     spec: dict | None = None,
-    **rerun,
+    lock: Path | None = None,
+    code: Path = ROOT,
+    reference: dict | None = None,
 ) -> RunPlan:
     """Validate the request and return the plan, or raise UserError naming the valid choices.
 
-    `spec` replaces the workload's spec (a rerun uses the one its report carries); `rerun` holds
-    the RunPlan fields only a rerun sets (lock, code, reference)."""
+    A rerun passes the spec its report carries (instead of the workload's in repro/workloads/),
+    that report's lock, the code to run and the original's results (`RunPlan` says more)."""
     specs = workloads() if spec is None else {workload: spec}
     if workload not in specs:
         raise UserError(f"unknown workload {workload!r}; choose one of: {', '.join(specs)}")
@@ -268,5 +270,7 @@ def resolve(
         python=unpinned_python,
         allow_drift=allow_drift,
         runs_dir=Path(runs_dir) if runs_dir else RUNS,
-        **rerun,
+        lock=lock,
+        code=code,
+        reference=reference,
     )

@@ -14,7 +14,6 @@ from repro import __version__, kernels, snapshot
 from repro.errors import RunFailed
 from repro.execute import execute
 from repro.finalize import finalize, write
-from repro.lockfile import sha256
 from repro.paths import ROOT
 from repro.plan import RunPlan, equivalence
 
@@ -42,12 +41,10 @@ def git_state() -> dict:
     return {"commit": commit, "dirty": bool(status.strip()), "reason": None}
 
 
-def new_run_dir(plan: RunPlan) -> Path:
-    """runs/<UTC time>_<workload>_<framework>_<short id>/, created here and never reused."""
+def new_folder(runs_dir: Path, label: str) -> Path:
+    """<runs_dir>/<UTC time>_<label>_<short id>/, created here and never reused."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    folder = (
-        plan.runs_dir / f"{stamp}_{plan.workload['name']}_{plan.framework}_{secrets.token_hex(3)}"
-    )
+    folder = Path(runs_dir) / f"{stamp}_{label}_{secrets.token_hex(3)}"
     folder.mkdir(parents=True, exist_ok=False)
     return folder
 
@@ -61,7 +58,7 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
     )
     lock_check = kernels.verify(kernel, allow_drift=plan.allow_drift)
     code = snapshot.take(plan.template, plan.code)  # before running: the code that runs
-    folder = new_run_dir(plan)
+    folder = new_folder(plan.runs_dir, f"{plan.workload['name']}_{plan.framework}")
     run_context = {
         "run_id": folder.name,
         "repro_version": __version__,
@@ -70,7 +67,7 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
         "lock": lock_check,
         "lock_file": kernels.shown(kernel.lock) if kernel.lock else None,
         "drift_allowed": plan.allow_drift,
-        "template": {"path": plan.template.name, "sha256": sha256(plan.template).hexdigest()},
+        "template": {"path": plan.template.name, "sha256": code["template"]["sha256"]},
         "code": snapshot.hashes(code),
         "git": git_state()
         if plan.code == ROOT

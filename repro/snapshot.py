@@ -56,12 +56,12 @@ def unarchive(encoded: str) -> dict[str, bytes]:
 def take(template: Path, root: Path = ROOT) -> dict:
     """The template's text and the library under `root`, hashed and archived."""
     files = library_files(root)
-    text = template.read_text()
+    content = template.read_bytes()
     return {
         "template": {
             "name": template.name,
-            "sha256": hashlib.sha256(text.encode()).hexdigest(),
-            "text": text,
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "text": content.decode(),
         },
         "library": {"sha256": tree_sha256(files), "files": len(files), "archive": archive(files)},
     }
