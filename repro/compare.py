@@ -186,7 +186,7 @@ def environment_facts(env: dict) -> dict[str, dict]:
         "packages": packages,
         "code": {
             "repro library sha256": (run.get("code") or {}).get("library_sha256"),
-            "template sha256": (run.get("code") or {}).get("template_sha256"),
+            "template sha256": (run.get("template") or {}).get("sha256"),
             "lock sha256": (run.get("lock") or {}).get("lock_sha256"),
             "git commit": (run.get("git") or {}).get("commit"),
         },

@@ -52,7 +52,7 @@ def write_report(
         "repro_version": __version__,
         "kernel": kernel.name,
         "lock": lock,
-        "code": snapshot.hashes(snapshot.take(TEMPLATE)),
+        **snapshot.hashes(snapshot.take(TEMPLATE)),
         "git": git_state(),
         "runs": [str(r.folder.resolve()) for r in runs],
     }

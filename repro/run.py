@@ -67,8 +67,7 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
         "lock": lock_check,
         "lock_file": kernels.shown(kernel.lock) if kernel.lock else None,
         "drift_allowed": plan.allow_drift,
-        "template": {"path": plan.template.name, "sha256": code["template"]["sha256"]},
-        "code": snapshot.hashes(code),
+        **snapshot.hashes(code),  # template path and sha256, library sha256
         "git": git_state()
         if plan.code == ROOT
         else {"commit": None, "dirty": None, "reason": "ran the code a report carried"},

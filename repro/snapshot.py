@@ -68,10 +68,13 @@ def take(template: Path, root: Path = ROOT) -> dict:
 
 
 def hashes(snapshot: dict) -> dict:
-    """The snapshot without its contents: what a report's environment records."""
+    """The snapshot without its contents, as a run's context records it."""
     return {
-        "template_sha256": snapshot["template"]["sha256"],
-        "library_sha256": snapshot["library"]["sha256"],
+        "template": {
+            "path": snapshot["template"]["name"],
+            "sha256": snapshot["template"]["sha256"],
+        },
+        "code": {"library_sha256": snapshot["library"]["sha256"]},
     }
 
 
@@ -101,22 +104,14 @@ def template_cells(text: str) -> list[str]:
     ]
 
 
+def _lines(texts: list[str]) -> list[str]:
+    """Every line of `texts`, each ending in a newline (as unified_diff expects)."""
+    return [line.rstrip("\n") + "\n" for text in texts for line in text.splitlines()]
+
+
 def _diff(a: list[str], b: list[str], name: str) -> str:
     return "".join(
-        difflib.unified_diff(
-            [
-                line if line.endswith("\n") else line + "\n"
-                for s in a
-                for line in s.splitlines(True)
-            ],
-            [
-                line if line.endswith("\n") else line + "\n"
-                for s in b
-                for line in s.splitlines(True)
-            ],
-            f"this checkout: {name}",
-            f"the report: {name}",
-        )
+        difflib.unified_diff(_lines(a), _lines(b), f"this checkout: {name}", f"the report: {name}")
     )
 
 
