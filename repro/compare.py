@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from repro.errors import UserError
+from repro import METRICS_SCHEMA
+from repro.errors import UserError, brief
 
 ALPHA = 0.05  # significance level of the Mann-Whitney U test
 
@@ -65,10 +66,29 @@ def load(folder: str | Path) -> Run:
         metrics = json.loads((folder / "metrics.json").read_text())
         environment = json.loads((folder / "environment.json").read_text())
     except (OSError, ValueError) as error:
-        raise UserError(f"{folder} is not a complete run folder: {error}") from None
+        raise UserError(f"{folder} is not a complete run folder: {brief(error)}") from None
+    if not isinstance(metrics, dict) or metrics.get("schema") != METRICS_SCHEMA:
+        raise UserError(f"{folder}/metrics.json is not a repro run's (schema {METRICS_SCHEMA})")
     if metrics.get("status") != "ok":
         raise UserError(f"{folder} is a {metrics.get('status')} run: it has no measurements")
-    return Run(folder, metrics, environment)
+    run = Run(folder, metrics, environment)
+    try:  # what comparing reads: the context, the label and every measured step time
+        run.context(), run.label
+        steps = run.step_s.astype(float)
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise UserError(f"{folder} lacks what a comparison reads: {brief(error)}") from None
+    if steps.ndim != 1 or steps.size == 0 or not np.all(np.isfinite(steps) & (steps > 0)):
+        raise UserError(f"{folder}/metrics.json has no valid step times (samples.step_s)")
+    return run
+
+
+def finished(folder: Path) -> bool:
+    """Whether `folder/metrics.json` is readable and says the run finished ("status": "ok")."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and metrics.get("status") == "ok"
 
 
 def expand(paths: list[str | Path], log=None) -> list[Path]:
@@ -82,7 +102,7 @@ def expand(paths: list[str | Path], log=None) -> list[Path]:
             folders.append(path)
             continue
         inside = sorted(p.parent for p in path.glob("*/metrics.json"))
-        ok = [f for f in inside if json.loads((f / "metrics.json").read_text())["status"] == "ok"]
+        ok = [f for f in inside if finished(f)]
         if log and len(ok) < len(inside):
             print(f"{path}: skipping {len(inside) - len(ok)} failed runs", file=log)
         if not ok:

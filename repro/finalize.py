@@ -18,12 +18,11 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from repro import MIME
+from repro import METRICS_SCHEMA, MIME
 from repro.capture import hardware_markdown
 from repro.integrity import MANIFEST, cell_hashes, json_sha256, manifest_lines
 from repro.plan import RunPlan
 
-METRICS_SCHEMA = "repro.metrics/1"
 RERUN_SCHEMA = "repro.rerun/1"
 HTML_TEMPLATE = Path(__file__).with_name("html") / "repro.html.j2"  # offline, images embedded
 

@@ -10,16 +10,41 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import nbformat
 
-from repro.errors import UserError
+from repro.errors import UserError, brief
 from repro.lockfile import sha256
 
 MANIFEST = "MANIFEST.sha256"
+# What reading a file that is not a notebook raises: not JSON, not a mapping, a bad nbformat
+# version, the schema (ValidationError), bytes that are not UTF-8 (a ValueError), I/O.
+NOT_A_NOTEBOOK = (
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    nbformat.ValidationError,
+)
+# What opening a .tar.gz that is not a bundle raises: bad or truncated gzip or tar, and members
+# the "data" extraction filter refuses (absolute paths, `..`, links out): tarfile.FilterError.
+NOT_A_BUNDLE = (tarfile.TarError, EOFError, zlib.error, OSError)
+
+
+def read_notebook(path: str | Path, what: str = "notebook"):
+    """The notebook at `path`, read and validated against nbformat's schema, or UserError."""
+    try:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+    except NOT_A_NOTEBOOK as error:
+        raise UserError(f"cannot read {what} {path} as a notebook: {brief(error)}") from None
+    return notebook
 
 
 def cell_hashes(notebook) -> list[str]:
@@ -76,8 +101,11 @@ def folder_problems(folder: Path) -> list[str]:
     manifest = folder / MANIFEST
     if not manifest.is_file():
         return [f"no {MANIFEST} in {folder}"]
-    recorded = dict(reversed(line.split("  ", 1)) for line in manifest.read_text().splitlines())
-    current = dict(reversed(line.split("  ", 1)) for line in manifest_lines(folder))
+    try:
+        recorded = manifest_entries(manifest.read_text())
+    except ValueError as error:
+        return [f"{MANIFEST} is not a manifest: {error}"]
+    current = manifest_entries("\n".join(manifest_lines(folder)))
     problems = [
         f"{name} was modified"
         for name in sorted(recorded)
@@ -87,14 +115,30 @@ def folder_problems(folder: Path) -> list[str]:
     problems += [f"{name} is not in the manifest" for name in sorted(set(current) - set(recorded))]
     report = folder / "report.ipynb"
     if report.is_file():
-        problems += notebook_problems(nbformat.read(report, as_version=4))
+        try:
+            problems += notebook_problems(read_notebook(report, "report"))
+        except UserError as error:
+            problems.append(str(error))
     return problems
+
+
+def manifest_entries(text: str) -> dict[str, str]:
+    """{path: sha256} from `sha256sum` lines; ValueError naming the first line that is not one."""
+    entries = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        if not (sep and name and len(digest) == 64):
+            raise ValueError(f"line {number} is not '<sha256>  <path>': {line[:80]!r}")
+        entries[name] = digest
+    return entries
 
 
 def check(path: str | Path) -> list[str]:
     """Everything that differs from what the run recorded: a run folder, a bundle (.tar.gz) or
     a report notebook on its own. An empty list means intact."""
     path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist: give a run folder, a .tar.gz bundle or a report")
     if path.is_dir():
         return folder_problems(path)
     if path.name.endswith((".tar.gz", ".tgz")):
@@ -102,7 +146,7 @@ def check(path: str | Path) -> list[str]:
             folder = unpack(path, Path(tmp))
             return folder_problems(folder)
     if path.suffix == ".ipynb":
-        return notebook_problems(nbformat.read(path, as_version=4))
+        return notebook_problems(read_notebook(path, "report"))
     raise UserError(f"cannot verify {path}: give a run folder, a .tar.gz bundle or a report.ipynb")
 
 
@@ -114,15 +158,22 @@ def bundle(folder: str | Path, output: str | Path | None = None) -> Path:
     output = Path(output) if output else folder.with_name(f"{folder.name}.tar.gz")
     if output.exists():
         raise UserError(f"{output} exists already; choose another path with -o")
-    with tarfile.open(output, "w:gz") as tar:
+    if not output.parent.is_dir():
+        raise UserError(f"cannot write {output}: {output.parent} is not a folder")
+    partial = output.with_name(f".{output.name}.tmp")  # renamed once complete
+    with tarfile.open(partial, "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
+    os.replace(partial, output)
     return output
 
 
 def unpack(archive: Path, into: Path) -> Path:
     """Extract a bundle safely (no absolute paths or links out); return its run folder."""
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except NOT_A_BUNDLE as error:
+        raise UserError(f"cannot read {archive} as a bundle: {brief(error)}") from None
     folders = [p for p in into.iterdir() if p.is_dir()]
     if len(folders) != 1:
         raise UserError(f"{archive} does not hold exactly one run folder")

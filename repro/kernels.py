@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.errors import DriftError, ReproError, UserError
+from repro.errors import DriftError, ReproError, UserError, brief
 from repro.lockfile import LockCheck, sha256
 from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
 
@@ -151,9 +151,20 @@ def unpinned(python: str) -> Kernel:
     path = shutil.which(python) or python
     if not Path(path).is_file():
         raise UserError(f"python interpreter not found: {python}")
-    probe = subprocess.run([path, "-c", "import ipykernel"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        raise UserError(f"{path} cannot run a notebook kernel: install ipykernel into it first")
+    try:  # a Python prints the marker; anything else (a text file, /bin/echo) does not
+        probe = subprocess.run(
+            [path, "-c", "import ipykernel; print('ipykernel ok')"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise UserError(f"{path} is not a Python interpreter: {brief(error)}") from None
+    if probe.stdout.strip() != "ipykernel ok":
+        raise UserError(
+            f"{path} cannot run a notebook kernel: give --python a Python interpreter that has "
+            "ipykernel (pip install ipykernel)"
+        )
     kernel = Kernel("unpinned", Path(path), None)
     register(kernel, pinned=False)
     return kernel

@@ -6,16 +6,20 @@ valid choices.
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from repro import kernels
-from repro.errors import UserError
+from repro import kernels, models
+from repro.errors import UserError, brief
 from repro.frameworks import COMPILE_MODES, FRAMEWORKS
+from repro.integrity import read_notebook
 from repro.paths import KERNELSPECS, ROOT, RUNS, TEMPLATES
 
 WORKLOADS_DIR = Path(__file__).with_name("workloads")
@@ -30,6 +34,16 @@ class Param:
     default: Any = None  # None: taken from the workload spec
     choices: tuple = ()
     minimum: float | None = None
+    maximum: float | None = None  # bounds a typo (steps=2000000) before it runs for days
+
+    @property
+    def valid(self) -> str:
+        """The valid values, as help shows them: [a|b], (1..100), (>= 0) or nothing."""
+        if self.choices:
+            return f"[{'|'.join(self.choices)}]"
+        if self.maximum is not None:
+            return f"({self.minimum}..{self.maximum})"
+        return f"(>= {self.minimum})" if self.minimum is not None else ""
 
     def parse(self, raw: str) -> Any:
         """Convert a command-line string to this parameter's type, or raise UserError."""
@@ -48,8 +62,12 @@ class Param:
             raise UserError(
                 f"{self.name}={value!r} is not valid; choose one of: {', '.join(self.choices)}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{self.name} must be a finite number, got {value}")
         if self.minimum is not None and value is not None and value < self.minimum:
             raise UserError(f"{self.name} must be >= {self.minimum}, got {value}")
+        if self.maximum is not None and value is not None and value > self.maximum:
+            raise UserError(f"{self.name} must be <= {self.maximum}, got {value}")
         return value
 
 
@@ -63,15 +81,24 @@ TASK_TEMPLATES = {  # one template per family of tasks, in templates/
 PARAMS = {
     p.name: p
     for p in [
-        Param("batch_size", int, "samples per step", minimum=1),
-        Param("sequence_length", int, "tokens per sample (sequence workloads only)", minimum=1),
-        Param("steps", int, "measured steps (each one timed and kept)", 20, minimum=1),
+        Param("batch_size", int, "samples per step", minimum=1, maximum=65536),
+        Param(
+            "sequence_length",
+            int,
+            "tokens per sample (sequence workloads only)",
+            minimum=1,
+            maximum=1048576,
+        ),
+        Param(
+            "steps", int, "measured steps (each one timed and kept)", 20, minimum=1, maximum=100000
+        ),
         Param(
             "warmup",
             int,
             "most warm-up steps; warm-up ends early once step times settle",
             50,
             minimum=0,
+            maximum=10000,
         ),
         Param("mode", str, "what is measured", choices=("inference", "training")),
         Param(
@@ -95,10 +122,23 @@ PARAMS = {
             "peak learning rate of AdamW's warm-up + cosine schedule (training)",
             1e-3,
             minimum=0,
+            maximum=10,
         ),
-        Param("seed", int, "seed for Python, NumPy, the framework and the inputs", 0, minimum=0),
         Param(
-            "threads", int, "CPU threads for the framework; 0 = every core available", 0, minimum=0
+            "seed",
+            int,
+            "seed for Python, NumPy, the framework and the inputs",
+            0,
+            minimum=0,
+            maximum=2**32 - 1,  # numpy's legacy seed is 32-bit
+        ),
+        Param(
+            "threads",
+            int,
+            "CPU threads for the framework; 0 = every core available",
+            0,
+            minimum=0,
+            maximum=4096,
         ),
         Param("device", str, "where the model runs", "auto", choices=("auto", "cpu", "gpu")),
         Param(
@@ -114,12 +154,62 @@ PARAMS = {
 
 
 def workloads() -> dict[str, dict]:
-    """Every workload spec in repro/workloads/, by name."""
-    specs = {}
+    """Every workload spec in repro/workloads/, by name, each checked (`load_workload`)."""
+    specs, files = {}, {}
     for path in sorted(WORKLOADS_DIR.glob("*.yaml")):
-        spec = yaml.safe_load(path.read_text())
-        specs[spec["name"]] = spec
+        spec = load_workload(path)
+        if spec["name"] in files:
+            raise UserError(
+                f"workload {spec['name']!r} is defined twice, in {files[spec['name']]} and "
+                f"{path}; rename one"
+            )
+        specs[spec["name"]], files[spec["name"]] = spec, path
     return specs
+
+
+SPEC_KEYS = (
+    "name",
+    "task",
+    "preset",
+    "model",
+    "batch_size",
+    "sequence_length",
+    "precision",
+    "mode",
+)
+
+
+def load_workload(path: Path) -> dict:
+    """One workload spec, or UserError naming the file and what to fix in it: keys, the
+    parameters it sets (typed and in range) and its model config (repro.models.config)."""
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise UserError(f"cannot read workload file {path}: {brief(error)}") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"workload file {path} must be a mapping of keys ({', '.join(SPEC_KEYS)})")
+    missing = [key for key in SPEC_KEYS if key not in spec]
+    if missing:
+        raise UserError(f"workload file {path} lacks {', '.join(missing)}")
+    if spec["task"] not in TASK_TEMPLATES:
+        raise UserError(
+            f"workload file {path}: unknown task {spec['task']!r}; "
+            f"choose one of: {', '.join(TASK_TEMPLATES)}"
+        )
+    for name, param in PARAMS.items():
+        if param.default is not None or (name == "sequence_length" and spec[name] is None):
+            continue  # not set by workloads; null: not a sequence workload
+        if type(spec[name]) is not param.type:
+            raise UserError(f"workload file {path}: {name} must be a {param.type.__name__}")
+        try:
+            param.check(spec[name])
+        except UserError as error:
+            raise UserError(f"workload file {path}: {error}") from None
+    try:
+        models.config(spec["model"])
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise UserError(f"workload file {path}: model: {brief(error)}") from None
+    return spec
 
 
 EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs"
@@ -145,10 +235,48 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     pairs = {}
     for item in items:
         name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
         if not sep or not name:
             raise UserError(f"parameters are name=value, got {item!r}")
-        pairs[name.strip()] = value.strip()
+        if name in pairs:
+            raise UserError(
+                f"{name} is given twice ({name}={pairs[name]} and {name}={value}); give it once"
+            )
+        pairs[name] = value
     return pairs
+
+
+def has_nvidia_gpu() -> bool:
+    """Whether the NVIDIA driver sees a GPU: its /proc entries, else `nvidia-smi -L` (no CUDA)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    if gpus.is_dir() and any(gpus.iterdir()):
+        return True
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return listed.returncode == 0 and "GPU" in listed.stdout
+
+
+def runs_folder(path: str | Path | None) -> Path:
+    """Where new run folders go (`path`, default runs/), or UserError if it cannot be a folder."""
+    folder = Path(path) if path else RUNS
+    nearest = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+    if not nearest.is_dir():
+        raise UserError(f"cannot put runs in {folder}: {nearest} is a file; give a folder")
+    return folder
+
+
+def effective_model(spec: dict, sequence_length: int | None) -> dict:
+    """The workload's `model` entry; a sequence workload's `sequence_length` parameter sets its
+    config's input length."""
+    model = spec["model"]
+    if sequence_length is None:
+        return model
+    return {**model, "config": {**model.get("config", {}), "sequence_length": sequence_length}}
 
 
 @dataclass(frozen=True)
@@ -172,16 +300,11 @@ class RunPlan:
         return self.lock or KERNELSPECS / self.kernel / "requirements.lock"
 
     def notebook_parameters(self, run_context: dict) -> dict:
-        """What papermill injects into the template's parameters cell. A sequence workload's
-        `sequence_length` parameter sets its model config's input length."""
-        model = self.workload["model"]
-        if self.params["sequence_length"] is not None:
-            config = {**model.get("config", {}), "sequence_length": self.params["sequence_length"]}
-            model = {**model, "config": config}
+        """What papermill injects into the template's parameters cell."""
         return {
             "workload": self.workload["name"],
             "framework": self.framework,
-            "model": model,
+            "model": effective_model(self.workload, self.params["sequence_length"]),
             **self.params,
             "run_context": run_context,
         }
@@ -245,6 +368,11 @@ def resolve(
             f"country must be a 3-letter ISO code such as USA or FRA, got {resolved['country']!r}"
         )
     resolved["country"] = resolved["country"].upper()
+    if resolved["device"] == "gpu" and not has_nvidia_gpu():
+        raise UserError(
+            "device=gpu but this machine has no NVIDIA GPU (nvidia-smi found none); "
+            "use device=auto or device=cpu"
+        )
 
     if unpinned_python:
         kernel_name = "unpinned"
@@ -258,9 +386,14 @@ def resolve(
             )
     if spec["sequence_length"] is None and params and "sequence_length" in params:
         raise UserError(f"sequence_length applies to sequence workloads only, not {workload!r}")
+    try:
+        models.config(effective_model(spec, resolved["sequence_length"]))
+    except ValueError as error:  # e.g. a sequence_length beyond the model's positions
+        raise UserError(f"{workload} cannot run with these parameters: {brief(error)}") from None
     template_path = Path(template) if template else TEMPLATES / TASK_TEMPLATES[spec["task"]]
     if not template_path.is_file():
         raise UserError(f"template not found: {template_path}")
+    read_notebook(template_path, "template")  # not a notebook: said now, before any kernel
     return RunPlan(
         workload=spec,
         framework=framework,
@@ -269,7 +402,7 @@ def resolve(
         template=template_path.resolve(),
         python=unpinned_python,
         allow_drift=allow_drift,
-        runs_dir=Path(runs_dir) if runs_dir else RUNS,
+        runs_dir=runs_folder(runs_dir),
         lock=lock,
         code=code,
         reference=reference,
