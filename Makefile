@@ -5,7 +5,13 @@ VENV := .venv
 REPRO := $(VENV)/bin/repro
 WORKLOAD ?= resnet-50
 FRAMEWORK ?= torch
-PARAMS ?=
+# Every value a user gives is data, never code: read raw (no make expansion of `$(...)`),
+# exported, and quoted in recipes as "$$NAME", so no value is pasted into a shell command.
+# An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
+USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT RUNS_DIR REBUILD RUNS \
+	FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN
+$(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
+export $(USER_VARS)
 export JUPYTER_PATH := $(CURDIR)/.jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
 
 .DEFAULT_GOAL := help
@@ -14,7 +20,8 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_.-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo ""
 	@echo "  make run WORKLOAD=resnet-50 FRAMEWORK=jax PARAMS=\"batch_size=4 steps=20\""
-	@echo "  options: UNPINNED=1 (existing interpreter), ALLOW_DRIFT=1, KERNEL=torch-cpu"
+	@echo "  options: UNPINNED=1 (existing interpreter), ALLOW_DRIFT=1, KERNEL=torch-cpu,"
+	@echo "  RUNS_DIR=path (default runs/). Values reach repro as data: quote them for your shell."
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +31,9 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create the project's own environment (driver: papermill, nbconvert, pip-tools)
 
 run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on first use)
-	$(REPRO) run $(WORKLOAD) --framework $(FRAMEWORK) $(foreach p,$(PARAMS),-p $(p)) \
-		$(if $(KERNEL),--kernel $(KERNEL)) $(if $(UNPINNED),--unpinned) $(if $(ALLOW_DRIFT),--allow-drift)
+	$(REPRO) run "$$WORKLOAD" --framework "$$FRAMEWORK" --params "$$PARAMS" \
+		$(if $(KERNEL),--kernel "$$KERNEL") $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR") \
+		$(if $(UNPINNED),--unpinned) $(if $(ALLOW_DRIFT),--allow-drift)
 
 list: venv ## List workloads, frameworks, kernels and parameters
 	$(REPRO) list
@@ -42,22 +50,28 @@ test: venv ## Lint, build/verify the kernels, then run every test (real notebook
 	$(REPRO) kernels
 	$(VENV)/bin/python -m pytest
 
+test-fast: lint ## Lint, then every test that starts no kernel (about a minute)
+	$(VENV)/bin/python -m pytest -m "not kernel"
+
 lint: venv ## Check style with ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# $$RUNS is unquoted on purpose: the shell splits it into paths and expands globs such as
+# runs/*_resnet-tiny_*, but never parses an expansion as a command (no ;, $$(...) or `...`).
 compare: venv ## Comparison report, first run = baseline: make compare RUNS="runs/a runs/b" [FAIL_IF_SLOWER=5%]
-	$(REPRO) compare $(RUNS) $(if $(FAIL_IF_SLOWER),--fail-if-slower $(FAIL_IF_SLOWER)) \
-		$(if $(ALLOW_MIXED),--allow-mixed)
+	$(REPRO) compare $$RUNS $(if $(FAIL_IF_SLOWER),--fail-if-slower "$$FAIL_IF_SLOWER") \
+		$(if $(ALLOW_MIXED),--allow-mixed) $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
 
 rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1] [TOLERANCE=10%]
-	$(REPRO) rerun $(REPORT) $(if $(TRUST),--trust) $(if $(TOLERANCE),--tolerance $(TOLERANCE))
+	$(REPRO) rerun "$$REPORT" $(if $(TRUST),--trust) $(if $(TOLERANCE),--tolerance "$$TOLERANCE") \
+		$(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
 
 verify: venv ## Check a run folder, bundle or report for edits: make verify REPORT=runs/<run>
-	$(REPRO) verify $(REPORT)
+	$(REPRO) verify "$$REPORT"
 
 bundle: venv ## Pack a run folder into one .tar.gz to share: make bundle RUN=runs/<run>
-	$(REPRO) bundle $(RUN)
+	$(REPRO) bundle "$$RUN"
 
 lab: venv ## Open JupyterLab with the project's kernels
 	$(VENV)/bin/pip install --quiet -e ".[dev,lab]"
@@ -67,4 +81,4 @@ lab: venv ## Open JupyterLab with the project's kernels
 clean: ## Remove built environments (runs/ is kept)
 	rm -rf $(VENV) .kernels .jupyter
 
-.PHONY: help venv run list kernels lock test lint compare rerun verify bundle lab clean
+.PHONY: help venv run list kernels lock test test-fast lint compare rerun verify bundle lab clean

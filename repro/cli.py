@@ -1,28 +1,39 @@
-"""The `repro` command (driver side). User errors print one line and exit non-zero; anything
-else is a bug and keeps its traceback."""
+"""The `repro` command (driver side). A user error prints one line, `repro: <what to fix>`, and
+exits non-zero (2: bad input); anything else is a bug in repro: its traceback, then a line saying
+so (exit 70)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
+from typing import NoReturn
 
 from repro import kernels, plan
-from repro.errors import ReproError, UserError
-from repro.paths import RUNS
+from repro.errors import INTERNAL, INTERRUPTED, ReproError, UserError, brief
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one `repro: ...` line (exit 2) instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"repro: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(UserError.exit_code)
+
+
+def given(text: str) -> str:
+    """An argument that must not be empty (`make run WORKLOAD=` passes an empty one)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _params_help() -> str:
     lines = ["parameters (-p name=value; defaults from the workload spec where not shown):"]
     for p in plan.PARAMS.values():
-        extra = (
-            f" [{'|'.join(p.choices)}]"
-            if p.choices
-            else f" (>= {p.minimum})"
-            if p.minimum is not None
-            else ""
-        )
         default = "" if p.default is None else f", default {p.default}"
-        lines.append(f"  {p.name:<11} {p.type.__name__}{extra}: {p.help}{default}")
+        valid = f" {p.valid}" if p.valid else ""
+        lines.append(f"  {p.name:<11} {p.type.__name__}{valid}: {p.help}{default}")
     return "\n".join(lines)
 
 
@@ -45,6 +56,7 @@ def compare_runs(args) -> int:
     --fail-if-slower, exit 1 on a significant regression beyond the threshold."""
     from repro import compare
 
+    runs_dir = plan.runs_folder(args.runs_dir)
     folders = compare.expand(args.runs, log=sys.stderr)
     if len(folders) < 2:
         raise UserError(f"compare needs at least two finished runs, got {len(folders)}")
@@ -74,13 +86,13 @@ def compare_runs(args) -> int:
     if not args.no_report:
         from repro.comparison import write_report
 
-        folder = write_report([base, *runs], args.runs_dir or RUNS, args.allow_mixed)
+        folder = write_report([base, *runs], runs_dir, args.allow_mixed)
         print(f"comparison report: {folder / 'report.html'}")
     return 1 if failed else 0
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="repro", description="Reproducible framework benchmarks.")
+    top = Parser(prog="repro", description="Reproducible framework benchmarks.")
     sub = top.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
@@ -89,25 +101,28 @@ def parser() -> argparse.ArgumentParser:
         epilog=_params_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("workload", nargs="?", default=plan.DEFAULT_WORKLOAD)
+    run.add_argument("workload", nargs="?", default=plan.DEFAULT_WORKLOAD, type=given)
     run.add_argument(
         "-f",
         "--framework",
         default=plan.DEFAULT_FRAMEWORK,
+        type=given,
         help=f"one of {', '.join(plan.FRAMEWORKS)} (default {plan.DEFAULT_FRAMEWORK})",
     )
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument(
+        "--params",
+        default="",
+        metavar="'NAME=VALUE ...'",
+        help="parameters as one space-separated list (how `make run PARAMS=...` passes them)",
+    )
     run.add_argument("--kernel", help="kernelspecs/ folder to use (default <framework>-cpu)")
     run.add_argument(
         "--unpinned",
         action="store_true",
         help="run in an existing interpreter instead of a pinned kernel",
     )
-    run.add_argument(
-        "--python",
-        default=sys.executable,
-        help="the interpreter for --unpinned (default: this one)",
-    )
+    run.add_argument("--python", help="the interpreter for --unpinned (default: this one)")
     run.add_argument(
         "--allow-drift",
         action="store_true",
@@ -126,16 +141,20 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list workloads, frameworks, kernels and parameters")
 
     verify = sub.add_parser("verify", help="check a run folder, bundle or report for edits")
-    verify.add_argument("path", help="a run folder, a .tar.gz bundle, or a report.ipynb")
+    verify.add_argument(
+        "path", type=given, help="a run folder, a .tar.gz bundle, or a report.ipynb"
+    )
 
     bundle = sub.add_parser("bundle", help="pack a run folder into one .tar.gz to share")
-    bundle.add_argument("run", help="the run folder")
+    bundle.add_argument("run", type=given, help="the run folder")
     bundle.add_argument("-o", "--output", help="archive path (default: <run folder>.tar.gz)")
 
     rerun = sub.add_parser(
         "rerun", help="rerun a report from the file alone and judge whether it reproduced"
     )
-    rerun.add_argument("report", help="a report.ipynb, a run folder or a .tar.gz bundle")
+    rerun.add_argument(
+        "report", type=given, help="a report.ipynb, a run folder or a .tar.gz bundle"
+    )
     rerun.add_argument(
         "--trust",
         action="store_true",
@@ -153,7 +172,10 @@ def parser() -> argparse.ArgumentParser:
         "compare", help="compare runs against the first, with statistics and a report"
     )
     compare.add_argument(
-        "runs", nargs="+", help="run folders (or folders of runs); the first run is the baseline"
+        "runs",
+        nargs="+",
+        type=given,
+        help="run folders (or folders of runs); the first run is the baseline",
     )
     compare.add_argument(
         "--fail-if-slower",
@@ -178,12 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from repro.run import run
 
+            if args.python and not args.unpinned:
+                raise UserError("--python applies to --unpinned runs only; add --unpinned")
             request = plan.resolve(
                 args.workload,
                 args.framework,
-                plan.parse_assignments(args.param),
+                plan.parse_assignments([*args.param, *args.params.split()]),
                 kernel=args.kernel,
-                unpinned_python=args.python if args.unpinned else None,
+                unpinned_python=(args.python or sys.executable) if args.unpinned else None,
                 allow_drift=args.allow_drift,
                 template=args.template,
                 runs_dir=args.runs_dir,
@@ -240,4 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     except ReproError as error:
         print(f"repro: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:  # a run in progress handles its own (run.py): this is before or after
+        print("repro: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as error:  # not the user's fault: keep the traceback for the bug report
+        traceback.print_exc()
+        print(
+            "repro: internal error (a bug in repro, please report it with the traceback above): "
+            f"{type(error).__name__}: {brief(error)}",
+            file=sys.stderr,
+        )
+        return INTERNAL
     return 0
