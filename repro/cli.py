@@ -198,8 +198,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if args.command == "run":
-            from repro.run import run
-
             if args.python and not args.unpinned:
                 raise UserError("--python applies to --unpinned runs only; add --unpinned")
             request = plan.resolve(
@@ -212,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                 template=args.template,
                 runs_dir=args.runs_dir,
             )
+            from repro.run import run  # papermill and nbconvert: only for a valid request
+
             result = run(request, argv=sys.argv[1:] if argv is None else argv)
             thr = result.metrics["summary"]["throughput"]["samples_per_s"]
             print(

@@ -19,7 +19,6 @@ import yaml
 from repro import kernels, models
 from repro.errors import UserError, brief
 from repro.frameworks import COMPILE_MODES, FRAMEWORKS
-from repro.integrity import read_notebook
 from repro.paths import KERNELSPECS, ROOT, RUNS, TEMPLATES
 
 WORKLOADS_DIR = Path(__file__).with_name("workloads")
@@ -185,7 +184,9 @@ def load_workload(path: Path) -> dict:
     try:
         spec = yaml.safe_load(path.read_text())
     except (OSError, ValueError, yaml.YAMLError) as error:
-        raise UserError(f"cannot read workload file {path}: {brief(error)}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise UserError(f"cannot read workload file {path}: {where}{brief(error)}") from None
     if not isinstance(spec, dict):
         raise UserError(f"workload file {path} must be a mapping of keys ({', '.join(SPEC_KEYS)})")
     missing = [key for key in SPEC_KEYS if key not in spec]
@@ -393,6 +394,8 @@ def resolve(
     template_path = Path(template) if template else TEMPLATES / TASK_TEMPLATES[spec["task"]]
     if not template_path.is_file():
         raise UserError(f"template not found: {template_path}")
+    from repro.integrity import read_notebook  # nbformat: only once the rest is valid
+
     read_notebook(template_path, "template")  # not a notebook: said now, before any kernel
     return RunPlan(
         workload=spec,
