@@ -1,0 +1,252 @@
+"""Bad input, in every command and through make: one line on stderr naming the fix, exit 2, no
+traceback, nothing created, and no value ever runs as a command. No row starts a kernel: every
+check comes before one."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, repro
+
+from repro import plan
+
+EVIL = "repro-test-evil-member"  # a bundle member that would land beside the extraction folder
+# `repro` with repro/workloads/ swapped for a test folder (argv: folder, then the command)
+WITH_WORKLOADS = (
+    "import sys; from pathlib import Path; from repro import cli, plan; "
+    "plan.WORKLOADS_DIR = Path(sys.argv[1]); sys.exit(cli.main(sys.argv[2:]))"
+)
+NO_GPU = pytest.mark.skipif(plan.has_nvidia_gpu(), reason="this machine has an NVIDIA GPU")
+
+
+def tar_gz(path: Path, members: dict[str, bytes], symlink: str | None = None) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        if symlink:
+            info = tarfile.TarInfo("run/escape")
+            info.type, info.linkname = tarfile.SYMTYPE, symlink
+            tar.addfile(info)
+    return path
+
+
+def run_folder(path: Path, metrics: dict) -> Path:
+    path.mkdir()
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    (path / "environment.json").write_text("{}")
+    return path
+
+
+def workloads(path: Path, files: dict[str, str]) -> Path:
+    path.mkdir()
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory) -> Path:
+    """A folder of bad inputs, each named for what is wrong with it."""
+    d = tmp_path_factory.mktemp("bad")
+    report = (ROOT / "templates" / "image-classification.ipynb").read_text()
+    (d / "empty.ipynb").write_text("")
+    (d / "notjson.ipynb").write_text("not json at all")
+    (d / "truncated.ipynb").write_text(report[: len(report) // 2])
+    (d / "list.ipynb").write_text("[1, 2]")
+    (d / "notes.txt").write_text("not a notebook")
+    (d / "garbage.tar.gz").write_bytes(b"\x1f\x8b garbage, not gzip")
+    whole = tar_gz(d / "whole.tar.gz", {"run/report.ipynb": os.urandom(100_000)})
+    (d / "truncated.tar.gz").write_bytes(whole.read_bytes()[:20_000])
+    tar_gz(d / "evil.tar.gz", {"run/report.ipynb": b"{}", f"../{EVIL}": b"pwned"})
+    tar_gz(d / "link.tar.gz", {"run/report.ipynb": b"{}"}, symlink="/etc/passwd")
+    python = d / "fake-python"  # runs, exits 0, but is no Python
+    python.write_text("#!/bin/sh\nexit 0\n")
+    python.chmod(0o755)
+    (d / "fake-run").mkdir()
+    (d / "fake-run" / "MANIFEST.sha256").write_text("")
+    (d / "empty-folder").mkdir()
+    run_folder(d / "not-a-run", {})
+    run_folder(d / "not-a-run-2", {})
+    run_folder(d / "no-params", {"schema": "repro.metrics/1", "status": "ok"})
+    tiny = (plan.WORKLOADS_DIR / "resnet-tiny.yaml").read_text()
+    workloads(d / "wl-unknown-key", {"a.yaml": tiny.replace("config: {", "config: {colour: 1, ")})
+    workloads(d / "wl-syntax", {"a.yaml": "name: [unclosed\n"})
+    workloads(d / "wl-twice", {"a.yaml": tiny, "b.yaml": tiny})
+    workloads(d / "wl-bad-batch", {"a.yaml": re.sub(r"batch_size: \d+", "batch_size: two", tiny)})
+    workloads(d / "wl-not-a-mapping", {"a.yaml": "- just\n- a list\n"})
+    return d
+
+
+RUN = ["repro", "run", "resnet-tiny", "--runs-dir", "{d}/runs"]
+ROWS = [
+    # run: names, values, bounds, duplicates, hardware, paths
+    (["repro", "run", "nope"], "unknown workload 'nope'; choose one of:"),
+    (["repro", "run", ""], "argument workload: must not be empty"),
+    (["repro", "run", "resnet-tiny", "-f", ""], "argument -f/--framework: must not be empty"),
+    (["repro", "run", "resnet-tiny", "-f", "caffe"], "unknown framework 'caffe'"),
+    ([*RUN, "-p", "steps=many"], "steps must be an integer, got 'many'"),
+    ([*RUN, "-p", "stepz=3"], "unknown parameter 'stepz'"),
+    ([*RUN, "-p", "steps"], "parameters are name=value, got 'steps'"),
+    ([*RUN, "-p", "lr=nan"], "lr must be a finite number, got nan"),
+    ([*RUN, "-p", "price_per_hour=inf"], "price_per_hour must be a finite number, got inf"),
+    ([*RUN, "-p", "price_per_hour=1e999"], "price_per_hour must be a finite number"),
+    ([*RUN, "-p", "batch_size=100000"], "batch_size must be <= 65536, got 100000"),
+    ([*RUN, "-p", "steps=10000000"], "steps must be <= 100000"),
+    ([*RUN, "-p", "warmup=-1"], "warmup must be >= 0, got -1"),
+    ([*RUN, "-p", "seed=4294967296"], "seed must be <= 4294967295"),
+    ([*RUN, "-p", "lr=100"], "lr must be <= 10"),
+    ([*RUN, "-p", "steps=3", "-p", "steps=4"], "steps is given twice (steps=3 and steps=4)"),
+    ([*RUN, "--params", "steps=3 warmup=2 steps=4"], "steps is given twice"),
+    ([*RUN, "-p", "sequence_length=8"], "sequence_length applies to sequence workloads only"),
+    (
+        ["repro", "run", "bert-mini", "-p", "sequence_length=1000", "--runs-dir", "{d}/runs"],
+        "sequence_length (1000) exceeds max_position (128)",
+    ),
+    ([*RUN, "-p", "precision=fp16", "-p", "mode=training"], "fp16 is for inference only"),
+    pytest.param([*RUN, "-p", "device=gpu"], "this machine has no NVIDIA GPU", marks=NO_GPU),
+    ([*RUN, "--kernel", "torch-rocm"], "unknown kernel 'torch-rocm' for torch"),
+    ([*RUN, "--template", "{d}/notes.txt"], "cannot read template {d}/notes.txt as a notebook"),
+    ([*RUN, "--template", "{d}/missing.ipynb"], "template not found"),
+    ([*RUN, "--runs-dir", "{d}/notes.txt"], "{d}/notes.txt is a file; give a folder"),
+    ([*RUN, "--runs-dir", "{d}/notes.txt/runs"], "{d}/notes.txt is a file"),
+    ([*RUN, "--unpinned", "--python", "/etc/passwd"], "/etc/passwd is not a Python interpreter"),
+    ([*RUN, "--unpinned", "--python", "{d}/fake-python"], "cannot run a notebook kernel"),
+    ([*RUN, "--unpinned", "--python", "{d}/nothing"], "python interpreter not found"),
+    ([*RUN, "--python", sys.executable], "--python applies to --unpinned runs only"),
+    ([*RUN, "--bogus"], "unrecognized arguments: --bogus"),
+    (["repro"], "the following arguments are required: command"),
+    (["repro", "fly"], "invalid choice: 'fly'"),
+    # verify: reports and bundles that cannot be read
+    (["repro", "verify", "{d}/missing"], "{d}/missing does not exist"),
+    (["repro", "verify", ""], "argument path: must not be empty"),
+    (["repro", "verify", "{d}/notes.txt"], "cannot verify {d}/notes.txt"),
+    (["repro", "verify", "{d}/empty.ipynb"], "cannot read report {d}/empty.ipynb as a notebook"),
+    (["repro", "verify", "{d}/notjson.ipynb"], "does not appear to be JSON"),
+    (["repro", "verify", "{d}/truncated.ipynb"], "cannot read report {d}/truncated.ipynb"),
+    (["repro", "verify", "{d}/list.ipynb"], "cannot read report {d}/list.ipynb"),
+    (["repro", "verify", "{d}/garbage.tar.gz"], "cannot read {d}/garbage.tar.gz as a bundle"),
+    (["repro", "verify", "{d}/truncated.tar.gz"], "cannot read {d}/truncated.tar.gz as a bundle"),
+    (["repro", "verify", "{d}/evil.tar.gz"], "is outside the destination"),
+    (["repro", "verify", "{d}/link.tar.gz"], "cannot read {d}/link.tar.gz as a bundle"),
+    # bundle, compare, rerun, kernels, lock
+    (["repro", "bundle", "{d}/notes.txt"], "is not a finalised run folder"),
+    (["repro", "bundle", "{d}/fake-run", "-o", "{d}/no/such.tar.gz"], "{d}/no is not a folder"),
+    (["repro", "compare", "{d}/not-a-run", "{d}/not-a-run-2"], "metrics.json is not a repro run"),
+    (["repro", "compare", "{d}/no-params", "{d}/no-params"], "lacks what a comparison reads"),
+    (["repro", "compare", "{d}/notes.txt", "{d}/not-a-run"], "is not a run folder"),
+    (["repro", "compare", "{d}/empty-folder"], "holds no finished run folders"),
+    (
+        ["repro", "compare", "{d}/not-a-run", "{d}/not-a-run", "--runs-dir", "{d}/notes.txt"],
+        "is a file; give a folder",
+    ),
+    (["repro", "rerun", "{d}/missing.ipynb"], "cannot rerun"),
+    (["repro", "rerun", "{d}/notjson.ipynb"], "cannot read"),
+    (["repro", "rerun", "{d}/garbage.tar.gz"], "cannot read {d}/garbage.tar.gz as a bundle"),
+    (["repro", "rerun", "{d}/notjson.ipynb", "--tolerance", "lots"], "takes a percentage"),
+    (["repro", "kernels", "nope"], "unknown kernel 'nope'"),
+    (["repro", "lock", "nope"], "no requirements.in for kernel 'nope'"),
+    # a broken workload file is named, in `list` and in `run`
+    (["workloads", "{d}/wl-unknown-key", "list"], "wl-unknown-key/a.yaml: model: unknown"),
+    (["workloads", "{d}/wl-unknown-key", "run", "resnet-tiny"], "wl-unknown-key/a.yaml"),
+    (
+        ["workloads", "{d}/wl-syntax", "list"],
+        "cannot read workload file {d}/wl-syntax/a.yaml: line 2:",
+    ),
+    (["workloads", "{d}/wl-twice", "list"], "workload 'resnet-tiny' is defined twice"),
+    (["workloads", "{d}/wl-bad-batch", "list"], "wl-bad-batch/a.yaml: batch_size must be a"),
+    (["workloads", "{d}/wl-not-a-mapping", "list"], "wl-not-a-mapping/a.yaml must be a mapping"),
+    # make: every value is data (nothing runs), empty means an error, make fails with repro
+    (["make", "run", "FRAMEWORK=torch;touch {d}/pwned"], "unknown framework 'torch;touch"),
+    (["make", "run", "PARAMS=steps=x;id>{d}/pwned;"], "steps must be an integer, got 'x;id>"),
+    (["make", "run", "WORKLOAD=$(shell touch {d}/pwned)"], "unknown workload '$(shell touch"),
+    (["make", "run", "PARAMS=steps=`touch {d}/pwned`"], "parameters are name=value"),
+    (["make", "run", "PARAMS=steps=$$(touch {d}/pwned)"], "parameters are name=value"),
+    (["make", "run", "KERNEL=x; touch {d}/pwned"], "unknown kernel 'x; touch"),
+    (["make", "run", "WORKLOAD="], "argument workload: must not be empty"),
+    (["make", "run", "FRAMEWORK="], "argument -f/--framework: must not be empty"),
+    (["make", "run", "PARAMS=lr=nan"], "lr must be a finite number"),
+    (["make", "run", "PARAMS=steps=3 steps=4"], "steps is given twice"),
+    (["make", "run", "RUNS_DIR={d}/notes.txt"], "is a file; give a folder"),
+    (["make", "verify"], "argument path: must not be empty"),
+    (["make", "verify", "REPORT={d}/missing;touch {d}/pwned"], "does not exist"),
+    (["make", "compare", "RUNS={d}/x;touch {d}/pwned"], "is not a run folder"),
+    (["make", "bundle", "RUN=$(touch {d}/pwned)"], "is not a finalised run folder"),
+    (["make", "rerun", "REPORT={d}/x", "TOLERANCE=5%;touch {d}/pwned"], "takes a percentage"),
+]
+
+
+def make_env() -> dict[str, str]:
+    """This environment without make's own variables or the Makefile's (an outer `make test`
+    exports them), so each row sees only what it sets."""
+    makefile = (ROOT / "Makefile").read_text()
+    listed = re.search(r"^USER_VARS := (.*?)\n(?!\t)", makefile, re.M | re.S)
+    names = listed.group(1).replace("\\", " ").split() if listed else []
+    return {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k not in names}
+
+
+def invoke(argv: list[str], d: Path) -> subprocess.CompletedProcess:
+    args = [a.replace("{d}", str(d)) for a in argv]
+    if args[0] == "repro":
+        return repro(*args[1:])
+    if args[0] == "workloads":
+        command = [sys.executable, "-c", WITH_WORKLOADS, *args[1:]]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if args[1] in ("run", "compare", "rerun") and not any(a.startswith("RUNS_DIR=") for a in args):
+        args.append(f"RUNS_DIR={d}/runs")
+    env = make_env()
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), ROWS, ids=lambda v: " ".join(v) if isinstance(v, list) else "_"
+)
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(argv, message, bad):
+    runs_before = sorted((ROOT / "runs").glob("*"))
+    done = invoke(argv, bad)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("repro: ")]
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr
+    assert len(ours) == 1 and message.replace("{d}", str(bad)) in ours[0], done.stderr
+    if argv[0] == "make":  # repro's line, then make's own line saying the recipe failed
+        assert done.returncode != 0
+        assert all(re.match(r"make(\[\d+\])?: \*\*\* ", line) for line in lines if line != ours[0])
+    else:
+        assert done.returncode == 2 and lines == ours, done.stderr
+    assert not list(bad.glob("pwned*")), "a value ran as a shell command"
+    assert not (Path(tempfile.gettempdir()) / EVIL).exists()
+    assert not (bad / "runs").exists() and sorted((ROOT / "runs").glob("*")) == runs_before
+
+
+BUG = (  # `repro list` with a planted bug: workloads() raises what no user input can cause
+    "import sys; from repro import cli, plan; "
+    "plan.workloads = lambda: {{}}['{0}']; sys.exit(cli.main(['list']))"
+)
+
+
+def test_a_bug_keeps_its_traceback_and_says_it_is_one():
+    done = subprocess.run(
+        [sys.executable, "-c", BUG.format("planted")], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 70
+    assert "Traceback (most recent call last)" in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "repro: internal error (a bug in repro, please report it with the traceback above): "
+        "KeyError: 'planted'"
+    )
+
+
+def test_ctrl_c_outside_a_run_is_one_line_exit_130():
+    interrupt = BUG.replace("{{}}['{0}']", "(_ for _ in ()).throw(KeyboardInterrupt)")
+    done = subprocess.run([sys.executable, "-c", interrupt], cwd=ROOT, capture_output=True)
+    assert done.returncode == 130 and done.stderr.decode().strip() == "repro: interrupted"
