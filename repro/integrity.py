@@ -98,7 +98,9 @@ def manifest_lines(folder: Path) -> list[str]:
 
 def folder_problems(folder: Path) -> list[str]:
     """Files that differ from the run folder's MANIFEST.sha256, plus the report's cells."""
-    manifest = folder / MANIFEST
+    manifest, report = folder / MANIFEST, folder / "report.ipynb"
+    if not (manifest.is_file() or report.is_file()):
+        raise UserError(f"{folder} is not a run folder (it has no {MANIFEST} or report.ipynb)")
     if not manifest.is_file():
         return [f"no {MANIFEST} in {folder}"]
     try:
@@ -113,7 +115,6 @@ def folder_problems(folder: Path) -> list[str]:
     ]
     problems += [f"{name} is missing" for name in sorted(set(recorded) - set(current))]
     problems += [f"{name} is not in the manifest" for name in sorted(set(current) - set(recorded))]
-    report = folder / "report.ipynb"
     if report.is_file():
         try:
             problems += notebook_problems(read_notebook(report, "report"))

@@ -268,6 +268,8 @@ def runs_folder(path: str | Path | None) -> Path:
     nearest = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
     if not nearest.is_dir():
         raise UserError(f"cannot put runs in {folder}: {nearest} is a file; give a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UserError(f"cannot put runs in {folder}: {nearest} is not writable")
     return folder
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro import __version__, kernels, snapshot
-from repro.errors import RunFailed
+from repro.errors import RunFailed, UserError
 from repro.execute import execute
 from repro.finalize import finalize, write
 from repro.paths import ROOT
@@ -45,7 +45,10 @@ def new_folder(runs_dir: Path, label: str) -> Path:
     """<runs_dir>/<UTC time>_<label>_<short id>/, created here and never reused."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     folder = Path(runs_dir) / f"{stamp}_{label}_{secrets.token_hex(3)}"
-    folder.mkdir(parents=True, exist_ok=False)
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except OSError as error:  # a path plan.runs_folder could not rule out (/proc, read-only)
+        raise UserError(f"cannot create a run folder in {runs_dir}: {error.strerror}") from None
     return folder
 
 

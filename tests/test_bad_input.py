@@ -131,6 +131,7 @@ ROWS = [
     (["repro", "verify", "{d}/missing"], "{d}/missing does not exist"),
     (["repro", "verify", ""], "argument path: must not be empty"),
     (["repro", "verify", "{d}/notes.txt"], "cannot verify {d}/notes.txt"),
+    (["repro", "verify", "{d}/empty-folder"], "{d}/empty-folder is not a run folder"),
     (["repro", "verify", "{d}/empty.ipynb"], "cannot read report {d}/empty.ipynb as a notebook"),
     (["repro", "verify", "{d}/notjson.ipynb"], "does not appear to be JSON"),
     (["repro", "verify", "{d}/truncated.ipynb"], "cannot read report {d}/truncated.ipynb"),
@@ -250,3 +251,12 @@ def test_ctrl_c_outside_a_run_is_one_line_exit_130():
     interrupt = BUG.replace("{{}}['{0}']", "(_ for _ in ()).throw(KeyboardInterrupt)")
     done = subprocess.run([sys.executable, "-c", interrupt], cwd=ROOT, capture_output=True)
     assert done.returncode == 130 and done.stderr.decode().strip() == "repro: interrupted"
+
+
+def test_a_runs_folder_that_cannot_be_created_is_a_user_error():
+    """What plan.runs_folder cannot rule out beforehand (/proc accepts root's access check)."""
+    from repro.errors import UserError
+    from repro.run import new_folder
+
+    with pytest.raises(UserError, match="cannot create a run folder in /proc/repro-test"):
+        new_folder(Path("/proc/repro-test"), "resnet-tiny_torch")
