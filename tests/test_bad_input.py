@@ -260,3 +260,22 @@ def test_a_runs_folder_that_cannot_be_created_is_a_user_error():
 
     with pytest.raises(UserError, match="cannot create a run folder in /proc/repro-test"):
         new_folder(Path("/proc/repro-test"), "resnet-tiny_torch")
+
+
+@pytest.mark.parametrize(
+    ("script", "found"),
+    [
+        ("echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)'", True),
+        ("echo 'NVIDIA-SMI has failed: no driver'; exit 9", False),
+    ],
+)
+def test_device_gpu_needs_a_gpu_that_nvidia_smi_lists(script, found, tmp_path, monkeypatch):
+    if Path("/proc/driver/nvidia/gpus").is_dir():
+        pytest.skip("this machine has an NVIDIA driver")
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\n{script}\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert plan.has_nvidia_gpu() is found
+    if found:
+        assert plan.resolve("resnet-tiny", "torch", {"device": "gpu"}).params["device"] == "gpu"
