@@ -82,6 +82,7 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Pa
     """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`, saved after every
     cell; RunFailed if a cell raises or the kernel dies (what ran so far is kept)."""
     jupyter_env()
+    notebook.metadata["kernelspec"] = kernel.notebook_spec
     output = folder / "report.ipynb"
     try:
         papermill.execute_notebook(

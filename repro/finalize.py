@@ -18,9 +18,9 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from repro import METRICS_SCHEMA, MIME
+from repro import METRICS_SCHEMA, MIME, integrity
 from repro.capture import hardware_markdown
-from repro.integrity import MANIFEST, cell_hashes, json_sha256, manifest_lines
+from repro.integrity import MANIFEST, manifest_lines
 from repro.plan import RunPlan
 
 RERUN_SCHEMA = "repro.rerun/1"
@@ -156,15 +156,7 @@ def finalize(
 def seal(notebook, folder: Path, **meta) -> None:
     """Record `meta` and the integrity hashes in the notebook's metadata, then write it as
     `folder/report.ipynb` and as the self-contained `report.html`."""
-    notebook.metadata["repro"] = {
-        **meta,
-        "integrity": {
-            "cells": cell_hashes(notebook),
-            "rerun": json_sha256(meta.get("rerun")),
-            "method": "sha256 of each cell's source and outputs, and of the rerun record, "
-            "as canonical JSON (repro.integrity)",
-        },
-    }
+    notebook.metadata["repro"] = {**meta, "integrity": integrity.seal(meta, notebook)}
     write(folder / "report.ipynb", nbformat.writes(notebook))
     exporter = HTMLExporter(embed_images=True, template_file=str(HTML_TEMPLATE))
     html, _ = exporter.from_notebook_node(notebook)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tarfile
 import tempfile
 import zlib
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 
+from repro import snapshot
 from repro.errors import UserError, brief
 from repro.lockfile import sha256
 
@@ -47,33 +49,115 @@ def read_notebook(path: str | Path, what: str = "notebook"):
     return notebook
 
 
-def cell_hashes(notebook) -> list[str]:
+VERSION = 2  # 1: plain JSON; 2: canonical JSON that a save by JupyterLab or nbformat keeps
+
+
+def canonical(value):
+    """`value` as JSON that a round trip through JavaScript (JupyterLab) leaves unchanged:
+    JavaScript has one number type, so an integral float such as 1.0 is saved as 1."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value
+
+
+def terminal_text(text: str) -> str:
+    """Stream text as a terminal, and JupyterLab, show it: backspaces and carriage returns
+    applied (Lab stores stream outputs this way when it saves)."""
+    while (shorter := re.sub(r"[^\n]\x08", "", text)) != text:
+        text = shorter
+    lines = []
+    for line in re.sub(r"\r+\n", "\n", text).split("\n"):
+        shown = ""
+        for part in line.split("\r"):
+            shown = part + shown[len(part) :]
+        lines.append(shown)
+    return "\n".join(lines)
+
+
+def canonical_outputs(outputs: list) -> list:
+    """A cell's outputs as JupyterLab keeps them when it saves: consecutive outputs of one stream
+    merged, no execution counts or transient data, base64 images without line breaks."""
+    kept: list[dict] = []
+    for output in outputs:
+        out = {k: v for k, v in output.items() if k not in ("execution_count", "transient")}
+        if not out.get("metadata"):
+            out.pop("metadata", None)
+        if out.get("output_type") == "stream":
+            last = kept[-1] if kept else {}
+            if last.get("output_type") == "stream" and last.get("name") == out.get("name"):
+                last["text"] += out.get("text", "")
+                continue
+            out["text"] = out.get("text", "")
+        elif isinstance(out.get("data"), dict):
+            out["data"] = {
+                mime: "".join(v.split()) if mime in BASE64 and isinstance(v, str) else v
+                for mime, v in out["data"].items()
+            }
+        kept.append(out)
+    for out in kept:
+        if out.get("output_type") == "stream":
+            out["text"] = terminal_text(out["text"])
+    return canonical(kept)
+
+
+BASE64 = {"image/png", "image/jpeg", "image/gif", "application/pdf"}
+
+
+def json_sha256(value, version: int = VERSION) -> str:
+    value = canonical(value) if version >= 2 else value
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def cell_hashes(notebook, version: int = VERSION) -> list[str]:
     """sha256 of each cell's source and outputs, as canonical JSON."""
     return [
-        hashlib.sha256(
-            json.dumps(
-                {"source": c.source, "outputs": c.get("outputs", [])}, sort_keys=True
-            ).encode()
-        ).hexdigest()
+        json_sha256(
+            {
+                "source": c.source,
+                "outputs": canonical_outputs(c.get("outputs", []))
+                if version >= 2
+                else c.get("outputs", []),
+            },
+            version,
+        )
         for c in notebook.cells
     ]
 
 
-def json_sha256(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+def seal(meta: dict, notebook) -> dict:
+    """The integrity record of a report: a hash of each cell and of each metadata section."""
+    return {
+        "version": VERSION,
+        "cells": cell_hashes(notebook),
+        "sections": {key: json_sha256(value) for key, value in meta.items()},
+        "method": "sha256 of each cell's source and outputs and of each metadata section, as "
+        "canonical JSON (repro.integrity: what a save by JupyterLab or nbformat leaves unchanged)",
+    }
 
 
 def notebook_problems(notebook) -> list[str]:
-    """Cells whose source or outputs changed since the run, by index and first line, and a
-    changed rerun record (the code, lock and parameters a rerun would use)."""
+    """Cells whose source or outputs changed since the run, by index and first line; metadata
+    sections that changed (the rerun record: code, lock and parameters a rerun would use); and
+    embedded code or lock that does not match the hashes the report records for them."""
     meta = notebook.metadata.get("repro", {})
-    recorded = meta.get("integrity", {}).get("cells")
+    recorded = meta.get("integrity", {}).get("cells") if isinstance(meta, dict) else None
     if recorded is None:
         return ["the notebook carries no integrity hashes (not a finalised repro report)"]
-    problems = []
-    if json_sha256(meta.get("rerun")) != meta["integrity"].get("rerun"):
-        problems.append("the rerun record (code, lock, parameters) changed")
-    current = cell_hashes(notebook)
+    version = meta["integrity"].get("version", 1)
+    sections = meta["integrity"].get("sections", {"rerun": meta["integrity"].get("rerun")})
+    keys = set(sections) | (set(meta) - {"integrity"} if version >= 2 else set())
+    problems = [
+        f"the report's {key} metadata changed"
+        + (" (code, lock, parameters)" if key == "rerun" else "")
+        for key in sorted(keys)
+        if json_sha256(meta.get(key), version) != sections.get(key)
+    ]
+    problems += embedded_problems(meta)
+    current = cell_hashes(notebook, version)
     if len(current) != len(recorded):
         return [
             *problems,
@@ -83,6 +167,40 @@ def notebook_problems(notebook) -> list[str]:
         f"cell {i} changed: {first_line(notebook.cells[i].source)}"
         for i, (a, b) in enumerate(zip(recorded, current, strict=True))
         if a != b
+    ]
+
+
+def embedded_problems(meta: dict) -> list[str]:
+    """Whether the code and lock a report carries match the sha256 it claims for them, in its
+    rerun record and in its run context (no key needed: the hashes are in the report)."""
+    record, run = meta.get("rerun"), meta.get("run") or {}
+    if not isinstance(record, dict):
+        return []
+    code = record.get("code") or {}
+    template, library = code.get("template") or {}, code.get("library") or {}
+    try:
+        files = snapshot.unarchive(library.get("archive"))
+    except ValueError as error:
+        return [f"the library archive it carries is unreadable ({error})"]
+    claims = {  # what is carried: (its hash, the hash the rerun record and run context claim)
+        "the template": (
+            hashlib.sha256(str(template.get("text")).encode()).hexdigest(),
+            {template.get("sha256"), (run.get("template") or {}).get("sha256")},
+        ),
+        "the library archive": (
+            snapshot.tree_sha256(files),
+            {library.get("sha256"), (run.get("code") or {}).get("library_sha256")},
+        ),
+    }
+    if record.get("lock") is not None or run.get("lock"):
+        claims["the lock"] = (
+            hashlib.sha256(str(record.get("lock")).encode()).hexdigest(),
+            {(run.get("lock") or {}).get("lock_sha256")},
+        )
+    return [
+        f"{what} it carries does not match its recorded sha256"
+        for what, (actual, claimed) in claims.items()
+        if claimed != {actual}
     ]
 
 
@@ -97,7 +215,8 @@ def manifest_lines(folder: Path) -> list[str]:
 
 
 def folder_problems(folder: Path) -> list[str]:
-    """Files that differ from the run folder's MANIFEST.sha256, plus the report's cells."""
+    """Files that differ from the run folder's MANIFEST.sha256, plus the report's own checks. A
+    report re-saved by Jupyter has other bytes but the same canonical content: not a change."""
     manifest, report = folder / MANIFEST, folder / "report.ipynb"
     if not (manifest.is_file() or report.is_file()):
         raise UserError(f"{folder} is not a run folder (it has no {MANIFEST} or report.ipynb)")
@@ -108,19 +227,43 @@ def folder_problems(folder: Path) -> list[str]:
     except ValueError as error:
         return [f"{MANIFEST} is not a manifest: {error}"]
     current = manifest_entries("\n".join(manifest_lines(folder)))
-    problems = [
+    notebook, problems = None, []
+    if report.is_file():
+        try:
+            notebook = read_notebook(report, "report")
+        except UserError as error:  # a report that no longer reads is a change, listed
+            problems.append(str(error))
+    if notebook:
+        problems += notebook_problems(notebook) + context_problems(folder, notebook)
+    resaved = notebook and not problems and integrity_version(notebook) >= 2
+    problems += [
         f"{name} was modified"
         for name in sorted(recorded)
         if name in current and current[name] != recorded[name]
+        if not (resaved and name == report.name)
     ]
     problems += [f"{name} is missing" for name in sorted(set(recorded) - set(current))]
     problems += [f"{name} is not in the manifest" for name in sorted(set(current) - set(recorded))]
-    if report.is_file():
-        try:
-            problems += notebook_problems(read_notebook(report, "report"))
-        except UserError as error:
-            problems.append(str(error))
     return problems
+
+
+def integrity_version(notebook) -> int:
+    return notebook.metadata.get("repro", {}).get("integrity", {}).get("version", 1)
+
+
+def context_problems(folder: Path, notebook) -> list[str]:
+    """environment.json must say what the report's metadata says (both are in a run folder)."""
+    environment = folder / "environment.json"
+    recorded = notebook.metadata.get("repro", {}).get("environment")
+    if recorded is None or not environment.is_file():
+        return []
+    try:
+        current = json.loads(environment.read_text())
+    except ValueError:
+        return ["environment.json is not JSON"]
+    if canonical(current) != canonical(recorded):
+        return ["environment.json differs from the environment the report records"]
+    return []
 
 
 def manifest_entries(text: str) -> dict[str, str]:

@@ -42,6 +42,15 @@ class Kernel:
     def spec_name(self) -> str:
         return f"repro-{self.name}" + ("" if self.code == ROOT else f"-code-{self.code.name}")
 
+    @property
+    def display_name(self) -> str:
+        return f"repro {self.name}" + (" (unpinned)" if self.lock is None else "")
+
+    @property
+    def notebook_spec(self) -> dict:
+        """The report's `metadata.kernelspec`: JupyterLab opens the report in this kernel."""
+        return {"name": self.spec_name, "display_name": self.display_name, "language": "python"}
+
 
 def available() -> list[str]:
     return sorted(p.parent.name for p in KERNELSPECS.glob("*/requirements.lock"))
@@ -102,7 +111,7 @@ def build(name: str, lock: Path | None = None, log=sys.stderr) -> Kernel:
     return Kernel(name, python, lock)
 
 
-def register(kernel: Kernel, pinned: bool = True) -> Path:
+def register(kernel: Kernel) -> Path:
     """Write the kernelspec into the project-local Jupyter data dir."""
     folder = JUPYTER_DATA / "kernels" / kernel.spec_name
     folder.mkdir(parents=True, exist_ok=True)
@@ -115,10 +124,10 @@ def register(kernel: Kernel, pinned: bool = True) -> Path:
             "-f",
             "{connection_file}",
         ],
-        "display_name": f"repro {kernel.name}" + ("" if pinned else " (unpinned)"),
+        "display_name": kernel.display_name,
         "language": "python",
         "env": {"PYTHONPATH": str(kernel.code), "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
-        "metadata": {"repro": {"kernel": kernel.name, "pinned": pinned}},
+        "metadata": {"repro": {"kernel": kernel.name, "pinned": kernel.lock is not None}},
     }
     (folder / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
     return folder
@@ -166,7 +175,7 @@ def unpinned(python: str) -> Kernel:
             "ipykernel (pip install ipykernel)"
         )
     kernel = Kernel("unpinned", Path(path), None)
-    register(kernel, pinned=False)
+    register(kernel)
     return kernel
 
 

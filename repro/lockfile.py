@@ -34,18 +34,91 @@ def sha256(path: str | Path) -> hashlib._Hash:
     return digest
 
 
-def parse_lock(text: str) -> dict[str, str]:
-    """`{normalized name: version}` from a pip-compile lock (continuations, hashes, comments)."""
-    pins: dict[str, str] = {}
-    for line in text.replace("\\\n", " ").splitlines():
-        requirement = line.split("#", 1)[0].split("--hash", 1)[0].strip()
-        if not requirement or requirement.startswith("-"):
+REQUIREMENT = re.compile(
+    r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[A-Za-z0-9._,-]*\])?\s*==\s*"
+    r"(?P<version>[A-Za-z0-9][A-Za-z0-9.+!_-]*)"
+    r"(?:\s*;\s*(?P<marker>[A-Za-z0-9_ .'\"<>=!~(),-]+?))?"
+)
+HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+MARKER_WORDS = {  # PEP 508 environment markers: the only bare words a marker may hold
+    *("python_version", "python_full_version", "os_name", "sys_platform", "platform_release"),
+    *("platform_system", "platform_version", "platform_machine", "implementation_name"),
+    *("platform_python_implementation", "implementation_version", "extra"),
+    *("and", "or", "not", "in"),
+}
+
+
+def marker_ok(marker: str | None) -> bool:
+    """True for no marker or one made of PEP 508 variables, operators and quoted strings."""
+    words = re.findall(r"[A-Za-z_.]+", re.sub(r"'[^']*'|\"[^\"]*\"", " ", marker or ""))
+    return set(words) <= MARKER_WORDS
+
+
+@dataclass(frozen=True)
+class Pin:
+    version: str
+    hashes: frozenset[str]  # sha256 hex digests of the files pip may install
+    marker: str | None = None  # an environment marker, e.g. sys_platform == 'linux'
+
+    def line(self, name: str) -> str:
+        marker = f" ; {self.marker}" if self.marker else ""
+        hashes = "".join(f" \\\n    --hash=sha256:{h}" for h in sorted(self.hashes))
+        return f"{name}=={self.version}{marker}{hashes}\n"
+
+
+def read_lock(text: str) -> dict[str, Pin]:
+    """`{normalized name: Pin}` from a hashed lock, strictly: every requirement is
+    `name==version` with sha256 hashes, and nothing else is accepted (no pip options such as
+    --index-url or --find-links, no -e, -r or URL requirements), so a lock read from a shared
+    report can only name packages and versions. ValueError names the first offending line."""
+    pins: dict[str, Pin] = {}
+    for number, line in enumerate(text.replace("\\\n", " ").splitlines(), 1):
+        line = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()
+        if not line:
             continue
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*(\S+)", requirement)
-        if not match:
-            raise ValueError(f"unsupported lock line (expected name==version): {requirement!r}")
-        pins[normalize(match.group(1))] = match.group(3)
+        hashes = frozenset(HASH.findall(line))
+        requirement = HASH.sub("", line).strip()
+        match = REQUIREMENT.fullmatch(requirement)
+        if not (match and hashes and marker_ok(match["marker"])):
+            raise ValueError(
+                f"unsupported lock line {number} (expected name==version --hash=sha256:...): "
+                f"{line[:80]!r}"
+            )
+        name = normalize(match["name"])
+        if name in pins:
+            raise ValueError(f"lock line {number} pins {name} a second time")
+        pins[name] = Pin(match["version"], hashes, match["marker"])
     return pins
+
+
+def parse_lock(text: str) -> dict[str, str]:
+    """`{normalized name: version}` from a lock (see read_lock)."""
+    return {name: pin.version for name, pin in read_lock(text).items()}
+
+
+def render(pins: dict[str, Pin]) -> str:
+    """A lock holding exactly `pins`: what a lock from elsewhere is rewritten to before pip
+    reads it, so only validated names, versions and hashes reach pip."""
+    return "".join(pins[name].line(name) for name in sorted(pins))
+
+
+def lock_changes(theirs: dict[str, Pin], ours: dict[str, Pin]) -> list[str]:
+    """How the lock `theirs` differs from `ours`, one line per package, as `diff` marks them:
+    `+` only in theirs (would be installed), `-` only in ours, `~` another version or files."""
+    changes = []
+    for name in sorted(set(theirs) | set(ours)):
+        a, b = ours.get(name), theirs.get(name)
+        if a == b:
+            continue
+        if a is None:
+            changes.append(f"+ {name}=={b.version}")
+        elif b is None:
+            changes.append(f"- {name}=={a.version}")
+        elif a.version != b.version:
+            changes.append(f"~ {name} {a.version} -> {b.version}")
+        else:
+            changes.append(f"~ {name}=={a.version}: other files or markers")
+    return changes
 
 
 def installed() -> dict[str, metadata.Distribution]:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import nbformat
 
-from repro import integrity, plan, snapshot
-from repro.errors import UserError
-from repro.finalize import published
-from repro.paths import KERNELS, ROOT, TEMPLATES
+from repro import integrity, kernels, plan, snapshot, untrusted
+from repro.errors import ReproError, UserError
+from repro.lockfile import read_lock, render
+from repro.paths import KERNELS, KERNELSPECS, ROOT, TEMPLATES
 from repro.run import Run, run
 from repro.verdict import TOLERANCE
 
@@ -35,65 +35,70 @@ def report_path(source: Path, scratch: Path) -> Path:
     return source
 
 
-def read(report: Path, tolerance: float) -> tuple[dict, dict]:
-    """(the rerun record, the original's metrics/environment/integrity problems)."""
+def read_notebook(report: Path):
     try:
-        notebook = nbformat.read(report, as_version=4)
+        return nbformat.read(report, as_version=4)
     except Exception as error:  # not JSON, not a notebook: say so in one line
-        raise UserError(f"cannot read {report} as a notebook: {error}") from None
-    meta = notebook.metadata.get("repro", {})
-    record = meta.get("rerun")
-    if record is None:
-        raise UserError(
-            f"{report} carries no rerun record: only run reports made by repro can be rerun"
-        )
-    if meta.get("status") != "ok":
-        raise UserError(f"{report} is a {meta.get('status')} run: it has no metrics to reproduce")
-    if record["kernel"] == "unpinned":
-        raise UserError(
-            f"{report} ran unpinned: it has no lock to rebuild its kernel from; rerun it with "
-            "`repro run --unpinned` and the parameters in its run.sh"
-        )
-    results, _ = published(notebook)
-    metrics = dict(results["metrics"])
-    original = {
-        "metrics": {
-            "run_id": meta["run"]["run_id"],
-            "samples": metrics.pop("samples"),
-            "summary": metrics,
-        },
-        "environment": meta["environment"],
-        "integrity": integrity.notebook_problems(notebook),
-        "verdict": {"tolerance": tolerance},
-    }
-    return record, original
+        raise UserError(f"cannot read {report} as a notebook: {str(error)[:200]}") from None
 
 
-def code_to_run(code: dict, trust: bool, log) -> tuple[Path, Path]:
-    """(PYTHONPATH folder, template) to run: this checkout's when the report's code is the same,
-    the report's own (extracted under .kernels/code/) when it differs and the user trusts it."""
-    name = code["template"]["name"]
-    template = TEMPLATES / name
-    summary, diff = snapshot.differences(
-        code, snapshot.library_files(), template.read_text() if template.is_file() else None
-    )
-    if not summary:
-        return ROOT, template
-    if not trust:
+def verified(source: Path, trust: bool, log) -> None:
+    """Stop unless the report passes `repro verify` or the user trusts it anyway."""
+    problems = integrity.check(source)
+    for problem in problems:
+        print(f"the report fails verification: {problem}", file=log)
+    if problems and not trust:
+        raise ReproError(
+            f"the report changed after its run ({len(problems)} problems above), so its code and "
+            "lock are not what ran; check it with `repro verify`, and rerun with --trust only "
+            "if you trust where it came from"
+        )
+
+
+def same_as_checkout(report: untrusted.Report, trust: bool, log) -> None:
+    """Stop unless the report's code, lock and spec are this checkout's or the user trusts them:
+    what differs is shown first (code as a diff, the lock as the packages it would install)."""
+    summary, diff = untrusted.differences(report)
+    if summary and not trust:
         print(diff, file=log)
         raise UserError(
-            f"the report's code differs from this checkout ({'; '.join(summary)}); read the "
-            "diff above, then rerun with --trust (make rerun TRUST=1) to execute the report's code"
+            f"the report differs from this checkout ({'; '.join(summary)}); read the diff "
+            "above, then rerun with --trust (make rerun TRUST=1) to install and run what it "
+            "carries"
         )
-    print(f"running the report's own code (trusted): {'; '.join(summary)}", file=log)
+    if summary:
+        print(f"running what the report carries (trusted): {'; '.join(summary)}", file=log)
+
+
+def code_to_run(code: dict) -> tuple[Path, Path]:
+    """(PYTHONPATH folder, template) to run: this checkout's when the report's code is the same,
+    the report's own (extracted under .kernels/code/) when it differs (trusted by the gate)."""
+    name, text = code["template"]["name"], code["template"]["text"]
+    template = TEMPLATES / name
+    local = snapshot.tree_sha256(snapshot.library_files())
+    if code["library"]["sha256"] == local and snapshot.template_text(template) == text:
+        return ROOT, template
     folder = KERNELS / "code" / snapshot.code_id(code)
     if not folder.is_dir():
+        KERNELS.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=KERNELS) as tmp:
             snapshot.extract(code, Path(tmp))
             (Path(tmp) / "templates").mkdir()
-            (Path(tmp) / "templates" / name).write_text(code["template"]["text"])
+            (Path(tmp) / "templates" / name).write_text(text)
+            folder.parent.mkdir(exist_ok=True)
             shutil.move(tmp, folder)
     return folder, folder / "templates" / name
+
+
+def lock_to_use(report: untrusted.Report, scratch: Path) -> Path | None:
+    """None (this checkout's lock) when the report pins the same packages; else its pins,
+    rewritten from the validated data so that nothing but names, versions and hashes reach pip."""
+    local = KERNELSPECS / report.kernel / "requirements.lock"
+    if read_lock(local.read_text()) == report.pins:
+        return None
+    lock = scratch / "requirements.lock"
+    lock.write_text(render(report.pins))
+    return lock
 
 
 def rerun(
@@ -107,28 +112,31 @@ def rerun(
     its verdict counts a significant shift within `tolerance` (0.05: 5%) as reproduced."""
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        record, original = read(report_path(Path(source), scratch), tolerance)
-        for problem in original["integrity"]:
-            print(f"warning: the report fails verification: {problem}", file=log)
-        code, template = code_to_run(record["code"], trust, log)
-        lock = scratch / "requirements.lock"
-        lock.write_text(record["lock"])
-        params = {
-            k: str(v).lower() if isinstance(v, bool) else str(v)
-            for k, v in record["params"].items()
-            if v is not None
-        }
+        notebook = read_notebook(report_path(Path(source), scratch))
+        verified(Path(source), trust, log)
+        report = untrusted.read(notebook)
+        if report.kernel not in kernels.available():
+            raise UserError(
+                f"the report ran in kernel {report.kernel!r}, which this checkout does not have; "
+                f"kernels here: {', '.join(kernels.available())}"
+            )
+        same_as_checkout(report, trust, log)
+        code, template = code_to_run(report.code)
         request = plan.resolve(
-            record["workload"]["name"],
-            record["framework"],
-            params,
-            kernel=record["kernel"],
+            report.workload["name"],
+            report.framework,
+            report.params,
+            kernel=report.kernel,
             template=str(template),
             runs_dir=runs_dir,
-            spec=record["workload"],
-            lock=lock,
+            spec=report.workload,
+            lock=lock_to_use(report, scratch),
             code=code,
-            reference=original,
+            reference={
+                **report.original,
+                "integrity": integrity.notebook_problems(notebook),
+                "verdict": {"tolerance": tolerance},
+            },
         )
-        print(f"rerunning {original['metrics']['run_id']}", file=log)
+        print(f"rerunning {report.original['metrics']['run_id']}", file=log)
         return run(request, argv=["rerun", str(source)], log=log)

@@ -9,11 +9,15 @@ arrived in a shared file, so it first shows what that code changes.
 from __future__ import annotations
 
 import base64
+import binascii
 import difflib
+import gzip
 import hashlib
 import io
 import json
+import re
 import tarfile
+import zlib
 from pathlib import Path
 
 from repro.paths import ROOT
@@ -40,17 +44,41 @@ def tree_sha256(files: dict[str, bytes]) -> str:
 def archive(files: dict[str, bytes]) -> str:
     """A reproducible .tar.gz of `files` (fixed order, times and owners), base64-encoded."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as tar:
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in sorted(files):
             info = tarfile.TarInfo(path)
             info.size, info.mode, info.mtime = len(files[path]), 0o644, 0
             tar.addfile(info, io.BytesIO(files[path]))
-    return base64.b64encode(buffer.getvalue()).decode()
+    return base64.b64encode(gzip.compress(buffer.getvalue(), 9, mtime=0)).decode()
+
+
+def template_text(path: Path) -> str | None:
+    """This checkout's text of a template, None if it has none."""
+    return path.read_text() if path.is_file() else None
+
+
+SAFE_PATH = re.compile(r"repro(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+")  # no "..", no absolute paths
+MAX_BYTES = 64 << 20  # the library is about 1 MB; a larger archive is not one repro wrote
 
 
 def unarchive(encoded: str) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(encoded)), mode="r:gz") as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    """The files of an archive made by `archive()`, checked as untrusted data: regular files
+    only, each under repro/ with a plain relative path, 64 MiB at most. ValueError otherwise."""
+    try:
+        data = base64.b64decode(encoded, validate=True)
+        files = {}
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar:
+                if not (member.isfile() and SAFE_PATH.fullmatch(member.name)):
+                    raise ValueError(f"unexpected member {member.name!r}")
+                if member.name in files:
+                    raise ValueError(f"{member.name!r} appears twice")
+                files[member.name] = tar.extractfile(member).read(MAX_BYTES + 1)
+                if sum(map(len, files.values())) > MAX_BYTES:
+                    raise ValueError("more than 64 MiB")
+    except (TypeError, binascii.Error, tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise ValueError(f"not a library archive: {error}") from None
+    return files
 
 
 def take(template: Path, root: Path = ROOT) -> dict:
@@ -88,8 +116,6 @@ def extract(snapshot: dict, into: Path) -> Path:
     """Write the snapshot's library under `into` (a directory to put on PYTHONPATH)."""
     for path, content in unarchive(snapshot["library"]["archive"]).items():
         target = into / path
-        if not target.resolve().is_relative_to(into.resolve()):
-            raise ValueError(f"unsafe path in the library archive: {path}")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
     return into
@@ -113,6 +139,14 @@ def _diff(a: list[str], b: list[str], name: str) -> str:
     return "".join(
         difflib.unified_diff(_lines(a), _lines(b), f"this checkout: {name}", f"the report: {name}")
     )
+
+
+def json_diff(ours, theirs, name: str) -> str:
+    """A unified diff of two JSON values (None: absent), keys sorted."""
+    dump = [
+        [json.dumps(v, indent=1, sort_keys=True)] if v is not None else [] for v in (ours, theirs)
+    ]
+    return _diff(*dump, name)
 
 
 def differences(

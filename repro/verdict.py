@@ -9,6 +9,7 @@ has no CI.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -103,9 +104,11 @@ def overall(rows: list[dict]) -> str:
 
 
 def _md_value(value) -> str:
+    """A value for the verdict's markdown; text from the original report is escaped (it may
+    come from anyone, and markdown passes HTML through to report.html)."""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return "—" if value is None else str(value)
+    return "—" if value is None else html.escape(str(value)).replace("|", "\\|")
 
 
 def markdown(result: dict) -> str:
@@ -129,13 +132,17 @@ def markdown(result: dict) -> str:
         if not diffs:
             lines.append(f"- {group}: identical")
         elif group == "packages":
-            shown = [f"{k} {_md_value(a)} → {_md_value(b)}" for k, (a, b) in diffs.items()]
+            shown = [
+                f"{_md_value(k)} {_md_value(a)} → {_md_value(b)}" for k, (a, b) in diffs.items()
+            ]
             lines.append(f"- {group}: {len(diffs)} differ: " + ", ".join(shown[:20]))
         else:
-            shown = [f"{k}: {_md_value(a)} → {_md_value(b)}" for k, (a, b) in diffs.items()]
+            shown = [
+                f"{_md_value(k)}: {_md_value(a)} → {_md_value(b)}" for k, (a, b) in diffs.items()
+            ]
             lines.append(f"- {group}: " + "; ".join(shown))
     for problem in result["original_integrity"]:
-        lines.append(f"\n> ⚠️ the original report fails verification: {problem}")
+        lines.append(f"\n> ⚠️ the original report fails verification: {_md_value(problem)}")
     return "\n".join(lines)
 
 

@@ -3,14 +3,16 @@ with the real pinned kernels (built on first use) and a temporary runs/ folder."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from repro import kernels
+from repro import integrity, kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -48,6 +50,22 @@ def in_kernel(framework: str, script: Path, *args: str):
     )
     assert done.returncode == 0, f"{script.name} {args} in {framework}:\n{done.stderr[-4000:]}"
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def resealed(report: Path, target: Path, change) -> str:
+    """`report` with its rerun record changed by `change(record)`, written to `target` and sealed
+    again as repro seals a report (the run context's hashes and the integrity record follow the
+    record): what a colleague's other checkout, or a forger, sends. `verify` calls it intact."""
+    notebook = nbformat.read(report, as_version=4)
+    meta = notebook.metadata.repro
+    change(meta.rerun)
+    meta.run.lock.lock_sha256 = hashlib.sha256(meta.rerun.lock.encode()).hexdigest()
+    meta.run.template.sha256 = meta.rerun.code.template.sha256
+    meta.run.code.library_sha256 = meta.rerun.code.library.sha256
+    meta.integrity = integrity.seal({k: v for k, v in meta.items() if k != "integrity"}, notebook)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, target)
+    return str(target)
 
 
 def run_folders(runs_dir: Path) -> list[Path]:

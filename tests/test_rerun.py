@@ -8,20 +8,16 @@ import shutil
 
 import nbformat
 import pytest
-from conftest import read_metrics, repro, run_folders
+from conftest import read_metrics, repro, resealed, run_folders
 
 from repro import kernels, snapshot
 from repro.paths import KERNELSPECS, TEMPLATES
 
 
 def edited(report, tmp_path, change) -> str:
-    """A copy of `report` whose rerun record was changed by `change(record)`."""
-    notebook = nbformat.read(report, as_version=4)
-    change(notebook.metadata.repro.rerun)
-    target = tmp_path / "edited" / "report.ipynb"
-    target.parent.mkdir()
-    nbformat.write(notebook, target)
-    return str(target)
+    """A copy of `report` whose rerun record was changed by `change(record)`, sealed again as
+    a colleague's repro would have sealed it."""
+    return resealed(report, tmp_path / "edited" / "report.ipynb", change)
 
 
 def colleague_edit(record) -> None:

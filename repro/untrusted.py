@@ -1,0 +1,170 @@
+"""The trust boundary (driver side): what a shared report carries is data until checked here.
+
+A report, run folder or bundle may come from anyone, and `repro rerun` would install its lock and
+execute its code. So the rerun reads a report only through `read()`, which validates it as data:
+names against strict patterns, parameters and the workload spec as plain values, the template
+and library archive matching the sha256 they claim, the lock only `name==version` lines with
+sha256 hashes (no pip options, no URLs). `differences()` then compares what passed with this
+checkout: the code that would run (template and library), the packages that would be installed
+(lock) and the workload spec. The rerun shows every difference and refuses it without --trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+
+import nbformat
+
+from repro import integrity, models, plan, snapshot
+from repro.errors import UserError
+from repro.finalize import published
+from repro.lockfile import Pin, lock_changes, read_lock
+from repro.paths import KERNELSPECS, TEMPLATES
+
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"  # workloads, kernels, run ids: never a path
+TEMPLATE_NAME = NAME + r"\.ipynb"
+
+
+@dataclass(frozen=True)
+class Report:
+    """A report's rerun record and original results, validated as data."""
+
+    workload: dict  # the workload spec it ran
+    framework: str
+    kernel: str
+    params: dict[str, str]  # every parameter as text, for plan.resolve to validate
+    pins: dict[str, Pin]  # its lock
+    code: dict  # snapshot.take()'s shape: template {name, sha256, text}, library {sha256, ...}
+    original: dict  # metrics {run_id, samples, summary} and environment: what the verdict compares
+
+
+def bad(what: str) -> UserError:
+    return UserError(f"the report is not a valid repro report: {what}")
+
+
+def field(record: dict, key: str, kind: type, where: str = "rerun record"):
+    value = record.get(key) if isinstance(record, dict) else None
+    if not isinstance(value, kind):
+        raise bad(f"{where} has no valid {key!r}")
+    return value
+
+
+def name(value, pattern: str, what: str) -> str:
+    if not (isinstance(value, str) and re.fullmatch(pattern, value)):
+        raise bad(f"{what} {str(value)[:60]!r} is not a plain name")
+    return value
+
+
+def parameter_text(key: str, value) -> str:
+    """A recorded parameter as the text `make run` would give; JSON scalars only."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | str) or (isinstance(value, float) and math.isfinite(value)):
+        return str(value)
+    raise bad(f"parameter {key!r} holds {type(value).__name__} {str(value)[:40]!r}")
+
+
+def checked_code(code: dict) -> dict:
+    """The template and library the report carries, each matching the sha256 it claims."""
+    template = field(code, "template", dict, "code")
+    library = field(code, "library", dict, "code")
+    name(field(template, "name", str, "template"), TEMPLATE_NAME, "template")
+    text = field(template, "text", str, "template")
+    if hashlib.sha256(text.encode()).hexdigest() != template.get("sha256"):
+        raise bad("the template does not match its sha256")
+    try:
+        nbformat.validate(nbformat.reads(text, as_version=4))
+        files = snapshot.unarchive(field(library, "archive", str, "library"))
+    except (ValueError, nbformat.ValidationError) as error:
+        raise bad(f"its code cannot be read ({str(error)[:100]})") from None
+    if snapshot.tree_sha256(files) != library.get("sha256"):
+        raise bad("the library archive does not match its sha256")
+    return code
+
+
+def original_results(notebook, meta: dict) -> dict:
+    """The original's metrics and environment, checked to hold what the verdict reads."""
+    results, _ = published(notebook)
+    metrics = dict(field(results, "metrics", dict, "the report's results"))
+    samples = field(metrics, "samples", dict, "metrics")
+    steps = field(samples, "step_s", list, "samples")
+    times = [*steps, samples.get("first_call_s")]
+    if not steps or not all(isinstance(t, int | float) and 0 < t < math.inf for t in times):
+        raise bad("its step times are not positive numbers")
+    metrics.pop("samples")
+    run_id = name(field(meta, "run", dict, "metadata").get("run_id"), NAME, "run id")
+    return {
+        "metrics": {"run_id": run_id, "samples": samples, "summary": metrics},
+        "environment": field(meta, "environment", dict, "metadata"),
+    }
+
+
+def read(notebook) -> Report:
+    """The report in `notebook`, validated as data, or UserError saying what is wrong."""
+    meta = notebook.metadata.get("repro")
+    if not isinstance(meta, dict) or meta.get("rerun") is None:
+        raise UserError(
+            "the report carries no rerun record: only run reports made by repro can be rerun"
+        )
+    if meta.get("status") != "ok":
+        raise UserError(f"the report is a {meta.get('status')} run: it has nothing to reproduce")
+    record = field(meta, "rerun", dict, "metadata")
+    kernel = name(field(record, "kernel", str), NAME, "kernel")
+    if kernel == "unpinned":
+        raise UserError(
+            "the report ran unpinned: it has no lock to rebuild its kernel from; rerun it with "
+            "`repro run --unpinned` and the parameters in its run.sh"
+        )
+    spec = field(record, "workload", dict)
+    name(spec.get("name"), NAME, "workload")
+    check_spec(spec)
+    try:
+        pins = read_lock(field(record, "lock", str))
+    except ValueError as error:
+        raise bad(f"its lock is refused: {error}") from None
+    params = field(record, "params", dict)
+    return Report(
+        workload=spec,
+        framework=field(record, "framework", str),
+        kernel=kernel,
+        params={k: parameter_text(k, v) for k, v in params.items() if v is not None},
+        pins=pins,
+        code=checked_code(field(record, "code", dict)),
+        original=original_results(notebook, meta),
+    )
+
+
+def differences(report: Report) -> tuple[list[str], str]:
+    """(what differs from this checkout, one line each; the diff to show before refusing it):
+    code that would run, packages that would be installed, and the workload spec."""
+    template = snapshot.template_text(TEMPLATES / report.code["template"]["name"])
+    summary, diff = snapshot.differences(report.code, snapshot.library_files(), template)
+    local_lock = KERNELSPECS / report.kernel / "requirements.lock"
+    if local_lock.is_file():  # an unknown kernel is refused by plan.resolve
+        changes = lock_changes(report.pins, read_lock(local_lock.read_text()))
+        if changes:
+            summary.append(f"the lock differs ({len(changes)} packages)")
+            diff += (
+                f"--- this checkout: {local_lock.relative_to(KERNELSPECS.parent)}\n"
+                "+++ the report's lock: what a rerun would install\n" + "\n".join(changes) + "\n"
+            )
+    name = report.workload["name"]
+    local = plan.workloads().get(name)
+    theirs, ours = integrity.canonical(report.workload), integrity.canonical(local)
+    if theirs != ours:
+        summary.append(f"workload {name} " + ("differs" if local else "is not in this checkout"))
+        diff += snapshot.json_diff(ours, theirs, f"workload {name}")
+    return summary, diff
+
+
+def check_spec(spec: dict) -> None:
+    """A spec that differs from this checkout's still has to describe a model repro builds."""
+    try:
+        if spec.get("task") not in plan.TASK_TEMPLATES:
+            raise ValueError(f"unknown task {spec.get('task')!r}")
+        models.config(field(spec, "model", dict, "workload"))
+    except (ValueError, TypeError) as error:
+        raise bad(f"its workload spec is not one repro can run: {error}") from None
