@@ -57,8 +57,8 @@ lint: venv ## Check style with ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# $$RUNS is unquoted on purpose: the shell splits it into paths and expands globs such as
-# runs/*_resnet-tiny_*, but never parses an expansion as a command (no ;, $$(...) or `...`).
+# RUNS is expanded unquoted on purpose: the shell splits it into paths and expands globs such as
+# runs/*_resnet-tiny_*, but never parses an expansion as a command (no ;, $(...) or `...`).
 compare: venv ## Comparison report, first run = baseline: make compare RUNS="runs/a runs/b" [FAIL_IF_SLOWER=5%]
 	$(REPRO) compare $$RUNS $(if $(FAIL_IF_SLOWER),--fail-if-slower "$$FAIL_IF_SLOWER") \
 		$(if $(ALLOW_MIXED),--allow-mixed) $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")

@@ -182,6 +182,8 @@ ROWS = [
     (["make", "verify"], "argument path: must not be empty"),
     (["make", "verify", "REPORT={d}/missing;touch {d}/pwned"], "does not exist"),
     (["make", "compare", "RUNS={d}/x;touch {d}/pwned"], "is not a run folder"),
+    (["make", "compare", "RUNS={d}/not-a-run*"], "not-a-run/metrics.json is not a repro run"),
+    (["make", "compare"], "the following arguments are required: runs"),
     (["make", "bundle", "RUN=$(touch {d}/pwned)"], "is not a finalised run folder"),
     (["make", "rerun", "REPORT={d}/x", "TOLERANCE=5%;touch {d}/pwned"], "takes a percentage"),
 ]
