@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 
 from repro import __version__, compare, kernels, snapshot
-from repro.errors import RunFailed
+from repro.errors import RunFailed, brief
 from repro.execute import run_notebook
 from repro.finalize import published, seal, write, write_manifest
 from repro.paths import RUNS, TEMPLATES
@@ -79,5 +79,5 @@ def write_report(
     seal(executed, folder, run=run_context, status=summary["status"])
     write_manifest(folder)
     if error:
-        raise RunFailed(f"comparison failed: {error}\nthe partial report is in {folder}")
+        raise RunFailed(f"comparison failed: {brief(error)}; the partial report is in {folder}")
     return folder

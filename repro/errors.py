@@ -27,8 +27,8 @@ class RunFailed(ReproError):
     exit_code = 1
 
 
-def brief(error: BaseException, limit: int = 200) -> str:
-    """An exception as one short line for a UserError message: its first non-empty line."""
+def brief(error: BaseException | str, limit: int = 200) -> str:
+    """An exception (or message) as one short line for the user: its first non-empty line."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else lines[0] if lines else ""
     text = text or type(error).__name__

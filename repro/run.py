@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro import __version__, kernels, snapshot
-from repro.errors import RunFailed, UserError
+from repro.errors import RunFailed, UserError, brief
 from repro.execute import execute
 from repro.finalize import finalize, write
 from repro.paths import ROOT
@@ -94,5 +94,5 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
     metrics = finalize(plan, folder, run_context, code, error)
     print(f"run folder: {folder}", file=log)
     if metrics["status"] != "ok":
-        raise RunFailed(f"run failed: {metrics['error']}\nthe partial report is in {folder}")
+        raise RunFailed(f"run failed: {brief(metrics['error'])}; the partial report is in {folder}")
     return Run(folder, metrics)

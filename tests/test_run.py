@@ -155,8 +155,10 @@ def test_a_failing_cell_keeps_the_report_marked_failed(runs_dir):
         str(runs_dir),
     )
     assert done.returncode == 1
-    assert "planted failure for the tests" in done.stderr
     folder = one_run(runs_dir)
+    last = done.stderr.strip().splitlines()[-1]  # one line: what failed, and where the report is
+    assert last.startswith("repro: run failed: cell ") and "planted failure for the tests" in last
+    assert last.endswith(f"; the partial report is in {folder}")
     metrics = read_metrics(folder)
     assert metrics["status"] == "failed" and "planted failure" in metrics["error"]
     notebook = nbformat.read(folder / "report.ipynb", as_version=4)
