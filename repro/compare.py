@@ -104,7 +104,7 @@ def expand(paths: list[str | Path], log=None) -> list[Path]:
         inside = sorted(p.parent for p in path.glob("*/metrics.json"))
         ok = [f for f in inside if finished(f)]
         if log and len(ok) < len(inside):
-            print(f"{path}: skipping {len(inside) - len(ok)} failed runs", file=log)
+            print(f"{path}: skipping {len(inside) - len(ok)} failed or unreadable runs", file=log)
         if not ok:
             raise UserError(f"{path} holds no finished run folders")
         folders += ok
