@@ -18,6 +18,7 @@ from repro import __version__, compare, kernels, snapshot
 from repro.errors import RunFailed
 from repro.execute import run_notebook
 from repro.finalize import published, seal, write, write_manifest
+from repro.markdown import escape
 from repro.paths import RUNS, TEMPLATES
 from repro.run import git_state, new_folder
 
@@ -34,7 +35,9 @@ def banner(runs: list[compare.Run], differences: dict, run_context: dict) -> str
     if differences:
         lines.append(
             "> ⚠️ **MIXED CONTEXT**, compared with `--allow-mixed`: "
-            + "; ".join(f"{k} differs ({', '.join(map(str, v))})" for k, v in differences.items())
+            + "; ".join(
+                f"{k} differs ({', '.join(map(escape, v))})" for k, v in differences.items()
+            )
         )
     return "\n\n".join(lines)
 
