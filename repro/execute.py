@@ -7,17 +7,27 @@ banner at the top that links to the failing cell.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import papermill
+from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
+from papermill.execute import ERROR_MARKER_TAG
 
 from repro.errors import RunFailed
+from repro.finalize import write
 from repro.kernels import Kernel, jupyter_env
 from repro.lockfile import LockCheck
+from repro.memory import Watchdog
 from repro.plan import RunPlan
+
+PARTIAL = "report.partial.ipynb"  # papermill's running record; report.ipynb is written whole
 
 
 def banner(plan: RunPlan, run_context: dict) -> str:
@@ -79,14 +89,18 @@ def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> 
 
 
 def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Path:
-    """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`, saved after every
-    cell; RunFailed if a cell raises or the kernel dies (what ran so far is kept)."""
+    """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`; RunFailed with a
+    one-line reason if a cell raises, the kernel dies or the memory watchdog stops it
+    (KeyboardInterrupt passes through). Whatever way it ends, report.ipynb holds what ran so far.
+    """
     jupyter_env()
-    output = folder / "report.ipynb"
+    watchdog = Watchdog()
+    watchdog.start()
+    reason = None
     try:
         papermill.execute_notebook(
             notebook,
-            str(output),
+            str(folder / PARTIAL),  # saved after every cell, so a crash leaves a record
             parameters=parameters,
             kernel_name=kernel.spec_name,
             cwd=str(folder),
@@ -98,9 +112,86 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Pa
             start_timeout=120,
         )
     except PapermillExecutionError as error:
-        raise RunFailed(
-            f"cell {error.exec_count} raised {error.ename}: {error.evalue}".strip()
-        ) from error
-    except Exception as error:  # a dead kernel, a timeout: keep what was saved
-        raise RunFailed(f"execution stopped: {type(error).__name__}: {error}") from error
-    return output
+        reason = f"cell {error.exec_count} raised {error.ename}: {error.evalue}".strip()
+    except KeyboardInterrupt as error:
+        reason = str(error) or INTERRUPTED
+        raise
+    except DeadKernelError:
+        reason = watchdog.death()
+    except Exception as error:  # a timeout, an unreadable kernel reply: keep what was saved
+        reason = f"execution stopped: {type(error).__name__}: {error}"
+    finally:
+        watchdog.stop()
+        with deferred_signals():
+            settle(folder, reason)
+    if reason:
+        raise RunFailed(reason)
+    return folder / "report.ipynb"
+
+
+def settle(folder: Path, reason: str | None) -> None:
+    """Write papermill's partial notebook whole as report.ipynb and remove it. A cell that was
+    running when the run stopped is marked so (papermill calls a killed cell completed); a
+    partial notebook that cannot be read (a full disk) leaves no report.ipynb."""
+    partial = folder / PARTIAL
+    try:
+        notebook = nbformat.read(partial, as_version=4)
+    except (OSError, ValueError):
+        partial.unlink(missing_ok=True)
+        return
+    if reason and not any(ERROR_MARKER_TAG in c.metadata.get("tags", []) for c in notebook.cells):
+        mark_stopped_cell(notebook, reason)
+    write(folder / "report.ipynb", nbformat.writes(notebook))
+    partial.unlink()
+
+
+def mark_stopped_cell(notebook, reason: str) -> None:
+    """Give the last cell that started an error output with `reason`, and papermill status
+    failed."""
+    started = [c for c in notebook.cells if c.metadata.get("papermill", {}).get("start_time")]
+    if not started:
+        return
+    cell = started[-1]
+    cell.metadata.papermill.update(status="failed", exception=True)
+    cell.outputs.append(
+        nbformat.v4.new_output("error", ename="RunStopped", evalue=reason, traceback=[reason])
+    )
+
+
+INTERRUPTED = "interrupted by the user (Ctrl-C)"
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (sent by `timeout`, CI cancellation, `docker stop`) stops the run like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("interrupted by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """While the run folder is being completed, Ctrl-C and SIGTERM are noted, not obeyed: a run
+    that has stopped is finalised whatever arrives meanwhile."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {
+        s: signal.signal(s, lambda signum, frame: received.append(signum))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
