@@ -75,7 +75,12 @@ def folder_problems(folder: Path) -> list[str]:
     """Files that differ from the run folder's MANIFEST.sha256, plus the report's cells."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
-        return [f"no {MANIFEST} in {folder}"]
+        unfinished = not (folder / "metrics.json").is_file()  # the driver was killed (SIGKILL)
+        return [
+            f"{folder} is an unfinished run: no metrics.json"
+            if unfinished
+            else f"no {MANIFEST} in {folder}"
+        ]
     recorded = dict(reversed(line.split("  ", 1)) for line in manifest.read_text().splitlines())
     current = dict(reversed(line.split("  ", 1)) for line in manifest_lines(folder))
     problems = [
