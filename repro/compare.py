@@ -89,7 +89,9 @@ def not_finished(path: Path) -> str | None:
         status = json.loads((path / "metrics.json").read_text()).get("status")
     except (OSError, ValueError) as error:
         return f"an unreadable metrics.json ({error})"
-    return None if status == "ok" else f"a {status} run"
+    if status == "ok":
+        return None
+    return f"{'an' if str(status)[:1] in 'aeiou' else 'a'} {status} run"
 
 
 def expand(paths: list[str | Path], log=None) -> list[Path]:
