@@ -89,25 +89,25 @@ def run(
     )
     lock_check = kernels.verify(kernel, allow_drift=plan.allow_drift)
     code = snapshot.take(plan.template, plan.code)  # before running: the code that runs
+    context = {
+        "repro_version": __version__,
+        "kernel": plan.kernel,
+        "python": str(kernel.python),
+        "lock": lock_check,
+        "lock_file": kernels.shown(kernel.lock) if kernel.lock else None,
+        "drift_allowed": plan.allow_drift,
+        **snapshot.hashes(code),  # template path and sha256, library sha256
+        "git": git_state()
+        if plan.code == ROOT
+        else {"commit": None, "dirty": None, "reason": "ran the code a report carried"},
+        "equivalence": equivalence(plan.workload),
+        "command": argv,
+        "rerun_of": plan.reference["metrics"]["run_id"] if plan.reference else None,
+    }
     error, interrupted = None, False
     with sigterm_interrupts():
         folder = new_folder(plan.runs_dir, f"{plan.workload['name']}_{plan.framework}")
-        run_context = {
-            "run_id": folder.name,
-            "repro_version": __version__,
-            "kernel": plan.kernel,
-            "python": str(kernel.python),
-            "lock": lock_check,
-            "lock_file": kernels.shown(kernel.lock) if kernel.lock else None,
-            "drift_allowed": plan.allow_drift,
-            **snapshot.hashes(code),  # template path and sha256, library sha256
-            "git": git_state()
-            if plan.code == ROOT
-            else {"commit": None, "dirty": None, "reason": "ran the code a report carried"},
-            "equivalence": equivalence(plan.workload),
-            "command": argv,
-            "rerun_of": plan.reference["metrics"]["run_id"] if plan.reference else None,
-        }
+        run_context = {"run_id": folder.name, **context}
         try:
             if plan.reference:  # what the rerun verdict compares with, kept in the run folder
                 for name, content in plan.reference.items():
