@@ -24,7 +24,7 @@ from repro.errors import RunFailed
 from repro.finalize import write
 from repro.kernels import Kernel, jupyter_env
 from repro.lockfile import LockCheck
-from repro.memory import Watchdog
+from repro.memory import Watchdog, stop_kernel
 from repro.plan import RunPlan
 
 PARTIAL = "report.partial.ipynb"  # papermill's running record; report.ipynb is written whole
@@ -159,23 +159,31 @@ def mark_stopped_cell(notebook, reason: str) -> None:
 
 
 INTERRUPTED = "interrupted by the user (Ctrl-C)"
+TERMINATED = "interrupted by SIGTERM"
 
 
 @contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (sent by `timeout`, CI cancellation, `docker stop`) stops the run like Ctrl-C."""
+def signals_interrupt() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (sent by `timeout`, CI cancellation, `docker stop`) stop the kernel at
+    once and raise KeyboardInterrupt with the reason. A SIGINT that this process was started to
+    ignore (a background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt("interrupted by SIGTERM")
+        stop_kernel()  # quietly: a kernel left running would print errors as the driver leaves
+        raise KeyboardInterrupt(INTERRUPTED if signum == signal.SIGINT else TERMINATED)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    handled = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        handled.append(signal.SIGINT)
+    previous = {s: signal.signal(s, interrupt) for s in handled}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @contextmanager

@@ -76,6 +76,13 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def stop_kernel(pids: list[int] | None = None) -> None:
+    """SIGKILL the kernel's process tree (this process's descendants)."""
+    for pid in descendants(os.getpid()) if pids is None else pids:
+        with contextlib.suppress(OSError):  # gone already
+            os.kill(pid, signal.SIGKILL)
+
+
 def rss(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -122,9 +129,7 @@ class Watchdog(threading.Thread):
         else:
             return
         self.reason = f"stopped: out of memory — kernel RSS {gib(used)} of {gib(self.total)}, {why}"
-        for pid in pids:
-            with contextlib.suppress(OSError):  # gone already
-                os.kill(pid, signal.SIGKILL)
+        stop_kernel(pids)
 
     def stop(self) -> None:
         self._done.set()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from repro import __version__, kernels, memory, snapshot
 from repro.errors import RunFailed, UserError
-from repro.execute import INTERRUPTED, deferred_signals, execute, sigterm_interrupts
+from repro.execute import INTERRUPTED, deferred_signals, execute, signals_interrupt
 from repro.finalize import finalize, write
 from repro.paths import ROOT
 from repro.plan import RunPlan, equivalence
@@ -105,7 +105,7 @@ def run(
         "rerun_of": plan.reference["metrics"]["run_id"] if plan.reference else None,
     }
     error, interrupted = None, False
-    with sigterm_interrupts():
+    with signals_interrupt():
         folder = new_folder(plan.runs_dir, f"{plan.workload['name']}_{plan.framework}")
         run_context = {"run_id": folder.name, **context}
         try:

@@ -59,19 +59,27 @@ def banner(folder: Path) -> str:
 
 
 @pytest.mark.kernel
-def test_sigterm_finalises_the_run_as_interrupted(tmp_path):
+@pytest.mark.parametrize(
+    "signum, reason",
+    [
+        (signal.SIGTERM, "interrupted by SIGTERM"),
+        (signal.SIGINT, "interrupted by the user (Ctrl-C)"),
+    ],
+)
+def test_a_signal_finalises_the_run_as_interrupted(signum, reason, tmp_path):
     runs_dir, stderr = tmp_path / "runs", tmp_path / "stderr"
     process = start_run("sleeping", runs_dir, stderr)
     deadline = time.monotonic() + 60
     while "sleeping now" not in stderr.read_text():  # the cell is running
         assert time.monotonic() < deadline and process.poll() is None, stderr.read_text()
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     folder = finished_run(process, runs_dir, exit_code=1)
     metrics = read_metrics(folder)
-    assert metrics["status"] == "interrupted" and metrics["error"] == "interrupted by SIGTERM"
-    assert "Run interrupted: interrupted by SIGTERM" in banner(folder)
-    assert "repro: run interrupted: interrupted by SIGTERM" in stderr.read_text()
+    assert metrics["status"] == "interrupted" and metrics["error"] == reason
+    assert f"Run interrupted: {reason}" in banner(folder)
+    assert f"repro: run interrupted: {reason}" in stderr.read_text()
+    assert "Traceback" not in stderr.read_text()  # the kernel was stopped, not left to complain
     cell = nbformat.read(folder / "report.ipynb", as_version=4).cells[-1]
     assert cell.metadata.papermill.status == "failed"  # the running cell, not left "running"
     assert "sleeping now" in json.dumps(cell.outputs)
