@@ -150,7 +150,11 @@ def register(kernel: Kernel, pinned: bool = True) -> Path:
         "env": {"PYTHONPATH": str(kernel.code), "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
         "metadata": {"repro": {"kernel": kernel.name, "pinned": pinned}},
     }
-    (folder / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
+    text, path = json.dumps(spec, indent=2) + "\n", folder / "kernel.json"
+    if not path.is_file() or path.read_text() != text:  # concurrent runs: never half-written
+        tmp = folder / f".kernel.json.{os.getpid()}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return folder
 
 

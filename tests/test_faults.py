@@ -107,6 +107,27 @@ def test_the_memory_watchdog_stops_a_kernel_before_memory_runs_out(tmp_path):
     assert f"Run failed: {error}" in banner(folder)
 
 
+def test_the_watchdog_keeps_the_machine_from_running_out(monkeypatch):
+    child = subprocess.Popen(["sleep", "60"])  # stands for the kernel: this process's child
+    watchdog = memory.Watchdog()
+    watchdog.reserve = 1  # byte: the child holds more than the machine has left
+    monkeypatch.setattr(memory, "meminfo", lambda: {"MemTotal": 24 * GiB, "MemAvailable": 0})
+    watchdog.sample()
+    assert child.wait(timeout=10) == -signal.SIGKILL
+    assert watchdog.reason.startswith("stopped: out of memory — kernel RSS ")
+    assert watchdog.reason.endswith(", 0.00 GiB left available, limit: keep 0.00 GiB free")
+    assert watchdog.death() == watchdog.reason
+
+
+def test_a_dead_kernel_is_blamed_on_memory_only_when_memory_was_short():
+    watchdog = memory.Watchdog()
+    watchdog.total, watchdog.reserve, watchdog.peak = 24 * GiB, GiB, GiB
+    watchdog.lowest_available = 20 * GiB
+    assert watchdog.death() == "kernel died — peak RSS 1.0 GiB of 24.0 GiB, memory was not short"
+    watchdog.lowest_available = GiB  # the system's OOM killer struck between two samples
+    assert watchdog.death().startswith("kernel died: out of memory — peak RSS 1.0 GiB of 24.0")
+
+
 @pytest.mark.kernel
 def test_eight_concurrent_runs_leave_eight_intact_folders(tmp_path):
     runs_dir = tmp_path / "runs"
