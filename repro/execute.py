@@ -1,8 +1,10 @@
 """Execute a template with papermill in a kernel (driver side).
 
 papermill injects the parameters after the cell tagged `parameters`, saves the output notebook
-after every cell (a crash still leaves a readable record) and, when a cell raises, puts an error
-banner at the top that links to the failing cell.
+(report.partial.ipynb) after every cell, so a crash still leaves a record, and, when a cell raises,
+puts an error banner at the top that links to the failing cell. When the run ends, however it
+ends, the partial notebook is written whole as report.ipynb. Meanwhile a memory watchdog guards
+the machine, and Ctrl-C or SIGTERM stop the kernel and raise KeyboardInterrupt with the reason.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> 
 def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Path:
     """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`; RunFailed with a
     one-line reason if a cell raises, the kernel dies or the memory watchdog stops it
-    (KeyboardInterrupt passes through). Whatever way it ends, report.ipynb holds what ran so far.
+    (KeyboardInterrupt passes through). However it ends, report.ipynb holds what ran so far,
+    unless papermill could not save even that (a full disk).
     """
     jupyter_env()
     watchdog = Watchdog()
