@@ -14,7 +14,7 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_.-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo ""
 	@echo "  make run WORKLOAD=resnet-50 FRAMEWORK=jax PARAMS=\"batch_size=4 steps=20\""
-	@echo "  options: UNPINNED=1 (existing interpreter), ALLOW_DRIFT=1, KERNEL=torch-cpu"
+	@echo "  options: UNPINNED=1 (existing interpreter), ALLOW_DRIFT=1, KERNEL=torch-cpu, FORCE_MEMORY=1"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,8 @@ venv: $(VENV)/.installed ## Create the project's own environment (driver: paperm
 
 run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on first use)
 	$(REPRO) run $(WORKLOAD) --framework $(FRAMEWORK) $(foreach p,$(PARAMS),-p $(p)) \
-		$(if $(KERNEL),--kernel $(KERNEL)) $(if $(UNPINNED),--unpinned) $(if $(ALLOW_DRIFT),--allow-drift)
+		$(if $(KERNEL),--kernel $(KERNEL)) $(if $(UNPINNED),--unpinned) $(if $(ALLOW_DRIFT),--allow-drift) \
+		$(if $(FORCE_MEMORY),--force-memory)
 
 list: venv ## List workloads, frameworks, kernels and parameters
 	$(REPRO) list

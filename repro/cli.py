@@ -113,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run even if the kernel differs from its lock (shown in the report)",
     )
+    run.add_argument(
+        "--force-memory",
+        action="store_true",
+        help="run even if the memory estimate says it will not fit",
+    )
     run.add_argument("--template", help="a custom template notebook (advanced)")
     run.add_argument("--runs-dir", help="where run folders go (default runs/)")
 
@@ -188,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                 template=args.template,
                 runs_dir=args.runs_dir,
             )
-            result = run(request, argv=sys.argv[1:] if argv is None else argv)
+            result = run(
+                request,
+                argv=sys.argv[1:] if argv is None else argv,
+                force_memory=args.force_memory,
+            )
             thr = result.metrics["summary"]["throughput"]["samples_per_s"]
             print(
                 f"{request.workload['name']} / {request.framework}: {thr:.2f} samples/s "

@@ -71,23 +71,53 @@ def load(folder: str | Path) -> Run:
     return Run(folder, metrics, environment)
 
 
+RUN_FILES = ("metrics.json", "report.ipynb", "report.partial.ipynb", "comparison.json")
+
+
+def not_finished(path: Path) -> str | None:
+    """Why `path` is not a finished run folder that can be compared, or None if it is one."""
+    if not path.is_dir():
+        bundle = " (a bundle: unpack it first)" if ".tar" in path.name else ""
+        return f"a file, not a run folder{bundle}"
+    if (path / "comparison.json").is_file():
+        return "a comparison, not a run"
+    if not (path / "metrics.json").is_file():
+        if (path / "report.ipynb").is_file() or (path / "report.partial.ipynb").is_file():
+            return "an unfinished run (no metrics.json: its driver was killed)"
+        return "not a run folder"
+    try:
+        status = json.loads((path / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError) as error:
+        return f"an unreadable metrics.json ({error})"
+    if status == "ok":
+        return None
+    return f"{'an' if str(status)[:1] in 'aeiou' else 'a'} {status} run"
+
+
 def expand(paths: list[str | Path], log=None) -> list[Path]:
-    """Run folders from `paths`: each a run folder, or a folder of them (its finished runs, in
-    order; failed ones and other folders are skipped, and said so on `log`)."""
-    folders = []
+    """Finished run folders from `paths`: each a run folder, or a folder of them (in name order).
+    Anything else (unfinished, failed or interrupted runs, comparisons, bundles, stray files) is
+    skipped and listed on `log`; the caller decides whether enough runs remain."""
+    folders, skipped = [], []
     for path in map(Path, paths):
-        if not path.is_dir():
-            raise UserError(f"{path} is not a run folder or a folder of runs")
-        if (path / "metrics.json").is_file():
-            folders.append(path)
-            continue
-        inside = sorted(p.parent for p in path.glob("*/metrics.json"))
-        ok = [f for f in inside if json.loads((f / "metrics.json").read_text())["status"] == "ok"]
-        if log and len(ok) < len(inside):
-            print(f"{path}: skipping {len(inside) - len(ok)} failed runs", file=log)
-        if not ok:
-            raise UserError(f"{path} holds no finished run folders")
-        folders += ok
+        if not path.exists():
+            raise UserError(f"{path} does not exist")
+        if path.is_dir() and not any((path / name).exists() for name in RUN_FILES):
+            candidates = sorted(path.iterdir())  # a folder of runs
+            if not any(not_finished(c) is None for c in candidates):
+                skipped.append(f"{path}: holds no finished run folders")
+        else:
+            candidates = [path]
+        for candidate in candidates:
+            why = not_finished(candidate)
+            if why:
+                skipped.append(f"{candidate}: {why}")
+            else:
+                folders.append(candidate)
+    if log and skipped:
+        print(f"skipping {len(skipped)} that are not finished runs:", file=log)
+        for line in skipped:
+            print(f"  {line}", file=log)
     return folders
 
 

@@ -194,7 +194,12 @@ def folder_problems(folder: Path) -> list[str]:
     report re-saved by Jupyter has other bytes but the same canonical content: not a change."""
     manifest = folder / MANIFEST
     if not manifest.is_file():
-        return [f"no {MANIFEST} in {folder}"]
+        unfinished = not (folder / "metrics.json").is_file()  # the driver was killed (SIGKILL)
+        return [
+            f"{folder} is an unfinished run: no metrics.json"
+            if unfinished
+            else f"no {MANIFEST} in {folder}"
+        ]
     recorded = dict(reversed(line.split("  ", 1)) for line in manifest.read_text().splitlines())
     current = dict(reversed(line.split("  ", 1)) for line in manifest_lines(folder))
     report = folder / "report.ipynb"
