@@ -8,8 +8,8 @@ FRAMEWORK ?= torch
 # Every value a user gives is data, never code: read raw (no make expansion of `$(...)`),
 # exported, and quoted in recipes as "$$NAME", so no value is pasted into a shell command.
 # An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
-USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT RUNS_DIR REBUILD RUNS \
-	FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN
+USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR REBUILD \
+	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 export JUPYTER_PATH := $(CURDIR)/.jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
@@ -20,7 +20,7 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_.-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo ""
 	@echo "  make run WORKLOAD=resnet-50 FRAMEWORK=jax PARAMS=\"batch_size=4 steps=20\""
-	@echo "  options: UNPINNED=1 (existing interpreter), ALLOW_DRIFT=1, KERNEL=torch-cpu,"
+	@echo "  options: UNPINNED=1 (existing interpreter), ALLOW_DRIFT=1, KERNEL=torch-cpu, FORCE_MEMORY=1,"
 	@echo "  RUNS_DIR=path (default runs/). Values reach repro as data: quote them for your shell."
 
 $(VENV)/.installed: pyproject.toml
@@ -33,7 +33,8 @@ venv: $(VENV)/.installed ## Create the project's own environment (driver: paperm
 run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on first use)
 	$(REPRO) run "$$WORKLOAD" --framework "$$FRAMEWORK" --params "$$PARAMS" \
 		$(if $(KERNEL),--kernel "$$KERNEL") $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR") \
-		$(if $(UNPINNED),--unpinned) $(if $(ALLOW_DRIFT),--allow-drift)
+		$(if $(UNPINNED),--unpinned) $(if $(ALLOW_DRIFT),--allow-drift) \
+		$(if $(FORCE_MEMORY),--force-memory)
 
 list: venv ## List workloads, frameworks, kernels and parameters
 	$(REPRO) list

@@ -8,4 +8,3 @@ and its own framework.
 
 __version__ = "0.1.0"
 MIME = "application/vnd.repro+json"  # how the kernel hands results to the driver, via the notebook
-METRICS_SCHEMA = "repro.metrics/1"  # metrics.json of a run (finalize writes it, compare reads it)

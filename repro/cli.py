@@ -5,12 +5,14 @@ so (exit 70)."""
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import traceback
 from typing import NoReturn
 
 from repro import kernels, plan
 from repro.errors import INTERNAL, INTERRUPTED, ReproError, UserError, brief
+from repro.paths import RUNS
 
 
 class Parser(argparse.ArgumentParser):
@@ -56,10 +58,15 @@ def compare_runs(args) -> int:
     --fail-if-slower, exit 1 on a significant regression beyond the threshold."""
     from repro import compare
 
-    runs_dir = plan.runs_folder(args.runs_dir)
-    folders = compare.expand(args.runs, log=sys.stderr)
+    skipped = io.StringIO()  # listed on stderr, or inside the one-line error below
+    folders = compare.expand(args.runs, log=skipped)
     if len(folders) < 2:
-        raise UserError(f"compare needs at least two finished runs, got {len(folders)}")
+        head, *why = [line.strip() for line in skipped.getvalue().splitlines()] or [""]
+        raise UserError(
+            f"compare needs at least two finished runs, got {len(folders)}"
+            + (f"; {head} {'; '.join(why)}" if head else "")
+        )
+    sys.stderr.write(skipped.getvalue())
     base, *runs = [compare.load(f) for f in folders]
     differences = compare.context_differences([base, *runs])
     for field, values in differences.items():
@@ -86,7 +93,7 @@ def compare_runs(args) -> int:
     if not args.no_report:
         from repro.comparison import write_report
 
-        folder = write_report([base, *runs], runs_dir, args.allow_mixed)
+        folder = write_report([base, *runs], args.runs_dir or RUNS, args.allow_mixed)
         print(f"comparison report: {folder / 'report.html'}")
     return 1 if failed else 0
 
@@ -127,6 +134,11 @@ def parser() -> argparse.ArgumentParser:
         "--allow-drift",
         action="store_true",
         help="run even if the kernel differs from its lock (shown in the report)",
+    )
+    run.add_argument(
+        "--force-memory",
+        action="store_true",
+        help="run even if the memory estimate says it will not fit",
     )
     run.add_argument("--template", help="a custom template notebook (advanced)")
     run.add_argument("--runs-dir", help="where run folders go (default runs/)")
@@ -212,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             from repro.run import run  # papermill and nbconvert: only for a valid request
 
-            result = run(request, argv=sys.argv[1:] if argv is None else argv)
+            result = run(
+                request,
+                argv=sys.argv[1:] if argv is None else argv,
+                force_memory=args.force_memory,
+            )
             thr = result.metrics["summary"]["throughput"]["samples_per_s"]
             print(
                 f"{request.workload['name']} / {request.framework}: {thr:.2f} samples/s "

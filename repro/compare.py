@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from repro import METRICS_SCHEMA
 from repro.errors import UserError, brief
 
 ALPHA = 0.05  # significance level of the Mann-Whitney U test
@@ -67,10 +66,10 @@ def load(folder: str | Path) -> Run:
         environment = json.loads((folder / "environment.json").read_text())
     except (OSError, ValueError) as error:
         raise UserError(f"{folder} is not a complete run folder: {brief(error)}") from None
-    if not isinstance(metrics, dict) or metrics.get("schema") != METRICS_SCHEMA:
-        raise UserError(f"{folder}/metrics.json is not a repro run's (schema {METRICS_SCHEMA})")
-    if metrics.get("status") != "ok":
-        raise UserError(f"{folder} is a {metrics.get('status')} run: it has no measurements")
+    if not isinstance(metrics, dict) or "status" not in metrics:
+        raise UserError(f"{folder}/metrics.json is not a repro run's (it has no status)")
+    if metrics["status"] != "ok":
+        raise UserError(f"{folder} is a {metrics['status']} run: it has no measurements")
     run = Run(folder, metrics, environment)
     try:  # what comparing reads: the context, the label and every measured step time
         run.context(), run.label
@@ -82,32 +81,56 @@ def load(folder: str | Path) -> Run:
     return run
 
 
-def finished(folder: Path) -> bool:
-    """Whether `folder/metrics.json` is readable and says the run finished ("status": "ok")."""
+RUN_FILES = ("metrics.json", "report.ipynb", "report.partial.ipynb", "comparison.json")
+
+
+def not_finished(path: Path) -> str | None:
+    """Why `path` is not a finished run folder that can be compared, or None if it is one."""
+    if not path.is_dir():
+        bundle = " (a bundle: unpack it first)" if ".tar" in path.name else ""
+        return f"a file, not a run folder{bundle}"
+    if (path / "comparison.json").is_file():
+        return "a comparison, not a run"
+    if not (path / "metrics.json").is_file():
+        if (path / "report.ipynb").is_file() or (path / "report.partial.ipynb").is_file():
+            return "an unfinished run (no metrics.json: its driver was killed)"
+        return "not a run folder"
     try:
-        metrics = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(metrics, dict) and metrics.get("status") == "ok"
+        metrics = json.loads((path / "metrics.json").read_text())
+    except (OSError, ValueError) as error:
+        return f"an unreadable metrics.json ({brief(error)})"
+    if not isinstance(metrics, dict) or "status" not in metrics:
+        return "a metrics.json that is not a repro run's (no status)"
+    status = metrics["status"]
+    if status == "ok":
+        return None
+    return f"{'an' if str(status)[:1] in 'aeiou' else 'a'} {status} run"
 
 
 def expand(paths: list[str | Path], log=None) -> list[Path]:
-    """Run folders from `paths`: each a run folder, or a folder of them (its finished runs, in
-    order; failed ones and other folders are skipped, and said so on `log`)."""
-    folders = []
+    """Finished run folders from `paths`: each a run folder, or a folder of them (in name order).
+    Anything else (unfinished, failed or interrupted runs, comparisons, bundles, stray files) is
+    skipped and listed on `log`; the caller decides whether enough runs remain."""
+    folders, skipped = [], []
     for path in map(Path, paths):
-        if not path.is_dir():
-            raise UserError(f"{path} is not a run folder or a folder of runs")
-        if (path / "metrics.json").is_file():
-            folders.append(path)
-            continue
-        inside = sorted(p.parent for p in path.glob("*/metrics.json"))
-        ok = [f for f in inside if finished(f)]
-        if log and len(ok) < len(inside):
-            print(f"{path}: skipping {len(inside) - len(ok)} failed or unreadable runs", file=log)
-        if not ok:
-            raise UserError(f"{path} holds no finished run folders")
-        folders += ok
+        if not path.exists():
+            raise UserError(f"{path} does not exist")
+        if path.is_dir() and not any((path / name).exists() for name in RUN_FILES):
+            candidates = sorted(path.iterdir())  # a folder of runs
+            if not any(not_finished(c) is None for c in candidates):
+                skipped.append(f"{path}: holds no finished run folders")
+        else:
+            candidates = [path]
+        for candidate in candidates:
+            why = not_finished(candidate)
+            if why:
+                skipped.append(f"{candidate}: {why}")
+            else:
+                folders.append(candidate)
+    if log and skipped:
+        print(f"skipping {len(skipped)} that are not finished runs:", file=log)
+        for line in skipped:
+            print(f"  {line}", file=log)
     return folders
 
 

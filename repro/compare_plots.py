@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from repro import compare
+from repro.markdown import escape
 from repro.report import publish, show_figure
 
 
@@ -27,19 +28,20 @@ def context(runs: list[compare.Run], allow_mixed: bool) -> dict:
             "> ⚠️ **These runs' context differs**: their numbers are not like for like."
             + (" They are compared because `--allow-mixed` was given." if allow_mixed else ""),
             "",
-            "| context | " + " | ".join(r.label for r in runs) + " |",
+            "| context | " + " | ".join(escape(r.label) for r in runs) + " |",
             "|---|" + "---|" * len(runs),
         ]
         lines += [
-            f"| {field} | " + " | ".join(str(v) for v in values) + " |"
+            f"| {field} | " + " | ".join(escape(v) for v in values) + " |"
             for field, values in differences.items()
         ]
     else:
         c = runs[0].context()
         lines = [
-            f"✅ All {len(runs)} runs share their checked context: CPU `{c['cpu']}`, GPU "
-            f"`{c['gpu']}`, driver `{c['driver']}`, precision `{c['precision']}`, mode "
-            f"`{c['mode']}`, batch size {c['batch_size']}, workload `{c['workload']}` and its "
+            f"✅ All {len(runs)} runs share their checked context: CPU {escape(c['cpu'])}, GPU "
+            f"{escape(c['gpu'])}, driver {escape(c['driver'])}, precision "
+            f"{escape(c['precision'])}, mode {escape(c['mode'])}, batch size "
+            f"{escape(c['batch_size'])}, workload {escape(c['workload'])} and its "
             "model config, and the lock within each kernel."
         ]
     return publish("context", {"differences": differences}, "\n".join(lines))
@@ -106,17 +108,17 @@ def against_baseline(runs: list[compare.Run]) -> dict:
     base = runs[0]
     pairs = [compare.versus(base, r) for r in runs[1:]]
     lines = [
-        f"Baseline: **{base.label}**. Ratio = median step time of the run / of the baseline "
-        "(> 1 is slower), bootstrap 95% CI resampling both runs' steps, two-sided Mann-Whitney U "
-        f"at α = {compare.ALPHA}.",
+        f"Baseline: **{escape(base.label)}**. Ratio = median step time of the run / of the "
+        "baseline (> 1 is slower), bootstrap 95% CI resampling both runs' steps, two-sided "
+        f"Mann-Whitney U at α = {compare.ALPHA}.",
         "",
         "| run | step-time ratio | 95% CI | p-value | verdict |",
         "|---|---|---|---|---|",
     ]
     for run, p in zip(runs[1:], pairs, strict=True):
         lines.append(
-            f"| {run.label} | {p['time_ratio']:.3f} | {p['ci95'][0]:.3f}–{p['ci95'][1]:.3f} | "
-            f"{p['p_value']:.3g} | **{p['verdict']}** |"
+            f"| {escape(run.label)} | {p['time_ratio']:.3f} | "
+            f"{p['ci95'][0]:.3f}–{p['ci95'][1]:.3f} | {p['p_value']:.3g} | **{p['verdict']}** |"
         )
     data = {
         "baseline": base.name,

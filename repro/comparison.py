@@ -16,10 +16,11 @@ import nbformat
 
 from repro import __version__, compare, kernels, snapshot
 from repro.errors import RunFailed, brief
-from repro.execute import run_notebook
-from repro.finalize import published, seal, write, write_manifest
+from repro.execute import INTERRUPTED, deferred_signals, run_notebook, signals_interrupt
+from repro.finalize import published, seal, stop_banner, write, write_manifest
+from repro.markdown import escape
 from repro.paths import RUNS, TEMPLATES
-from repro.run import git_state, new_folder
+from repro.run import check_runs_dir, git_state, new_folder
 
 TEMPLATE = TEMPLATES / "compare.ipynb"
 
@@ -34,7 +35,9 @@ def banner(runs: list[compare.Run], differences: dict, run_context: dict) -> str
     if differences:
         lines.append(
             "> ⚠️ **MIXED CONTEXT**, compared with `--allow-mixed`: "
-            + "; ".join(f"{k} differs ({', '.join(map(str, v))})" for k, v in differences.items())
+            + "; ".join(
+                f"{k} differs ({', '.join(map(escape, v))})" for k, v in differences.items()
+            )
         )
     return "\n\n".join(lines)
 
@@ -43,41 +46,50 @@ def write_report(
     runs: list[compare.Run], runs_dir: Path = RUNS, allow_mixed: bool = False, log=sys.stderr
 ) -> Path:
     """Execute the comparison template over `runs` (the first is the baseline); return its
-    folder. The caller has already refused mixed contexts unless `allow_mixed`."""
+    folder. The caller has already refused mixed contexts unless `allow_mixed`. Like a run, the
+    folder is finished (ok, failed or interrupted, with the reason on top) however it ends."""
+    check_runs_dir(runs_dir)
     kernel = kernels.ensure("analysis", log)
     lock = kernels.verify(kernel)
-    folder = new_folder(runs_dir, f"compare_{len(runs)}-runs")
-    run_context = {
-        "run_id": folder.name,
-        "repro_version": __version__,
-        "kernel": kernel.name,
-        "lock": lock,
-        **snapshot.hashes(snapshot.take(TEMPLATE)),
-        "git": git_state(),
-        "runs": [str(r.folder.resolve()) for r in runs],
-    }
-    differences = compare.context_differences(runs)
-    notebook = nbformat.read(TEMPLATE, as_version=4)
-    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(runs, differences, run_context)))
-    print(f"comparison {folder.name}: executing {TEMPLATE.name} in {kernel.spec_name}", file=log)
-    error = None
-    try:
-        run_notebook(
-            notebook,
-            kernel,
-            folder,
-            {"runs": run_context["runs"], "allow_mixed": allow_mixed, "run_context": run_context},
+    error, interrupted = None, False
+    with signals_interrupt():
+        folder = new_folder(runs_dir, f"compare_{len(runs)}-runs")
+        run_context = {
+            "run_id": folder.name,
+            "repro_version": __version__,
+            "kernel": kernel.name,
+            "lock": lock,
+            **snapshot.hashes(snapshot.take(TEMPLATE)),
+            "git": git_state(),
+            "runs": [str(r.folder.resolve()) for r in runs],
+        }
+        notebook = nbformat.read(TEMPLATE, as_version=4)
+        first = banner(runs, compare.context_differences(runs), run_context)
+        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(first))
+        print(
+            f"comparison {folder.name}: executing {TEMPLATE.name} in {kernel.spec_name}", file=log
         )
-    except RunFailed as failure:
-        error = str(failure)
-    executed = nbformat.read(folder / "report.ipynb", as_version=4)
-    results, plots = published(executed)
-    for name, png in plots.items():
-        write(folder / "plots" / f"{name}.png", png)
-    summary = {"status": "failed" if error else "ok", "error": error, **results}
-    write(folder / "comparison.json", json.dumps(summary, indent=1) + "\n")
-    seal(executed, folder, run=run_context, status=summary["status"])
-    write_manifest(folder)
+        parameters = {"runs": run_context["runs"], "allow_mixed": allow_mixed}
+        try:
+            run_notebook(notebook, kernel, folder, {**parameters, "run_context": run_context})
+        except RunFailed as failure:
+            error = str(failure)
+        except KeyboardInterrupt as stop:
+            error, interrupted = str(stop) or INTERRUPTED, True
+    with deferred_signals():
+        status = "interrupted" if interrupted else "failed" if error else "ok"
+        report = folder / "report.ipynb"
+        executed = nbformat.read(report, as_version=4) if report.is_file() else None
+        if error:
+            executed = executed or nbformat.v4.new_notebook()
+            stop_banner(executed, status, error)
+        results, plots = published(executed)
+        for name, png in plots.items():
+            write(folder / "plots" / f"{name}.png", png)
+        summary = {"status": status, "error": error, **results}
+        write(folder / "comparison.json", json.dumps(summary, indent=1) + "\n")
+        seal(executed, folder, run=run_context, status=status)
+        write_manifest(folder)
     if error:
-        raise RunFailed(f"comparison failed: {brief(error)}; the partial report is in {folder}")
+        raise RunFailed(f"comparison {status}: {brief(error)}; the partial report is in {folder}")
     return folder

@@ -1,23 +1,35 @@
 """Execute a template with papermill in a kernel (driver side).
 
 papermill injects the parameters after the cell tagged `parameters`, saves the output notebook
-after every cell (a crash still leaves a readable record) and, when a cell raises, puts an error
-banner at the top that links to the failing cell.
+(report.partial.ipynb) after every cell, so a crash still leaves a record, and, when a cell raises,
+puts an error banner at the top that links to the failing cell. When the run ends, however it
+ends, the partial notebook is written whole as report.ipynb. Meanwhile a memory watchdog guards
+the machine, and Ctrl-C or SIGTERM stop the kernel and raise KeyboardInterrupt with the reason.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import papermill
+from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
+from papermill.execute import ERROR_MARKER_TAG
 
 from repro.errors import RunFailed
+from repro.finalize import write
 from repro.kernels import Kernel, jupyter_env
 from repro.lockfile import LockCheck
+from repro.memory import Watchdog, stop_kernel
 from repro.plan import RunPlan
+
+PARTIAL = "report.partial.ipynb"  # papermill's running record; report.ipynb is written whole
 
 
 def banner(plan: RunPlan, run_context: dict) -> str:
@@ -79,15 +91,20 @@ def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> 
 
 
 def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Path:
-    """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`, saved after every
-    cell; RunFailed if a cell raises or the kernel dies (what ran so far is kept)."""
+    """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`; RunFailed with a
+    one-line reason if a cell raises, the kernel dies or the memory watchdog stops it
+    (KeyboardInterrupt passes through). However it ends, report.ipynb holds what ran so far,
+    unless papermill could not save even that (a full disk).
+    """
     jupyter_env()
     notebook.metadata["kernelspec"] = kernel.notebook_spec
-    output = folder / "report.ipynb"
+    watchdog = Watchdog()
+    watchdog.start()
+    reason = None
     try:
         papermill.execute_notebook(
             notebook,
-            str(output),
+            str(folder / PARTIAL),  # saved after every cell, so a crash leaves a record
             parameters=parameters,
             kernel_name=kernel.spec_name,
             cwd=str(folder),
@@ -99,9 +116,94 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Pa
             start_timeout=120,
         )
     except PapermillExecutionError as error:
-        raise RunFailed(
-            f"cell {error.exec_count} raised {error.ename}: {error.evalue}".strip()
-        ) from error
-    except Exception as error:  # a dead kernel, a timeout: keep what was saved
-        raise RunFailed(f"execution stopped: {type(error).__name__}: {error}") from error
-    return output
+        reason = f"cell {error.exec_count} raised {error.ename}: {error.evalue}".strip()
+    except KeyboardInterrupt as error:
+        reason = str(error) or INTERRUPTED
+        raise
+    except DeadKernelError:
+        reason = watchdog.death()
+    except Exception as error:  # a timeout, an unreadable kernel reply: keep what was saved
+        reason = f"execution stopped: {type(error).__name__}: {error}"
+    finally:
+        watchdog.stop()
+        with deferred_signals():
+            settle(folder, reason)
+    if reason:
+        raise RunFailed(reason)
+    return folder / "report.ipynb"
+
+
+def settle(folder: Path, reason: str | None) -> None:
+    """Write papermill's partial notebook whole as report.ipynb and remove it. A cell that was
+    running when the run stopped is marked so (papermill calls a killed cell completed); a
+    partial notebook that cannot be read (a full disk) leaves no report.ipynb."""
+    partial = folder / PARTIAL
+    try:
+        notebook = nbformat.read(partial, as_version=4)
+    except (OSError, ValueError):
+        partial.unlink(missing_ok=True)
+        return
+    if reason and not any(ERROR_MARKER_TAG in c.metadata.get("tags", []) for c in notebook.cells):
+        mark_stopped_cell(notebook, reason)
+    write(folder / "report.ipynb", nbformat.writes(notebook))
+    partial.unlink()
+
+
+def mark_stopped_cell(notebook, reason: str) -> None:
+    """Give the last cell that started an error output with `reason`, and papermill status
+    failed."""
+    started = [c for c in notebook.cells if c.metadata.get("papermill", {}).get("start_time")]
+    if not started:
+        return
+    cell = started[-1]
+    cell.metadata.papermill.update(status="failed", exception=True)
+    cell.outputs.append(
+        nbformat.v4.new_output("error", ename="RunStopped", evalue=reason, traceback=[reason])
+    )
+
+
+INTERRUPTED = "interrupted by the user (Ctrl-C)"
+TERMINATED = "interrupted by SIGTERM"
+
+
+@contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (sent by `timeout`, CI cancellation, `docker stop`) stop the kernel at
+    once and raise KeyboardInterrupt with the reason. A SIGINT that this process was started to
+    ignore (a background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        stop_kernel()  # quietly: a kernel left running would print errors as the driver leaves
+        raise KeyboardInterrupt(INTERRUPTED if signum == signal.SIGINT else TERMINATED)
+
+    handled = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        handled.append(signal.SIGINT)
+    previous = {s: signal.signal(s, interrupt) for s in handled}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """While the run folder is being completed, Ctrl-C and SIGTERM are noted, not obeyed: a run
+    that has stopped is finalised whatever arrives meanwhile."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {
+        s: signal.signal(s, lambda signum, frame: received.append(signum))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

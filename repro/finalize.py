@@ -17,13 +17,16 @@ from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
+from papermill.execute import ERROR_MARKER_TAG
 
-from repro import METRICS_SCHEMA, MIME, integrity
+from repro import MIME, integrity
 from repro.capture import hardware_markdown
 from repro.integrity import MANIFEST, manifest_lines
 from repro.plan import RunPlan
 
+METRICS_SCHEMA = "repro.metrics/1"
 RERUN_SCHEMA = "repro.rerun/1"
+STOP_TAG = "repro-stopped"  # the banner cell saying why a run did not finish
 HTML_TEMPLATE = Path(__file__).with_name("html") / "repro.html.j2"  # offline, images embedded
 
 
@@ -31,8 +34,12 @@ def write(path: Path, content: str | bytes) -> None:
     """Write via a temporary file and rename, so no file is ever half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(content.encode() if isinstance(content, str) else content)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(content.encode() if isinstance(content, str) else content)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, an interrupt: no half-written file, no stray temp
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def published(notebook) -> tuple[dict, dict]:
@@ -95,10 +102,29 @@ def rerun_record(plan: RunPlan, lock: str | None, code: dict) -> dict:
     }
 
 
+def stop_banner(notebook, status: str, reason: str) -> None:
+    """Put the one-line reason a run did not finish at the top of its report (papermill's own
+    banner already says it when a cell raised)."""
+    if any(ERROR_MARKER_TAG in c.metadata.get("tags", []) for c in notebook.cells):
+        return
+    cell = nbformat.v4.new_markdown_cell(
+        f"## ⚠️ Run {status}: {reason}\n\n"
+        f'What follows is the report as far as the run got; `metrics.json` says "{status}".'
+    )
+    cell.metadata["tags"] = [STOP_TAG]
+    notebook.cells.insert(0, cell)
+
+
 def finalize(
-    plan: RunPlan, run_dir: Path, run_context: dict, code: dict, error: str | None = None
+    plan: RunPlan,
+    run_dir: Path,
+    run_context: dict,
+    code: dict,
+    error: str | None = None,
+    interrupted: bool = False,
 ) -> dict:
-    """Write every file of the run folder from its report; return metrics.json's content."""
+    """Write every file of the run folder from its report; return metrics.json's content.
+    `error` is why the run stopped (`interrupted`: by a signal) and heads the report."""
     report = run_dir / "report.ipynb"
     notebook = nbformat.read(report, as_version=4) if report.is_file() else None
     results, plots = published(notebook) if notebook else ({}, {})
@@ -106,10 +132,15 @@ def finalize(
     samples = measured.pop("samples", None)
     if error is None and samples is None:
         error = "the report recorded no metrics"
+    status = "interrupted" if interrupted else "failed" if error else "ok"
+    if error:
+        if notebook is None:  # stopped before papermill saved anything
+            notebook = nbformat.v4.new_notebook()
+        stop_banner(notebook, status, error)
     papermill_meta = notebook.metadata.get("papermill", {}) if notebook else {}
     metrics = {
         "schema": METRICS_SCHEMA,
-        "status": "failed" if error else "ok",
+        "status": status,
         "error": error,
         "run_id": run_context["run_id"],
         "workload": plan.workload["name"],

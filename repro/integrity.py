@@ -218,10 +218,17 @@ def folder_problems(folder: Path) -> list[str]:
     """Files that differ from the run folder's MANIFEST.sha256, plus the report's own checks. A
     report re-saved by Jupyter has other bytes but the same canonical content: not a change."""
     manifest, report = folder / MANIFEST, folder / "report.ipynb"
-    if not (manifest.is_file() or report.is_file()):
-        raise UserError(f"{folder} is not a run folder (it has no {MANIFEST} or report.ipynb)")
+    if not (
+        manifest.is_file() or (folder / "metrics.json").is_file() or any(folder.glob("*.ipynb"))
+    ):
+        raise UserError(f"{folder} is not a run folder (no {MANIFEST}, metrics.json or report)")
     if not manifest.is_file():
-        return [f"no {MANIFEST} in {folder}"]
+        unfinished = not (folder / "metrics.json").is_file()  # the driver was killed (SIGKILL)
+        return [
+            f"{folder} is an unfinished run: no metrics.json"
+            if unfinished
+            else f"no {MANIFEST} in {folder}"
+        ]
     try:
         recorded = manifest_entries(manifest.read_text())
     except ValueError as error:

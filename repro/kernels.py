@@ -9,12 +9,15 @@ finds the in-kernel part of `repro` through PYTHONPATH, so code edits need no re
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +79,36 @@ def _run(cmd: list, what: str, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-def build(name: str, lock: Path | None = None, log=sys.stderr) -> Kernel:
-    """(Re)create the environment of kernel `name` from its lock, hashes checked by pip."""
+def built(name: str, lock: Path) -> bool:
+    """Whether .kernels/<name> is a finished build of `lock`: its marker is written last."""
+    marker = KERNELS / name / "repro-lock.sha256"
+    return marker.is_file() and marker.read_text() == sha256(lock).hexdigest()
+
+
+@contextmanager
+def building(name: str, log=sys.stderr) -> Iterator[None]:
+    """Hold .kernels/<name>.lock: one process builds a kernel, any other waits for it."""
+    KERNELS.mkdir(parents=True, exist_ok=True)
+    with open(KERNELS / f"{name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process building kernel {name}", file=log)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # released when the file closes, or when this process dies
+
+
+def build(name: str, lock: Path | None = None, log=sys.stderr, reuse: bool = False) -> Kernel:
+    """(Re)create the environment of kernel `name` from its lock, hashes checked by pip; with
+    `reuse`, keep a finished build (another process's, made while this one waited)."""
     lock = lock or KERNELSPECS / name / "requirements.lock"
+    with building(name, log):
+        if reuse and built(name, lock):
+            return Kernel(name, KERNELS / name / "bin" / "python", lock)
+        return _build(name, lock, log)
+
+
+def _build(name: str, lock: Path, log) -> Kernel:
     venv = KERNELS / name
     marker = venv / "repro-lock.sha256"  # written last: its absence means "not (fully) built"
     print(
@@ -129,7 +159,11 @@ def register(kernel: Kernel) -> Path:
         "env": {"PYTHONPATH": str(kernel.code), "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
         "metadata": {"repro": {"kernel": kernel.name, "pinned": kernel.lock is not None}},
     }
-    (folder / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
+    text, path = json.dumps(spec, indent=2) + "\n", folder / "kernel.json"
+    if not path.is_file() or path.read_text() != text:  # concurrent runs: never half-written
+        tmp = folder / f".kernel.json.{os.getpid()}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return folder
 
 
@@ -146,11 +180,10 @@ def ensure(name: str, log=sys.stderr, lock: Path | None = None, code: Path = ROO
         lock = local
     else:
         name = f"{name}-lock-{sha256(lock).hexdigest()[:12]}"
-    marker = KERNELS / name / "repro-lock.sha256"
-    if marker.is_file() and marker.read_text() == sha256(lock).hexdigest():
+    if built(name, lock):
         kernel = Kernel(name, KERNELS / name / "bin" / "python", lock, code)
     else:
-        kernel = Kernel(name, build(name, lock, log).python, lock, code)
+        kernel = Kernel(name, build(name, lock, log, reuse=True).python, lock, code)
     register(kernel)
     return kernel
 

@@ -262,17 +262,6 @@ def has_nvidia_gpu() -> bool:
     return listed.returncode == 0 and "GPU" in listed.stdout
 
 
-def runs_folder(path: str | Path | None) -> Path:
-    """Where new run folders go (`path`, default runs/), or UserError if it cannot be a folder."""
-    folder = Path(path) if path else RUNS
-    nearest = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
-    if not nearest.is_dir():
-        raise UserError(f"cannot put runs in {folder}: {nearest} is a file; give a folder")
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise UserError(f"cannot put runs in {folder}: {nearest} is not writable")
-    return folder
-
-
 def effective_model(spec: dict, sequence_length: int | None) -> dict:
     """The workload's `model` entry; a sequence workload's `sequence_length` parameter sets its
     config's input length."""
@@ -407,7 +396,7 @@ def resolve(
         template=template_path.resolve(),
         python=unpinned_python,
         allow_drift=allow_drift,
-        runs_dir=runs_folder(runs_dir),
+        runs_dir=Path(runs_dir) if runs_dir else RUNS,
         lock=lock,
         code=code,
         reference=reference,

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro import __version__, kernels, snapshot
+from repro import __version__, kernels, memory, snapshot
 from repro.errors import RunFailed, UserError, brief
-from repro.execute import execute
+from repro.execute import INTERRUPTED, deferred_signals, execute, signals_interrupt
 from repro.finalize import finalize, write
 from repro.paths import ROOT
 from repro.plan import RunPlan, equivalence
@@ -41,19 +43,48 @@ def git_state() -> dict:
     return {"commit": commit, "dirty": bool(status.strip()), "reason": None}
 
 
+MIN_FREE_VARIABLE = "REPRO_MIN_FREE_MB"  # free space a run needs (default 200 MB)
+
+
+def check_runs_dir(runs_dir: Path) -> None:
+    """UserError unless run folders can be written under `runs_dir` (created later if missing)
+    and its disk has room for a report."""
+    existing = Path(runs_dir).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    fix = "choose another with --runs-dir"
+    if not existing.is_dir():
+        raise UserError(f"cannot create the runs directory {runs_dir}: {existing} is a file; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"the runs directory {runs_dir} is not writable ({existing}); {fix}")
+    need = float(os.environ.get(MIN_FREE_VARIABLE, 200)) * 1e6
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise UserError(
+            f"only {free / 1e6:.0f} MB free for {runs_dir}, a run needs {need / 1e6:.0f} MB "
+            f"({MIN_FREE_VARIABLE}); free some space or {fix}"
+        )
+
+
 def new_folder(runs_dir: Path, label: str) -> Path:
     """<runs_dir>/<UTC time>_<label>_<short id>/, created here and never reused."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     folder = Path(runs_dir) / f"{stamp}_{label}_{secrets.token_hex(3)}"
     try:
         folder.mkdir(parents=True, exist_ok=False)
-    except OSError as error:  # a path plan.runs_folder could not rule out (/proc, read-only)
+    except OSError as error:  # what check_runs_dir could not rule out (a read-only file system)
         raise UserError(f"cannot create a run folder in {runs_dir}: {error.strerror}") from None
     return folder
 
 
-def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
-    """Execute `plan`; the run folder is complete (status ok or failed) unless a bug intervenes."""
+def run(
+    plan: RunPlan, argv: list[str] | None = None, log=sys.stderr, force_memory: bool = False
+) -> Run:
+    """Execute `plan`; the run folder is complete (status ok, failed or interrupted) however the
+    run ends, short of the driver itself being killed (SIGKILL)."""
+    if not force_memory:
+        memory.check(plan.workload, plan.params)
+    check_runs_dir(plan.runs_dir)
     kernel = (
         kernels.unpinned(plan.python)
         if plan.python
@@ -61,9 +92,7 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
     )
     lock_check = kernels.verify(kernel, allow_drift=plan.allow_drift)
     code = snapshot.take(plan.template, plan.code)  # before running: the code that runs
-    folder = new_folder(plan.runs_dir, f"{plan.workload['name']}_{plan.framework}")
-    run_context = {
-        "run_id": folder.name,
+    context = {
         "repro_version": __version__,
         "kernel": plan.kernel,
         "python": str(kernel.python),
@@ -78,21 +107,35 @@ def run(plan: RunPlan, argv: list[str] | None = None, log=sys.stderr) -> Run:
         "command": argv,
         "rerun_of": plan.reference["metrics"]["run_id"] if plan.reference else None,
     }
-    if plan.reference:  # what the rerun verdict compares with, kept in the run folder
-        for name, content in plan.reference.items():
-            write(folder / "original" / f"{name}.json", json.dumps(content, indent=1) + "\n")
-    print(
-        f"run {folder.name}: executing {plan.template.name} in kernel {kernel.spec_name}", file=log
-    )
-    error = None
-    try:
-        execute(plan, kernel, folder, run_context)
-    except RunFailed as failure:
-        error = str(failure)
-    except KeyboardInterrupt:
-        error = "interrupted by the user"
-    metrics = finalize(plan, folder, run_context, code, error)
+    error, interrupted = None, False
+    with signals_interrupt():
+        folder = new_folder(plan.runs_dir, f"{plan.workload['name']}_{plan.framework}")
+        run_context = {"run_id": folder.name, **context}
+        try:
+            if plan.reference:  # what the rerun verdict compares with, kept in the run folder
+                for name, content in plan.reference.items():
+                    text = json.dumps(content, indent=1) + "\n"
+                    write(folder / "original" / f"{name}.json", text)
+            print(
+                f"run {folder.name}: executing {plan.template.name} in kernel {kernel.spec_name}",
+                file=log,
+            )
+            execute(plan, kernel, folder, run_context)
+        except RunFailed as failure:
+            error = str(failure)
+        except KeyboardInterrupt as stop:
+            error, interrupted = str(stop) or INTERRUPTED, True
+    with deferred_signals():
+        try:
+            metrics = finalize(plan, folder, run_context, code, error, interrupted)
+        except OSError as failure:  # a disk that filled up meanwhile
+            raise RunFailed(
+                f"could not finish the run folder {folder}: {failure}"
+                + (f" (the run itself: {error})" if error else "")
+            ) from None
     print(f"run folder: {folder}", file=log)
     if metrics["status"] != "ok":
-        raise RunFailed(f"run failed: {brief(metrics['error'])}; the partial report is in {folder}")
+        raise RunFailed(
+            f"run {metrics['status']}: {brief(metrics['error'])}; the partial report is in {folder}"
+        )
     return Run(folder, metrics)

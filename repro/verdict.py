@@ -9,13 +9,13 @@ has no CI.
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
 import numpy as np
 
 from repro import compare
+from repro.markdown import escape
 from repro.report import publish, show_figure
 
 TOLERANCE = 0.05  # default: a significant shift smaller than this still counts as reproduced
@@ -104,11 +104,10 @@ def overall(rows: list[dict]) -> str:
 
 
 def _md_value(value) -> str:
-    """A value for the verdict's markdown; text from the original report is escaped (it may
-    come from anyone, and markdown passes HTML through to report.html)."""
+    """A value for the verdict's markdown; text from the original report is escaped."""
     if isinstance(value, float):
         return f"{value:.4g}"
-    return "—" if value is None else html.escape(str(value)).replace("|", "\\|")
+    return "—" if value is None else escape(value)
 
 
 def markdown(result: dict) -> str:

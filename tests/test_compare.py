@@ -90,9 +90,15 @@ def test_runs_of_another_context_need_an_explicit_opt_in(small_runs, runs_dir):
     assert "context differs: batch_size: [2, 4]" in mixed.stdout
     assert "--allow-mixed" in mixed.stderr
     assert run_folders(runs_dir) == []  # refused before writing anything
+    jax = shutil.copytree(small_runs["jax"], runs_dir.parent / "elsewhere" / "jax")
+    environment = json.loads((jax / "environment.json").read_text())
+    environment["cpu"]["model"] = "<img src=x onerror=alert(1)>"  # a hostile run folder
+    (jax / "environment.json").write_text(json.dumps(environment))
     allowed = repro(
         "compare",
-        *(str(small_runs[k]) for k in ("a", "c", "jax")),
+        str(small_runs["a"]),
+        str(small_runs["c"]),
+        str(jax),
         "--allow-mixed",
         "--runs-dir",
         str(runs_dir),
@@ -102,6 +108,8 @@ def test_runs_of_another_context_need_an_explicit_opt_in(small_runs, runs_dir):
     notebook = nbformat.read(folder / "report.ipynb", as_version=4)
     assert "MIXED CONTEXT" in notebook.cells[0].source  # flagged at the top
     assert "batch_size differs (2, 4, 2)" in notebook.cells[0].source
+    html = (folder / "report.html").read_text()
+    assert "<img src=x" not in html and "&lt;img src=x" in html  # shown, escaped
     heatmap = next(c for c in notebook.cells if "plot_heatmap" in c.source)
     assert "Columns: **batch size**" in heatmap.outputs[0]["data"]["text/markdown"]
 

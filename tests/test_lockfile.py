@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.lockfile import normalize, parse_lock
+from repro.lockfile import lock_changes, normalize, parse_lock, read_lock, render
 
 LOCK = """\
 #
@@ -36,6 +36,41 @@ def test_parse_lock_reads_pins_across_continuations_and_comments():
 def test_parse_lock_rejects_unpinned_lines():
     with pytest.raises(ValueError, match="expected name==version"):
         parse_lock("numpy>=2\n")
+
+
+H = f"--hash=sha256:{'a' * 64}"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--index-url https://example.org/simple",
+        "--extra-index-url https://example.org/simple",
+        f"numpy==2.0 --find-links /tmp/wheels {H}",
+        "-e /tmp/evil",
+        "-r other.txt",
+        f"evil @ https://example.org/evil.whl {H}",
+        f"evil==1.0 ; __import__('os').system('id') {H}",
+        "numpy==2.0",  # no hash: pip would take any file
+        f"numpy==2.0 --hash=md5:{'a' * 32}",
+        f"numpy>=2 {H}",
+    ],
+)
+def test_a_lock_holds_only_pinned_hashed_requirements(line):
+    with pytest.raises(ValueError, match="unsupported lock line 1"):
+        read_lock(line + "\n")
+
+
+def test_a_lock_is_rendered_from_its_pins_and_differences_read_as_a_diff():
+    ours = read_lock(LOCK)
+    assert read_lock(render(ours)) == ours
+    marked = read_lock(f'six==1.17.0 ; python_version >= "3.8" {H}\n')
+    assert marked["six"].marker == 'python_version >= "3.8"'
+    theirs = read_lock(LOCK.replace("fake-pkg==1.0", "fake-pkg==2.0") + f"six==1.17.0 {H}\n")
+    assert lock_changes(theirs, ours) == ["~ fake-pkg 1.0 -> 2.0", "+ six==1.17.0"]
+    assert lock_changes(ours, theirs) == ["~ fake-pkg 2.0 -> 1.0", "- six==1.17.0"]
+    with pytest.raises(ValueError, match="a second time"):
+        read_lock(f"six==1.17.0 {H}\nSix==1.16.0 {H}\n")
 
 
 def test_normalize_follows_pep_503():

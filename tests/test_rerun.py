@@ -3,8 +3,11 @@ code that differs from the checkout is shown and refused until trusted."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
+import tarfile
 
 import nbformat
 import pytest
@@ -52,6 +55,31 @@ def test_the_library_archive_is_reproducible_and_differences_are_readable():
         and "+x = 1" in diff
         and "--- this checkout: repro/measure.py" in diff
     )
+
+
+def unsafe_archive(name: str, kind: bytes = tarfile.REGTYPE) -> str:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.linkname = kind, 0, "/etc/passwd"
+        tar.addfile(info, io.BytesIO(b""))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.parametrize(
+    "archive",
+    [
+        unsafe_archive("../escaped.py"),
+        unsafe_archive("/tmp/escaped.py"),
+        unsafe_archive("other/escaped.py"),
+        unsafe_archive("repro/link.py", tarfile.SYMTYPE),
+        "not base64!",
+        base64.b64encode(b"not a tar.gz").decode(),
+    ],
+)
+def test_a_library_archive_holds_only_plain_files_under_repro(archive):
+    with pytest.raises(ValueError):
+        snapshot.unarchive(archive)
 
 
 @pytest.mark.kernel
