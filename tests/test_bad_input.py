@@ -255,7 +255,8 @@ def test_ctrl_c_outside_a_run_is_one_line_exit_130():
 
 
 def test_a_runs_folder_that_cannot_be_created_is_a_user_error():
-    """What plan.runs_folder cannot rule out beforehand (/proc accepts root's access check)."""
+    """A folder that fails to be created after run.check_runs_dir passed (a read-only file
+    system, a race) is still one line, not a traceback."""
     from repro.errors import UserError
     from repro.run import new_folder
 
