@@ -66,7 +66,7 @@ compare: venv ## Comparison report, first run = baseline: make compare RUNS="run
 
 rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1] [TOLERANCE=10%]
 	$(REPRO) rerun "$$REPORT" $(if $(TRUST),--trust) $(if $(TOLERANCE),--tolerance "$$TOLERANCE") \
-		$(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
+		$(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR") $(if $(FORCE_MEMORY),--force-memory)
 
 verify: venv ## Check a run folder, bundle or report for edits: make verify REPORT=runs/<run>
 	$(REPRO) verify "$$REPORT"

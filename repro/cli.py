@@ -178,6 +178,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="PCT",
         help="a significant shift within PCT still counts as reproduced (default 5%%)",
     )
+    rerun.add_argument(
+        "--force-memory",
+        action="store_true",
+        help="rerun even if the memory estimate says it will not fit",
+    )
     rerun.add_argument("--runs-dir", help="where the new run folder goes (default runs/)")
 
     compare = sub.add_parser(
@@ -243,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                 trust=args.trust,
                 runs_dir=args.runs_dir,
                 tolerance=compare.parse_percentage(args.tolerance, "--tolerance"),
+                force_memory=args.force_memory,
             )
             verdict = result.metrics["rerun"] or {}
             print(f"rerun verdict: {verdict.get('verdict', 'none recorded')} -> {result.folder}")

@@ -143,12 +143,12 @@ def notebook_problems(notebook) -> list[str]:
     """Cells whose source or outputs changed since the run, by index and first line; metadata
     sections that changed (the rerun record: code, lock and parameters a rerun would use); and
     embedded code or lock that does not match the hashes the report records for them."""
-    meta = notebook.metadata.get("repro", {})
-    recorded = meta.get("integrity", {}).get("cells") if isinstance(meta, dict) else None
-    if recorded is None:
+    meta = mapping(notebook.metadata.get("repro"))
+    seal, version = mapping(meta.get("integrity")), integrity_version(notebook)
+    recorded = seal.get("cells")
+    if not isinstance(recorded, list):
         return ["the notebook carries no integrity hashes (not a finalised repro report)"]
-    version = meta["integrity"].get("version", 1)
-    sections = meta["integrity"].get("sections", {"rerun": meta["integrity"].get("rerun")})
+    sections = mapping(seal.get("sections") if version >= 2 else {"rerun": seal.get("rerun")})
     keys = set(sections) | (set(meta) - {"integrity"} if version >= 2 else set())
     problems = [
         f"the report's {key} metadata changed"
@@ -173,11 +173,11 @@ def notebook_problems(notebook) -> list[str]:
 def embedded_problems(meta: dict) -> list[str]:
     """Whether the code and lock a report carries match the sha256 it claims for them, in its
     rerun record and in its run context (no key needed: the hashes are in the report)."""
-    record, run = meta.get("rerun"), meta.get("run") or {}
+    record, run = meta.get("rerun"), mapping(meta.get("run"))
     if not isinstance(record, dict):
         return []
-    code = record.get("code") or {}
-    template, library = code.get("template") or {}, code.get("library") or {}
+    code = mapping(record.get("code"))
+    template, library = mapping(code.get("template")), mapping(code.get("library"))
     try:
         files = snapshot.unarchive(library.get("archive"))
     except ValueError as error:
@@ -185,17 +185,17 @@ def embedded_problems(meta: dict) -> list[str]:
     claims = {  # what is carried: (its hash, the hash the rerun record and run context claim)
         "the template": (
             hashlib.sha256(str(template.get("text")).encode()).hexdigest(),
-            {template.get("sha256"), (run.get("template") or {}).get("sha256")},
+            {template.get("sha256"), mapping(run.get("template")).get("sha256")},
         ),
         "the library archive": (
             snapshot.tree_sha256(files),
-            {library.get("sha256"), (run.get("code") or {}).get("library_sha256")},
+            {library.get("sha256"), mapping(run.get("code")).get("library_sha256")},
         ),
     }
     if record.get("lock") is not None or run.get("lock"):
         claims["the lock"] = (
             hashlib.sha256(str(record.get("lock")).encode()).hexdigest(),
-            {(run.get("lock") or {}).get("lock_sha256")},
+            {mapping(run.get("lock")).get("lock_sha256")},
         )
     return [
         f"{what} it carries does not match its recorded sha256"
@@ -254,14 +254,20 @@ def folder_problems(folder: Path) -> list[str]:
     return problems
 
 
+def mapping(value) -> dict:
+    """`value` if it is a JSON object, else an empty one: a report's metadata is untrusted."""
+    return value if isinstance(value, dict) else {}
+
+
 def integrity_version(notebook) -> int:
-    return notebook.metadata.get("repro", {}).get("integrity", {}).get("version", 1)
+    version = mapping(mapping(notebook.metadata.get("repro")).get("integrity")).get("version")
+    return version if isinstance(version, int) else 1
 
 
 def context_problems(folder: Path, notebook) -> list[str]:
     """environment.json must say what the report's metadata says (both are in a run folder)."""
     environment = folder / "environment.json"
-    recorded = notebook.metadata.get("repro", {}).get("environment")
+    recorded = mapping(notebook.metadata.get("repro")).get("environment")
     if recorded is None or not environment.is_file():
         return []
     try:

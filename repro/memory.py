@@ -55,7 +55,7 @@ def check(workload: dict, params: dict, available: int | None = None) -> None:
         raise UserError(
             f"{workload['name']} in {params['mode']} needs about {gib(need)} of memory ({how}) "
             f"but only {gib(available)} is available: choose a smaller workload, batch or mode, "
-            "or run anyway with --force-memory (make run FORCE_MEMORY=1)"
+            "or go ahead with --force-memory (make FORCE_MEMORY=1)"
         )
 
 

@@ -107,6 +107,7 @@ def rerun(
     runs_dir: str | Path | None = None,
     tolerance: float = TOLERANCE,
     log=sys.stderr,
+    force_memory: bool = False,
 ) -> Run:
     """Rerun the report in `source` (report.ipynb, run folder or bundle) into a new run folder;
     its verdict counts a significant shift within `tolerance` (0.05: 5%) as reproduced."""
@@ -139,4 +140,4 @@ def rerun(
             },
         )
         print(f"rerunning {report.original['metrics']['run_id']}", file=log)
-        return run(request, argv=["rerun", str(source)], log=log)
+        return run(request, argv=["rerun", str(source)], log=log, force_memory=force_memory)
