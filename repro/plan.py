@@ -179,37 +179,42 @@ SPEC_KEYS = (
 
 
 def load_workload(path: Path) -> dict:
-    """One workload spec, or UserError naming the file and what to fix in it: keys, the
-    parameters it sets (typed and in range) and its model config (repro.models.config)."""
+    """One workload spec, or UserError naming the file and what to fix in it."""
     try:
         spec = yaml.safe_load(path.read_text())
     except (OSError, ValueError, yaml.YAMLError) as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise UserError(f"cannot read workload file {path}: {where}{brief(error)}") from None
+    return check_spec(spec, f"workload file {path}")
+
+
+def check_spec(spec, where: str) -> dict:
+    """`spec` (from a workload file, or a shared report) checked as data: its keys, the
+    parameters it sets (typed and in range) and its model config (repro.models.config);
+    UserError naming `where` and what to fix otherwise."""
     if not isinstance(spec, dict):
-        raise UserError(f"workload file {path} must be a mapping of keys ({', '.join(SPEC_KEYS)})")
+        raise UserError(f"{where} must be a mapping of keys ({', '.join(SPEC_KEYS)})")
     missing = [key for key in SPEC_KEYS if key not in spec]
     if missing:
-        raise UserError(f"workload file {path} lacks {', '.join(missing)}")
+        raise UserError(f"{where} lacks {', '.join(missing)}")
     if spec["task"] not in TASK_TEMPLATES:
         raise UserError(
-            f"workload file {path}: unknown task {spec['task']!r}; "
-            f"choose one of: {', '.join(TASK_TEMPLATES)}"
+            f"{where}: unknown task {spec['task']!r}; choose one of: {', '.join(TASK_TEMPLATES)}"
         )
     for name, param in PARAMS.items():
         if param.default is not None or (name == "sequence_length" and spec[name] is None):
             continue  # not set by workloads; null: not a sequence workload
         if type(spec[name]) is not param.type:
-            raise UserError(f"workload file {path}: {name} must be a {param.type.__name__}")
+            raise UserError(f"{where}: {name} must be a {param.type.__name__}")
         try:
             param.check(spec[name])
         except UserError as error:
-            raise UserError(f"workload file {path}: {error}") from None
+            raise UserError(f"{where}: {error}") from None
     try:
         models.config(spec["model"])
     except (ValueError, TypeError, KeyError, AttributeError) as error:
-        raise UserError(f"workload file {path}: model: {brief(error)}") from None
+        raise UserError(f"{where}: model: {brief(error)}") from None
     return spec
 
 

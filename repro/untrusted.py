@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import nbformat
 
-from repro import integrity, models, plan, snapshot
+from repro import integrity, plan, snapshot
 from repro.errors import UserError
 from repro.finalize import published
 from repro.lockfile import Pin, lock_changes, read_lock
@@ -118,9 +118,8 @@ def read(notebook) -> Report:
             "the report ran unpinned: it has no lock to rebuild its kernel from; rerun it with "
             "`repro run --unpinned` and the parameters in its run.sh"
         )
-    spec = field(record, "workload", dict)
-    name(spec.get("name"), NAME, "workload")
-    check_spec(spec)
+    spec = plan.check_spec(record.get("workload"), "the report's workload spec")
+    name(spec["name"], NAME, "workload")
     try:
         pins = read_lock(field(record, "lock", str))
     except ValueError as error:
@@ -158,13 +157,3 @@ def differences(report: Report) -> tuple[list[str], str]:
         summary.append(f"workload {name} " + ("differs" if local else "is not in this checkout"))
         diff += snapshot.json_diff(ours, theirs, f"workload {name}")
     return summary, diff
-
-
-def check_spec(spec: dict) -> None:
-    """A spec that differs from this checkout's still has to describe a model repro builds."""
-    try:
-        if spec.get("task") not in plan.TASK_TEMPLATES:
-            raise ValueError(f"unknown task {spec.get('task')!r}")
-        models.config(field(spec, "model", dict, "workload"))
-    except (ValueError, TypeError) as error:
-        raise bad(f"its workload spec is not one repro can run: {error}") from None

@@ -21,7 +21,7 @@ NATIVE = {"torch": "torch", "tensorflow": "keras", "jax": "flax"}  # module suff
 
 def config(model: dict):
     """The config dataclass for a workload's `model: {arch, config}` entry."""
-    arch = model["arch"]
+    arch = model.get("arch")
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     module = importlib.import_module(f"repro.models.{arch}")

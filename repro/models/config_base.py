@@ -17,6 +17,8 @@ class Config:
     @classmethod
     def from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
         """Build from a plain mapping (e.g. parsed YAML); lists become tuples."""
+        if not isinstance(d, Mapping):
+            raise TypeError(f"a {cls.__name__} is a mapping of keys to values, not {d!r}")
         valid = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(d) - set(valid))
         if unknown:
