@@ -8,10 +8,13 @@ MANIFEST.sha256, written last, hashes all of them.
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import csv
 import io
 import json
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from papermill.execute import ERROR_MARKER_TAG
 
 from repro import MIME, integrity
 from repro.capture import hardware_markdown
-from repro.integrity import MANIFEST, manifest_lines
+from repro.integrity import MANIFEST, manifest_lines, mapping
 from repro.plan import RunPlan
 
 METRICS_SCHEMA = "repro.metrics/1"
@@ -42,17 +45,23 @@ def write(path: Path, content: str | bytes) -> None:
         raise
 
 
+PLOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # plots/<name>.png: never a path
+
+
 def published(notebook) -> tuple[dict, dict]:
-    """The JSON results (by kind) and the named PNG plots that the kernel displayed."""
+    """The JSON results (by kind) and the named PNG plots that the kernel displayed; anything
+    malformed (a report read from elsewhere) is left out."""
     results, plots = {}, {}
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if MIME in data:
-                results[data[MIME]["kind"]] = data[MIME]["data"]
-            name = output.get("metadata", {}).get("repro", {}).get("plot")
-            if name and "image/png" in data:
-                plots[name] = base64.b64decode(data["image/png"])
+            data = mapping(output.get("data"))
+            result = data.get(MIME)
+            if isinstance(result, dict) and isinstance(result.get("kind"), str):
+                results[result["kind"]] = result.get("data")
+            name = mapping(mapping(output.get("metadata")).get("repro")).get("plot")
+            if isinstance(name, str) and PLOT_NAME.fullmatch(name) and "image/png" in data:
+                with contextlib.suppress(binascii.Error, TypeError):  # not a PNG: left out
+                    plots[name] = base64.b64decode(data["image/png"])
     return results, plots
 
 

@@ -85,6 +85,13 @@ def checked_code(code: dict) -> dict:
     return code
 
 
+def objects(where: str, record: dict, keys: tuple[str, ...]) -> None:
+    """Each of `keys` in `record` is absent, null or a JSON object: what the verdict reads."""
+    for key in keys:
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise bad(f"its {where} {key!r} is not a JSON object")
+
+
 def original_results(notebook, meta: dict) -> dict:
     """The original's metrics and environment, checked to hold what the verdict reads."""
     results, _ = published(notebook)
@@ -95,10 +102,16 @@ def original_results(notebook, meta: dict) -> dict:
     if not steps or not all(isinstance(t, int | float) and 0 < t < math.inf for t in times):
         raise bad("its step times are not positive numbers")
     metrics.pop("samples")
+    environment = field(meta, "environment", dict, "metadata")
+    objects("summary", metrics, ("latency_ms", "throughput", "memory", "energy", "loss"))
+    objects("environment", environment, ("cpu", "gpu", "memory", "system", "framework", "run"))
+    objects("environment", environment, ("settings",))
+    if not all(isinstance(p, str) for p in environment.get("packages") or []):
+        raise bad("its environment's packages are not a list of names")
     run_id = name(field(meta, "run", dict, "metadata").get("run_id"), NAME, "run id")
     return {
         "metrics": {"run_id": run_id, "samples": samples, "summary": metrics},
-        "environment": field(meta, "environment", dict, "metadata"),
+        "environment": environment,
     }
 
 

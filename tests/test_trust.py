@@ -12,7 +12,8 @@ import nbformat
 import pytest
 from conftest import ROOT, repro, resealed, run_folders
 
-from repro import integrity, snapshot
+from repro import MIME, integrity, plan, snapshot, untrusted
+from repro.errors import UserError
 
 pytestmark = pytest.mark.kernel  # they read the real reports of the session's small runs
 
@@ -199,3 +200,53 @@ def test_a_report_saved_by_jupyterlab_or_nbformat_still_verifies(small_runs, tmp
     done = repro("verify", str(folder))
     assert done.returncode == 1 and f"cell {index} changed" in done.stdout
     assert "report.ipynb was modified" in done.stdout
+
+
+def set_in(notebook, path: str, value):
+    """Set `path` (dotted, from the report's repro metadata; `results.` for its metrics output)."""
+    head, *keys = path.split(".")
+    if head == "results":
+        outputs = [o for c in notebook.cells for o in c.get("outputs", [])]
+        results = [o.data[MIME] for o in outputs if MIME in o.get("data", {})]
+        node = next(r["data"] for r in results if r["kind"] == "metrics")
+    else:
+        node = notebook.metadata.repro[head]
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+
+
+MALFORMED = {  # what a hand-edited or forged report may hold where repro wrote something else
+    "rerun.workload.model": {},
+    "rerun.workload.model.config": [],
+    "rerun.workload.batch_size": "4",
+    "rerun.params.batch_size": [1],
+    "rerun.params.lr": float("nan"),
+    "rerun.code.library.archive": "not base64!",
+    "rerun.code.template.text": "{}",
+    "rerun.lock": 42,
+    "environment.gpu": "none",
+    "environment.packages": [1, 2],
+    "run.run_id": "../x",
+    "results.samples.step_s": [0.1, -1],
+    "results.energy": 3,
+}
+
+
+@pytest.mark.parametrize("path", MALFORMED)
+def test_a_malformed_report_is_bad_input_never_a_crash(path, small_runs):
+    notebook = nbformat.read(small_runs["a"] / "report.ipynb", as_version=4)
+    set_in(notebook, path, MALFORMED[path])
+    with pytest.raises(UserError, match="the report"):
+        plan.resolve(**rerun_request(notebook))
+
+
+def rerun_request(notebook) -> dict:
+    """What `repro rerun` would hand plan.resolve for `notebook` (nothing runs)."""
+    report = untrusted.read(notebook)
+    return {
+        "workload": report.workload["name"],
+        "framework": report.framework,
+        "params": report.params,
+        "spec": report.workload,
+    }
