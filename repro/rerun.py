@@ -1,10 +1,11 @@
 """Rerun a report from the file alone, wherever it was copied (driver side).
 
 The report's metadata carries the rerun record (`finalize.rerun_record`): workload spec,
-parameters and seeds, kernel and lock, template and library code. A rerun validates the
-parameters as for a fresh run, builds a kernel from the report's lock when it differs from this
-checkout's, and runs the report's code, after showing how that code differs from this checkout
-and stopping unless the user trusts it. The new run ends with a rerun verdict section.
+parameters and seeds, kernel and lock, template and library code. A rerun first verifies the
+report, reads it as untrusted data (`untrusted.read`), and shows and refuses whatever differs
+from this checkout (code, lock, spec) unless the user trusts it; then it runs the plan as a
+fresh run would, in a kernel built from the report's lock when that differs, and the new report
+ends with a rerun verdict section.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-
-import nbformat
 
 from repro import integrity, kernels, plan, snapshot, untrusted
 from repro.errors import ReproError, UserError
@@ -33,13 +32,6 @@ def report_path(source: Path, scratch: Path) -> Path:
     if source.suffix != ".ipynb" or not source.is_file():
         raise UserError(f"cannot rerun {source}: give a report.ipynb, a run folder or a bundle")
     return source
-
-
-def read_notebook(report: Path):
-    try:
-        return nbformat.read(report, as_version=4)
-    except Exception as error:  # not JSON, not a notebook: say so in one line
-        raise UserError(f"cannot read {report} as a notebook: {str(error)[:200]}") from None
 
 
 def verified(source: Path, trust: bool, log) -> None:
@@ -113,7 +105,7 @@ def rerun(
     its verdict counts a significant shift within `tolerance` (0.05: 5%) as reproduced."""
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        notebook = read_notebook(report_path(Path(source), scratch))
+        notebook = integrity.read_notebook(report_path(Path(source), scratch), "report")
         verified(Path(source), trust, log)
         report = untrusted.read(notebook)
         if report.kernel not in kernels.available():
