@@ -110,6 +110,7 @@ def fake_nvml(tmp_path: Path) -> Path:
 # -- this machine: no GPU, codecarbon's offline estimate -----------------------------------
 
 
+@pytest.mark.kernel  # runs in the torch-cpu kernel's interpreter
 def test_no_gpu_codecarbon_offline_estimate(python: Path) -> None:
     start = time.perf_counter()
     out = run_meter(python, 1.5, use_codecarbon=True, CUDA_VISIBLE_DEVICES="")
@@ -138,6 +139,7 @@ def test_no_gpu_codecarbon_offline_estimate(python: Path) -> None:
 # unit or a wrong window.
 
 
+@pytest.mark.kernel  # runs in the torch-cpu kernel's interpreter
 def test_fake_gpu_short_window(python: Path, fake_nvml: Path) -> None:
     out = run_meter(python, 0.3, use_codecarbon=False, fake_dir=fake_nvml)
     result, samples = out["result"], out["samples"]
@@ -155,6 +157,7 @@ def test_fake_gpu_short_window(python: Path, fake_nvml: Path) -> None:
     assert out["attempts"] == []
 
 
+@pytest.mark.kernel  # runs in the torch-cpu kernel's interpreter
 def test_fake_gpu_long_window_no_warning(python: Path, fake_nvml: Path) -> None:
     result = run_meter(python, 1.1, use_codecarbon=False, fake_dir=fake_nvml)["result"]
     assert result["gpu"]["status"] == "measured"
@@ -162,6 +165,7 @@ def test_fake_gpu_long_window_no_warning(python: Path, fake_nvml: Path) -> None:
     assert result["warnings"] == []
 
 
+@pytest.mark.kernel  # runs in the torch-cpu kernel's interpreter
 def test_fake_gpu_counter_unsupported(python: Path, fake_nvml: Path) -> None:
     out = run_meter(
         python, 0.2, use_codecarbon=False, fake_dir=fake_nvml, FAKE_ENERGY_UNSUPPORTED="1"
@@ -172,6 +176,7 @@ def test_fake_gpu_counter_unsupported(python: Path, fake_nvml: Path) -> None:
     assert "Fake GPU" in gpu["reason"]
 
 
+@pytest.mark.kernel  # runs in the torch-cpu kernel's interpreter
 def test_fake_gpu_hidden_by_cuda_visible_devices(python: Path, fake_nvml: Path) -> None:
     out = run_meter(python, 0.1, use_codecarbon=False, fake_dir=fake_nvml, CUDA_VISIBLE_DEVICES="")
     gpu = out["result"]["gpu"]

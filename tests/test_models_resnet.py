@@ -53,6 +53,7 @@ def torch_reference(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("framework", ["tensorflow", "jax"])
 def test_transfer_matches_torch(torch_reference: Path, framework: str) -> None:
     result = in_kernel(framework, CHECK, "compare", framework, str(torch_reference))
