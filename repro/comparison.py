@@ -16,7 +16,7 @@ import nbformat
 
 from repro import __version__, compare, kernels, snapshot
 from repro.errors import RunFailed, brief
-from repro.execute import INTERRUPTED, deferred_signals, run_notebook, signals_interrupt
+from repro.execute import attempt, deferred_signals, run_notebook, signals_interrupt
 from repro.finalize import published, seal, stop_banner, write, write_manifest
 from repro.markdown import escape
 from repro.paths import RUNS, TEMPLATES
@@ -51,7 +51,6 @@ def write_report(
     check_runs_dir(runs_dir)
     kernel = kernels.ensure("analysis", log)
     lock = kernels.verify(kernel)
-    error, interrupted = None, False
     with signals_interrupt():
         folder = new_folder(runs_dir, f"compare_{len(runs)}-runs")
         run_context = {
@@ -70,14 +69,10 @@ def write_report(
             f"comparison {folder.name}: executing {TEMPLATE.name} in {kernel.spec_name}", file=log
         )
         parameters = {"runs": run_context["runs"], "allow_mixed": allow_mixed}
-        try:
+        with attempt() as outcome:
             run_notebook(notebook, kernel, folder, {**parameters, "run_context": run_context})
-        except RunFailed as failure:
-            error = str(failure)
-        except KeyboardInterrupt as stop:
-            error, interrupted = str(stop) or INTERRUPTED, True
+    error, status = outcome.error, outcome.status
     with deferred_signals():
-        status = "interrupted" if interrupted else "failed" if error else "ok"
         report = folder / "report.ipynb"
         executed = nbformat.read(report, as_version=4) if report.is_file() else None
         if error:

@@ -23,7 +23,7 @@ from papermill.exceptions import PapermillExecutionError
 from papermill.execute import ERROR_MARKER_TAG
 
 from repro.errors import RunFailed
-from repro.finalize import write
+from repro.finalize import Outcome, write
 from repro.kernels import Kernel, jupyter_env
 from repro.lockfile import LockCheck
 from repro.memory import Watchdog, stop_kernel
@@ -188,6 +188,19 @@ def signals_interrupt() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@contextmanager
+def attempt() -> Iterator[Outcome]:
+    """Run the block; a failed or interrupted execution is recorded in the outcome instead of
+    raised, so that the caller finalises its folder either way."""
+    outcome = Outcome()
+    try:
+        yield outcome
+    except RunFailed as failure:
+        outcome.error = str(failure)
+    except KeyboardInterrupt as stop:
+        outcome.error, outcome.interrupted = str(stop) or INTERRUPTED, True
 
 
 @contextmanager

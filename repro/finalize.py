@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -111,6 +112,18 @@ def rerun_record(plan: RunPlan, lock: str | None, code: dict) -> dict:
     }
 
 
+@dataclass
+class Outcome:
+    """How a run's execution ended: no error (ok), an error (failed), or interrupted by a signal."""
+
+    error: str | None = None
+    interrupted: bool = False
+
+    @property
+    def status(self) -> str:
+        return "interrupted" if self.interrupted else "failed" if self.error else "ok"
+
+
 def stop_banner(notebook, status: str, reason: str) -> None:
     """Put the one-line reason a run did not finish at the top of its report (papermill's own
     banner already says it when a cell raised)."""
@@ -141,7 +154,7 @@ def finalize(
     samples = measured.pop("samples", None)
     if error is None and samples is None:
         error = "the report recorded no metrics"
-    status = "interrupted" if interrupted else "failed" if error else "ok"
+    status = Outcome(error, interrupted).status
     if error:
         if notebook is None:  # stopped before papermill saved anything
             notebook = nbformat.v4.new_notebook()

@@ -78,6 +78,9 @@ def terminal_text(text: str) -> str:
     return "\n".join(lines)
 
 
+BASE64 = {"image/png", "image/jpeg", "image/gif", "application/pdf"}  # no line breaks kept
+
+
 def canonical_outputs(outputs: list) -> list:
     """A cell's outputs as JupyterLab keeps them when it saves: consecutive outputs of one stream
     merged, no execution counts or transient data, base64 images without line breaks."""
@@ -102,9 +105,6 @@ def canonical_outputs(outputs: list) -> list:
         if out.get("output_type") == "stream":
             out["text"] = terminal_text(out["text"])
     return canonical(kept)
-
-
-BASE64 = {"image/png", "image/jpeg", "image/gif", "application/pdf"}
 
 
 def json_sha256(value, version: int = VERSION) -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from repro import integrity, kernels, plan, snapshot, untrusted
 from repro.errors import ReproError, UserError
-from repro.lockfile import read_lock, render
-from repro.paths import KERNELS, KERNELSPECS, ROOT, TEMPLATES
+from repro.lockfile import render
+from repro.paths import KERNELS, ROOT, TEMPLATES
 from repro.run import Run, run
 from repro.verdict import TOLERANCE
 
@@ -34,8 +34,9 @@ def report_path(source: Path, scratch: Path) -> Path:
     return source
 
 
-def verified(source: Path, trust: bool, log) -> None:
-    """Stop unless the report passes `repro verify` or the user trusts it anyway."""
+def verified(source: Path, trust: bool, log) -> list[str]:
+    """What `repro verify` says of the report; stop unless that is nothing or the user trusts
+    it anyway."""
     problems = integrity.check(source)
     for problem in problems:
         print(f"the report fails verification: {problem}", file=log)
@@ -45,52 +46,39 @@ def verified(source: Path, trust: bool, log) -> None:
             "lock are not what ran; check it with `repro verify`, and rerun with --trust only "
             "if you trust where it came from"
         )
+    return problems
 
 
-def same_as_checkout(report: untrusted.Report, trust: bool, log) -> None:
+def same_as_checkout(report: untrusted.Report, trust: bool, log) -> untrusted.Differences:
     """Stop unless the report's code, lock and spec are this checkout's or the user trusts them:
     what differs is shown first (code as a diff, the lock as the packages it would install)."""
-    summary, diff = untrusted.differences(report)
+    differs = untrusted.differences(report)
+    summary = "; ".join(differs.summary)
     if summary and not trust:
-        print(diff, file=log)
+        print(differs.diff, file=log)
         raise UserError(
-            f"the report differs from this checkout ({'; '.join(summary)}); read the diff "
-            "above, then rerun with --trust (make rerun TRUST=1) to install and run what it "
-            "carries"
+            f"the report differs from this checkout ({summary}); read the diff above, then "
+            "rerun with --trust (make rerun TRUST=1) to install and run what it carries"
         )
     if summary:
-        print(f"running what the report carries (trusted): {'; '.join(summary)}", file=log)
+        print(f"running what the report carries (trusted): {summary}", file=log)
+    return differs
 
 
-def code_to_run(code: dict) -> tuple[Path, Path]:
-    """(PYTHONPATH folder, template) to run: this checkout's when the report's code is the same,
-    the report's own (extracted under .kernels/code/) when it differs (trusted by the gate)."""
-    name, text = code["template"]["name"], code["template"]["text"]
-    template = TEMPLATES / name
-    local = snapshot.tree_sha256(snapshot.library_files())
-    if code["library"]["sha256"] == local and snapshot.template_text(template) == text:
-        return ROOT, template
+def report_code(code: dict) -> tuple[Path, Path]:
+    """(PYTHONPATH folder, template) of the report's own code, trusted by the gate, extracted
+    under .kernels/code/<code id>/ (once per distinct code)."""
+    name = code["template"]["name"]
     folder = KERNELS / "code" / snapshot.code_id(code)
     if not folder.is_dir():
         KERNELS.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=KERNELS) as tmp:
             snapshot.extract(code, Path(tmp))
             (Path(tmp) / "templates").mkdir()
-            (Path(tmp) / "templates" / name).write_text(text)
+            (Path(tmp) / "templates" / name).write_text(code["template"]["text"])
             folder.parent.mkdir(exist_ok=True)
             shutil.move(tmp, folder)
     return folder, folder / "templates" / name
-
-
-def lock_to_use(report: untrusted.Report, scratch: Path) -> Path | None:
-    """None (this checkout's lock) when the report pins the same packages; else its pins,
-    rewritten from the validated data so that nothing but names, versions and hashes reach pip."""
-    local = KERNELSPECS / report.kernel / "requirements.lock"
-    if read_lock(local.read_text()) == report.pins:
-        return None
-    lock = scratch / "requirements.lock"
-    lock.write_text(render(report.pins))
-    return lock
 
 
 def rerun(
@@ -106,15 +94,23 @@ def rerun(
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         notebook = integrity.read_notebook(report_path(Path(source), scratch), "report")
-        verified(Path(source), trust, log)
+        problems = verified(Path(source), trust, log)
         report = untrusted.read(notebook)
         if report.kernel not in kernels.available():
             raise UserError(
                 f"the report ran in kernel {report.kernel!r}, which this checkout does not have; "
                 f"kernels here: {', '.join(kernels.available())}"
             )
-        same_as_checkout(report, trust, log)
-        code, template = code_to_run(report.code)
+        differs = same_as_checkout(report, trust, log)
+        code, template = (
+            report_code(report.code)
+            if differs.code
+            else (ROOT, TEMPLATES / report.code["template"]["name"])
+        )
+        lock = None  # this checkout's, unless the report pins other packages: then its pins,
+        if differs.lock:  # rewritten from the validated data (only names, versions, hashes)
+            lock = scratch / "requirements.lock"
+            lock.write_text(render(report.pins))
         request = plan.resolve(
             report.workload["name"],
             report.framework,
@@ -123,11 +119,11 @@ def rerun(
             template=str(template),
             runs_dir=runs_dir,
             spec=report.workload,
-            lock=lock_to_use(report, scratch),
+            lock=lock,
             code=code,
             reference={
                 **report.original,
-                "integrity": integrity.notebook_problems(notebook),
+                "integrity": problems,
                 "verdict": {"tolerance": tolerance},
             },
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from repro import __version__, kernels, memory, snapshot
 from repro.errors import RunFailed, UserError, brief
-from repro.execute import INTERRUPTED, deferred_signals, execute, signals_interrupt
+from repro.execute import attempt, deferred_signals, execute, signals_interrupt
 from repro.finalize import finalize, write
 from repro.paths import ROOT
 from repro.plan import RunPlan, equivalence
@@ -107,11 +107,10 @@ def run(
         "command": argv,
         "rerun_of": plan.reference["metrics"]["run_id"] if plan.reference else None,
     }
-    error, interrupted = None, False
     with signals_interrupt():
         folder = new_folder(plan.runs_dir, f"{plan.workload['name']}_{plan.framework}")
         run_context = {"run_id": folder.name, **context}
-        try:
+        with attempt() as outcome:
             if plan.reference:  # what the rerun verdict compares with, kept in the run folder
                 for name, content in plan.reference.items():
                     text = json.dumps(content, indent=1) + "\n"
@@ -121,13 +120,10 @@ def run(
                 file=log,
             )
             execute(plan, kernel, folder, run_context)
-        except RunFailed as failure:
-            error = str(failure)
-        except KeyboardInterrupt as stop:
-            error, interrupted = str(stop) or INTERRUPTED, True
+    error = outcome.error
     with deferred_signals():
         try:
-            metrics = finalize(plan, folder, run_context, code, error, interrupted)
+            metrics = finalize(plan, folder, run_context, code, error, outcome.interrupted)
         except OSError as failure:  # a disk that filled up meanwhile
             raise RunFailed(
                 f"could not finish the run folder {folder}: {failure}"

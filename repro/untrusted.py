@@ -11,7 +11,6 @@ checkout: the code that would run (template and library), the packages that woul
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -67,21 +66,19 @@ def parameter_text(key: str, value) -> str:
     raise bad(f"parameter {key!r} holds {type(value).__name__} {str(value)[:40]!r}")
 
 
-def checked_code(code: dict) -> dict:
-    """The template and library the report carries, each matching the sha256 it claims."""
+def checked_code(meta: dict) -> dict:
+    """The template and library the report carries: a plain-named notebook, and both matching
+    the sha256 recorded for them (integrity.embedded_problems, as `verify` checks them)."""
+    code = field(meta["rerun"], "code", dict)
     template = field(code, "template", dict, "code")
-    library = field(code, "library", dict, "code")
     name(field(template, "name", str, "template"), TEMPLATE_NAME, "template")
-    text = field(template, "text", str, "template")
-    if hashlib.sha256(text.encode()).hexdigest() != template.get("sha256"):
-        raise bad("the template does not match its sha256")
     try:
-        nbformat.validate(nbformat.reads(text, as_version=4))
-        files = snapshot.unarchive(field(library, "archive", str, "library"))
+        nbformat.validate(nbformat.reads(field(template, "text", str, "template"), as_version=4))
     except (ValueError, nbformat.ValidationError) as error:
-        raise bad(f"its code cannot be read ({str(error)[:100]})") from None
-    if snapshot.tree_sha256(files) != library.get("sha256"):
-        raise bad("the library archive does not match its sha256")
+        raise bad(f"its template is not a notebook ({str(error)[:100]})") from None
+    problems = integrity.embedded_problems(meta)
+    if problems:
+        raise bad(problems[0])
     return code
 
 
@@ -144,29 +141,42 @@ def read(notebook) -> Report:
         kernel=kernel,
         params={k: parameter_text(k, v) for k, v in params.items() if v is not None},
         pins=pins,
-        code=checked_code(field(record, "code", dict)),
+        code=checked_code(meta),
         original=original_results(notebook, meta),
     )
 
 
-def differences(report: Report) -> tuple[list[str], str]:
-    """(what differs from this checkout, one line each; the diff to show before refusing it):
-    code that would run, packages that would be installed, and the workload spec."""
+@dataclass(frozen=True)
+class Differences:
+    """How a report differs from this checkout, one line per difference, and the diff to show."""
+
+    code: list[str]  # template and library: code that would run
+    lock: list[str]  # packages that would be installed
+    spec: list[str]  # the workload spec
+    diff: str
+
+    @property
+    def summary(self) -> list[str]:
+        return self.code + self.lock + self.spec
+
+
+def differences(report: Report) -> Differences:
+    """What in `report` differs from this checkout: the code that would run, the packages that
+    would be installed and the workload spec (the kernel is one this checkout has)."""
     template = snapshot.template_text(TEMPLATES / report.code["template"]["name"])
-    summary, diff = snapshot.differences(report.code, snapshot.library_files(), template)
+    code, diff = snapshot.differences(report.code, snapshot.library_files(), template)
     local_lock = KERNELSPECS / report.kernel / "requirements.lock"
-    if local_lock.is_file():  # an unknown kernel is refused by plan.resolve
-        changes = lock_changes(report.pins, read_lock(local_lock.read_text()))
-        if changes:
-            summary.append(f"the lock differs ({len(changes)} packages)")
-            diff += (
-                f"--- this checkout: {local_lock.relative_to(KERNELSPECS.parent)}\n"
-                "+++ the report's lock: what a rerun would install\n" + "\n".join(changes) + "\n"
-            )
-    name = report.workload["name"]
-    local = plan.workloads().get(name)
-    theirs, ours = integrity.canonical(report.workload), integrity.canonical(local)
+    changes = lock_changes(report.pins, read_lock(local_lock.read_text()))
+    lock = [f"the lock differs ({len(changes)} packages)"] if changes else []
+    if changes:
+        diff += (
+            f"--- this checkout: {local_lock.relative_to(KERNELSPECS.parent)}\n"
+            "+++ the report's lock: what a rerun would install\n" + "\n".join(changes) + "\n"
+        )
+    workload = report.workload["name"]
+    local = plan.workloads().get(workload)
+    theirs, ours, spec = integrity.canonical(report.workload), integrity.canonical(local), []
     if theirs != ours:
-        summary.append(f"workload {name} " + ("differs" if local else "is not in this checkout"))
-        diff += snapshot.json_diff(ours, theirs, f"workload {name}")
-    return summary, diff
+        spec = [f"workload {workload} " + ("differs" if local else "is not in this checkout")]
+        diff += snapshot.json_diff(ours, theirs, f"workload {workload}")
+    return Differences(code, lock, spec, diff)
