@@ -9,7 +9,7 @@ FRAMEWORK ?= torch
 # exported, and quoted in recipes as "$$NAME", so no value is pasted into a shell command.
 # An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
 USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR REBUILD \
-	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN
+	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 export JUPYTER_PATH := $(CURDIR)/.jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
@@ -73,6 +73,9 @@ verify: venv ## Check a run folder, bundle or report for edits: make verify REPO
 
 bundle: venv ## Pack a run folder into one .tar.gz to share: make bundle RUN=runs/<run>
 	$(REPRO) bundle "$$RUN"
+
+device-bundle: venv ## Offline wheels of repro's runtime for a GPU box with no network: [HAVE=its-pip-freeze.txt]
+	$(REPRO) wheelhouse --out .device $(if $(HAVE),--have "$$HAVE")
 
 lab: venv ## Open JupyterLab with the project's kernels
 	$(VENV)/bin/pip install --quiet -e ".[dev,lab]"

@@ -152,6 +152,15 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list workloads, frameworks, kernels and parameters")
 
+    house = sub.add_parser(
+        "wheelhouse", help="offline wheels of repro's runtime for a machine with no network"
+    )
+    house.add_argument("--out", default=".device", help="output folder (default .device)")
+    house.add_argument("--python-version", default="3.12", help="the target's Python (3.12)")
+    house.add_argument(
+        "--have", help="`pip list --format=freeze` taken on the target: what it need not get"
+    )
+
     verify = sub.add_parser("verify", help="check a run folder, bundle or report for edits")
     verify.add_argument(
         "path", type=given, help="a run folder, a .tar.gz bundle, or a report.ipynb"
@@ -269,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
             print("\nframeworks:", ", ".join(plan.FRAMEWORKS))
             print("kernels:", ", ".join(kernels.available()))
             print(_params_help())
+        elif args.command == "wheelhouse":
+            from pathlib import Path
+
+            from repro import wheelhouse
+
+            have = Path(args.have) if args.have else None
+            wheelhouse.build(Path(args.out), args.python_version, have)
         elif args.command == "verify":
             from repro.integrity import check
 

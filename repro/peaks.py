@@ -1,26 +1,31 @@
 """Peak dense throughput per device and precision, for MFU (standard library only).
 
-Datasheet figures for dense math (sparse figures halved), from shared/REFERENCE.md. A device
-that is not listed gets no MFU, with the reason, rather than a guessed peak.
+Figures are NVIDIA's datasheet numbers for dense math (the datasheets print TF32/BF16/FP16 with
+sparsity; those are halved here): A100 (A100 datasheet, SXM), H100 SXM / PCIe / NVL (H100
+datasheet), H200 SXM / NVL (H200 datasheet). The part is told by the name NVML and the
+frameworks give: "NVIDIA H100 80GB HBM3" is the SXM part, "NVIDIA H100 PCIe" and
+"NVIDIA H100 NVL" say so, as do "NVIDIA H200" and "NVIDIA H200 NVL". A device that is not listed
+gets no MFU, with the reason, rather than a guessed peak.
 """
 
 from __future__ import annotations
 
-TFLOPS = {  # name fragment -> precision -> TFLOP/s
-    "A100": {"fp32": 19.5, "tf32": 156, "bf16": 312, "fp16": 312},
-    "H100": {"fp32": 67, "tf32": 495, "bf16": 989, "fp16": 989},  # SXM
-    "H200": {"fp32": 67, "tf32": 495, "bf16": 989, "fp16": 989},  # SXM
-}
-NOT_SXM = ("PCIe", "NVL")  # other form factors have lower peaks that the table does not hold
+TFLOPS = [  # (name fragments that must all appear, part) -> precision -> TFLOP/s; first match wins
+    (("H100", "PCIe"), "H100 PCIe", {"fp32": 51, "tf32": 378, "bf16": 756, "fp16": 756}),
+    (("H100", "NVL"), "H100 NVL", {"fp32": 60, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
+    (("H100",), "H100 SXM", {"fp32": 67, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5}),
+    (("H200", "NVL"), "H200 NVL", {"fp32": 60, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5}),
+    (("H200",), "H200 SXM", {"fp32": 67, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5}),
+    (("A100", "PCIe"), "A100 PCIe", {"fp32": 19.5, "tf32": 156, "bf16": 312, "fp16": 312}),
+    (("A100",), "A100 SXM", {"fp32": 19.5, "tf32": 156, "bf16": 312, "fp16": 312}),
+]
 
 
 def peak_flops(device_name: str | None, precision: str) -> tuple[float | None, str]:
     """(peak FLOP/s, source) for a device and precision, or (None, why not)."""
     if not device_name:
         return None, "no peak figure for CPUs: MFU omitted"
-    if any(tag in device_name for tag in NOT_SXM):
-        return None, f"no peak figure for {device_name} (only SXM parts are tabulated)"
-    for fragment, peaks in TFLOPS.items():
-        if fragment in device_name:
-            return peaks[precision] * 1e12, f"{fragment} SXM dense {precision} datasheet peak"
+    for fragments, part, peaks in TFLOPS:
+        if all(f in device_name for f in fragments):
+            return peaks[precision] * 1e12, f"{part} dense {precision} datasheet peak"
     return None, f"no peak figure for {device_name}: MFU omitted"
