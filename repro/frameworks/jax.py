@@ -46,9 +46,10 @@ class Adapter(Base):
             "matmul_precision": jax.config.jax_default_matmul_precision,
         }
 
-    def build(self, model: dict):
-        cfg = models.config(model)
-        module, variables = models.native(model["arch"], self.name).build(cfg, seed=self.seed)
+    def build(self, model: dict, attention: str = "fused"):
+        cfg, options = models.config(model), models.build_options(model["arch"], attention)
+        native = models.native(model["arch"], self.name)
+        module, variables = native.build(cfg, seed=self.seed, **options)
         variables = jax.block_until_ready(jax.device_put(variables, self.jax_device))
         return module, variables
 

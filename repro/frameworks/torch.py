@@ -52,10 +52,10 @@ class Adapter(Base):
             "build_config": torch.__config__.show(),
         }
 
-    def build(self, model: dict):
-        cfg = models.config(model)
+    def build(self, model: dict, attention: str = "fused"):
+        cfg, options = models.config(model), models.build_options(model["arch"], attention)
         torch.manual_seed(self.seed)  # the same initial weights however often it is built
-        net = models.native(model["arch"], self.name).build(cfg).to(self.torch_device)
+        net = models.native(model["arch"], self.name).build(cfg, **options).to(self.torch_device)
         self.sync()
         return net
 
