@@ -57,6 +57,9 @@ class Adapter(Base):
         with tf.device(self.tf_device):
             return models.native(model["arch"], self.name).build(cfg, **options)
 
+    def attention_kernel(self, net, model: dict) -> str:
+        return "not reported by Keras (its TensorFlow backend composes einsum and softmax ops)"
+
     def device_name(self) -> str | None:
         if self.device == "cpu":
             return None
