@@ -50,6 +50,7 @@ class Run:
             "gpu": [g.get("name") for g in gpus] or None,
             "driver": (env.get("gpu", {}).get("nvml") or {}).get("driver_version"),
             "precision": params["precision"],
+            "attention": ((self.metrics.get("model") or {}).get("attention") or {}).get("kind"),
             "mode": params["mode"],
             "batch_size": params["batch_size"],
             "sequence_length": params.get("sequence_length"),

@@ -114,6 +114,14 @@ PARAMS = {
             "with fp32 weights (fp16: inference only)",
             choices=("fp32", "tf32", "bf16", "fp16"),
         ),
+        Param(
+            "attention",
+            str,
+            "ViT, BERT, GPT: the framework's fused attention or the written-out reference "
+            "(the same model); other families ignore it",
+            "fused",
+            choices=("fused", "explicit"),
+        ),
         Param("deterministic", bool, "deterministic algorithms in every framework", False),
         Param(
             "lr",

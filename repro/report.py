@@ -90,8 +90,11 @@ def environment(fw, run_context: dict) -> dict:
     return publish("environment", env, f"{markdown}\n\n{variables}")
 
 
-def model_summary(fw, net, model: dict, build_s: float, run_context: dict | None = None) -> dict:
-    """Parameter count as the framework counts it, checked against the analytic count."""
+def model_summary(
+    fw, net, model: dict, build_s: float, run_context: dict | None = None, attention: str = "fused"
+) -> dict:
+    """Parameter count as the framework counts it, checked against the analytic count; for the
+    families with attention, which attention ran and what the framework computed it with."""
     cfg = models.config(model)
     counted = fw.count_params(net)
     info = {
@@ -108,6 +111,12 @@ def model_summary(fw, net, model: dict, build_s: float, run_context: dict | None
         "parameters (analytic)": f"{info['params_analytic']:,}{match}",
         "build time (s)": f"{build_s:.2f}",
     }
+    if models.build_options(model["arch"], attention):
+        kernel = "written out (matmul, softmax)"
+        if attention == "fused":
+            kernel = fw.attention_kernel(net, model)
+        info["attention"] = {"kind": attention, "kernel": kernel}
+        rows["attention"] = f"{attention}: {kernel}"
     proof = (run_context or {}).get("equivalence")
     if proof:
         info["equivalence"] = proof

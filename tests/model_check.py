@@ -4,6 +4,10 @@
     python model_check.py reference MODEL OUT.npz       torch: perturbed weights, inputs, outputs
     python model_check.py compare FRAMEWORK MODEL REF    transfer torch weights, run, diff
 
+Families with attention run both attentions (repro.models.attention): the reference is torch's
+fused attention, and torch's explicit attention with the same weights, and Keras' and Flax's
+fused and explicit attention with the transferred weights, are each diffed against it.
+
 MODEL is a workload's `model` entry as JSON ({"arch": ..., "config": {...}}); MODELS a JSON object
 of them by workload name, counted in one process (a framework import costs seconds). Prints one JSON
 object as its last line. Counting never runs a model: torch builds on the meta device and JAX
@@ -20,6 +24,7 @@ import sys
 import numpy as np
 
 from repro import models
+from repro.models.attention import KINDS
 from repro.models.transfer import TransferError, load_torch_state
 
 BATCH, SEED = 2, 0
@@ -56,9 +61,9 @@ def reference(model: dict, path: str) -> dict:
     range, which would hide a wrong nonlinearity), its inputs and its eval-mode outputs."""
     import torch
 
-    cfg = models.config(model)
+    cfg, native = models.config(model), models.native(model["arch"], "torch")
     torch.manual_seed(SEED)
-    net = models.native(model["arch"], "torch").build(cfg).eval()
+    net = native.build(cfg).eval()
     with torch.no_grad():
         for name, t in net.state_dict().items():
             if not t.is_floating_point():
@@ -70,17 +75,33 @@ def reference(model: dict, path: str) -> dict:
                 # a tanh GELU or a wrong LayerNorm epsilon must show in the outputs
                 t.mul_(torch.empty_like(t).uniform_(0.5, 1.5)).add_(0.1 * torch.randn_like(t))
         x, _ = models.synthetic_batch(cfg, BATCH, SEED)
-        y = net(torch.from_numpy(np.ascontiguousarray(to_torch_layout(x)))).numpy()
+        inputs = torch.from_numpy(np.ascontiguousarray(to_torch_layout(x)))
+        y = net(inputs).numpy()
+        diffs = {}
+        for kind in KINDS[1:] if models.build_options(model["arch"], KINDS[0]) else ():
+            other = native.build(cfg, attention=kind).eval()
+            other.load_state_dict(net.state_dict())
+            diffs[kind] = float(np.max(np.abs(other(inputs).numpy() - y)))
     state = {f"state/{k}": v.numpy().copy() for k, v in net.state_dict().items()}
     np.savez(path, x=x, y=y, **state)
-    return {"output_std": float(y.std()), "tensors": len(state)}
+    return {
+        "output_std": float(y.std()),
+        "output_max_abs": float(np.max(np.abs(y))),
+        "tensors": len(state),
+        "attention_max_abs_diff": diffs,  # torch's other attentions vs its fused one
+    }
 
 
 def compare(framework: str, model: dict, path: str) -> dict:
     cfg, native = models.config(model), models.native(model["arch"], framework)
     ref = np.load(path)
     state = {k.removeprefix("state/"): ref[k] for k in ref.files if k.startswith("state/")}
-    net = native.build(cfg) if framework == "tensorflow" else native.build(cfg, seed=SEED)
+
+    def build(kind: str):
+        options = models.build_options(model["arch"], kind)
+        return native.build(cfg, **options, **({} if framework == "tensorflow" else {"seed": SEED}))
+
+    net = build(KINDS[0])
     first = sorted(state)[0]
     broken = {  # each must be refused whole, before anything is written
         "unmapped": {**state, "no_such_module.weight": np.zeros(3, np.float32)},
@@ -94,16 +115,22 @@ def compare(framework: str, model: dict, path: str) -> dict:
             refused[case] = False
         except TransferError:
             refused[case] = True
-    net = load_torch_state(model["arch"], framework, state, net)
-    if framework == "tensorflow":
-        y = np.asarray(net(ref["x"], training=False))
-    else:
-        module, variables = net
-        y = np.asarray(module.apply(variables, ref["x"], train=False))
+
+    def diff(net) -> float:
+        net = load_torch_state(model["arch"], framework, state, net)
+        if framework == "tensorflow":
+            y = np.asarray(net(ref["x"], training=False))
+        else:
+            module, variables = net
+            y = np.asarray(module.apply(variables, ref["x"], train=False))
+        return float(np.max(np.abs(y - ref["y"])))
+
+    others = KINDS[1:] if models.build_options(model["arch"], KINDS[0]) else ()
     return {
-        "max_abs_diff": float(np.max(np.abs(y - ref["y"]))),
+        "max_abs_diff": diff(net),
         "output_max_abs": float(np.max(np.abs(ref["y"]))),
         "refused": refused,
+        "attention_max_abs_diff": {kind: diff(build(kind)) for kind in others},
     }
 
 

@@ -4,7 +4,8 @@ Data-driven: each spec in repro/workloads/ is checked. Full presets: the analyti
 matches the published one within 0.5%, and each framework counts exactly the analytic number
 (without running the model). Small presets: each framework counts the analytic number, and
 seeded, perturbed torch weights transferred into Keras and Flax give the same fp32 outputs within
-TOLERANCE; broken state_dicts are refused whole.
+TOLERANCE; broken state_dicts are refused whole. Families with attention are checked with each
+attention (fused, explicit) in every framework, against torch's fused outputs.
 """
 
 from __future__ import annotations
@@ -62,11 +63,24 @@ def test_each_framework_counts_the_analytic_parameters(name, framework):
     assert counted == models.config(SPECS[name]["model"]).num_params()
 
 
+def assert_same(result: dict, diff: float) -> None:
+    assert diff <= ATOL + RTOL * result["output_max_abs"], result
+
+
 @cache
-def torch_reference(name: str, folder: str) -> str:
+def torch_reference(name: str, folder: str) -> tuple[str, dict]:
     path = str(Path(folder) / f"{name}.npz")
-    in_kernel("torch", CHECK, "reference", model_json(name), path)
-    return path
+    return path, in_kernel("torch", CHECK, "reference", model_json(name), path)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", SMALL)
+def test_fused_and_explicit_attention_give_the_same_outputs_in_torch(name, tmp_path_factory):
+    _, result = torch_reference(name, str(tmp_path_factory.getbasetemp()))
+    has_attention = models.build_options(SPECS[name]["model"]["arch"], "fused")
+    assert set(result["attention_max_abs_diff"]) == ({"explicit"} if has_attention else set())
+    for diff in result["attention_max_abs_diff"].values():
+        assert_same(result, diff)
 
 
 @pytest.mark.kernel
@@ -74,8 +88,12 @@ def torch_reference(name: str, folder: str) -> str:
 @pytest.mark.parametrize("name", SMALL)
 def test_torch_weights_give_the_same_outputs(name, framework, tmp_path_factory):
     folder = str(tmp_path_factory.getbasetemp())
-    reference = torch_reference(name, folder)
+    reference, _ = torch_reference(name, folder)
     result = in_kernel(framework, CHECK, "compare", framework, model_json(name), reference)
     print(f"{name} {framework} vs torch: {result}")
     assert result["refused"] == {"unmapped": True, "missing": True, "shape": True}
-    assert result["max_abs_diff"] <= ATOL + RTOL * result["output_max_abs"], result
+    assert_same(result, result["max_abs_diff"])  # fused attention, where the family has one
+    has_attention = models.build_options(SPECS[name]["model"]["arch"], "fused")
+    assert set(result["attention_max_abs_diff"]) == ({"explicit"} if has_attention else set())
+    for diff in result["attention_max_abs_diff"].values():
+        assert_same(result, diff)

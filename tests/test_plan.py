@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from conftest import repro, run_folders
 
-from repro import plan
+from repro import compare, models, plan
 from repro.errors import UserError
 
 
@@ -25,6 +26,32 @@ def test_parameters_are_typed_and_threads_resolved_to_a_number():
     assert p.params["threads"] == len(os.sched_getaffinity(0))
 
 
+def test_attention_is_a_run_parameter_built_into_attention_families_and_a_context():
+    p = plan.resolve("gpt-mini", "torch", {"attention": "explicit"})
+    assert plan.resolve("gpt-mini", "torch").params["attention"] == "fused"  # the default
+    assert p.notebook_parameters({})["attention"] == "explicit"  # what papermill injects
+    assert models.build_options("gpt", "explicit") == {"attention": "explicit"}
+    assert models.build_options("resnet", "explicit") == {}  # no attention: nothing to choose
+    with pytest.raises(ValueError, match="choose one of fused, explicit"):
+        models.build_options("vit", "flash")
+
+    def run(model_info):  # what compare reads of a run folder
+        metrics = {
+            "workload": "gpt-mini",
+            "kernel": "torch-cpu",
+            "params": {"precision": "fp32", "mode": "inference", "batch_size": 2},
+            "model": {"config": {}, **model_info},
+        }
+        return compare.Run(Path("run"), metrics, {})
+
+    fused, explicit = ({"attention": {"kind": k, "kernel": "?"}} for k in ("fused", "explicit"))
+    assert compare.context_differences([run(fused), run(explicit)]) == {
+        "attention": ["fused", "explicit"]
+    }
+    assert compare.context_differences([run(fused), run(fused)]) == {}
+    assert run({}).context()["attention"] is None  # a ResNet, or a run from before the choice
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -35,6 +62,7 @@ def test_parameters_are_typed_and_threads_resolved_to_a_number():
         ({"params": {"batch_size": "four"}}, "batch_size must be an integer, got 'four'"),
         ({"params": {"batch_size": "0"}}, "batch_size must be >= 1, got 0"),
         ({"params": {"precision": "fp8"}}, "choose one of: fp32, tf32"),
+        ({"params": {"attention": "flash"}}, "choose one of: fused, explicit"),
         ({"params": {"device": "tpu"}}, "choose one of: auto, cpu, gpu"),
         (
             {"kernel": "torch-rocm"},

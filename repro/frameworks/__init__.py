@@ -95,6 +95,17 @@ class Adapter:
             return self.training_step(net, inputs, labels, compile, lr_table)
         return self.inference_step(net, inputs, compile)
 
+    # -- attention ---------------------------------------------------------------------------
+    def probe(self, model: dict):
+        """One seeded sample of the model's input, on the device: for a look at what runs."""
+        from repro import models
+
+        return self.to_native(models.synthetic_batch(models.config(model), 1, self.seed)[0])
+
+    def attention_kernel(self, net, model: dict) -> str:
+        """What computed the fused attention of one forward pass, as the framework says."""
+        return "not reported by the framework"
+
     # -- memory ------------------------------------------------------------------------------
     def memory(self) -> dict:
         """Peak host RSS of this kernel process, and the framework's peak device memory."""

@@ -3,6 +3,8 @@ ends with `jax.block_until_ready`, otherwise the clock reads the dispatch time, 
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,11 +48,20 @@ class Adapter(Base):
             "matmul_precision": jax.config.jax_default_matmul_precision,
         }
 
-    def build(self, model: dict):
-        cfg = models.config(model)
-        module, variables = models.native(model["arch"], self.name).build(cfg, seed=self.seed)
+    def build(self, model: dict, attention: str = "fused"):
+        cfg, options = models.config(model), models.build_options(model["arch"], attention)
+        native = models.native(model["arch"], self.name)
+        module, variables = native.build(cfg, seed=self.seed, **options)
         variables = jax.block_until_ready(jax.device_put(variables, self.jax_device))
         return module, variables
+
+    def attention_kernel(self, net, model: dict) -> str:
+        """cuDNN's fused attention if the compiled forward calls it (a `__cudnn$fmha` custom
+        call in the optimised HLO), else XLA's own fusion of the attention ops."""
+        predict = self._functions(net)[0]
+        hlo = jax.jit(predict).lower(net[1], self.probe(model)).compile().as_text()
+        calls = sorted(set(re.findall(r"__cudnn\$fmha\w*", hlo)))
+        return f"cuDNN fused attention ({', '.join(calls)})" if calls else "XLA (no cuDNN call)"
 
     def device_name(self) -> str | None:
         return self.jax_device.device_kind if self.device == "gpu" else None

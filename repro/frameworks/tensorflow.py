@@ -51,11 +51,14 @@ class Adapter(Base):
             "devices": [d.name for d in tf.config.list_logical_devices()],
         }
 
-    def build(self, model: dict):
-        cfg = models.config(model)
+    def build(self, model: dict, attention: str = "fused"):
+        cfg, options = models.config(model), models.build_options(model["arch"], attention)
         keras.utils.set_random_seed(self.seed)  # the same initial weights however often built
         with tf.device(self.tf_device):
-            return models.native(model["arch"], self.name).build(cfg)
+            return models.native(model["arch"], self.name).build(cfg, **options)
+
+    def attention_kernel(self, net, model: dict) -> str:
+        return "not reported by Keras (its TensorFlow backend composes einsum and softmax ops)"
 
     def device_name(self) -> str | None:
         if self.device == "cpu":

@@ -52,12 +52,26 @@ class Adapter(Base):
             "build_config": torch.__config__.show(),
         }
 
-    def build(self, model: dict):
-        cfg = models.config(model)
+    def build(self, model: dict, attention: str = "fused"):
+        cfg, options = models.config(model), models.build_options(model["arch"], attention)
         torch.manual_seed(self.seed)  # the same initial weights however often it is built
-        net = models.native(model["arch"], self.name).build(cfg).to(self.torch_device)
+        net = models.native(model["arch"], self.name).build(cfg, **options).to(self.torch_device)
         self.sync()
         return net
+
+    def attention_kernel(self, net, model: dict) -> str:
+        """The scaled_dot_product_attention backends one eager forward dispatched to (torch's
+        profiler names the aten op, e.g. _scaled_dot_product_flash_attention_for_cpu)."""
+        x = self.probe(model)
+        was_training = net.training
+        net.eval()
+        with torch.profiler.profile() as prof, torch.inference_mode(), self.autocast():
+            net(x)
+        net.train(was_training)
+        ops = sorted(
+            {e.name for e in prof.events() if e.name.startswith("aten::_scaled_dot_product")}
+        )
+        return ", ".join(ops) or "no scaled_dot_product_attention kernel ran"
 
     def device_name(self) -> str | None:
         return torch.cuda.get_device_name(self.torch_device) if self.device == "gpu" else None

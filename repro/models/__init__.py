@@ -33,6 +33,14 @@ def native(arch: str, framework: str):
     return importlib.import_module(f"repro.models.{arch}_{NATIVE[framework]}")
 
 
+def build_options(arch: str, attention: str) -> dict:
+    """The keyword arguments of `arch`'s build() beyond its config: `attention` for the families
+    with attention (repro.models.attention), nothing for the others."""
+    from repro.models import attention as choice
+
+    return {"attention": choice.check(attention)} if arch in choice.ARCHS else {}
+
+
 def synthetic_batch(cfg, batch_size: int, seed: int):
     """A seeded random batch, identical in every framework, as numpy arrays (inputs, labels).
 

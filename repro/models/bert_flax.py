@@ -5,8 +5,9 @@ Shapes: ids (N, T) int -> embeddings (N, T, hidden) -> encoder layers (N, T, hid
 
 Submodules nest as the torch modules do, a list index joining its name ("bert" / "encoder" /
 "layer_0" / "attention" / "self" / "query"), which is all repro.models.bert_transfer relies
-on. Matching torch exactly means: attention written out (not flax's attention modules, whose
-kernels are (hidden, heads, head_size)), exact erf GELU (nn.gelu defaults to the tanh
+on. Matching torch exactly means: attention through `attention_flax.attend`
+(jax.nn.dot_product_attention, or written out; not flax's attention modules, whose kernels are
+(hidden, heads, head_size)), exact erf GELU (nn.gelu defaults to the tanh
 approximation), LayerNorm(epsilon=cfg.layer_norm_eps) (the Flax default is 1e-6) with the
 two-pass variance (Flax's default E[x^2] - E[x]^2 is less accurate), no dropout (so `train`
 changes nothing), and BERT's N(0, 0.02) initialisers. Only the "params" collection exists.
@@ -21,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from repro.models.attention_flax import attend
 from repro.models.bert import BertConfig
 
 INIT = nn.initializers.normal(stddev=0.02)  # BERT's init for weights and embeddings
@@ -54,24 +56,24 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head scaled dot-product self-attention, written out (HF's BertSelfAttention)."""
+    """Multi-head scaled dot-product self-attention (HF's BertSelfAttention)."""
 
     cfg: BertConfig
+    attention: str
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # (N, T, hidden)
         n, t, hidden = x.shape
         heads, d = self.cfg.heads, self.cfg.head_size
 
-        def split(y: jax.Array) -> jax.Array:  # (N, T, hidden) -> (N, heads, T, d)
-            return y.reshape(n, t, heads, d).transpose(0, 2, 1, 3)
+        def split(y: jax.Array) -> jax.Array:  # (N, T, hidden) -> (N, T, heads, d)
+            return y.reshape(n, t, heads, d)
 
         q = split(_dense(hidden, "query")(x))
         k = split(_dense(hidden, "key")(x))
         v = split(_dense(hidden, "value")(x))
-        scores = (q @ k.transpose(0, 1, 3, 2)) / math.sqrt(d)  # (N, heads, T, T)
-        context = jax.nn.softmax(scores, axis=-1) @ v  # (N, heads, T, d)
-        return context.transpose(0, 2, 1, 3).reshape(n, t, hidden)  # (N, T, hidden)
+        context = attend(q, k, v, causal=False, scale=1 / math.sqrt(d), kind=self.attention)
+        return context.reshape(n, t, hidden)  # (N, T, hidden)
 
 
 class AddNorm(nn.Module):
@@ -87,10 +89,12 @@ class AddNorm(nn.Module):
 
 class Attention(nn.Module):
     cfg: BertConfig
+    attention: str
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # (N, T, hidden)
-        return AddNorm(self.cfg, name="output")(SelfAttention(self.cfg, name="self")(x), x)
+        y = SelfAttention(self.cfg, self.attention, name="self")(x)
+        return AddNorm(self.cfg, name="output")(y, x)
 
 
 class Intermediate(nn.Module):
@@ -106,21 +110,23 @@ class Layer(nn.Module):
     """One post-norm encoder layer: LayerNorm(x + attention), then LayerNorm(x + feed-forward)."""
 
     cfg: BertConfig
+    attention: str
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # (N, T, hidden)
-        x = Attention(self.cfg, name="attention")(x)
+        x = Attention(self.cfg, self.attention, name="attention")(x)
         h = Intermediate(self.cfg, name="intermediate")(x)  # (N, T, intermediate)
         return AddNorm(self.cfg, name="output")(h, x)  # (N, T, hidden)
 
 
 class Encoder(nn.Module):
     cfg: BertConfig
+    attention: str
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # (N, T, hidden)
         for i in range(self.cfg.layers):
-            x = Layer(self.cfg, name=f"layer_{i}")(x)  # torch "layer.{i}"
+            x = Layer(self.cfg, self.attention, name=f"layer_{i}")(x)  # torch "layer.{i}"
         return x
 
 
@@ -134,27 +140,31 @@ class Pooler(nn.Module):
 
 class BertModel(nn.Module):
     cfg: BertConfig
+    attention: str
 
     @nn.compact
     def __call__(self, ids: jax.Array) -> jax.Array:  # (N, T) int
         x = Embeddings(self.cfg, name="embeddings")(ids)  # (N, T, hidden)
-        x = Encoder(self.cfg, name="encoder")(x)
+        x = Encoder(self.cfg, self.attention, name="encoder")(x)
         return Pooler(self.cfg, name="pooler")(x)  # (N, hidden)
 
 
 class BertForSequenceClassification(nn.Module):
     cfg: BertConfig
+    attention: str = "fused"  # repro.models.attention: fused | explicit
 
     @nn.compact
     def __call__(self, ids: jax.Array, train: bool) -> jax.Array:  # (N, T) int token ids
         del train  # no dropout, no batch statistics: training and eval compute the same
-        pooled = BertModel(self.cfg, name="bert")(ids)  # (N, hidden)
+        pooled = BertModel(self.cfg, self.attention, name="bert")(ids)  # (N, hidden)
         return _dense(self.cfg.num_classes, "classifier")(pooled)  # (N, num_classes)
 
 
-def build(cfg: BertConfig, seed: int = 0) -> tuple[BertForSequenceClassification, dict[str, Any]]:
+def build(
+    cfg: BertConfig, seed: int = 0, attention: str = "fused"
+) -> tuple[BertForSequenceClassification, dict[str, Any]]:
     """The module and freshly initialised variables {"params": ...}."""
-    model = BertForSequenceClassification(cfg)
+    model = BertForSequenceClassification(cfg, attention)
     ids = jnp.zeros((1, cfg.sequence_length), jnp.int32)
     variables = jax.jit(model.init, static_argnames="train")(
         jax.random.PRNGKey(seed), ids, train=False

@@ -5,8 +5,9 @@ Shapes: ids (N, T) int -> embeddings (N, T, hidden) -> encoder layers (N, T, hid
 
 A functional model over T = cfg.sequence_length tokens. Layer names are the torch module names
 with "." -> "_" (e.g. "bert_encoder_layer_0_attention_self_query"), which is all
-repro.models.bert_transfer relies on. Matching torch exactly means: attention written out with
-keras.ops (not keras.layers.MultiHeadAttention, whose kernels are (hidden, heads, head_size)),
+repro.models.bert_transfer relies on. Matching torch exactly means: attention through
+`attention_keras.attend` (keras.ops.dot_product_attention, or written out; not
+keras.layers.MultiHeadAttention, whose kernels are (hidden, heads, head_size)),
 exact erf GELU (approximate=False), LayerNormalization(epsilon=cfg.layer_norm_eps) (the Keras
 default is 1e-3), no dropout, and BERT's N(0, 0.02) initialisers.
 """
@@ -18,6 +19,7 @@ import math
 import keras
 from keras import layers, ops
 
+from repro.models.attention_keras import attend
 from repro.models.bert import BertConfig
 
 INIT = keras.initializers.RandomNormal(stddev=0.02)  # BERT's init for weights and embeddings
@@ -46,19 +48,18 @@ def _embeddings(ids, cfg: BertConfig, name: str):
     return _layer_norm(cfg, f"{name}_LayerNorm")(x)
 
 
-def _self_attention(x, cfg: BertConfig, name: str):
-    """Multi-head scaled dot-product self-attention, written out (HF's BertSelfAttention)."""
+def _self_attention(x, cfg: BertConfig, attention: str, name: str):
+    """Multi-head scaled dot-product self-attention (HF's BertSelfAttention)."""
     t, d = cfg.sequence_length, cfg.head_size
 
-    def split(y):  # (N, T, hidden) -> (N, heads, T, d)
-        return ops.transpose(ops.reshape(y, (-1, t, cfg.heads, d)), (0, 2, 1, 3))
+    def split(y):  # (N, T, hidden) -> (N, T, heads, d)
+        return ops.reshape(y, (-1, t, cfg.heads, d))
 
     q = split(_dense(cfg.hidden, f"{name}_query")(x))
     k = split(_dense(cfg.hidden, f"{name}_key")(x))
     v = split(_dense(cfg.hidden, f"{name}_value")(x))
-    scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) / math.sqrt(d)  # (N, heads, T, T)
-    context = ops.matmul(ops.softmax(scores, axis=-1), v)  # (N, heads, T, d)
-    return ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (-1, t, cfg.hidden))  # (N,T,hidden)
+    context = attend(q, k, v, causal=False, scale=1 / math.sqrt(d), kind=attention)
+    return ops.reshape(context, (-1, t, cfg.hidden))  # (N, T, hidden)
 
 
 def _add_norm(x, residual, cfg: BertConfig, name: str):
@@ -66,21 +67,22 @@ def _add_norm(x, residual, cfg: BertConfig, name: str):
     return _layer_norm(cfg, f"{name}_LayerNorm")(_dense(cfg.hidden, f"{name}_dense")(x) + residual)
 
 
-def _layer(x, cfg: BertConfig, name: str):
+def _layer(x, cfg: BertConfig, attention: str, name: str):
     """One post-norm encoder layer: LayerNorm(x + attention), then LayerNorm(x + feed-forward)."""
-    attention = _self_attention(x, cfg, f"{name}_attention_self")
-    x = _add_norm(attention, x, cfg, f"{name}_attention_output")  # (N, T, hidden)
+    h = _self_attention(x, cfg, attention, f"{name}_attention_self")
+    x = _add_norm(h, x, cfg, f"{name}_attention_output")  # (N, T, hidden)
     h = _dense(cfg.intermediate, f"{name}_intermediate_dense")(x)  # (N, T, intermediate)
     h = keras.activations.gelu(h, approximate=False)  # exact erf GELU, as torch's F.gelu
     return _add_norm(h, x, cfg, f"{name}_output")  # (N, T, hidden)
 
 
-def build(cfg: BertConfig) -> keras.Model:
-    """A freshly initialised BERT classifier; seed with keras.utils.set_random_seed beforehand."""
+def build(cfg: BertConfig, attention: str = "fused") -> keras.Model:
+    """A freshly initialised BERT classifier; seed with keras.utils.set_random_seed beforehand.
+    `attention` is `fused` or `explicit` (repro.models.attention)."""
     ids = keras.Input((cfg.sequence_length,), dtype="int32", name="input_ids")  # (N, T)
     x = _embeddings(ids, cfg, "bert_embeddings")  # (N, T, hidden)
     for i in range(cfg.layers):
-        x = _layer(x, cfg, f"bert_encoder_layer_{i}")
+        x = _layer(x, cfg, attention, f"bert_encoder_layer_{i}")
     pooled = _dense(cfg.hidden, "bert_pooler_dense", activation="tanh")(x[:, 0])  # (N, hidden)
     logits = _dense(cfg.num_classes, "classifier")(pooled)  # (N, num_classes)
     return keras.Model(ids, logits, name="bert")

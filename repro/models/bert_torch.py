@@ -6,6 +6,8 @@ Shapes: ids (N, T) int64 -> embeddings (N, T, hidden) -> encoder layers (N, T, h
         -> pooler (N, hidden) on the first token -> classifier -> logits (N, num_classes)
 
 No dropout (HF's would be identities at rate 0) and no attention mask: all tokens are valid.
+Attention is `attention_torch.attend`: scaled_dot_product_attention (`fused`, the default) or
+written out (`explicit`), the same function either way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro.models.attention_torch import attend
 from repro.models.bert import BertConfig
 
 
@@ -38,11 +41,11 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head scaled dot-product self-attention, written out (HF's BertSelfAttention)."""
+    """Multi-head scaled dot-product self-attention (HF's BertSelfAttention)."""
 
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, attention: str):
         super().__init__()
-        self.heads = cfg.heads
+        self.heads, self.attention = cfg.heads, attention
         self.query = nn.Linear(cfg.hidden, cfg.hidden)
         self.key = nn.Linear(cfg.hidden, cfg.hidden)
         self.value = nn.Linear(cfg.hidden, cfg.hidden)
@@ -55,8 +58,7 @@ class SelfAttention(nn.Module):
             return y.view(n, t, self.heads, d).transpose(1, 2)
 
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(d)  # (N, heads, T, T)
-        context = scores.softmax(dim=-1) @ v  # (N, heads, T, d)
+        context = attend(q, k, v, causal=False, scale=1 / math.sqrt(d), kind=self.attention)
         return context.transpose(1, 2).reshape(n, t, hidden)  # (N, T, hidden)
 
 
@@ -73,9 +75,9 @@ class AddNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, attention: str):
         super().__init__()
-        self.self = SelfAttention(cfg)
+        self.self = SelfAttention(cfg, attention)
         self.output = AddNorm(cfg.hidden, cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, hidden)
@@ -94,9 +96,9 @@ class Intermediate(nn.Module):
 class Layer(nn.Module):
     """One post-norm encoder layer: LayerNorm(x + attention), then LayerNorm(x + feed-forward)."""
 
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, attention: str):
         super().__init__()
-        self.attention = Attention(cfg)
+        self.attention = Attention(cfg, attention)
         self.intermediate = Intermediate(cfg)
         self.output = AddNorm(cfg.intermediate, cfg)
 
@@ -106,9 +108,9 @@ class Layer(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, attention: str):
         super().__init__()
-        self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
+        self.layer = nn.ModuleList(Layer(cfg, attention) for _ in range(cfg.layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, hidden)
         for layer in self.layer:
@@ -126,10 +128,10 @@ class Pooler(nn.Module):
 
 
 class BertModel(nn.Module):
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, attention: str):
         super().__init__()
         self.embeddings = Embeddings(cfg)
-        self.encoder = Encoder(cfg)
+        self.encoder = Encoder(cfg, attention)
         self.pooler = Pooler(cfg)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (N, T) int64
@@ -137,10 +139,10 @@ class BertModel(nn.Module):
 
 
 class BertForSequenceClassification(nn.Module):
-    def __init__(self, cfg: BertConfig):
+    def __init__(self, cfg: BertConfig, attention: str = "fused"):
         super().__init__()
         self.cfg = cfg
-        self.bert = BertModel(cfg)
+        self.bert = BertModel(cfg, attention)
         self.classifier = nn.Linear(cfg.hidden, cfg.num_classes)
         self.apply(self._init_weights)
 
@@ -159,6 +161,7 @@ class BertForSequenceClassification(nn.Module):
         return self.classifier(self.bert(ids))  # (N, num_classes)
 
 
-def build(cfg: BertConfig) -> nn.Module:
-    """A freshly initialised BERT classifier for cfg (in training mode, like any new nn.Module)."""
-    return BertForSequenceClassification(cfg)
+def build(cfg: BertConfig, attention: str = "fused") -> nn.Module:
+    """A freshly initialised BERT classifier for cfg (in training mode, like any new nn.Module);
+    `attention` is `fused` or `explicit` (repro.models.attention)."""
+    return BertForSequenceClassification(cfg, attention)

@@ -13,7 +13,8 @@ without importing a framework. The architecture is GPT-2 as in nanoGPT's `model.
 Every linear layer has a bias (q/k/v's is optional, see `qkv_bias`); the LM head has none and by
 default reuses the token embedding matrix (`tie_embeddings`). No dropout anywhere (rate 0), so
 train and eval mode compute the same function. The causal mask is position i attends to
-positions j <= i, applied as -inf before the softmax in all three frameworks.
+positions j <= i: the frameworks' fused attention with is_causal=True, or (attention=explicit)
+-inf before the softmax, in all three frameworks.
 
 GELU is the exact (erf) one, as in nanoGPT; the original GPT-2 and GPT-Neo use its tanh
 approximation ("gelu_new"): slightly different numbers, the same shapes and counts.

@@ -4,11 +4,12 @@ Shapes: ids (N, T) int -> wte + wpe -> h_0..h_{layers-1} -> ln_f -> logits (N, T
 
 Submodule names are the torch module names with "transformer." dropped and "h.3" -> "h_3"
 (params "h_3/attn/c_attn/kernel", ...), which is what gpt_transfer relies on. Matching torch
-exactly means: attention written out as in gpt_torch (no flax attention module, whose per-head
-kernels have another layout), LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False)
-(Flax defaults to 1e-6 and to the one-pass variance E[x^2] - E[x]^2; torch computes two-pass),
-exact GELU (nn.gelu defaults to the tanh approximation!), no dropout (rate 0: `train` changes
-nothing), and the tied LM head as wte.attend (x @ embedding^T). Initialisers are nanoGPT's.
+exactly means: attention through `attention_flax.attend` (jax.nn.dot_product_attention, or
+written out; no flax attention module, whose per-head kernels have another layout),
+LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False) (Flax defaults to 1e-6 and to the
+one-pass variance E[x^2] - E[x]^2; torch computes two-pass), exact GELU (nn.gelu defaults to the
+tanh approximation!), no dropout (rate 0: `train` changes nothing), and the tied LM head as
+wte.attend (x @ embedding^T). Initialisers are nanoGPT's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from repro.models.attention_flax import attend
 from repro.models.gpt import GPTConfig
 
 
@@ -31,14 +33,9 @@ def _layer_norm(cfg: GPTConfig, name: str) -> nn.LayerNorm:
     return nn.LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False, name=name)
 
 
-def causal_mask(t: int) -> jax.Array:
-    """(T, T) bool, True where query i may attend to key j, i.e. j <= i."""
-    pos = jnp.arange(t)
-    return pos[:, None] >= pos[None, :]
-
-
 class CausalSelfAttention(nn.Module):
     cfg: GPTConfig
+    attention: str
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # (N, T, C)
@@ -48,14 +45,10 @@ class CausalSelfAttention(nn.Module):
         proj_std = 0.02 / math.sqrt(2 * cfg.layers)
         qkv = nn.Dense(3 * c, use_bias=cfg.qkv_bias, kernel_init=_normal(0.02), name="c_attn")(x)
         q, k, v = jnp.split(qkv, 3, axis=-1)  # 3 x (N, T, C)
-        q = q.reshape(n, t, h, c // h).transpose(0, 2, 1, 3)  # (N, H, T, D)
-        k = k.reshape(n, t, h, c // h).transpose(0, 2, 1, 3)  # (N, H, T, D)
-        v = v.reshape(n, t, h, c // h).transpose(0, 2, 1, 3)  # (N, H, T, D)
-        att = (q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(c // h))  # (N, H, T, T)
-        att = jnp.where(causal_mask(t), att, -jnp.inf)
-        att = jax.nn.softmax(att, axis=-1)
-        y = att @ v  # (N, H, T, D)
-        y = y.transpose(0, 2, 1, 3).reshape(n, t, c)  # heads side by side: (N, T, C)
+        q, k, v = (y.reshape(n, t, h, c // h) for y in (q, k, v))  # 3 x (N, T, H, D)
+        scale = 1.0 / math.sqrt(c // h)
+        y = attend(q, k, v, causal=True, scale=scale, kind=self.attention)  # (N, T, H, D)
+        y = y.reshape(n, t, c)  # heads side by side: (N, T, C)
         return nn.Dense(c, kernel_init=_normal(proj_std), name="c_proj")(y)
 
 
@@ -73,15 +66,18 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
     cfg: GPTConfig
+    attention: str
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # (N, T, C)
-        x = x + CausalSelfAttention(self.cfg, name="attn")(_layer_norm(self.cfg, "ln_1")(x))
+        attn = CausalSelfAttention(self.cfg, self.attention, name="attn")
+        x = x + attn(_layer_norm(self.cfg, "ln_1")(x))
         return x + MLP(self.cfg, name="mlp")(_layer_norm(self.cfg, "ln_2")(x))
 
 
 class GPT(nn.Module):
     cfg: GPTConfig
+    attention: str = "fused"  # repro.models.attention: fused | explicit
 
     @nn.compact
     def __call__(self, idx: jax.Array, train: bool = False) -> jax.Array:  # (N, T) int ids
@@ -94,7 +90,7 @@ class GPT(nn.Module):
         wpe = nn.Embed(cfg.context, cfg.width, embedding_init=_normal(0.02), name="wpe")
         x = wte(idx) + wpe(jnp.arange(t))  # (N, T, C) + (T, C)
         for i in range(cfg.layers):
-            x = Block(cfg, name=f"h_{i}")(x)  # (N, T, C)
+            x = Block(cfg, self.attention, name=f"h_{i}")(x)  # (N, T, C)
         x = _layer_norm(cfg, "ln_f")(x)
         if cfg.tie_embeddings:  # the token embedding matrix is the output projection
             return wte.attend(x)  # (N, T, vocab_size)
@@ -104,10 +100,10 @@ class GPT(nn.Module):
         return lm_head(x)  # (N, T, vocab_size)
 
 
-def build(cfg: GPTConfig, seed: int = 0) -> tuple[GPT, dict[str, Any]]:
+def build(cfg: GPTConfig, seed: int = 0, attention: str = "fused") -> tuple[GPT, dict[str, Any]]:
     """The module and freshly initialised variables {"params": ...}. Initialised (jitted) on a
     single token: the parameters do not depend on the sequence length."""
-    model = GPT(cfg)
+    model = GPT(cfg, attention)
     idx = jnp.zeros((1, 1), jnp.int32)
     variables = jax.jit(model.init, static_argnames="train")(
         jax.random.PRNGKey(seed), idx, train=False

@@ -4,8 +4,9 @@ Shapes: ids (N, T) int -> wte + wpe -> h_0..h_{layers-1} -> ln_f -> logits (N, T
 
 Layer names are the torch module names with "transformer." dropped and "h.3" -> "h_3", so the
 variable paths are e.g. "gpt/h_3/attn/c_attn/kernel", which is what gpt_transfer relies on.
-Matching torch exactly means: attention written out as in gpt_torch (no MultiHeadAttention,
-whose per-head kernels have another layout), LayerNormalization(epsilon=cfg.layer_norm_eps)
+Matching torch exactly means: attention through `attention_keras.attend`
+(keras.ops.dot_product_attention, or written out; no MultiHeadAttention, whose per-head kernels
+have another layout), LayerNormalization(epsilon=cfg.layer_norm_eps)
 (Keras defaults to 1e-3), exact erf GELU, no dropout (rate 0), and the tied LM head computed
 as x @ wte.embeddings^T. Initialisers are nanoGPT's, as in gpt_torch.
 """
@@ -13,11 +14,11 @@ as x @ wte.embeddings^T. Initialisers are nanoGPT's, as in gpt_torch.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import keras
 from keras import layers, ops
 
+from repro.models.attention_keras import attend
 from repro.models.gpt import GPTConfig
 
 
@@ -29,17 +30,10 @@ def _layer_norm(cfg: GPTConfig, name: str) -> layers.LayerNormalization:
     return layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=name)
 
 
-def causal_mask(t: Any) -> Any:
-    """(T, T) bool, True where query i may attend to key j, i.e. j <= i; t is an int, or a
-    scalar tensor when the sequence length is only known at run time."""
-    pos = ops.arange(t)
-    return pos[:, None] >= pos[None, :]
-
-
 class CausalSelfAttention(layers.Layer):
-    def __init__(self, cfg: GPTConfig, **kwargs):
+    def __init__(self, cfg: GPTConfig, attention: str, **kwargs):
         super().__init__(**kwargs)
-        self.heads, self.width = cfg.heads, cfg.width
+        self.heads, self.width, self.attention = cfg.heads, cfg.width, attention
         proj_std = 0.02 / math.sqrt(2 * cfg.layers)
         self.c_attn = layers.Dense(  # q, k, v
             3 * cfg.width, use_bias=cfg.qkv_bias, kernel_initializer=_normal(0.02), name="c_attn"
@@ -50,14 +44,10 @@ class CausalSelfAttention(layers.Layer):
         n, t = ops.shape(x)[0], ops.shape(x)[1]
         c, h = self.width, self.heads
         q, k, v = ops.split(self.c_attn(x), 3, axis=-1)  # 3 x (N, T, C)
-        q = ops.transpose(ops.reshape(q, (n, t, h, c // h)), (0, 2, 1, 3))  # (N, H, T, D)
-        k = ops.transpose(ops.reshape(k, (n, t, h, c // h)), (0, 2, 1, 3))  # (N, H, T, D)
-        v = ops.transpose(ops.reshape(v, (n, t, h, c // h)), (0, 2, 1, 3))  # (N, H, T, D)
-        att = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(c // h))
-        att = ops.where(causal_mask(t), att, float("-inf"))  # (N, H, T, T)
-        att = ops.softmax(att, axis=-1)
-        y = ops.matmul(att, v)  # (N, H, T, D)
-        y = ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (n, t, c))  # heads side by side
+        q, k, v = (ops.reshape(y, (n, t, h, c // h)) for y in (q, k, v))  # 3 x (N, T, H, D)
+        scale = 1.0 / math.sqrt(c // h)
+        y = attend(q, k, v, causal=True, scale=scale, kind=self.attention)  # (N, T, H, D)
+        y = ops.reshape(y, (n, t, c))  # heads side by side
         return self.c_proj(y)  # (N, T, C)
 
 
@@ -73,10 +63,10 @@ class MLP(layers.Layer):
 
 
 class Block(layers.Layer):
-    def __init__(self, cfg: GPTConfig, **kwargs):
+    def __init__(self, cfg: GPTConfig, attention: str, **kwargs):
         super().__init__(**kwargs)
         self.ln_1 = _layer_norm(cfg, "ln_1")
-        self.attn = CausalSelfAttention(cfg, name="attn")
+        self.attn = CausalSelfAttention(cfg, attention, name="attn")
         self.ln_2 = _layer_norm(cfg, "ln_2")
         self.mlp = MLP(cfg, name="mlp")
 
@@ -86,7 +76,7 @@ class Block(layers.Layer):
 
 
 class GPT(keras.Model):
-    def __init__(self, cfg: GPTConfig, **kwargs):
+    def __init__(self, cfg: GPTConfig, attention: str = "fused", **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
         self.wte = layers.Embedding(
@@ -95,7 +85,7 @@ class GPT(keras.Model):
         self.wpe = layers.Embedding(
             cfg.context, cfg.width, embeddings_initializer=_normal(0.02), name="wpe"
         )
-        self.h = [Block(cfg, name=f"h_{i}") for i in range(cfg.layers)]
+        self.h = [Block(cfg, attention, name=f"h_{i}") for i in range(cfg.layers)]
         self.ln_f = _layer_norm(cfg, "ln_f")
         self.lm_head = None
         if not cfg.tie_embeddings:
@@ -116,10 +106,11 @@ class GPT(keras.Model):
         return self.lm_head(x)  # (N, T, vocab_size)
 
 
-def build(cfg: GPTConfig) -> keras.Model:
+def build(cfg: GPTConfig, attention: str = "fused") -> keras.Model:
     """A freshly initialised GPT, its variables created by one call on a two-token sequence (one
     token would make Keras warn about a softmax over one element); seed with
-    keras.utils.set_random_seed beforehand."""
-    model = GPT(cfg, name="gpt")
+    keras.utils.set_random_seed beforehand. `attention` is `fused` or `explicit`
+    (repro.models.attention)."""
+    model = GPT(cfg, attention, name="gpt")
     model(ops.zeros((1, min(2, cfg.context)), dtype="int32"), training=False)
     return model

@@ -2,10 +2,11 @@
 
 Shapes: ids (N, T) int64 -> wte + wpe -> h.0..h.{layers-1} -> ln_f -> logits (N, T, vocab_size)
 
-Attention is written out (no nn.MultiheadAttention, no scaled_dot_product_attention) so that
-Keras and Flax can do exactly the same: scores q k^T * 1/sqrt(head_dim), -inf above the
-diagonal, softmax, times v. No dropout (rate 0). With tied embeddings there is no lm_head
-module: the logits are x @ wte.weight^T, so the state_dict holds the shared matrix once.
+Attention is causal softmax(q k^T * 1/sqrt(head_dim)) v through `attention_torch.attend`:
+scaled_dot_product_attention(is_causal=True) (`fused`, the default) or written out (`explicit`:
+scores, -inf above the diagonal, softmax, times v), the same function. No dropout (rate 0).
+With tied embeddings there is no lm_head module: the logits are x @ wte.weight^T, so the
+state_dict holds the shared matrix once.
 """
 
 from __future__ import annotations
@@ -16,19 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro.models.attention_torch import attend
 from repro.models.gpt import GPTConfig
 
 
-def causal_mask(t: int, device: torch.device) -> torch.Tensor:
-    """(T, T) bool, True where query i may attend to key j, i.e. j <= i."""
-    pos = torch.arange(t, device=device)
-    return pos[:, None] >= pos[None, :]
-
-
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, attention: str):
         super().__init__()
-        self.heads = cfg.heads
+        self.heads, self.attention = cfg.heads, attention
         self.c_attn = nn.Linear(cfg.width, 3 * cfg.width, bias=cfg.qkv_bias)  # q, k, v
         self.c_proj = nn.Linear(cfg.width, cfg.width)
 
@@ -38,10 +34,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(n, t, self.heads, c // self.heads).transpose(1, 2)  # (N, H, T, D)
         k = k.view(n, t, self.heads, c // self.heads).transpose(1, 2)  # (N, H, T, D)
         v = v.view(n, t, self.heads, c // self.heads).transpose(1, 2)  # (N, H, T, D)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (N, H, T, T)
-        att = att.masked_fill(~causal_mask(t, x.device), float("-inf"))
-        att = F.softmax(att, dim=-1)
-        y = att @ v  # (N, H, T, D)
+        scale = 1.0 / math.sqrt(k.size(-1))
+        y = attend(q, k, v, causal=True, scale=scale, kind=self.attention)  # (N, H, T, D)
         y = y.transpose(1, 2).contiguous().view(n, t, c)  # heads side by side: (N, T, C)
         return self.c_proj(y)
 
@@ -57,10 +51,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, attention: str):
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, attention)
         self.ln_2 = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.mlp = MLP(cfg)
 
@@ -70,14 +64,14 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, attention: str = "fused"):
         super().__init__()
         self.cfg = cfg
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(cfg.vocab_size, cfg.width),
                 wpe=nn.Embedding(cfg.context, cfg.width),
-                h=nn.ModuleList([Block(cfg) for _ in range(cfg.layers)]),
+                h=nn.ModuleList([Block(cfg, attention) for _ in range(cfg.layers)]),
                 ln_f=nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps),
             )
         )
@@ -114,6 +108,7 @@ class GPT(nn.Module):
         return self.lm_head(x)  # (N, T, vocab_size)
 
 
-def build(cfg: GPTConfig) -> nn.Module:
-    """A freshly initialised GPT for cfg (in training mode, like any new nn.Module)."""
-    return GPT(cfg)
+def build(cfg: GPTConfig, attention: str = "fused") -> nn.Module:
+    """A freshly initialised GPT for cfg (in training mode, like any new nn.Module); `attention`
+    is `fused` or `explicit` (repro.models.attention)."""
+    return GPT(cfg, attention)

@@ -9,8 +9,9 @@ Parameter paths follow the torch module names: "patch_embed/proj", "cls_token", 
 - LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False): the two-pass variance, as
   torch computes it;
 - exact erf GELU: nn.gelu(approximate=False) (Flax defaults to the tanh approximation);
-- attention written out with separate query/key/value/proj Dense layers (no flax attention
-  module, whose kernels are (D, heads, head_dim));
+- separate query/key/value/proj Dense layers around `attention_flax.attend`
+  (jax.nn.dot_product_attention, or written out; no flax attention module, whose kernels are
+  (D, heads, head_dim));
 - no dropout anywhere, so train=True and train=False are the same function.
 The only collection is "params".
 """
@@ -23,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from repro.models.attention_flax import attend
 from repro.models.vit import ViTConfig
 
 
@@ -67,24 +69,24 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention, written out: softmax(q k^T / sqrt(head_dim)) v, projected."""
+    """Multi-head self-attention: softmax(q k^T / sqrt(head_dim)) v, projected."""
 
     cfg: ViTConfig
+    attention: str
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # (N, T, D)
         n, t, d = x.shape
         heads, head_dim = self.cfg.heads, self.cfg.head_dim
 
-        def split(y: jax.Array) -> jax.Array:  # (N, T, D) -> (N, heads, T, head_dim)
-            return y.reshape(n, t, heads, head_dim).transpose(0, 2, 1, 3)
+        def split(y: jax.Array) -> jax.Array:  # (N, T, D) -> (N, T, heads, head_dim)
+            return y.reshape(n, t, heads, head_dim)
 
         q = split(_dense(d, "query")(x))
         k = split(_dense(d, "key")(x))
         v = split(_dense(d, "value")(x))
-        scores = (q @ k.transpose(0, 1, 3, 2)) * head_dim**-0.5  # (N, heads, T, T)
-        y = jax.nn.softmax(scores, axis=-1) @ v  # (N, heads, T, head_dim)
-        y = y.transpose(0, 2, 1, 3).reshape(n, t, d)  # (N, T, D), heads concatenated
+        y = attend(q, k, v, causal=False, scale=head_dim**-0.5, kind=self.attention)
+        y = y.reshape(n, t, d)  # (N, T, D), heads concatenated
         return _dense(d, "proj")(y)
 
 
@@ -101,15 +103,18 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
 
     cfg: ViTConfig
+    attention: str
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:  # (N, T, D)
-        x = x + Attention(self.cfg, name="attn")(_layer_norm(self.cfg, "norm1")(x))
+        attn = Attention(self.cfg, self.attention, name="attn")
+        x = x + attn(_layer_norm(self.cfg, "norm1")(x))
         return x + Mlp(self.cfg, name="mlp")(_layer_norm(self.cfg, "norm2")(x))
 
 
 class VisionTransformer(nn.Module):
     cfg: ViTConfig
+    attention: str = "fused"  # repro.models.attention: fused | explicit
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:  # (N, H, W, C) float32
@@ -121,14 +126,16 @@ class VisionTransformer(nn.Module):
         cls = jnp.broadcast_to(cls_token, (x.shape[0], 1, cfg.width))  # (N, 1, D)
         x = jnp.concatenate([cls, x], axis=1) + pos_embed  # (N, T, D)
         for i in range(cfg.depth):
-            x = Block(cfg, name=f"blocks_{i}")(x)
+            x = Block(cfg, self.attention, name=f"blocks_{i}")(x)
         x = _layer_norm(cfg, "norm")(x)  # (N, T, D)
         return _dense(cfg.num_classes, "head")(x[:, 0])  # class token -> (N, num_classes)
 
 
-def build(cfg: ViTConfig, seed: int = 0) -> tuple[VisionTransformer, dict[str, Any]]:
+def build(
+    cfg: ViTConfig, seed: int = 0, attention: str = "fused"
+) -> tuple[VisionTransformer, dict[str, Any]]:
     """The module and freshly initialised variables {"params": ...}."""
-    model = VisionTransformer(cfg)
+    model = VisionTransformer(cfg, attention)
     x = jnp.zeros((1, cfg.image_size, cfg.image_size, cfg.in_channels), jnp.float32)
     variables = jax.jit(model.init, static_argnames="train")(
         jax.random.PRNGKey(seed), x, train=False

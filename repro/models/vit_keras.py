@@ -7,8 +7,9 @@ A flat functional model whose layer names are the torch module names with "." ->
 "blocks_0_attn_query"), which is what vit_transfer relies on. Matching torch exactly means:
 - LayerNormalization(epsilon=cfg.layer_norm_eps) (Keras' default is 1e-3);
 - exact erf GELU (keras.activations.gelu(approximate=False));
-- attention written out with separate query/key/value/proj Dense layers (no MultiHeadAttention,
-  whose kernels are (D, heads, head_dim));
+- separate query/key/value/proj Dense layers around `attention_keras.attend`
+  (keras.ops.dot_product_attention, or written out; no MultiHeadAttention, whose kernels are
+  (D, heads, head_dim));
 - no dropout anywhere, so training=True and training=False are the same function.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from repro.models.attention_keras import attend
 from repro.models.vit import ViTConfig
 
 # timm's init (see vit_torch): Linear weights trunc-normal(0.02) cut at +-2 std, zero biases
@@ -55,21 +57,20 @@ class PositionEmbedding(layers.Layer):
 class DotProductAttention(layers.Layer):
     """The parameter-free core of multi-head attention: softmax(q k^T / sqrt(head_dim)) v."""
 
-    def __init__(self, heads: int, **kwargs):
+    def __init__(self, heads: int, attention: str, **kwargs):
         super().__init__(**kwargs)
-        self.heads = heads
+        self.heads, self.attention = heads, attention
 
     def call(self, q, k, v):  # each (N, T, D)
         t, d = q.shape[1], q.shape[2]
         head_dim = d // self.heads
 
-        def split(y):  # (N, T, D) -> (N, heads, T, head_dim)
-            return ops.transpose(ops.reshape(y, (-1, t, self.heads, head_dim)), (0, 2, 1, 3))
+        def split(y):  # (N, T, D) -> (N, T, heads, head_dim)
+            return ops.reshape(y, (-1, t, self.heads, head_dim))
 
         q, k, v = split(q), split(k), split(v)
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * head_dim**-0.5  # (N,h,T,T)
-        y = ops.matmul(ops.softmax(scores, axis=-1), v)  # (N, heads, T, head_dim)
-        return ops.reshape(ops.transpose(y, (0, 2, 1, 3)), (-1, t, d))  # (N, T, D)
+        y = attend(q, k, v, causal=False, scale=head_dim**-0.5, kind=self.attention)
+        return ops.reshape(y, (-1, t, d))  # (N, T, D), heads concatenated
 
 
 class GELU(layers.Layer):
@@ -87,21 +88,22 @@ def _layer_norm(cfg: ViTConfig, name: str) -> layers.LayerNormalization:
     return layers.LayerNormalization(epsilon=cfg.layer_norm_eps, name=name)
 
 
-def _block(x, cfg: ViTConfig, name: str):
+def _block(x, cfg: ViTConfig, attention: str, name: str):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)); (N, T, D)."""
     h = _layer_norm(cfg, f"{name}_norm1")(x)
     q = _dense(cfg.width, f"{name}_attn_query")(h)  # (N, T, D)
     k = _dense(cfg.width, f"{name}_attn_key")(h)
     v = _dense(cfg.width, f"{name}_attn_value")(h)
-    h = DotProductAttention(cfg.heads, name=f"{name}_attn")(q, k, v)  # (N, T, D)
+    h = DotProductAttention(cfg.heads, attention, name=f"{name}_attn")(q, k, v)  # (N, T, D)
     x = layers.Add()([x, _dense(cfg.width, f"{name}_attn_proj")(h)])
     h = _layer_norm(cfg, f"{name}_norm2")(x)
     h = GELU(name=f"{name}_mlp_gelu")(_dense(cfg.mlp_dim, f"{name}_mlp_fc1")(h))  # (N,T,mlp)
     return layers.Add()([x, _dense(cfg.width, f"{name}_mlp_fc2")(h)])  # (N, T, D)
 
 
-def build(cfg: ViTConfig) -> keras.Model:
-    """A freshly initialised ViT; seed with keras.utils.set_random_seed beforehand."""
+def build(cfg: ViTConfig, attention: str = "fused") -> keras.Model:
+    """A freshly initialised ViT; seed with keras.utils.set_random_seed beforehand. `attention`
+    is `fused` or `explicit` (repro.models.attention)."""
     x = inputs = keras.Input((cfg.image_size, cfg.image_size, cfg.in_channels), name="images")
     # patch embedding: a conv with kernel = stride = patch_size; nn.Conv2d's default init
     p = cfg.patch_size
@@ -116,7 +118,7 @@ def build(cfg: ViTConfig) -> keras.Model:
     x = ClassToken(cfg.width, name="cls_token")(x)  # (N, T, D)
     x = PositionEmbedding(cfg.num_tokens, cfg.width, name="pos_embed")(x)
     for i in range(cfg.depth):
-        x = _block(x, cfg, f"blocks_{i}")
+        x = _block(x, cfg, attention, f"blocks_{i}")
     x = _layer_norm(cfg, "norm")(x)  # (N, T, D)
     logits = _dense(cfg.num_classes, "head")(x[:, 0])  # class token -> (N, num_classes)
     return keras.Model(inputs, logits, name="vit")

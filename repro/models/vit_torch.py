@@ -5,8 +5,8 @@ Shapes: x (N, C, H, W) -> patch_embed (N, P, D) -> [cls] + tokens, + pos_embed (
 -> blocks -> norm -> class token (N, D) -> head -> logits (N, classes); P = (H/p)**2, T = P + 1.
 
 No dropout anywhere (timm's rates for these models are 0 too): train and eval are the same
-function. The attention is written out (no nn.MultiheadAttention, no scaled_dot_product_attention)
-so that all three frameworks run the same operations.
+function. Attention is `attention_torch.attend`: scaled_dot_product_attention (`fused`, the
+default) or written out (`explicit`), the same function either way.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro.models.attention_torch import attend
 from repro.models.vit import ViTConfig
 
 
@@ -32,11 +33,11 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention, written out: softmax(q k^T / sqrt(head_dim)) v, projected."""
+    """Multi-head self-attention: softmax(q k^T / sqrt(head_dim)) v, projected."""
 
-    def __init__(self, cfg: ViTConfig):
+    def __init__(self, cfg: ViTConfig, attention: str):
         super().__init__()
-        self.heads, self.head_dim = cfg.heads, cfg.head_dim
+        self.heads, self.head_dim, self.attention = cfg.heads, cfg.head_dim, attention
         self.query = nn.Linear(cfg.width, cfg.width)
         self.key = nn.Linear(cfg.width, cfg.width)
         self.value = nn.Linear(cfg.width, cfg.width)
@@ -49,8 +50,7 @@ class Attention(nn.Module):
             return y.view(n, t, self.heads, self.head_dim).transpose(1, 2)
 
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
-        scores = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5  # (N, heads, T, T)
-        y = scores.softmax(dim=-1) @ v  # (N, heads, T, head_dim)
+        y = attend(q, k, v, causal=False, scale=self.head_dim**-0.5, kind=self.attention)
         y = y.transpose(1, 2).reshape(n, t, d)  # (N, T, D), heads concatenated
         return self.proj(y)
 
@@ -68,10 +68,10 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
 
-    def __init__(self, cfg: ViTConfig):
+    def __init__(self, cfg: ViTConfig, attention: str):
         super().__init__()
         self.norm1 = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
-        self.attn = Attention(cfg)
+        self.attn = Attention(cfg, attention)
         self.norm2 = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.mlp = Mlp(cfg)
 
@@ -81,13 +81,13 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, cfg: ViTConfig):
+    def __init__(self, cfg: ViTConfig, attention: str = "fused"):
         super().__init__()
         self.cfg = cfg
         self.patch_embed = PatchEmbed(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.width))
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_tokens, cfg.width))
-        self.blocks = nn.Sequential(*[Block(cfg) for _ in range(cfg.depth)])
+        self.blocks = nn.Sequential(*[Block(cfg, attention) for _ in range(cfg.depth)])
         self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.head = nn.Linear(cfg.width, cfg.num_classes)
         self._init_weights()
@@ -117,6 +117,7 @@ class VisionTransformer(nn.Module):
         return self.head(x[:, 0])  # class token -> (N, num_classes)
 
 
-def build(cfg: ViTConfig) -> nn.Module:
-    """A freshly initialised ViT for cfg (in training mode, like any new nn.Module)."""
-    return VisionTransformer(cfg)
+def build(cfg: ViTConfig, attention: str = "fused") -> nn.Module:
+    """A freshly initialised ViT for cfg (in training mode, like any new nn.Module); `attention`
+    is `fused` or `explicit` (repro.models.attention)."""
+    return VisionTransformer(cfg, attention)
