@@ -273,7 +273,7 @@ def auto_kernel(framework: str, device: str) -> tuple[str, str]:
         return f"{framework}-cpu", "auto: device=cpu"
     if has_nvidia_gpu():
         return f"{framework}-cuda", "auto: nvidia-smi lists an NVIDIA GPU"
-    return f"{framework}-cpu", "auto: no NVIDIA GPU (nvidia-smi lists none)"
+    return f"{framework}-cpu", "auto: no NVIDIA GPU seen (no nvidia-smi, or it lists none)"
 
 
 def effective_model(spec: dict, sequence_length: int | None) -> dict:

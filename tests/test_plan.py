@@ -105,7 +105,7 @@ LISTS_A_GPU = "echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)'"
         (LISTS_A_GPU, {}, "jax-cuda", "auto: nvidia-smi lists an NVIDIA GPU"),
         (LISTS_A_GPU, {"device": "cpu"}, "jax-cpu", "auto: device=cpu"),
         ("echo 'NVIDIA-SMI has failed: no driver'; exit 9", {}, "jax-cpu", "auto: no NVIDIA GPU"),
-        ("exit 0", {}, "jax-cpu", "auto: no NVIDIA GPU (nvidia-smi lists none)"),
+        ("exit 0", {}, "jax-cpu", "auto: no NVIDIA GPU seen (no nvidia-smi, or it lists none)"),
     ],
 )
 def test_auto_kernel_follows_what_nvidia_smi_sees(nvidia_smi, script, params, kernel, reason):
