@@ -185,8 +185,9 @@ def _build(name: str, lock: Path, log) -> Kernel:
     log_file = KERNELS / f"{name}.build.log"
     command = [uv(), "pip", "install", "--python", python, "--require-hashes", "--no-deps"]
     command += ["--only-binary", ":all:", "--compile-bytecode", *find_links(), "-r", lock]
-    try:  # copies, not hard links into uv's cache: editing a kernel never edits the cache
-        _run(command + ["--link-mode", "copy"], f"installing {shown(lock)}", log_file)
+    command += ["--link-mode", "copy"]  # not hard links into uv's cache, which edits would change
+    try:
+        _run(command, f"installing {shown(lock)}", log_file)
     except ReproError:
         hint = not_served(name, lock, log_file)
         if hint:
