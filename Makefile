@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
 	touch $@
 
-venv: $(VENV)/.installed ## Create the project's own environment (driver: papermill, nbconvert, pip-tools)
+venv: $(VENV)/.installed ## Create the project's own environment (driver: papermill, nbconvert, uv)
 
 run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on first use)
 	$(REPRO) run "$$WORKLOAD" --framework "$$FRAMEWORK" --params "$$PARAMS" \
@@ -42,7 +42,7 @@ list: venv ## List workloads, frameworks, kernels and parameters
 kernels: venv ## Build (if needed), register and verify every pinned kernel; REBUILD=1 forces it
 	$(REPRO) kernels $(if $(REBUILD),--rebuild)
 
-lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (pip-tools, hashes)
+lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (uv, hashes; seconds)
 	$(REPRO) lock
 
 test: venv ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)

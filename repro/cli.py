@@ -123,7 +123,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="'NAME=VALUE ...'",
         help="parameters as one space-separated list (how `make run PARAMS=...` passes them)",
     )
-    run.add_argument("--kernel", help="kernelspecs/ folder to use (default <framework>-cpu)")
+    run.add_argument(
+        "--kernel",
+        default="auto",
+        help="kernelspecs/ folder to use; auto (default): <framework>-cuda where nvidia-smi "
+        "sees a GPU, else <framework>-cpu",
+    )
     run.add_argument(
         "--unpinned",
         action="store_true",
@@ -144,10 +149,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--runs-dir", help="where run folders go (default runs/)")
 
     kern = sub.add_parser("kernels", help="build, register and verify the pinned kernels")
-    kern.add_argument("names", nargs="*", help=f"default: all ({', '.join(kernels.available())})")
+    kern.add_argument(
+        "names",
+        nargs="*",
+        help="default: those for this machine (CUDA kernels only where nvidia-smi sees a GPU)",
+    )
     kern.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
 
-    lock = sub.add_parser("lock", help="recompile the kernel locks with pip-tools")
+    lock = sub.add_parser("lock", help="recompile the kernel locks with uv")
     lock.add_argument("names", nargs="*")
 
     sub.add_parser("list", help="list workloads, frameworks, kernels and parameters")
@@ -262,7 +271,14 @@ def main(argv: list[str] | None = None) -> int:
             verdict = result.metrics["rerun"] or {}
             print(f"rerun verdict: {verdict.get('verdict', 'none recorded')} -> {result.folder}")
         elif args.command == "kernels":
-            for name in args.names or kernels.available():
+            names = args.names
+            if (
+                not names
+            ):  # CUDA kernels only where a GPU is; each only on the Python it was locked for
+                names, skipped = kernels.defaults(plan.has_nvidia_gpu())
+                for line in skipped:
+                    print(f"skipping kernel {line}", file=sys.stderr)
+            for name in names:
                 kernel = kernels.build(name) if args.rebuild else kernels.ensure(name)
                 kernels.register(kernel)
                 check = kernels.verify(kernel)
@@ -271,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"({check['files_checked']:,} files match the lock)"
                 )
         elif args.command == "lock":
-            for name in args.names or kernels.available():
+            for name in args.names or kernels.lockable():
                 kernels.compile_lock(name)
         elif args.command == "list":
             print(workload_table())

@@ -36,7 +36,7 @@ def banner(plan: RunPlan, run_context: dict) -> str:
     """The first cell of a report: what ran where, and whether its environment was pinned."""
     lines = [
         f"**repro run `{run_context['run_id']}`**: workload `{plan.workload['name']}`, "
-        f"framework `{plan.framework}`, kernel `{plan.kernel}`, "
+        f"framework `{plan.framework}`, kernel `{plan.kernel}` ({plan.kernel_reason}), "
         f"git `{(run_context['git'].get('commit') or 'unknown')[:10]}`"
         + (" (dirty tree)" if run_context["git"].get("dirty") else "")
     ]

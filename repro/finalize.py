@@ -168,6 +168,7 @@ def finalize(
         "workload": plan.workload["name"],
         "framework": plan.framework,
         "kernel": plan.kernel,
+        "kernel_reason": plan.kernel_reason,
         "pinned": run_context["lock"] is not None,
         "lock_ok": (run_context["lock"] or {}).get("ok"),
         "params": plan.params,

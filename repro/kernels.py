@@ -1,10 +1,12 @@
 """Pinned Jupyter kernels: build from the lock, register, verify (driver side).
 
-A kernel is a virtual environment under `.kernels/<name>` installed with `pip --require-hashes`
-from `kernelspecs/<name>/requirements.lock`, registered as the kernelspec `repro-<name>` in the
-project-local Jupyter data dir `.jupyter/`. The environment holds exactly the locked
-distributions (it is created without pip; the driver's pip installs into it), and the kernel
-finds the in-kernel part of `repro` through PYTHONPATH, so code edits need no reinstall.
+A kernel is a virtual environment under `.kernels/<name>` installed with
+`uv pip install --require-hashes` from `kernelspecs/<name>/requirements.lock`, registered as the
+kernelspec `repro-<name>` in the project-local Jupyter data dir `.jupyter/`. The environment
+holds exactly the locked distributions (it is created without pip; the driver's uv installs into
+it), and the kernel finds the in-kernel part of `repro` through PYTHONPATH, so code edits need no
+reinstall. A lock is compiled for one Python (its `# python: X.Y` line) on Linux x86_64, and a
+kernel is built only by a driver running that Python (the kernel's venv is made from it).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,16 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.errors import DriftError, ReproError, UserError, brief
-from repro.lockfile import LockCheck, sha256
+from repro.lockfile import LockCheck, read_lock, sha256, target_python
 from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
 
-COMPILE_FLAGS = [
-    "--generate-hashes",
-    "--allow-unsafe",
-    "--strip-extras",
-    "--no-emit-index-url",
-    "--no-emit-find-links",  # locks must not name machine paths
-]
+PLATFORM = "x86_64-manylinux_2_28"  # what every lock is compiled for (uv's --python-platform)
+LOCK_HEADER = """\
+# Compiled by `make lock` (uv pip compile --generate-hashes) from requirements.in: edit that.
+# python: {python}
+# platform: Linux x86_64 ({platform})
+"""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,56 @@ def available() -> list[str]:
     return sorted(p.parent.name for p in KERNELSPECS.glob("*/requirements.lock"))
 
 
+def lockable() -> list[str]:
+    """The kernels with a requirements.in, locked or not yet."""
+    return sorted(p.parent.name for p in KERNELSPECS.glob("*/requirements.in"))
+
+
+def running_python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def python_mismatch(name: str, lock: Path) -> str | None:
+    """Why this driver cannot build kernel `name` from `lock` (made for another Python), or None."""
+    target = target_python(lock.read_text())
+    if target is None or target == running_python():
+        return None
+    return (
+        f"kernel {name}'s lock was made for Python {target}, but repro runs on Python "
+        f"{running_python()} (a kernel is built from the driver's Python): run repro from a "
+        f"Python {target} environment (`make clean venv PYTHON=python{target}`) or pick another "
+        "kernel"
+    )
+
+
+def defaults(gpu: bool) -> tuple[list[str], list[str]]:
+    """The kernels `repro kernels` builds on this machine, and a line for each one it leaves out:
+    CUDA kernels where no NVIDIA GPU is seen, and kernels locked for another Python."""
+    chosen, skipped = [], []
+    for name in available():
+        target = target_python((KERNELSPECS / name / "requirements.lock").read_text())
+        if name.endswith("-cuda") and not gpu:
+            skipped.append(f"{name}: no NVIDIA GPU here (build it on a GPU machine)")
+        elif target not in (None, running_python()):
+            skipped.append(f"{name}: locked for Python {target}, this is {running_python()}")
+        else:
+            chosen.append(name)
+    return chosen, skipped
+
+
+def uv() -> str:
+    """The uv binary installed with the driver (pyproject.toml)."""
+    from uv import find_uv_bin
+
+    return find_uv_bin()
+
+
+def find_links() -> list[str]:
+    """uv options for the wheel folders pip is told about in PIP_FIND_LINKS (such as a local
+    folder holding torch's CPU build), which uv would not read; they never reach a lock."""
+    return [a for d in os.environ.get("PIP_FIND_LINKS", "").split() for a in ("--find-links", d)]
+
+
 def jupyter_env() -> None:
     """Make this process (and papermill) find the project's kernelspecs."""
     paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
@@ -71,11 +123,19 @@ def shown(path: Path) -> str:
     return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
-def _run(cmd: list, what: str, **kwargs) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+def _run(
+    cmd: list, what: str, log_file: Path | None = None, **kwargs
+) -> subprocess.CompletedProcess:
+    """Run `cmd`; on failure a ReproError with the end of its output. `log_file` keeps all of
+    it (the command line, stdout, stderr), failed or not."""
+    cmd = [str(c) for c in cmd]
+    done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if log_file is not None:
+        log_file.write_text(f"$ {shlex.join(cmd)}\n{done.stdout}{done.stderr}")
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
-        raise ReproError(f"{what} failed (exit {done.returncode}):\n{tail}")
+        where = f"; full log: {shown(log_file)}" if log_file else ""
+        raise ReproError(f"{what} failed (exit {done.returncode}{where}):\n{tail}")
     return done
 
 
@@ -99,9 +159,12 @@ def building(name: str, log=sys.stderr) -> Iterator[None]:
 
 
 def build(name: str, lock: Path | None = None, log=sys.stderr, reuse: bool = False) -> Kernel:
-    """(Re)create the environment of kernel `name` from its lock, hashes checked by pip; with
+    """(Re)create the environment of kernel `name` from its lock, hashes checked by uv; with
     `reuse`, keep a finished build (another process's, made while this one waited)."""
     lock = lock or KERNELSPECS / name / "requirements.lock"
+    problem = python_mismatch(name, lock)
+    if problem:
+        raise UserError(problem)
     with building(name, log):
         if reuse and built(name, lock):
             return Kernel(name, KERNELS / name / "bin" / "python", lock)
@@ -119,26 +182,38 @@ def _build(name: str, lock: Path, log) -> Kernel:
     shutil.rmtree(venv, ignore_errors=True)
     _run([sys.executable, "-m", "venv", "--without-pip", venv], f"creating {venv}")
     python = venv / "bin" / "python"
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            python,
-            "install",
-            "--quiet",
-            "--require-hashes",
-            "--no-deps",
-            "--only-binary=:all:",
-            "-r",
-            lock,
-        ],
-        f"installing {shown(lock)}",
-    )
+    log_file = KERNELS / f"{name}.build.log"
+    command = [uv(), "pip", "install", "--python", python, "--require-hashes", "--no-deps"]
+    command += ["--only-binary", ":all:", "--compile-bytecode", *find_links(), "-r", lock]
+    command += ["--link-mode", "copy"]  # not hard links into uv's cache, which edits would change
+    try:
+        _run(command, f"installing {shown(lock)}", log_file)
+    except ReproError:
+        hint = not_served(name, lock, log_file)
+        if hint:
+            raise UserError(hint) from None
+        raise
     marker.write_text(sha256(lock).hexdigest())
     print(f"kernel {name} built in {time.perf_counter() - start:.0f} s", file=log)
     return Kernel(name, python, lock)
+
+
+def not_served(name: str, lock: Path, log_file: Path) -> str | None:
+    """The one line for an install that found no file for a local build such as torch's
+    `+cpu` (PyPI serves none) instead of uv's resolver report (kept in `log_file`), or None."""
+    text, output = lock.read_text(), log_file.read_text()
+    pins = [f"{n}=={p.version}" for n, p in read_lock(text).items() if "+" in p.version]
+    missing = [pin for pin in pins if f"no version of {pin}" in output]
+    if not missing:
+        return None
+    target = target_python(text)
+    return (
+        f"kernel {name} pins {', '.join(missing)}, a build that PyPI does not serve: give it "
+        "its wheel index (PyTorch's CPU builds: UV_INDEX=https://download.pytorch.org/whl/cpu) or "
+        "a folder holding the wheel (PIP_FIND_LINKS=/path/to/wheels); "
+        + (f"the lock was made for Python {target} on Linux x86_64 " if target else "")
+        + f"(full log: {shown(log_file)})"
+    )
 
 
 def register(kernel: Kernel) -> Path:
@@ -239,26 +314,22 @@ def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
 
 
 def compile_lock(name: str, log=sys.stderr) -> Path:
-    """Recompile kernelspecs/<name>/requirements.lock from its requirements.in with pip-tools."""
-    folder = KERNELSPECS / name
-    if not (folder / "requirements.in").is_file():
-        raise UserError(
-            f"no requirements.in for kernel {name!r}; kernels: {', '.join(available())}"
-        )
-    print(f"compiling {folder.relative_to(ROOT)}/requirements.lock", file=log)
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "piptools",
-            "compile",
-            "--quiet",
-            *COMPILE_FLAGS,
-            "--output-file",
-            f"kernelspecs/{name}/requirements.lock",
-            f"kernelspecs/{name}/requirements.in",
-        ],
+    """Recompile kernelspecs/<name>/requirements.lock from its requirements.in with uv, for the
+    Python its `# python: X.Y` line names, from the index's published hashes (no downloads)."""
+    source = KERNELSPECS / name / "requirements.in"
+    if not source.is_file():
+        raise UserError(f"no requirements.in for kernel {name!r}; kernels: {', '.join(lockable())}")
+    python = target_python(source.read_text())
+    if python is None:
+        raise UserError(f"{shown(source)} names no Python to lock for: add a line `# python: 3.11`")
+    lock = source.with_name("requirements.lock")
+    print(f"compiling {shown(lock)} for Python {python}", file=log)
+    done = _run(
+        [uv(), "pip", "compile", "--quiet", "--no-header", "--generate-hashes"]
+        + ["--python-version", python, "--python-platform", PLATFORM, *find_links()]
+        + [shown(source)],  # relative: the lock's `# via -r ...` comments name no machine path
         f"compiling the lock of {name}",
         cwd=ROOT,
     )
-    return folder / "requirements.lock"
+    lock.write_text(LOCK_HEADER.format(python=python, platform=PLATFORM) + done.stdout)
+    return lock

@@ -1,4 +1,5 @@
-"""Read a pip-tools lock and check an environment against it. Standard library only.
+"""Read a hashed lock (pip-tools format, compiled by uv), check an environment against it.
+Standard library only.
 
 The driver runs this module with the kernel's own interpreter (`python -m repro.lockfile LOCK`),
 so `importlib.metadata` sees the kernel's distributions, not the driver's. Two levels of check:
@@ -40,12 +41,20 @@ REQUIREMENT = re.compile(
     r"(?:\s*;\s*(?P<marker>[A-Za-z0-9_ .'\"<>=!~(),-]+?))?"
 )
 HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+TARGET = re.compile(r"^# python: (\d+\.\d+)\s*$", re.MULTILINE)
 MARKER_WORDS = {  # PEP 508 environment markers: the only bare words a marker may hold
     *("python_version", "python_full_version", "os_name", "sys_platform", "platform_release"),
     *("platform_system", "platform_version", "platform_machine", "implementation_name"),
     *("platform_python_implementation", "implementation_version", "extra"),
     *("and", "or", "not", "in"),
 }
+
+
+def target_python(text: str) -> str | None:
+    """The Python version (`3.12`) that a requirements.in or lock declares in a `# python: X.Y`
+    line: the one its lock is compiled for and its kernel must run on."""
+    match = TARGET.search(text)
+    return match[1] if match else None
 
 
 def marker_ok(marker: str | None) -> bool:

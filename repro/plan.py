@@ -275,6 +275,15 @@ def has_nvidia_gpu() -> bool:
     return listed.returncode == 0 and "GPU" in listed.stdout
 
 
+def auto_kernel(framework: str, device: str) -> tuple[str, str]:
+    """`--kernel auto`: the kernel for this machine, and why."""
+    if device == "cpu":
+        return f"{framework}-cpu", "auto: device=cpu"
+    if has_nvidia_gpu():
+        return f"{framework}-cuda", "auto: nvidia-smi lists an NVIDIA GPU"
+    return f"{framework}-cpu", "auto: no NVIDIA GPU seen (no nvidia-smi, or it lists none)"
+
+
 def effective_model(spec: dict, sequence_length: int | None) -> dict:
     """The workload's `model` entry; a sequence workload's `sequence_length` parameter sets its
     config's input length."""
@@ -289,6 +298,7 @@ class RunPlan:
     workload: dict  # the spec, as read from repro/workloads/<name>.yaml
     framework: str
     kernel: str  # a folder of kernelspecs/, or "unpinned"
+    kernel_reason: str  # why this kernel: named, or what `auto` saw
     params: dict  # every parameter, resolved and typed
     template: Path
     python: str | None = None  # the interpreter of an unpinned run
@@ -324,7 +334,8 @@ def resolve(
     framework: str = DEFAULT_FRAMEWORK,
     params: dict[str, str] | None = None,
     *,
-    kernel: str | None = None,
+    kernel: str = "auto",
+    kernel_reason: str = "named with --kernel",
     unpinned_python: str | None = None,
     allow_drift: bool = False,
     template: str | None = None,
@@ -380,10 +391,14 @@ def resolve(
         )
 
     if unpinned_python:
-        kernel_name = "unpinned"
+        kernel_name, kernel_reason = "unpinned", "--unpinned: an existing interpreter"
     else:
         choices = kernels_for(framework)
-        kernel_name = kernel or f"{framework}-cpu"
+        kernel_name, kernel_reason = (
+            auto_kernel(framework, resolved["device"])
+            if kernel == "auto"
+            else (kernel, kernel_reason)
+        )
         if kernel_name not in choices:
             raise UserError(
                 f"unknown kernel {kernel_name!r} for {framework}; "
@@ -405,6 +420,7 @@ def resolve(
         workload=spec,
         framework=framework,
         kernel=kernel_name,
+        kernel_reason=kernel_reason,
         params=resolved,
         template=template_path.resolve(),
         python=unpinned_python,

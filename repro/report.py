@@ -76,7 +76,7 @@ def environment(fw, run_context: dict) -> dict:
         "threads": fw.threads,
         "seed": fw.seed,
         "precision": fw.precision,
-        "kernel": run_context.get("kernel"),
+        "kernel": f"{run_context.get('kernel')} ({run_context.get('kernel_reason', '?')})",
         "lock": (
             f"sha256 {lock['lock_sha256'][:12]}…, verified: {lock['ok']}"
             if lock

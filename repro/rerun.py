@@ -116,6 +116,7 @@ def rerun(
             report.framework,
             report.params,
             kernel=report.kernel,
+            kernel_reason="the kernel the report ran in",
             template=str(template),
             runs_dir=runs_dir,
             spec=report.workload,

@@ -95,6 +95,7 @@ def run(
     context = {
         "repro_version": __version__,
         "kernel": plan.kernel,
+        "kernel_reason": plan.kernel_reason,
         "python": str(kernel.python),
         "lock": lock_check,
         "lock_file": kernels.shown(kernel.lock) if kernel.lock else None,

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from repro import kernels
+from repro import kernels, plan
 from repro.paths import JUPYTER_DATA
 
 pytestmark = pytest.mark.kernel
 
 
 def test_jupyter_lists_every_pinned_kernel_from_the_project_data_dir():
-    for name in kernels.available():
+    for name in kernels.defaults(plan.has_nvidia_gpu())[0]:  # what `repro kernels` builds here
         kernels.ensure(name)
     env = {**os.environ, "JUPYTER_PATH": str(JUPYTER_DATA)}
     jupyter = Path(sys.executable).with_name("jupyter")

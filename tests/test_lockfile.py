@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import venv
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
-from repro.lockfile import lock_changes, normalize, parse_lock, read_lock, render
+from repro.lockfile import lock_changes, normalize, parse_lock, read_lock, render, target_python
 
 LOCK = """\
 #
@@ -158,18 +161,83 @@ def test_an_edited_installed_file_is_caught(env, tmp_path):
     assert check(env, "fake-pkg==1.0\n", tmp_path)["ok"]
 
 
-def test_committed_locks_are_hashed_and_name_no_machine_paths():
-    root = Path(__file__).resolve().parents[1]
-    locks = sorted(root.glob("kernelspecs/*/requirements.lock"))
-    assert {p.parent.name for p in locks} >= {"torch-cpu", "tensorflow-cpu", "jax-cpu"}
-    for lock in locks:
-        text = lock.read_text()
-        assert parse_lock(text), lock
-        assert "--hash=sha256:" in text
-        for forbidden in ("file://", "/opt/", "--index-url", "--extra-index-url", "--find-links"):
-            assert forbidden not in text.replace("--no-emit-find-links", "").replace(
-                "--no-emit-index-url", ""
-            ), (lock, forbidden)
+KERNELSPECS = Path(__file__).resolve().parents[1] / "kernelspecs"
+
+
+def requirements(source: Path) -> list[Requirement]:
+    """The requirements a requirements.in asks for, its `-r` includes followed."""
+    found = []
+    for line in source.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            found += requirements(source.parent / line[3:].strip())
+        elif line:
+            found.append(Requirement(line))
+    return found
+
+
+def wanted_by(text: str) -> dict[str, list[str]]:
+    """Each pin's `# via` entries: the pins or `-r` files that asked for it."""
+    via: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if pin := re.match(r"([A-Za-z0-9][\w.-]*)==", line):
+            current = via.setdefault(normalize(pin[1]), [])
+        elif line.startswith("    #") and (entry := line.strip("# ").removeprefix("via").strip()):
+            current.append(entry)
+    return via
+
+
+def target_env(python: str) -> dict[str, str]:
+    """PEP 508 marker values of the machine a lock is compiled for (Linux x86_64, CPython)."""
+    return {
+        "python_version": python,
+        "python_full_version": f"{python}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
+
+
+SOURCES = sorted(KERNELSPECS.glob("*/requirements.in"))
+
+
+def test_every_framework_has_a_cpu_and_a_cuda_lock():
+    names = {p.parent.name for p in SOURCES}
+    assert names == {p.parent.name for p in KERNELSPECS.glob("*/requirements.lock")}
+    assert {f"{f}-{a}" for f in ("torch", "tensorflow", "jax") for a in ("cpu", "cuda")} < names
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.parent.name)
+def test_a_committed_lock_is_complete_hashed_and_names_no_machine_path(source):
+    text = source.with_name("requirements.lock").read_text()
+    pins = read_lock(text)  # strict: name==version with sha256 hashes, no pip options, no URLs
+    python = target_python(text)
+    assert python and python == target_python(source.read_text())
+    for requirement in requirements(source):
+        pin = pins.get(normalize(requirement.name))
+        assert pin, f"{requirement} is not pinned"
+        assert requirement.specifier.contains(pin.version, prereleases=True), (requirement, pin)
+    for name, parents in wanted_by(text).items():  # nothing pinned that nothing asked for
+        assert parents, name
+        for parent in parents:
+            assert parent.startswith("-r ") or normalize(re.split(r"[\[ ]", parent)[0]) in pins
+    # The dependencies of pins this interpreter has installed at the same version are pinned.
+    for dist in metadata.distributions():
+        pin = pins.get(normalize(dist.metadata["Name"]))
+        if pin is None or pin.version != dist.version:
+            continue
+        for line in dist.requires or []:
+            needed = Requirement(line)
+            if needed.marker is None or needed.marker.evaluate(target_env(python)):
+                got = pins.get(normalize(needed.name))
+                assert got, f"{dist.metadata['Name']} needs {needed}, which is not pinned"
+                assert needed.specifier.contains(got.version, prereleases=True), (needed, got)
+    # Locks travel in reports: no index URL, no machine path, no pip option.
+    assert not re.search(r"://|(^|\s)/\w|--(extra-)?index-url|--find-links", text, re.M)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import repro, run_folders
 
-from repro import compare, models, plan
+from repro import compare, kernels, models, plan
 from repro.errors import UserError
+from repro.lockfile import target_python
+from repro.paths import KERNELSPECS
 
 
 def test_defaults_come_from_the_workload_spec():
@@ -102,3 +106,82 @@ def test_template_parameters_cell_matches_the_schema(template):
     declared = set(papermill.inspect_notebook(str(plan.TEMPLATES / template)))
     injected = set(plan.resolve("resnet-tiny", "torch").notebook_parameters({}))
     assert declared == injected
+
+
+@pytest.fixture
+def nvidia_smi(tmp_path, monkeypatch):
+    """Put a fake `nvidia-smi` first on PATH; call it with the shell line it runs."""
+    if Path("/proc/driver/nvidia/gpus").is_dir():
+        pytest.skip("this machine has an NVIDIA driver")
+
+    def install(script: str) -> None:
+        smi = tmp_path / "nvidia-smi"
+        smi.write_text(f"#!/bin/sh\n{script}\n")
+        smi.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+    return install
+
+
+LISTS_A_GPU = "echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1234)'"
+
+
+@pytest.mark.parametrize(
+    ("script", "params", "kernel", "reason"),
+    [
+        (LISTS_A_GPU, {}, "jax-cuda", "auto: nvidia-smi lists an NVIDIA GPU"),
+        (LISTS_A_GPU, {"device": "cpu"}, "jax-cpu", "auto: device=cpu"),
+        ("echo 'NVIDIA-SMI has failed: no driver'; exit 9", {}, "jax-cpu", "auto: no NVIDIA GPU"),
+        ("exit 0", {}, "jax-cpu", "auto: no NVIDIA GPU seen (no nvidia-smi, or it lists none)"),
+    ],
+)
+def test_auto_kernel_follows_what_nvidia_smi_sees(nvidia_smi, script, params, kernel, reason):
+    nvidia_smi(script)
+    chosen = plan.resolve("resnet-tiny", "jax", params)  # auto is the default
+    assert (chosen.kernel, chosen.kernel_reason[: len(reason)]) == (kernel, reason)
+
+
+def test_a_named_kernel_wins_over_auto_and_unknown_ones_keep_their_error(nvidia_smi):
+    nvidia_smi(LISTS_A_GPU)
+    chosen = plan.resolve("resnet-tiny", "torch", kernel="torch-cpu")
+    assert (chosen.kernel, chosen.kernel_reason) == ("torch-cpu", "named with --kernel")
+    with pytest.raises(UserError, match="unknown kernel 'torch-rocm' for torch; choose one of: "):
+        plan.resolve("resnet-tiny", "torch", kernel="torch-rocm")
+
+
+def test_repro_kernels_builds_cuda_kernels_only_where_a_gpu_is():
+    chosen, skipped = kernels.defaults(gpu=False)
+    assert {"analysis", "torch-cpu", "jax-cpu", "tensorflow-cpu"} <= set(chosen)
+    assert not [name for name in chosen if name.endswith("-cuda")]
+    assert "torch-cuda: no NVIDIA GPU here" in "\n".join(skipped)
+    chosen, skipped = kernels.defaults(gpu=True)  # then those locked for this Python
+    for name in kernels.available():
+        target = target_python((KERNELSPECS / name / "requirements.lock").read_text())
+        assert (name in chosen) is (target == kernels.running_python())
+
+
+@pytest.mark.skipif(kernels.running_python() == "3.12", reason="would build the kernel")
+def test_a_kernel_locked_for_another_python_is_refused_in_one_line(tmp_path):
+    done = repro("kernels", "torch-cuda")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+    assert "kernel torch-cuda's lock was made for Python 3.12, but repro runs on Python" in (
+        done.stderr
+    )
+
+
+def test_a_missing_cpu_torch_wheel_says_where_it_comes_from_in_one_line(tmp_path):
+    # No wheel folder: uv finds no torch==2.13.0+cpu on the index and fails before installing
+    env = {**os.environ, "PIP_FIND_LINKS": "", "REPRO_KERNELS_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "repro", "kernels", "torch-cpu"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in env.items() if not k.startswith("UV_")},
+        timeout=600,
+    )
+    assert done.returncode == 2, done.stderr
+    error = done.stderr.splitlines()[-1]
+    assert error.startswith("repro: kernel torch-cpu pins torch==2.13.0+cpu, a build that PyPI")
+    assert "https://download.pytorch.org/whl/cpu" in error and "PIP_FIND_LINKS" in error
+    assert "made for Python 3.11" in error and "unsatisfiable" not in done.stderr
+    assert "unsatisfiable" in (tmp_path / "torch-cpu.build.log").read_text()  # uv's own words
