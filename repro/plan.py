@@ -232,6 +232,7 @@ EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outpu
 def equivalence(spec: dict) -> dict:
     """How sameness across frameworks is proven for this workload's architecture."""
     arch = spec["model"]["arch"]
+    both = ", with fused and explicit attention alike" if models.has_attention(arch) else ""
     small = [
         n for n, s in workloads().items() if s["model"]["arch"] == arch and s["preset"] == "small"
     ]
@@ -240,7 +241,8 @@ def equivalence(spec: dict) -> dict:
         "test": EQUIVALENCE_TEST,
         "preset": small[0] if small else None,
         "claim": "PyTorch weights transferred into the Keras and Flax models give the same fp32 "
-        "outputs (|diff| <= 1e-4 + 1e-4 * max|output|), and all three count the same parameters",
+        f"outputs (|diff| <= 1e-4 + 1e-4 * max|output|){both}, and all three count the same "
+        "parameters",
     }
 
 

@@ -111,7 +111,7 @@ def model_summary(
         "parameters (analytic)": f"{info['params_analytic']:,}{match}",
         "build time (s)": f"{build_s:.2f}",
     }
-    if models.build_options(model["arch"], attention):
+    if models.has_attention(model["arch"]):
         kernel = "written out (matmul, softmax)"
         if attention == "fused":
             kernel = fw.attention_kernel(net, model)

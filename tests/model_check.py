@@ -78,7 +78,7 @@ def reference(model: dict, path: str) -> dict:
         inputs = torch.from_numpy(np.ascontiguousarray(to_torch_layout(x)))
         y = net(inputs).numpy()
         diffs = {}
-        for kind in KINDS[1:] if models.build_options(model["arch"], KINDS[0]) else ():
+        for kind in KINDS[1:] if models.has_attention(model["arch"]) else ():
             other = native.build(cfg, attention=kind).eval()
             other.load_state_dict(net.state_dict())
             diffs[kind] = float(np.max(np.abs(other(inputs).numpy() - y)))
@@ -125,7 +125,7 @@ def compare(framework: str, model: dict, path: str) -> dict:
             y = np.asarray(module.apply(variables, ref["x"], train=False))
         return float(np.max(np.abs(y - ref["y"])))
 
-    others = KINDS[1:] if models.build_options(model["arch"], KINDS[0]) else ()
+    others = KINDS[1:] if models.has_attention(model["arch"]) else ()
     return {
         "max_abs_diff": diff(net),
         "output_max_abs": float(np.max(np.abs(ref["y"]))),

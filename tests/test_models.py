@@ -77,7 +77,7 @@ def torch_reference(name: str, folder: str) -> tuple[str, dict]:
 @pytest.mark.parametrize("name", SMALL)
 def test_fused_and_explicit_attention_give_the_same_outputs_in_torch(name, tmp_path_factory):
     _, result = torch_reference(name, str(tmp_path_factory.getbasetemp()))
-    has_attention = models.build_options(SPECS[name]["model"]["arch"], "fused")
+    has_attention = models.has_attention(SPECS[name]["model"]["arch"])
     assert set(result["attention_max_abs_diff"]) == ({"explicit"} if has_attention else set())
     for diff in result["attention_max_abs_diff"].values():
         assert_same(result, diff)
@@ -93,7 +93,7 @@ def test_torch_weights_give_the_same_outputs(name, framework, tmp_path_factory):
     print(f"{name} {framework} vs torch: {result}")
     assert result["refused"] == {"unmapped": True, "missing": True, "shape": True}
     assert_same(result, result["max_abs_diff"])  # fused attention, where the family has one
-    has_attention = models.build_options(SPECS[name]["model"]["arch"], "fused")
+    has_attention = models.has_attention(SPECS[name]["model"]["arch"])
     assert set(result["attention_max_abs_diff"]) == ({"explicit"} if has_attention else set())
     for diff in result["attention_max_abs_diff"].values():
         assert_same(result, diff)

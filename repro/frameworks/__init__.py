@@ -103,8 +103,8 @@ class Adapter:
         return self.to_native(models.synthetic_batch(models.config(model), 1, self.seed)[0])
 
     def attention_kernel(self, net, model: dict) -> str:
-        """What computed the fused attention of one forward pass, as the framework says."""
-        return "not reported by the framework"
+        """What computed the fused attention of one forward pass, as far as the framework says."""
+        raise NotImplementedError
 
     # -- memory ------------------------------------------------------------------------------
     def memory(self) -> dict:

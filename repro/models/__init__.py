@@ -33,12 +33,19 @@ def native(arch: str, framework: str):
     return importlib.import_module(f"repro.models.{arch}_{NATIVE[framework]}")
 
 
+def has_attention(arch: str) -> bool:
+    """Whether `arch`'s models take the attention choice (repro.models.attention)."""
+    from repro.models.attention import ARCHS
+
+    return arch in ARCHS
+
+
 def build_options(arch: str, attention: str) -> dict:
     """The keyword arguments of `arch`'s build() beyond its config: `attention` for the families
-    with attention (repro.models.attention), nothing for the others."""
-    from repro.models import attention as choice
+    with attention, nothing for the others."""
+    from repro.models.attention import check
 
-    return {"attention": choice.check(attention)} if arch in choice.ARCHS else {}
+    return {"attention": check(attention)} if has_attention(arch) else {}
 
 
 def synthetic_batch(cfg, batch_size: int, seed: int):

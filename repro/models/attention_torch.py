@@ -15,9 +15,10 @@ def attend(
     (N, heads, T, head_dim)."""
     if check(kind) == "fused":
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
-    scores = (q @ k.transpose(-2, -1)) * scale  # (N, heads, T, T)
+    # scaled and masked in place: one (N, heads, T, T) tensor instead of three (autograd needs
+    # neither the product nor the scaled scores, only the softmax's output)
+    scores = (q @ k.transpose(-2, -1)).mul_(scale)  # (N, heads, T, T)
     if causal:  # query i attends to keys j <= i
-        t = q.shape[-2]
-        pos = torch.arange(t, device=q.device)
-        scores = scores.masked_fill(pos[:, None] < pos[None, :], float("-inf"))
+        pos = torch.arange(q.shape[-2], device=q.device)
+        scores.masked_fill_(pos[:, None] < pos[None, :], float("-inf"))
     return scores.softmax(dim=-1) @ v  # (N, heads, T, head_dim)
