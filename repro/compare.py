@@ -30,11 +30,13 @@ class Run:
 
     @property
     def label(self) -> str:
-        """Short and unique: framework, workload, batch size and the run id's random suffix."""
-        m = self.metrics
+        """Short and unique: framework and compile mode, workload, batch size, explicit attention
+        where it ran, and the run id's random suffix."""
+        m, p = self.metrics, self.metrics["params"]
+        explicit = " explicit-attn" if p.get("attention") == "explicit" else ""
         return (
-            f"{m['framework']} {m['workload']} bs{m['params']['batch_size']} "
-            f"#{self.name.rsplit('_', 1)[-1]}"
+            f"{m['framework']} {p.get('compile', '')} {m['workload']} bs{p['batch_size']}"
+            f"{explicit} #{self.name.rsplit('_', 1)[-1]}"
         )
 
     @property
@@ -50,7 +52,6 @@ class Run:
             "gpu": [g.get("name") for g in gpus] or None,
             "driver": (env.get("gpu", {}).get("nvml") or {}).get("driver_version"),
             "precision": params["precision"],
-            "attention": ((self.metrics.get("model") or {}).get("attention") or {}).get("kind"),
             "mode": params["mode"],
             "batch_size": params["batch_size"],
             "sequence_length": params.get("sequence_length"),

@@ -30,7 +30,7 @@ def test_parameters_are_typed_and_threads_resolved_to_a_number():
     assert p.params["threads"] == len(os.sched_getaffinity(0))
 
 
-def test_attention_is_a_run_parameter_built_into_attention_families_and_a_context():
+def test_attention_is_a_run_parameter_built_into_attention_families_and_compared():
     p = plan.resolve("gpt-mini", "torch", {"attention": "explicit"})
     assert plan.resolve("gpt-mini", "torch").params["attention"] == "fused"  # the default
     assert p.notebook_parameters({})["attention"] == "explicit"  # what papermill injects
@@ -39,21 +39,22 @@ def test_attention_is_a_run_parameter_built_into_attention_families_and_a_contex
     with pytest.raises(ValueError, match="choose one of fused, explicit"):
         models.build_options("vit", "flash")
 
-    def run(model_info):  # what compare reads of a run folder
+    def run(attention, suffix):  # what compare reads of a run folder
+        params = {"precision": "fp32", "mode": "inference", "batch_size": 2, "compile": "eager"}
         metrics = {
+            "framework": "torch",
             "workload": "gpt-mini",
             "kernel": "torch-cpu",
-            "params": {"precision": "fp32", "mode": "inference", "batch_size": 2},
-            "model": {"config": {}, **model_info},
+            "params": {**params, "attention": attention},
+            "model": {"config": {}, "attention": {"kind": attention, "kernel": "?"}},
         }
-        return compare.Run(Path("run"), metrics, {})
+        return compare.Run(Path(f"20261122T000000Z_gpt-mini_torch_{suffix}"), metrics, {})
 
-    fused, explicit = ({"attention": {"kind": k, "kernel": "?"}} for k in ("fused", "explicit"))
-    assert compare.context_differences([run(fused), run(explicit)]) == {
-        "attention": ["fused", "explicit"]
-    }
-    assert compare.context_differences([run(fused), run(fused)]) == {}
-    assert run({}).context()["attention"] is None  # a ResNet, or a run from before the choice
+    # the same function computed two ways, like eager vs compile: compared, not a mixed context
+    fused, explicit = run("fused", "aaaaaa"), run("explicit", "bbbbbb")
+    assert compare.context_differences([fused, explicit]) == {}
+    assert fused.label == "torch eager gpt-mini bs2 #aaaaaa"
+    assert explicit.label == "torch eager gpt-mini bs2 explicit-attn #bbbbbb"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,9 @@ def attend(
 ) -> jax.Array:
     """softmax(q k^T * scale [+ -inf above the diagonal]) v; q, k, v and the result are
     (N, T, heads, head_dim), jax.nn.dot_product_attention's layout."""
-    if check(kind) == "fused":  # XLA picks the implementation (cuDNN's fused kernel on a GPU)
+    # JAX's default implementation; in jax 0.11 that is XLA's own (on an H100 it called no cuDNN
+    # kernel, and GPT-2 ran slower than the explicit path); implementation="cudnn" is untried.
+    if check(kind) == "fused":
         return jax.nn.dot_product_attention(q, k, v, is_causal=causal, scale=scale)
     scores = jnp.einsum("nqhd,nkhd->nhqk", q, k) * scale  # (N, heads, T, T)
     if causal:  # query i attends to keys j <= i
