@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -65,8 +67,10 @@ class Adapter(Base):
         x = self.probe(model)
         was_training = net.training
         net.eval()
-        with torch.profiler.profile() as prof, torch.inference_mode(), self.autocast():
-            net(x)
+        with warnings.catch_warnings():  # the profiler's notes are not the report's business
+            warnings.simplefilter("ignore")
+            with torch.profiler.profile() as prof, torch.inference_mode(), self.autocast():
+                net(x)
         net.train(was_training)
         ops = sorted(
             {e.name for e in prof.events() if e.name.startswith("aten::_scaled_dot_product")}
