@@ -159,6 +159,9 @@ PARAMS = {
     ]
 }
 
+# A report made before a parameter existed ran what its code did then, recorded as this value.
+FORMERLY = {"attention": "explicit"}  # attention was written out before it was a choice
+
 
 def workloads() -> dict[str, dict]:
     """Every workload spec in repro/workloads/, by name, each checked (`load_workload`)."""

@@ -114,7 +114,7 @@ def rerun(
         request = plan.resolve(
             report.workload["name"],
             report.framework,
-            report.params,
+            {**plan.FORMERLY, **report.params},  # a report older than a parameter: what it did
             kernel=report.kernel,
             kernel_reason="the kernel the report ran in",
             template=str(template),

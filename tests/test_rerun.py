@@ -126,7 +126,11 @@ def test_a_bundle_reruns_directly(small_runs, tmp_path, runs_dir):
 
 @pytest.mark.kernel
 def test_code_that_differs_is_shown_and_refused_until_trusted(small_runs, tmp_path, runs_dir):
-    report = edited(small_runs["a"] / "report.ipynb", tmp_path, colleague_edit)
+    def older_colleague_edit(record):  # and a report from before `attention` existed
+        colleague_edit(record)
+        del record.params["attention"]
+
+    report = edited(small_runs["a"] / "report.ipynb", tmp_path, older_colleague_edit)
     refused = repro("rerun", report, "--runs-dir", str(runs_dir))
     assert refused.returncode == 2
     assert "+++ the report: repro/measure.py" in refused.stderr
@@ -143,6 +147,7 @@ def test_code_that_differs_is_shown_and_refused_until_trusted(small_runs, tmp_pa
     assert environment["run"]["code"]["library_sha256"] == ran  # the report's code ran
     code = read_metrics(folder)["rerun"]["environment"]["code"]
     assert code["repro library sha256"][1] == ran
+    assert read_metrics(folder)["params"]["attention"] == "explicit"  # what its code did
 
 
 @pytest.mark.kernel
