@@ -40,8 +40,7 @@ def context(runs: list[compare.Run], allow_mixed: bool) -> dict:
         lines = [
             f"✅ All {len(runs)} runs share their checked context: CPU {escape(c['cpu'])}, GPU "
             f"{escape(c['gpu'])}, driver {escape(c['driver'])}, precision "
-            f"{escape(c['precision'])}, attention {escape(c['attention'])}, mode "
-            f"{escape(c['mode'])}, batch size "
+            f"{escape(c['precision'])}, mode {escape(c['mode'])}, batch size "
             f"{escape(c['batch_size'])}, workload {escape(c['workload'])} and its "
             "model config, and the lock within each kernel."
         ]
