@@ -39,7 +39,7 @@ def context(runs: list[compare.Run], allow_mixed: bool) -> dict:
         c = runs[0].context()
         lines = [
             f"✅ All {len(runs)} runs share their checked context: CPU {escape(c['cpu'])}, GPU "
-            f"{escape(c['gpu'])}, driver {escape(c['driver'])}, precision "
+            f"{escape(', '.join(c['gpu'] or ['none']))}, driver {escape(c['driver'])}, precision "
             f"{escape(c['precision'])}, mode {escape(c['mode'])}, batch size "
             f"{escape(c['batch_size'])}, workload {escape(c['workload'])} and its "
             "model config, and the lock within each kernel."
@@ -70,7 +70,7 @@ def metric_rows(run: compare.Run) -> dict:
         "MFU": (s.get("compute") or {}).get("mfu"),
         "peak host RSS (MiB)": (mem.get("host_peak_rss_bytes") or 0) / 2**20 or None,
         "peak device memory (MiB)": (mem.get("device_peak_bytes") or 0) / 2**20 or None,
-        "GPU energy (J / 1,000 samples)": gpu_energy.get("j_per_1000_samples"),
+        "GPU energy (J / 1,000 samples)": gpu_energy.get("joules_per_1000_samples"),
         "energy estimate (kWh / 1,000 samples)": cc.get("kwh_per_1000_samples"),
         "energy method": cc.get("status") or gpu_energy.get("status"),
     }
