@@ -26,11 +26,13 @@ from papermill.execute import ERROR_MARKER_TAG
 from repro import MIME, integrity
 from repro.capture import hardware_markdown
 from repro.integrity import MANIFEST, manifest_lines, mapping
+from repro.markdown import escape
 from repro.plan import RunPlan
 
 METRICS_SCHEMA = "repro.metrics/1"
 RERUN_SCHEMA = "repro.rerun/1"
 STOP_TAG = "repro-stopped"  # the banner cell saying why a run did not finish
+BUSY_TAG = "repro-busy"  # the banner cell saying the machine was busy during the measurement
 HTML_TEMPLATE = Path(__file__).with_name("html") / "repro.html.j2"  # offline, images embedded
 
 
@@ -137,6 +139,18 @@ def stop_banner(notebook, status: str, reason: str) -> None:
     notebook.cells.insert(0, cell)
 
 
+def busy_banner(notebook, machine: dict | None) -> None:
+    """Say at the top of the report that the machine was busy while the run was measured
+    (`machine`: repro.machine.Check's result, whose first warning says how busy)."""
+    if not (isinstance(machine, dict) and machine.get("busy") and machine.get("warnings")):
+        return
+    cell = nbformat.v4.new_markdown_cell(
+        f"## ⚠️ Measured on a busy machine\n\n{escape(machine['warnings'][0])}"
+    )
+    cell.metadata["tags"] = [BUSY_TAG]
+    notebook.cells.insert(0, cell)
+
+
 def finalize(
     plan: RunPlan,
     run_dir: Path,
@@ -159,6 +173,8 @@ def finalize(
         if notebook is None:  # stopped before papermill saved anything
             notebook = nbformat.v4.new_notebook()
         stop_banner(notebook, status, error)
+    else:
+        busy_banner(notebook, measured.get("machine"))
     papermill_meta = notebook.metadata.get("papermill", {}) if notebook else {}
     metrics = {
         "schema": METRICS_SCHEMA,

@@ -153,6 +153,7 @@ def results(
     *,
     flop_count: dict | None = None,
     meter: energy.EnergyMeter | None = None,
+    machine=None,
     price_per_hour: float = 0.0,
     tokens_per_sample: int | None = None,
     seed: int = 0,
@@ -175,6 +176,9 @@ def results(
         else None
     )
     summary["energy"] = meter.result(samples) if meter else None
+    summary["machine"] = machine.result() if machine else None  # a repro.machine.Check
+    if machine:
+        summary["warnings"] = summary["machine"]["warnings"] + summary["warnings"]
     losses = [fw.to_float(out) for out in m.outputs]
     summary["loss"] = {"first": losses[0], "last": losses[-1], "curve": losses} if losses else None
 

@@ -134,6 +134,10 @@ def check_figures(summary: dict, framework: str, mode: str) -> None:
     energy = summary["energy"]
     assert energy["gpu"]["status"] == "unavailable" and energy["gpu"]["reason"]
     assert energy["codecarbon"]["status"] == "estimated" and energy["codecarbon"]["energy_kwh"] > 0
+    checked = summary["machine"]  # the reference around the measurement, the load during it
+    assert checked["reference"]["before"]["matmul_ms"]["median"] > 0
+    assert checked["load"]["status"] == "measured" and checked["load"]["other_cores"] >= 0
+    assert set(checked["warnings"]) <= set(summary["warnings"])
     # 3.6 per hour = 0.001 per second
     assert summary["cost"]["per_1000_samples"] == pytest.approx(
         1000 / summary["throughput"]["samples_per_s"] * 0.001

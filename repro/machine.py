@@ -1,0 +1,189 @@
+"""How fast and how busy the machine was around a measurement (in-kernel side: numpy and /proc).
+
+A new process, or a neighbour on a shared machine, moves a whole step-time distribution, so a run
+records two facts a reader (and later a rerun or comparison) can check before blaming the
+workload:
+- a reference: a fixed numpy computation (a float32 matmul chain and a 32 MiB copy) timed just
+  before and just after the measured phase; the two agree when the machine held its speed;
+- the load over the measured window: CPU time used by other processes (all CPUs' busy time in
+  /proc/stat minus this process's own), the busiest of them, CPU steal (a VM's neighbours taking
+  its cores) and the 1-minute load average.
+Linux only for the load; elsewhere it is "unavailable" with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE_REPEATS = 7
+BUSY_CORES = 0.5  # other processes using more than half a core on average: a busy machine
+STEAL_FRACTION = 0.05  # more than 5% of CPU time taken by the hypervisor: a busy host
+DRIFT = 0.10  # the reference more than 10% slower or faster after the window than before it
+LOAD_PERIOD_S = 0.5
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def reference() -> dict:
+    """Median and fastest milliseconds of the fixed computations (each repeated)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((256, 256), dtype=np.float32) / 32  # spectral radius about 1
+    src, dst = np.ones(8 * 2**20, np.float32), np.empty(8 * 2**20, np.float32)  # 32 MiB
+
+    def matmul_chain():
+        x = a
+        for _ in range(8):
+            x = x @ a
+
+    def copy():
+        np.copyto(dst, src)
+
+    out = {}
+    for name, fn in (("matmul_ms", matmul_chain), ("copy_ms", copy)):
+        times = []
+        for _ in range(REFERENCE_REPEATS):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+        out[name] = {"median": float(np.median(times)), "min": float(min(times))}
+    return out
+
+
+def cpu_busy_s() -> tuple[float, float, float]:
+    """Seconds of busy, stolen and total CPU time of all CPUs since boot (/proc/stat)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq
+    return busy / TICK, steal / TICK, (busy + idle + iowait + steal) / TICK
+
+
+def own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def process_cpu_s() -> dict[int, tuple[str, int, float]]:
+    """pid -> (name, parent pid, CPU seconds) of every process readable in /proc."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+        out[int(stat.parent.name)] = (name, int(rest[1]), (int(rest[11]) + int(rest[12])) / TICK)
+    return out
+
+
+def family(procs: dict[int, tuple[str, int, float]], root: int) -> set[int]:
+    """`root` and its descendants (torch.compile's compile workers, say): this run's own work."""
+    found, todo = {root}, [root]
+    while todo:
+        parent = todo.pop()
+        children = [pid for pid, (_, ppid, _) in procs.items() if ppid == parent]
+        found.update(children)
+        todo.extend(children)
+    return found
+
+
+class Check:
+    """Context manager around the measured phase: the reference before and after it, the load
+    during it. `result()` gives both, with plain-language warnings."""
+
+    def __init__(self) -> None:
+        self.before = self.after = None
+        self._start = self._end = None
+        self._loads: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reason: str | None = None
+
+    def __enter__(self) -> Check:
+        self.before = reference()
+        try:
+            self._start = (time.perf_counter(), own_cpu_s(), cpu_busy_s(), process_cpu_s())
+            self._loads.append(os.getloadavg()[0])
+        except (OSError, ValueError, IndexError) as e:
+            self._reason = f"/proc is not readable here ({type(e).__name__}: {e})"
+            return self
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(LOAD_PERIOD_S):
+            self._loads.append(os.getloadavg()[0])
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._end = (time.perf_counter(), own_cpu_s(), cpu_busy_s(), process_cpu_s())
+        self.after = reference()
+
+    def load(self) -> dict:
+        if self._reason or self._end is None:
+            return {"status": "unavailable", "reason": self._reason or "not measured"}
+        (t0, own0, (busy0, steal0, total0), procs0), (t1, own1, (busy1, steal1, total1), procs1) = (
+            self._start,
+            self._end,
+        )
+        wall = max(t1 - t0, 1e-9)
+        ours = family(procs1, os.getpid())
+        used = {pid: cpu - procs0.get(pid, ("", 0, 0.0))[2] for pid, (_, _, cpu) in procs1.items()}
+        children = sum(used[pid] for pid in ours if pid != os.getpid())
+        others = sorted(
+            ((used[pid], name, pid) for pid, (name, _, _) in procs1.items() if pid not in ours),
+            reverse=True,
+        )
+        return {
+            "status": "measured",
+            "window_s": wall,
+            "cores": os.cpu_count(),
+            "other_cores": max(0.0, ((busy1 - busy0) - (own1 - own0) - children) / wall),
+            "steal_fraction": (steal1 - steal0) / max(total1 - total0, 1e-9),
+            "load_average_1m": {"start": self._loads[0], "max": max(self._loads)},
+            "busiest_others": [
+                {"name": name, "pid": pid, "cores": round(cpu / wall, 2)}
+                for cpu, name, pid in others[:3]
+                if cpu / wall >= 0.05
+            ],
+        }
+
+    def result(self) -> dict:
+        load, warnings = self.load(), []
+        busy = load["status"] == "measured" and (
+            load["other_cores"] > BUSY_CORES or load["steal_fraction"] > STEAL_FRACTION
+        )
+        if busy:
+            names = ", ".join(f"{p['name']} {p['cores']:.1f}" for p in load["busiest_others"])
+            warnings.append(
+                f"The machine was busy while this run was measured: other processes used "
+                f"{load['other_cores']:.1f} of its {load['cores']} cores on average"
+                + (f" (busiest: {names})" if names else "")
+                + (
+                    f", and {load['steal_fraction']:.0%} of CPU time was stolen by the host"
+                    if load["steal_fraction"] > STEAL_FRACTION
+                    else ""
+                )
+                + ". These figures are likely below this machine's normal: rerun when it is idle."
+            )
+        drift = {k: self.after[k]["median"] / self.before[k]["median"] - 1 for k in self.before}
+        for name, change in drift.items():
+            if abs(change) > DRIFT:
+                what = "matmul chain" if name == "matmul_ms" else "memory copy"
+                warnings.append(
+                    f"The reference {what} took {abs(change):.0%} "
+                    f"{'longer' if change > 0 else 'less'} after the measured phase than before "
+                    "it: the machine's speed changed during the run."
+                )
+        return {
+            "reference": {"before": self.before, "after": self.after, "drift": drift},
+            "load": load,
+            "busy": busy,
+            "warnings": warnings,
+        }
