@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import signal
 import sys
+import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import papermill
+from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
 from papermill.exceptions import PapermillExecutionError
 from papermill.execute import ERROR_MARKER_TAG
+from traitlets import default
 
 from repro.errors import RunFailed
 from repro.finalize import Outcome, write
@@ -90,6 +94,20 @@ def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> 
     return run_notebook(notebook, kernel, run_dir, plan.notebook_parameters(run_context))
 
 
+class SocketKernelManager(AsyncKernelManager):
+    """A kernel on Unix domain sockets with names of its own, not on TCP ports: kernels started
+    at once by separate runs picked the same free port ("Address already in use", one run of
+    eight concurrent ones lost), and nothing else on the machine can connect to them."""
+
+    @default("transport")
+    def _default_transport(self) -> str:
+        return "ipc"
+
+    @default("ip")
+    def _default_ip(self) -> str:  # socket paths: this prefix + "-<n>", short enough for Unix
+        return str(Path(tempfile.gettempdir()) / f"repro-kernel-{uuid.uuid4().hex}")
+
+
 def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Path:
     """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`; RunFailed with a
     one-line reason if a cell raises, the kernel dies or the memory watchdog stops it
@@ -114,6 +132,7 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Pa
             stderr_file=sys.stderr,
             request_save_on_cell_execute=True,
             start_timeout=120,
+            kernel_manager_class=SocketKernelManager,
         )
     except PapermillExecutionError as error:
         reason = f"cell {error.exec_count} raised {error.ename}: {error.evalue}".strip()
