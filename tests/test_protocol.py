@@ -18,7 +18,9 @@ def test_jax_without_a_sync_under_reports_and_the_protocol_does_not():
     t = in_kernel("jax", CHECK, "sync")
     print(t)
     assert t["unsynced_s"] < 0.5 * t["synced_s"], t  # the clock saw only the dispatch
-    assert t["protocol_s"] == pytest.approx(t["synced_s"], rel=0.35), t
+    # the protocol's clock sees the work too; a loaded machine may slow either loop, so the
+    # bound is on under-reporting (what a missing sync does), with room for noise above
+    assert 0.65 * t["synced_s"] < t["protocol_s"] < 3 * t["synced_s"], t
 
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
