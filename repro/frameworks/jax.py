@@ -58,7 +58,8 @@ class Adapter(Base):
     def attention_kernel(self, net, model: dict) -> str:
         """cuDNN's fused attention if the forward calls it (a `__cudnn$fmha` custom call), else
         XLA's own lowering of the attention ops. Read from the lowered program: compiling it
-        again only to look would cost ViT-H on an H100 a minute of XLA autotuning."""
+        again only to look made ViT-H's model cell on an H100 take 125 s (how much of it was that
+        compile was not measured)."""
         predict = self._functions(net)[0]
         text = jax.jit(predict).lower(net[1], self.probe(model)).as_text()
         calls = sorted(set(re.findall(r"__cudnn\$fmha\w*", text)))
