@@ -13,6 +13,7 @@ import optax
 from repro import models
 from repro.frameworks import OPTIMIZER
 from repro.frameworks import Adapter as Base
+from repro.models import attention_flax
 
 LOW_PRECISION = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
 
@@ -32,6 +33,7 @@ class Adapter(Base):
         has_gpu = any(d.platform == "gpu" for d in jax.devices())
         picked = self.pick(device, has_gpu)
         self.jax_device = jax.devices("gpu" if picked == "gpu" else "cpu")[0]
+        attention_flax.on_gpu(picked == "gpu")  # fused attention may call cuDNN
         return picked
 
     def info(self) -> dict:

@@ -1,4 +1,9 @@
-"""PyTorch adapter. CPU ops are synchronous; CUDA work is synchronised before each clock read."""
+"""PyTorch adapter. CPU ops are synchronous; CUDA work is synchronised before each clock read.
+
+On a GPU, images and convolution weights are channels-last (NHWC in memory, NCHW in shape):
+cuDNN's tensor-core convolutions work in that layout, and NCHW would add a transpose around every
+convolution. On a CPU they stay contiguous NCHW.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ class Adapter(Base):
             "mkldnn": torch.backends.mkldnn.is_available(),
             "intra_op_threads": torch.get_num_threads(),
             "inter_op_threads": torch.get_num_interop_threads(),
+            "memory_format": str(self.memory_format()).removeprefix("torch."),
             "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
             or ["cpu"],
             "build_config": torch.__config__.show(),
@@ -57,7 +63,8 @@ class Adapter(Base):
     def build(self, model: dict, attention: str = "fused"):
         cfg, options = models.config(model), models.build_options(model["arch"], attention)
         torch.manual_seed(self.seed)  # the same initial weights however often it is built
-        net = models.native(model["arch"], self.name).build(cfg, **options).to(self.torch_device)
+        net = models.native(model["arch"], self.name).build(cfg, **options)
+        net = net.to(self.torch_device, memory_format=self.memory_format())
         self.sync()
         return net
 
@@ -83,11 +90,16 @@ class Adapter(Base):
     def count_params(self, net) -> int:
         return sum(p.numel() for p in net.parameters())
 
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.device == "gpu" else torch.contiguous_format
+
     def to_native(self, array: np.ndarray):
-        """numpy -> tensor on the device; images go from channels-last to NCHW."""
-        if array.ndim == 4:
-            array = array.transpose(0, 3, 1, 2)
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self.torch_device)
+        """numpy -> tensor on the device; images (N, H, W, C) become NCHW-shaped tensors, in the
+        adapter's memory format."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.torch_device)
+        if tensor.ndim == 4:
+            tensor = tensor.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format())
+        return tensor
 
     def autocast(self):
         dtype = LOW_PRECISION.get(self.precision)

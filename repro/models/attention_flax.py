@@ -7,16 +7,41 @@ import jax.numpy as jnp
 
 from repro.models.attention import check
 
+# jax.nn.dot_product_attention's default implementation is XLA's own lowering (in jax 0.11 on an
+# H100 it called no cuDNN kernel, and GPT-2 ran slower with it than with the explicit path).
+# cuDNN's fused kernel needs asking for, takes only fp16/bf16, and exists only on a GPU: the JAX
+# adapter says whether the computation runs on one (`on_gpu`), the dtype decides the rest.
+CUDNN_DTYPES = (jnp.float16, jnp.bfloat16)
+_gpu = False
+
+
+def on_gpu(flag: bool) -> None:
+    """Whether fused attention may call cuDNN: set by the JAX adapter from the device it picked."""
+    global _gpu
+    _gpu = flag
+
+
+def fused(q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool, scale: float) -> jax.Array:
+    """cuDNN's fused attention where it applies, else JAX's default (XLA). A shape cuDNN does not
+    take (it raises NotImplementedError when traced) falls back to XLA; the report reads the
+    compiled program to say which ran (repro.frameworks.jax.Adapter.attention_kernel)."""
+    if _gpu and q.dtype in CUDNN_DTYPES:
+        try:
+            return jax.nn.dot_product_attention(
+                q, k, v, is_causal=causal, scale=scale, implementation="cudnn"
+            )
+        except NotImplementedError:
+            pass
+    return jax.nn.dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+
 
 def attend(
     q: jax.Array, k: jax.Array, v: jax.Array, *, causal: bool, scale: float, kind: str
 ) -> jax.Array:
     """softmax(q k^T * scale [+ -inf above the diagonal]) v; q, k, v and the result are
     (N, T, heads, head_dim), jax.nn.dot_product_attention's layout."""
-    # JAX's default implementation; in jax 0.11 that is XLA's own (on an H100 it called no cuDNN
-    # kernel, and GPT-2 ran slower than the explicit path); implementation="cudnn" is untried.
     if check(kind) == "fused":
-        return jax.nn.dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+        return fused(q, k, v, causal=causal, scale=scale)
     scores = jnp.einsum("nqhd,nkhd->nhqk", q, k) * scale  # (N, heads, T, T)
     if causal:  # query i attends to keys j <= i
         pos = jnp.arange(q.shape[1])
