@@ -48,17 +48,29 @@ def test_full_presets_match_their_published_parameter_count(name):
     assert abs(analytic / published - 1) <= 0.005
 
 
+# Keras allocates and initialises the weights it counts: gpt-neo-2.7b took a minute of the test
+# run (and 11 GB) for a structure gpt2-small and gpt-mini already check in the same code.
+KERAS_COUNT_LIMIT = 1_000_000_000
+
+
+def countable(name: str, framework: str) -> bool:
+    params = models.config(SPECS[name]["model"]).num_params()
+    return framework != "tensorflow" or params <= KERAS_COUNT_LIMIT
+
+
 @cache
 def counted_params(framework: str) -> dict[str, int]:
     """Every workload's parameters as `framework` counts them, in one kernel process."""
-    every = json.dumps({name: spec["model"] for name, spec in SPECS.items()})
-    return in_kernel(framework, CHECK, "count", framework, every)
+    every = {n: s["model"] for n, s in SPECS.items() if countable(n, framework)}
+    return in_kernel(framework, CHECK, "count", framework, json.dumps(every))
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("name", list(SPECS))
 def test_each_framework_counts_the_analytic_parameters(name, framework):
+    if not countable(name, framework):
+        pytest.skip(f"Keras would allocate {name}'s weights to count them (KERAS_COUNT_LIMIT)")
     counted = counted_params(framework)[name]
     assert counted == models.config(SPECS[name]["model"]).num_params()
 
