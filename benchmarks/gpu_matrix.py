@@ -3,12 +3,12 @@
 On a GPU machine (unpinned: its own torch and JAX, repro's runtime from `make device-bundle`):
 
     python3 benchmarks/gpu_matrix.py run --runs-dir runs/gpu [--only vit-huge] [--skip explicit]
-    python3 benchmarks/gpu_matrix.py table runs/gpu > table.md
+    python3 benchmarks/gpu_matrix.py table runs/gpu [more run folders' parents] > table.md
 
 `run` executes the cells one after another (never two at once: they would share the GPU), each a
-normal run folder with its report of record, and goes on past a failed cell. `table` reads every
-run folder's metrics.json (status ok only) into one Markdown table. bf16 everywhere; batch sizes
-are GPU-sized (the workload specs' defaults are sized for a CPU).
+normal run folder with its report of record, and goes on past a failed cell. `table` reads the
+metrics.json of every run folder (status ok only) in the folders given into one Markdown table.
+bf16 everywhere; batch sizes are GPU-sized (the workload specs' defaults are sized for a CPU).
 """
 
 from __future__ import annotations
@@ -99,20 +99,21 @@ def row(metrics: dict) -> list[str]:
         f"{joules:,.0f}" if joules is not None else "-",
         f"{peak / 2**30:.1f}" if peak else "-",
         f"{s['first_call_s']:.1f}",
+        metrics["started_at"][:10],
     ]
 
 
 def table(args) -> int:
     rows = []
-    for path in sorted(Path(args.runs_dir).glob("*/metrics.json")):
+    for path in sorted(p for d in args.runs_dirs for p in Path(d).glob("*/metrics.json")):
         metrics = json.loads(path.read_text())
         if metrics.get("status") == "ok":
             rows.append(row(metrics))
     header = ["workload", "mode", "engine", "attention", "batch", "samples/s", "MFU"]
-    header += ["J / 1,000 samples", "peak GiB", "first call s"]
+    header += ["J / 1,000 samples", "peak GiB", "first call s", "measured"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for r in sorted(rows):
+    for r in sorted(rows, key=lambda r: (r[:4], int(r[4]))):
         print("| " + " | ".join(r) + " |")
     return 0
 
@@ -127,7 +128,7 @@ def main() -> int:
     go.add_argument("--skip", nargs="*", default=[], help="cells whose name has any of these")
     go.add_argument("--timeout", type=float, default=300, help="seconds per cell")
     show = sub.add_parser("table", help="Markdown table of the run folders")
-    show.add_argument("runs_dir")
+    show.add_argument("runs_dirs", nargs="+")
     args = parser.parse_args()
     return run(args) if args.command == "run" else table(args)
 
