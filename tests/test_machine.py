@@ -29,10 +29,10 @@ def measured(seconds: float, spin_children: int = 0) -> dict:
 def test_the_reference_is_timed_before_and_after():
     result = measured(0.2)
     for side in ("before", "after"):
-        for name in ("matmul_ms", "copy_ms"):
+        for name in ("sort_ms", "copy_ms"):
             timing = result["reference"][side][name]
             assert 0 < timing["min"] <= timing["median"]
-    assert set(result["reference"]["drift"]) == {"matmul_ms", "copy_ms"}
+    assert set(result["reference"]["drift"]) == {"sort_ms", "copy_ms"}
 
 
 def test_another_process_burning_a_core_makes_the_run_busy_and_is_named():
@@ -70,3 +70,15 @@ def test_a_busy_run_says_so_at_the_top_of_its_report():
     top = notebook.cells[0]
     assert top.metadata["tags"] == [BUSY_TAG] and "busy machine" in top.source
     assert "&lt;b&gt;" in top.source and "\\|" in top.source  # escaped as markdown
+
+
+def test_drift_counts_only_beyond_the_references_own_noise():
+    def side(fastest, median):
+        return {"sort_ms": {"min": fastest, "median": median}}
+
+    steady = machine.drift(side(5.0, 5.1), side(5.5, 5.6))["sort_ms"]  # +10%, spread 2% + 2%
+    assert abs(steady["change"] - 0.10) < 1e-9 and abs(steady["change"]) < steady["threshold"]
+    slower = machine.drift(side(5.0, 5.1), side(6.5, 6.6))["sort_ms"]  # +30%
+    assert slower["change"] > slower["threshold"]
+    noisy = machine.drift(side(5.0, 6.5), side(6.5, 6.6))["sort_ms"]  # +30%, but 30% spread
+    assert noisy["change"] < noisy["threshold"]
