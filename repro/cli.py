@@ -87,8 +87,9 @@ def compare_runs(args) -> int:
         failed |= threshold is not None and fails
         print(
             f"{r['new']} vs {r['base']}: step time x{r['time_ratio']:.3f} "
-            f"(95% CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}, Mann-Whitney p={r['p_value']:.3g}): "
-            f"{r['verdict']}" + (" -> REGRESSION" if threshold is not None and fails else "")
+            f"(95% CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}, p={r['p_value']:.3g}; "
+            f"{r['basis']}): {r['verdict']}"
+            + (" -> REGRESSION" if threshold is not None and fails else "")
         )
     if not args.no_report:
         from repro.comparison import write_report
@@ -192,9 +193,10 @@ def parser() -> argparse.ArgumentParser:
     )
     rerun.add_argument(
         "--tolerance",
-        default="5%",
+        default="10%",
         metavar="PCT",
-        help="a significant shift within PCT still counts as reproduced (default 5%%)",
+        help="the equivalence margin: a rerun whose median step time is shown within ±PCT of "
+        "the original's is reproduced (default 10%%)",
     )
     rerun.add_argument(
         "--force-memory",

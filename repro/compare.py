@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from repro import stats as process_stats
 from repro.errors import UserError, brief
 
 ALPHA = 0.05  # significance level of the Mann-Whitney U test
@@ -171,10 +172,23 @@ def ratio_ci(new, base, statistic=np.median, seed: int = 0) -> tuple[float, floa
 
 
 def versus(base: Run, new: Run, seed: int = 0) -> dict:
-    """How `new`'s step time compares with `base`'s: ratio of medians (> 1: slower), its
-    bootstrap 95% CI, the Mann-Whitney U p-value, and a verdict in words."""
-    ratio, low, high = ratio_ci(new.step_s, base.step_s, seed=seed)
-    p = float(stats.mannwhitneyu(new.step_s, base.step_s, alternative="two-sided").pvalue)
+    """How `new`'s step time compares with `base`'s (> 1: slower), with a 95% CI, a p-value
+    and a verdict in words. Where both runs measured two processes or more, from their
+    process-level values (repro.stats: Welch's t on log median step times); otherwise from the
+    steps of one process each (bootstrap CI of the ratio of medians, Mann-Whitney U), which
+    leaves out the noise between processes and says so."""
+    a, b = (
+        process_stats.medians(base.metrics["samples"]),
+        process_stats.medians(new.metrics["samples"]),
+    )
+    if min(len(a), len(b)) >= 2:
+        shift = process_stats.shift(a, b)
+        ratio, (low, high), p = shift["ratio"], shift["ci95"], shift["p_value"]
+        basis = f"{len(a)} and {len(b)} processes"
+    else:
+        ratio, low, high = ratio_ci(new.step_s, base.step_s, seed=seed)
+        p = float(stats.mannwhitneyu(new.step_s, base.step_s, alternative="two-sided").pvalue)
+        basis = "steps of one process each: noise between processes not measured"
     if p < ALPHA and low > 1:
         verdict = f"slower by {ratio - 1:.1%}"
     elif p < ALPHA and high < 1:
@@ -187,6 +201,7 @@ def versus(base: Run, new: Run, seed: int = 0) -> dict:
         "time_ratio": ratio,
         "ci95": [low, high],
         "p_value": p,
+        "basis": basis,
         "verdict": verdict,
     }
 

@@ -1,7 +1,8 @@
 """What a comparison report shows (in-kernel side, in the analysis kernel).
 
 `templates/compare.ipynb` calls these on run folders: the context check, the side-by-side table,
-each run against the baseline (ratio of medians, bootstrap 95% CI, Mann-Whitney U), and seaborn
+each run against the baseline (repro.compare.versus: from process-level values where both runs
+measured several processes, else from one process's steps), and seaborn
 plots. Each result is displayed once, readable and machine-readable (`repro.report.publish`);
 plots are tagged PNGs, so `repro.comparison` finds them in the executed notebook.
 """
@@ -104,21 +105,25 @@ def readable(value) -> str:
 
 
 def against_baseline(runs: list[compare.Run]) -> dict:
-    """Each run against the first: step-time ratio, bootstrap CI, Mann-Whitney U, verdict."""
+    """Each run against the first: step-time ratio, 95% CI, p-value, verdict, and its basis."""
     base = runs[0]
     pairs = [compare.versus(base, r) for r in runs[1:]]
     lines = [
         f"Baseline: **{escape(base.label)}**. Ratio = median step time of the run / of the "
-        "baseline (> 1 is slower), bootstrap 95% CI resampling both runs' steps, two-sided "
-        f"Mann-Whitney U at α = {compare.ALPHA}.",
+        f"baseline (> 1 is slower), at α = {compare.ALPHA}. Where both runs measured several "
+        "processes (`repeats`), from each process's median step time (ratio of geometric means, "
+        "Welch's t on logs): the noise a new process brings is in the CI. Otherwise from the "
+        "steps of one process each (bootstrap CI resampling both runs' steps, two-sided "
+        "Mann-Whitney U), which leaves that noise out: read small differences with care.",
         "",
-        "| run | step-time ratio | 95% CI | p-value | verdict |",
-        "|---|---|---|---|---|",
+        "| run | step-time ratio | 95% CI | p-value | verdict | from |",
+        "|---|---|---|---|---|---|",
     ]
     for run, p in zip(runs[1:], pairs, strict=True):
         lines.append(
             f"| {escape(run.label)} | {p['time_ratio']:.3f} | "
-            f"{p['ci95'][0]:.3f}–{p['ci95'][1]:.3f} | {p['p_value']:.3g} | **{p['verdict']}** |"
+            f"{p['ci95'][0]:.3f}–{p['ci95'][1]:.3f} | {p['p_value']:.3g} | **{p['verdict']}** | "
+            f"{p['basis']} |"
         )
     data = {
         "baseline": base.name,

@@ -72,11 +72,15 @@ def verdict_cells(original_run: str) -> list:
         nbformat.v4.new_markdown_cell(
             "## Rerun verdict\n\n"
             f"This run reran the report of `{original_run}` with the code, parameters, seeds and "
-            "lock it carries. Its metrics and environment are in this folder's `original/`. Each "
-            "metric measured on every step is compared as the ratio rerun / original with a "
-            "bootstrap 95% CI: *reproduced within noise* when the CI contains 1. Single values "
-            "(compile time, memory, energy) have no CI and are held to a stated tolerance. "
-            "Environment differences (hardware, driver, packages, code) are listed below them."
+            "lock it carries. Its metrics and environment are in this folder's `original/`. "
+            "What decides is each process's median step time (`repeats` processes per run): an "
+            "equivalence test at the stated tolerance says *reproduced within ±X%* when the 90% "
+            "CI of the ratio rerun / original lies inside it, *changed by Y%* when the 95% CI "
+            "excludes no change and the estimate lies beyond it, and *inconclusive* otherwise, "
+            "with the processes that would likely decide (one process per run always is). If "
+            "the machine itself changed (its reference computation ran faster or slower beyond "
+            "its noise, or other processes kept it busy), the verdict says so first. The other "
+            "metrics, and the environment differences, are listed for reading."
         ),
         nbformat.v4.new_code_cell(
             'from repro import verdict\n\nrerun = verdict.show(metrics, environment, "original")'

@@ -122,6 +122,15 @@ PARAMS = {
             "fused",
             choices=("fused", "explicit"),
         ),
+        Param(
+            "repeats",
+            int,
+            "processes measuring the same steps (each fresh, the model rebuilt): verdicts rest "
+            "on their spread; 0 = 3 for inference, 1 for training",
+            0,
+            minimum=0,
+            maximum=100,
+        ),
         Param("deterministic", bool, "deterministic algorithms in every framework", False),
         Param(
             "lr",
@@ -160,7 +169,11 @@ PARAMS = {
 }
 
 # A report made before a parameter existed ran what its code did then, recorded as this value.
-FORMERLY = {"attention": "explicit"}  # attention was written out before it was a choice
+FORMERLY = {  # attention was written out before it was a choice; one process measured
+    "attention": "explicit",
+    "repeats": 1,
+}
+REPEATS = {"inference": 3, "training": 1}  # repeats=0: each training process compiles again
 
 
 def workloads() -> dict[str, dict]:
@@ -369,6 +382,8 @@ def resolve(
             resolved[name] = param.parse(params[name])
         else:
             resolved[name] = param.check(spec[name] if param.default is None else param.default)
+    if resolved["repeats"] == 0:  # recorded as a number too
+        resolved["repeats"] = REPEATS[resolved["mode"]]
     if resolved["threads"] == 0:  # recorded as a number, so a rerun uses the same count
         resolved["threads"] = len(os.sched_getaffinity(0))
     modes = COMPILE_MODES[framework]

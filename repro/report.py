@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from repro import MIME, capture, energy, measure, models
+from repro import MIME, capture, energy, measure, models, stats
 
 
 def _plain(value):
@@ -154,12 +154,21 @@ def results(
     flop_count: dict | None = None,
     meter: energy.EnergyMeter | None = None,
     machine=None,
+    repeats: list[dict] | None = None,
     price_per_hour: float = 0.0,
     tokens_per_sample: int | None = None,
     seed: int = 0,
 ) -> dict:
-    """Summarise a measurement, show its table, warnings and plots, and record it."""
+    """Summarise a measurement, show its table, warnings and plots, and record it. `repeats` are
+    the measurements of the run's further processes (repro.repeat), this kernel's being the
+    first."""
     summary = measure.summarize(m, seed=seed)
+    processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
+    processes += [
+        {"first_call_s": r["first_call_s"], "step_s": r["step_s"], "load": r["machine"]["load"]}
+        for r in repeats or []
+    ]
+    summary["processes"] = spread = stats.spread({"processes": processes})
     memory = fw.memory()
     lat, thr = summary["latency_ms"], summary["throughput"]
     if tokens_per_sample:  # sequence workloads: the same figure in tokens
@@ -186,6 +195,7 @@ def results(
         return f" (95% CI {fmt.format(bounds[0])}–{fmt.format(bounds[1])})" if bounds else ""
 
     rows = {
+        "processes measured": process_row(spread),
         "throughput (samples/s)": f"{thr['samples_per_s']:.2f}{ci(thr['ci95'], '{:.2f}')}",
         "median time per step (ms)": f"{lat['median']:.2f}{ci(lat['median_ci95'], '{:.2f}')}",
         "p90 / p95 / p99 (ms)": f"{lat['p90']:.2f} / {lat['p95']:.2f} / {lat['p99']:.2f}",
@@ -221,12 +231,52 @@ def results(
         rows["training loss, first → last step"] = f"{losses[0]:.4f} → {losses[-1]:.4f}"
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
     energy_md = "\n\n**Energy**\n\n" + energy.markdown(summary["energy"]) if meter else ""
-    data = {**summary, "memory": memory, "samples": m.to_dict()}
+    data = {**summary, "memory": memory, "samples": {**m.to_dict(), "processes": processes}}
     published = publish("metrics", data, table(rows, ("metric", "value")) + notes + energy_md)
     plot_steps(m)
+    if len(processes) > 1:
+        plot_processes(processes)
     if losses:
         plot_loss(losses, m)
     return published
+
+
+def process_row(spread: dict) -> str:
+    """How many processes the figures rest on, and how far apart they landed."""
+    if spread["n"] == 1:
+        return (
+            "1 (the figures below; the noise between processes is not measured: "
+            "repeats=3 or more for a rerun verdict)"
+        )
+    low, high = spread["centre_ci95_ms"]
+    return (
+        f"{spread['n']}: median step {spread['centre_ms']:.2f} ms across them (95% CI "
+        f"{low:.2f}–{high:.2f}); CV between processes {spread['between_cv']:.1%}, within one "
+        f"{spread['within_cv']:.1%}. The rows below are the kernel's own process."
+    )
+
+
+def plot_processes(processes: list[dict]) -> None:
+    """Step times per process: the spread inside each box against the shift between them."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame(
+        [
+            {"process": str(i), "ms": 1e3 * t}
+            for i, p in enumerate(processes, 1)
+            for t in p["step_s"]
+        ]
+    )
+    fig, ax = plt.subplots(figsize=(7, 3))
+    sns.boxplot(data=frame, x="process", y="ms", color="0.85", showfliers=False, ax=ax)
+    sns.stripplot(data=frame, x="process", y="ms", size=3, ax=ax)
+    ax.set(
+        title="Measured step times per process (1: the kernel's own)",
+        ylabel="ms per batch",
+    )
+    show_figure(fig, "process_step_times")
 
 
 def efficiency(fw, flop_count: dict | None, step_s: float) -> dict:

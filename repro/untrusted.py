@@ -82,6 +82,12 @@ def checked_code(meta: dict) -> dict:
     return code
 
 
+def positive(values: list) -> bool:
+    return all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf for v in values
+    )
+
+
 def objects(where: str, record: dict, keys: tuple[str, ...]) -> None:
     """Each of `keys` in `record` is absent, null or a JSON object: what the verdict reads."""
     for key in keys:
@@ -95,10 +101,28 @@ def original_results(notebook, meta: dict) -> dict:
     metrics = dict(field(results, "metrics", dict, "the report's results"))
     samples = field(metrics, "samples", dict, "metrics")
     steps = field(samples, "step_s", list, "samples")
-    times = [*steps, samples.get("first_call_s")]
-    if not steps or not all(isinstance(t, int | float) and 0 < t < math.inf for t in times):
+    if not steps or not positive([*steps, samples.get("first_call_s")]):
         raise bad("its step times are not positive numbers")
+    processes = samples.get("processes")  # absent in a report older than repeats
+    if processes is not None and not (
+        isinstance(processes, list)
+        and all(isinstance(p, dict) and p.get("step_s") for p in processes)
+        and all(isinstance(p["step_s"], list) and positive(p["step_s"]) for p in processes)
+    ):
+        raise bad("its processes' step times are not lists of positive numbers")
     metrics.pop("samples")
+    objects("summary", metrics, ("machine",))
+    reference = (metrics.get("machine") or {}).get("reference")
+    if reference is not None and not (
+        isinstance(reference, dict)
+        and all(isinstance(reference.get(side), dict) for side in ("before", "after"))
+        and all(
+            isinstance(timing, dict) and positive([timing.get("median"), timing.get("min")])
+            for side in ("before", "after")
+            for timing in reference[side].values()
+        )
+    ):
+        raise bad("its machine reference is not timings in positive numbers")
     environment = field(meta, "environment", dict, "metadata")
     objects("summary", metrics, ("latency_ms", "throughput", "memory", "energy", "loss"))
     objects("environment", environment, ("cpu", "gpu", "memory", "system", "framework", "run"))

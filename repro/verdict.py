@@ -2,23 +2,29 @@
 
 `repro rerun` puts the original's metrics.json and environment.json, and the verdict's settings
 (verdict.json), in the new run folder's `original/`, and appends a cell calling `show()`.
-Metrics measured on every step get the ratio rerun / original with a bootstrap 95% CI; single
-values (compile time, memory, energy) get their ratio against a stated tolerance, since one value
-has no CI.
+
+What decides is the median step time per process (repro.stats): an equivalence test at the
+stated tolerance gives *reproduced within ±X%*, *changed by Y% [CI]* or *inconclusive* (with the
+processes that would likely decide). Before that, the machine: if the rerun's machine reference
+(repro.machine) ran faster or slower than the original's beyond its noise, or the rerun was
+measured on a busy machine, the verdict says *machine changed* first, and whether the workload's
+shift lies within the machine's. The other rows (step-time statistics of the kernel's process
+with a bootstrap CI, compile time, memory, energy, loss) are shown for reading, not deciding.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from repro import compare
+from repro import compare, machine, stats
 from repro.markdown import escape
 from repro.report import publish, show_figure
 
-TOLERANCE = 0.05  # default: a significant shift smaller than this still counts as reproduced
+TOLERANCE = stats.MARGIN  # default: the equivalence margin of the deciding metric
 SCALAR_TOLERANCE = {  # single values: how far a rerun may land and still count as the same
     "first call: compile / cold start (s)": 0.25,
     "peak host RSS (bytes)": 0.10,
@@ -31,14 +37,46 @@ SAMPLED = {  # name: the statistic of a run's step times (seconds) and batch siz
     "p90 step time (ms)": lambda x, batch: 1e3 * np.percentile(x, 90),
     "throughput (samples/s)": lambda x, batch: batch * len(x) / np.sum(x),
 }
+CLASSES = ("reproduced", "changed", "inconclusive", "machine changed")
 
 
-def judge(ratio: float, low: float, high: float, tolerance: float = TOLERANCE) -> str:
-    if low <= 1 <= high:
-        return "reproduced within noise"
-    if abs(ratio - 1) <= tolerance:
-        return f"reproduced within {tolerance:.0%} (a small but significant shift)"
-    return f"NOT reproduced ({ratio - 1:+.2%})"
+def machine_change(original: dict, rerun: dict) -> dict | None:
+    """How the rerun's machine differed from the original's: the reference's fastest times
+    (before the measured phase) against their noise, and whether the rerun's machine was busy.
+    None where the original recorded no reference (a report older than it)."""
+    before = ((original.get("machine") or {}).get("reference") or {}).get("before")
+    after = ((rerun.get("machine") or {}).get("reference") or {}).get("before")
+    if not before or not after or set(before) != set(after):
+        return None
+    changes = machine.drift(before, after)
+    moved = {k: d["change"] for k, d in changes.items() if abs(d["change"]) > d["threshold"]}
+    busy = bool((rerun.get("machine") or {}).get("busy"))
+    return {"reference": changes, "moved": moved, "busy": busy, "changed": bool(moved) or busy}
+
+
+def decide(original: dict, rerun: dict, tolerance: float) -> dict:
+    """The verdict's class and words: the machine first, then the workload (repro.stats)."""
+    shift = stats.shift(
+        stats.medians(original["samples"]), stats.medians(rerun["samples"]), tolerance
+    )
+    host = machine_change(original, rerun)
+    if not host or not host["changed"]:
+        return {"class": shift["kind"], "words": shift["words"], "shift": shift, "machine": host}
+    said = [
+        f"its reference {'sort' if k == 'sort_ms' else 'copy'} ran {abs(c):.0%} "
+        f"{'slower' if c > 0 else 'faster'}"
+        for k, c in host["moved"].items()
+    ] + (["other processes kept it busy during the rerun"] if host["busy"] else [])
+    words = "machine changed: " + "; ".join(said)
+    biggest = max((abs(math.log1p(c)) for c in host["moved"].values()), default=0.0)
+    beyond = abs(math.log(shift["ratio"])) > biggest + math.log1p(tolerance)
+    words += (
+        f". The workload's shift ({shift['ratio'] - 1:+.1%}) is "
+        + ("larger than that: " + shift["words"] if beyond else "within that")
+        if host["moved"]
+        else f". The workload: {shift['words']}"
+    )
+    return {"class": "machine changed", "words": words, "shift": shift, "machine": host}
 
 
 def scalars(metrics: dict) -> dict:
@@ -54,12 +92,10 @@ def scalars(metrics: dict) -> dict:
     }
 
 
-def metric_ratios(
-    original: dict, rerun: dict, tolerance: float = TOLERANCE, seed: int = 0
-) -> list[dict]:
-    """Per metric: original, rerun, ratio rerun/original, its CI (sampled metrics) and a verdict.
-
-    Step-time statistics are resampled per step, so the ratio's CI reflects both runs' noise."""
+def metric_ratios(original: dict, rerun: dict, seed: int = 0) -> list[dict]:
+    """Per metric, for reading: original, rerun, ratio rerun/original, and for step-time
+    statistics a bootstrap 95% CI over the steps of the kernel's process (within-process noise
+    only: a new process shifts more, which is why these rows do not decide)."""
     before, after = original["samples"]["step_s"], rerun["samples"]["step_s"]
     batch = rerun["samples"]["batch_size"]  # a rerun keeps the original's parameters
     rows = []
@@ -73,8 +109,7 @@ def metric_ratios(
                 "rerun": float(statistic(np.asarray(after))),
                 "ratio": ratio,
                 "ci95": [low, high],
-                "verdict": judge(ratio, low, high, tolerance),
-                "decides": True,
+                "note": "steps of one process",
             }
         )
     a, b = scalars(original), scalars(rerun)
@@ -90,17 +125,10 @@ def metric_ratios(
                 "rerun": b[name],
                 "ratio": ratio,
                 "ci95": None,
-                "verdict": f"{'within' if within else 'OUTSIDE'} ±{tolerance:.1%} "
-                "(one value, no CI)",
-                "decides": False,
+                "note": f"{'within' if within else 'OUTSIDE'} ±{tolerance:.1%} (one value)",
             }
         )
     return rows
-
-
-def overall(rows: list[dict]) -> str:
-    failed = [r["metric"] for r in rows if r["decides"] and r["verdict"].startswith("NOT")]
-    return "NOT reproduced: " + ", ".join(failed) if failed else "reproduced within noise"
 
 
 def _md_value(value) -> str:
@@ -110,21 +138,46 @@ def _md_value(value) -> str:
     return "—" if value is None else escape(value)
 
 
-def markdown(result: dict) -> str:
+def machine_lines(host: dict | None) -> list[str]:
+    if host is None:
+        return ["- machine: the original recorded no machine reference (a report older than it)"]
     lines = [
-        f"**Verdict: {result['verdict']}** (rerun of `{result['original_run']}`; "
-        f"step-time metrics decide, with a bootstrap 95% CI and a {result['tolerance']:.0%} "
-        "tolerance for "
-        "significant but small shifts)",
+        f"- machine reference, {'sort' if k == 'sort_ms' else 'copy'}: fastest time "
+        f"{d['change']:+.1%} in the rerun (beyond ±{d['threshold']:.0%} counts as a change)"
+        for k, d in host["reference"].items()
+    ]
+    return lines + [f"- machine busy during the rerun: {'yes' if host['busy'] else 'no'}"]
+
+
+def markdown(result: dict) -> str:
+    shift = result["shift"]
+    processes = shift["processes"]
+    how = (
+        f"the median step time of each process ({processes[0]} original, {processes[1]} rerun) "
+        f"decides: ratio of geometric means {shift['ratio']:.3f}"
+    )
+    if shift["ci90"]:
+        how += (
+            f", 90% CI {shift['ci90'][0]:.3f}–{shift['ci90'][1]:.3f} (the equivalence test at "
+            f"±{result['tolerance']:.0%}), 95% CI {shift['ci95'][0]:.3f}–{shift['ci95'][1]:.3f}"
+        )
+    lines = [
+        f"**Verdict: {_md_value(result['verdict'])}**",
         "",
-        "| metric | original | rerun | ratio | 95% CI | verdict |",
+        f"Rerun of `{result['original_run']}`. How: {how}.",
+        "",
+        *machine_lines(result["machine"]),
+        "",
+        "For reading (not deciding):",
+        "",
+        "| metric | original | rerun | ratio | 95% CI | note |",
         "|---|---|---|---|---|---|",
     ]
     for r in result["metrics"]:
         ci = f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}" if r["ci95"] else "—"
         lines.append(
             f"| {r['metric']} | {_md_value(r['original'])} | {_md_value(r['rerun'])} | "
-            f"{r['ratio']:.3f} | {ci} | {r['verdict']} |"
+            f"{r['ratio']:.3f} | {ci} | {r['note']} |"
         )
     lines += ["", "**Environment differences** (original → rerun)", ""]
     for group, diffs in result["environment"].items():
@@ -164,12 +217,15 @@ def show(metrics: dict, environment: dict, original_dir: str | Path = "original"
     original_metrics = json.loads((folder / "metrics.json").read_text())
     original = {**original_metrics["summary"], "samples": original_metrics["samples"]}
     settings = json.loads((folder / "verdict.json").read_text())
-    rows = metric_ratios(original, metrics, settings["tolerance"])
+    decided = decide(original, metrics, settings["tolerance"])
     result = {
         "original_run": original_metrics["run_id"],
         "tolerance": settings["tolerance"],
-        "verdict": overall(rows),
-        "metrics": rows,
+        "verdict": decided["words"],
+        "class": decided["class"],
+        "shift": decided["shift"],
+        "machine": decided["machine"],
+        "metrics": metric_ratios(original, metrics),
         "environment": compare.environment_differences(
             json.loads((folder / "environment.json").read_text()), environment
         ),

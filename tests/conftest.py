@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -16,7 +19,8 @@ from repro import integrity, kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).with_name("fixtures")
-SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3"]  # seconds, not minutes
+# seconds, not minutes: one process each (repeats=1), unless a test is about repeats
+SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3", "-p", "repeats=1"]
 
 
 def repro(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -84,13 +88,14 @@ def runs_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def small_runs(tmp_path_factory) -> dict[str, Path]:
     """Real finished runs for the comparison, integrity and rerun tests: two identical
-    resnet-tiny torch runs ("a", "b"), one with another batch size ("c"), and one in JAX."""
+    resnet-tiny torch runs ("a", "b"), one with another batch size ("c"), each measured in
+    three processes, and one in JAX, in one process."""
     runs = {}
-    for name, framework, batch in (
-        ("a", "torch", 2),
-        ("b", "torch", 2),
-        ("c", "torch", 4),
-        ("jax", "jax", 2),
+    for name, framework, batch, repeats in (
+        ("a", "torch", 2, 3),
+        ("b", "torch", 2, 3),
+        ("c", "torch", 4, 3),
+        ("jax", "jax", 2, 1),
     ):
         runs_dir = tmp_path_factory.mktemp(f"runs-{name}")
         done = repro(
@@ -104,9 +109,30 @@ def small_runs(tmp_path_factory) -> dict[str, Path]:
             "steps=20",
             "-p",
             "threads=1",
+            "-p",
+            f"repeats={repeats}",
             "--runs-dir",
             str(runs_dir),
         )
         assert done.returncode == 0, done.stderr[-3000:]
         runs[name] = run_folders(runs_dir)[0]
     return runs
+
+
+@contextmanager
+def burner(core: int | None = None, seconds: int = 60):
+    """A CPU-bound process that is no descendant of ours (started through a shell that exits
+    at once), pinned to `core` if given: another user's load. Killed on leaving."""
+    pin = f"import os; os.sched_setaffinity(0, {{{core}}})\n" if core is not None else ""
+    code = f"{pin}import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"
+    started = subprocess.run(
+        ["sh", "-c", f'"{sys.executable}" -c "$0" >/dev/null 2>&1 & echo $!', code],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(started.stdout)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGKILL)

@@ -1,13 +1,12 @@
 """The machine check around a measurement: a fixed reference, and the load other processes put on
 the machine, told apart from the run's own work (real processes, no mocked /proc)."""
 
-import os
-import signal
 import subprocess
 import sys
 import time
 
 import nbformat
+from conftest import burner
 
 from repro import machine
 from repro.finalize import BUSY_TAG, busy_banner
@@ -37,22 +36,12 @@ def test_the_reference_is_timed_before_and_after():
 
 def test_another_process_burning_a_core_makes_the_run_busy_and_is_named():
     quiet = measured(1.5)["load"]["other_cores"]
-    # started through a shell that exits at once, so the burner is no descendant of ours
-    started = subprocess.run(
-        ["sh", "-c", f'"{sys.executable}" -c "$0" >/dev/null 2>&1 & echo $!', BURN],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    burner = int(started.stdout)
-    try:
+    with burner() as pid:
         result = measured(1.5)
-    finally:
-        os.kill(burner, signal.SIGKILL)
     load = result["load"]
     assert load["status"] == "measured" and load["other_cores"] > quiet + 0.5
     assert result["busy"] and "The machine was busy" in result["warnings"][0]
-    assert burner in [p["pid"] for p in load["busiest_others"]]
+    assert pid in [p["pid"] for p in load["busiest_others"]]
 
 
 def test_the_runs_own_child_processes_are_not_other_load():

@@ -14,6 +14,7 @@ import pytest
 from conftest import read_metrics, repro, resealed, run_folders
 
 from repro import kernels, snapshot
+from repro import verdict as verdict_module
 from repro.paths import KERNELSPECS, TEMPLATES
 
 
@@ -96,7 +97,8 @@ def test_a_report_copied_elsewhere_reruns_and_states_its_verdict(small_runs, tmp
     assert metrics["params"] == before["params"]  # seeds included
     verdict = metrics["rerun"]
     assert verdict["original_run"] == original.name and verdict["tolerance"] == 0.08
-    assert verdict["verdict"].startswith(("reproduced", "NOT reproduced"))
+    assert verdict["class"] in verdict_module.CLASSES and verdict["class"] != "changed"
+    assert verdict["shift"]["processes"] == [3, 3] and verdict["verdict"]
     rows = {r["metric"]: r for r in verdict["metrics"]}
     step = rows["median step time (ms)"]
     assert step["original"] == pytest.approx(before["summary"]["latency_ms"]["median"])

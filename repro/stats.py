@@ -1,0 +1,104 @@
+"""Process-level statistics: a figure, and a verdict on a change, from the values of processes.
+
+Steps inside one process share its memory layout, thread placement and neighbours; a new process
+draws all of those again (repro.repeat). So the unit of evidence is the process: each gives one
+value (its median step time), and a run's centre and CI, and the verdict between two runs, come
+from those values, on a log scale (ratios are what people read, and step times are skewed).
+
+The verdict is an equivalence test (TOST, two one-sided tests at 5%, as in pharmacology's
+bioequivalence): *reproduced within ±margin* when the 90% CI of the ratio lies inside the margin;
+*changed* when the 95% CI excludes no change and the estimate lies beyond the margin; otherwise
+*inconclusive*, with the number of processes per run that would likely decide. One process per
+run has no between-process spread at all, so it is always inconclusive.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+MARGIN = 0.10  # a rerun within ±10% of the original counts as the same (CPU processes: 2-16% CV)
+ADVISED = 3  # processes per run to start from when there is no spread to plan with
+MOST = 50  # advice beyond this is "more than 50"
+
+
+def medians(samples: dict) -> list[float]:
+    """Each process's median step time (s): the kernel's own steps first, then its repeats. A
+    report made before repeats existed has one process."""
+    processes = samples.get("processes") or [{"step_s": samples["step_s"]}]
+    return [float(np.median(p["step_s"])) for p in processes]
+
+
+def _interval(logs: np.ndarray, confidence: float) -> list[float] | None:
+    if len(logs) < 2:
+        return None
+    half = stats.t.ppf(0.5 + confidence / 2, len(logs) - 1) * logs.std(ddof=1) / len(logs) ** 0.5
+    return [float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))]
+
+
+def spread(samples: dict) -> dict:
+    """How many processes, each one's median (ms), their geometric mean and its 95% CI (t on
+    logs), and the spread between processes against the spread inside them (CVs)."""
+    values = np.asarray(medians(samples))
+    processes = samples.get("processes") or [{"step_s": samples["step_s"]}]
+    within = [np.std(p["step_s"], ddof=1) / np.mean(p["step_s"]) for p in processes]
+    logs = np.log(values)
+    ci = _interval(logs, 0.95)
+    return {
+        "n": len(values),
+        "median_ms": [1e3 * v for v in values],
+        "centre_ms": 1e3 * float(np.exp(logs.mean())),
+        "centre_ci95_ms": [1e3 * b for b in ci] if ci else None,
+        "between_cv": float(values.std(ddof=1) / values.mean()) if len(values) > 1 else None,
+        "within_cv": float(np.median(within)) if all(np.isfinite(within)) else None,
+    }
+
+
+def needed(sd: float, room: float, quantile: float) -> int:
+    """Processes per run for a two-sample CI half-width of `room` with log-scale spread `sd`."""
+    if room <= 0:
+        return MOST + 1
+    return max(ADVISED, math.ceil(2 * (stats.norm.ppf(quantile) * sd / room) ** 2) + 1)
+
+
+def shift(base: list[float], new: list[float], margin: float = MARGIN) -> dict:
+    """`new` against `base` (per-process values, e.g. median step times): ratio of geometric
+    means, its 90% and 95% CIs (Welch on logs), and the verdict class with its words."""
+    a, b = np.log(base), np.log(new)
+    d = float(b.mean() - a.mean())
+    out = {"ratio": math.exp(d), "margin": margin, "processes": [len(a), len(b)]}
+    if min(len(a), len(b)) < 2:
+        return {
+            **out,
+            "ci90": None,
+            "ci95": None,
+            "kind": "inconclusive",
+            "needed": ADVISED,
+            "words": f"inconclusive: {min(len(a), len(b))} process per run cannot tell machine "
+            f"noise from a change; measure with repeats={ADVISED} or more",
+        }
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else 1e9
+    ci90 = [math.exp(d + s * stats.t.ppf(0.95, df) * se) for s in (-1, 1)]
+    ci95 = [math.exp(d + s * stats.t.ppf(0.975, df) * se) for s in (-1, 1)]
+    low, high = math.log1p(-margin) if margin < 1 else -math.inf, math.log1p(margin)
+    sd = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    p = float(2 * stats.t.sf(abs(d) / se, df)) if se > 0 else float(d == 0 or 0.0)
+    out = {**out, "ci90": ci90, "ci95": ci95, "p_value": p}
+    if low < math.log(ci90[0]) and math.log(ci90[1]) < high:
+        words = f"reproduced within ±{margin:.0%} (ratio {out['ratio']:.3f}, 90% CI "
+        words += f"{ci90[0]:.3f}–{ci90[1]:.3f})"
+        return {**out, "kind": "reproduced", "needed": None, "words": words}
+    if (ci95[0] > 1 or ci95[1] < 1) and not low <= d <= high:
+        words = f"changed by {out['ratio'] - 1:+.1%} (95% CI {ci95[0] - 1:+.1%} to "
+        words += f"{ci95[1] - 1:+.1%})"
+        return {**out, "kind": "changed", "needed": None, "words": words}
+    inside = abs(d) < high  # then more processes could show equivalence; else a change
+    n = needed(sd, high - abs(d), 0.95) if inside else needed(sd, abs(d), 0.975)
+    advice = f"about {n} processes per run" if n <= MOST else f"more than {MOST} processes per run"
+    words = f"inconclusive: ratio {out['ratio']:.3f} (95% CI {ci95[0]:.3f}–{ci95[1]:.3f}) "
+    words += f"cannot be placed inside or outside ±{margin:.0%}; measure with {advice}"
+    return {**out, "kind": "inconclusive", "needed": n, "words": words}

@@ -1,0 +1,67 @@
+"""The rerun verdict's classes, decided on real runs' process-level values (repro.verdict,
+repro.stats): reproduced or inconclusive for the same settings, changed for a real change of the
+workload, inconclusive for one process, and machine changed for a machine another process kept
+busy. The equivalence statistics themselves are also checked on known values."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import burner, read_metrics, repro, run_folders
+
+from repro import stats, verdict
+
+
+def results(folder, machine: bool = True) -> dict:
+    """A run's summary and samples, as the verdict reads them; without the machine check when
+    only the workload's verdict is under test (two runs' references may differ by chance)."""
+    metrics = read_metrics(folder)
+    summary = {k: v for k, v in metrics["summary"].items() if machine or k != "machine"}
+    return {**summary, "samples": metrics["samples"]}
+
+
+@pytest.mark.kernel
+def test_the_verdict_classes_on_real_runs(small_runs):
+    a, b, c = (results(small_runs[k], machine=False) for k in ("a", "b", "c"))
+    same = verdict.decide(a, b, 0.10)  # the same settings, measured in other processes
+    assert same["shift"]["processes"] == [3, 3]
+    assert same["class"] in ("reproduced", "inconclusive"), same["words"]
+    bigger = verdict.decide(a, c, 0.10)  # batch 4 against 2: the workload really changed
+    assert bigger["class"] == "changed" and bigger["words"].startswith("changed by +")
+    assert bigger["shift"]["ci95"][0] > 1.10
+    one = results(small_runs["jax"], machine=False)  # measured in one process
+    alone = verdict.decide(one, one, 0.10)
+    assert alone["class"] == "inconclusive" and "1 process per run" in alone["words"]
+
+
+@pytest.mark.kernel
+def test_a_busy_machine_is_named_before_the_workload(small_runs, runs_dir):
+    # threads=1 pins the kernel to the first core; the burner takes the same core
+    with burner(core=0):
+        done = repro(
+            "run", "resnet-tiny", "-p", "threads=1", "-p", "repeats=1", "--runs-dir", str(runs_dir)
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [busy] = run_folders(runs_dir)
+    decided = verdict.decide(results(small_runs["a"]), results(busy), 0.10)
+    assert decided["class"] == "machine changed", decided["words"]
+    assert decided["words"].startswith("machine changed: ") and "busy" in decided["words"]
+    assert read_metrics(busy)["summary"]["machine"]["busy"]
+
+
+def test_equivalence_is_decided_on_the_margin_and_the_spread():
+    base = [1.00, 1.02, 0.98, 1.01, 0.99]
+    assert stats.shift(base, [v * 1.01 for v in base])["kind"] == "reproduced"
+    slower = stats.shift(base, [v * 1.30 for v in base])
+    assert slower["kind"] == "changed" and slower["words"].startswith("changed by +30.0%")
+    noisy = stats.shift([1.0, 1.3, 0.8], [1.05, 1.4, 0.75])  # too few, too spread to place
+    assert noisy["kind"] == "inconclusive" and "processes per run" in noisy["words"]
+    assert noisy["needed"] > 3
+    assert stats.shift([1.0], [1.0])["kind"] == "inconclusive"  # one process: no spread at all
+
+
+def test_old_reports_have_one_process():
+    samples = {"step_s": [0.1, 0.2, 0.3]}  # a report made before repeats
+    assert stats.medians(samples) == [0.2]
+    assert json.dumps(stats.spread(samples)["centre_ci95_ms"]) == "null"
