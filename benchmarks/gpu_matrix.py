@@ -46,6 +46,7 @@ def cells() -> list[tuple[str, str, dict]]:
                         "compile": compile_mode,
                         "steps": 100 if mode == "inference" else 30,
                         "warmup": 20,
+                        "repeats": 1,  # one process per cell: a table of figures, no verdicts
                     }
                     if workload != "resnet-50":
                         params["attention"] = attention

@@ -126,7 +126,7 @@ PARAMS = {
             "repeats",
             int,
             "processes measuring the same steps (each fresh, the model rebuilt): verdicts rest "
-            "on their spread; 0 = 3 for inference, 1 for training",
+            "on their spread; 0 = 3 for inference on a CPU, else 1",
             0,
             minimum=0,
             maximum=100,
@@ -173,7 +173,9 @@ FORMERLY = {  # attention was written out before it was a choice; one process me
     "attention": "explicit",
     "repeats": 1,
 }
-REPEATS = {"inference": 3, "training": 1}  # repeats=0: each training process compiles again
+# repeats=0: 3 processes for inference on a CPU; 1 for training (each process compiles again) and
+# on a GPU (each process would hold GPU memory while the next one runs; JAX preallocates 75%)
+REPEATS = {"inference": 3, "training": 1}
 
 
 def workloads() -> dict[str, dict]:
@@ -383,7 +385,8 @@ def resolve(
         else:
             resolved[name] = param.check(spec[name] if param.default is None else param.default)
     if resolved["repeats"] == 0:  # recorded as a number too
-        resolved["repeats"] = REPEATS[resolved["mode"]]
+        gpu = resolved["device"] == "gpu" or (resolved["device"] == "auto" and has_nvidia_gpu())
+        resolved["repeats"] = 1 if gpu else REPEATS[resolved["mode"]]
     if resolved["threads"] == 0:  # recorded as a number, so a rerun uses the same count
         resolved["threads"] = len(os.sched_getaffinity(0))
     modes = COMPILE_MODES[framework]
