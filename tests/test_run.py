@@ -266,6 +266,11 @@ def test_every_family_runs_in_every_framework_and_both_modes(workload, framework
         metrics["status"] == "ok"
         and metrics["model"]["params"] == metrics["model"]["params_analytic"]
     )
+    # the default repeats: inference in three processes (two fresh, in every framework and
+    # family), training in one
+    processes = 3 if mode == "inference" else 1
+    assert metrics["params"]["repeats"] == summary["processes"]["n"] == processes
+    assert len(metrics["samples"]["processes"]) == processes
     assert metrics["model"]["equivalence"]["preset"] == workload
     sequence = metrics["params"]["sequence_length"]
     if sequence:  # sequence workloads also report tokens/s
