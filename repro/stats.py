@@ -56,11 +56,14 @@ def spread(samples: dict) -> dict:
     }
 
 
-def needed(sd: float, room: float, quantile: float) -> int:
-    """Processes per run for a two-sample CI half-width of `room` with log-scale spread `sd`."""
-    if room <= 0:
-        return MOST + 1
-    return max(ADVISED, math.ceil(2 * (stats.norm.ppf(quantile) * sd / room) ** 2) + 1)
+def needed(sd: float, room: float, confidence: float, have: int) -> int:
+    """The fewest processes per run, more than `have`, for which a two-sample t interval at
+    `confidence` with log-scale spread `sd` is narrower than `room` on each side; MOST + 1 if
+    none up to MOST is."""
+    for n in range(max(have + 1, ADVISED), MOST + 1):
+        if room > 0 and stats.t.ppf(0.5 + confidence / 2, 2 * n - 2) * sd * (2 / n) ** 0.5 < room:
+            return n
+    return MOST + 1
 
 
 def shift(base: list[float], new: list[float], margin: float = MARGIN) -> dict:
@@ -97,7 +100,8 @@ def shift(base: list[float], new: list[float], margin: float = MARGIN) -> dict:
         words += f"{ci95[1] - 1:+.1%})"
         return {**out, "kind": "changed", "needed": None, "words": words}
     inside = abs(d) < high  # then more processes could show equivalence; else a change
-    n = needed(sd, high - abs(d), 0.95) if inside else needed(sd, abs(d), 0.975)
+    have = min(len(a), len(b))
+    n = needed(sd, high - abs(d), 0.90, have) if inside else needed(sd, abs(d), 0.95, have)
     advice = f"about {n} processes per run" if n <= MOST else f"more than {MOST} processes per run"
     words = f"inconclusive: ratio {out['ratio']:.3f} (95% CI {ci95[0]:.3f}–{ci95[1]:.3f}) "
     words += f"cannot be placed inside or outside ±{margin:.0%}; measure with {advice}"
