@@ -249,10 +249,12 @@ def process_row(spread: dict) -> str:
             "repeats=3 or more for a rerun verdict)"
         )
     low, high = spread["centre_ci95_ms"]
+    within = spread["within_cv"]
     return (
         f"{spread['n']}: median step {spread['centre_ms']:.2f} ms across them (95% CI "
         f"{low:.2f}–{high:.2f}); CV between processes {spread['between_cv']:.1%}, within one "
-        f"{spread['within_cv']:.1%}. The rows below are the kernel's own process."
+        + (f"{within:.1%}" if within is not None else "n/a (one step each)")
+        + ". The rows below are the kernel's own process."
     )
 
 

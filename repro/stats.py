@@ -46,16 +46,20 @@ def spread(samples: dict) -> dict:
     logs), and the spread between processes against the spread inside them (CVs)."""
     values = np.asarray(medians(samples))
     processes = samples.get("processes") or [{"step_s": samples["step_s"]}]
-    within = [np.std(p["step_s"], ddof=1) / np.mean(p["step_s"]) for p in processes]
+    within = [
+        np.std(p["step_s"], ddof=1) / np.mean(p["step_s"])
+        for p in processes
+        if len(p["step_s"]) > 1
+    ]
     logs = np.log(values)
     ci = _interval(logs, 0.95)
     return {
         "n": len(values),
-        "median_ms": [1e3 * v for v in values],
+        "median_ms": [float(1e3 * v) for v in values],
         "centre_ms": 1e3 * float(np.exp(logs.mean())),
         "centre_ci95_ms": [1e3 * b for b in ci] if ci else None,
         "between_cv": float(values.std(ddof=1) / values.mean()) if len(values) > 1 else None,
-        "within_cv": float(np.median(within)) if all(np.isfinite(within)) else None,
+        "within_cv": float(np.median(within)) if within else None,
     }
 
 
