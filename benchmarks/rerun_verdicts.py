@@ -1,13 +1,13 @@
 """How often the rerun verdict is right on this machine (issue P7's targets).
 
-    .venv/bin/python benchmarks/rerun_verdicts.py [--reruns 20] [--repeats 3] [--threads 1]
+    .venv/bin/python benchmarks/rerun_verdicts.py [--reruns 20] [--repeats 8] [--plant 0.20]
 
-1. One original run (resnet-tiny, torch, inference, batch 10, `repeats` processes), then `--reruns`
-   unchanged reruns of its report (`repro rerun`): each verdict's class is counted. Target: at
-   least 90% reproduced or inconclusive (with advice), never "changed".
-2. A planted slowdown, real and measured: `--reruns` runs at a larger batch (13 instead of 10:
-   each step does more work; a step also has a fixed cost, so this makes it about 20% slower,
-   and the measured ratio is printed), each judged against the original with the verdict's own
+1. One original run (resnet-tiny, torch, inference, batch 10, one thread, `repeats` processes),
+   then `--reruns` unchanged reruns of its report (`repro rerun`): each verdict's class is
+   counted. Target: at least 90% reproduced or inconclusive (with advice), never "changed".
+2. A planted slowdown, real and exactly sized: `--reruns` runs of `repeats` fresh processes
+   whose every step also spins the CPU for `--plant` times the original's median step
+   (benchmarks/slowed_process.py), each judged against the original with the verdict's own
    decision (repro.verdict.decide). Target: at least 90% caught ("changed", slower).
 Prints the counts, the measured slowdown, and the wall time per rerun.
 """
@@ -17,13 +17,16 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from repro import verdict
+from repro import repeat, verdict
+from repro.paths import KERNELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,12 +52,33 @@ def results(folder: Path) -> dict:
     return {**metrics["summary"], "samples": metrics["samples"]}
 
 
+def slowed(original: Path, args) -> dict:
+    """`args.repeats` fresh processes of the original's measurement, each step spinning for
+    `args.plant` times the original's median step: results as the verdict reads them."""
+    metrics = json.loads((original / "metrics.json").read_text())
+    model = {k: metrics["model"][k] for k in ("arch", "config")}
+    request = {**metrics["params"], "framework": metrics["framework"], "model": model}
+    request = json.dumps({k: request[k] for k in repeat.PARAMS})
+    extra = args.plant * statistics.median(metrics["samples"]["step_s"])
+    python = KERNELS / metrics["kernel"] / "bin" / "python"
+    processes = []
+    for _ in range(args.repeats):
+        done = subprocess.run(
+            [python, ROOT / "benchmarks" / "slowed_process.py", request, str(extra)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        if done.returncode:
+            sys.exit(done.stderr[-2000:])
+        processes.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {"machine": processes[0]["machine"], "samples": {"processes": processes}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reruns", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3, help="processes per run")
+    parser.add_argument("--repeats", type=int, default=8, help="processes per run")
     parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--planted-batch", type=int, default=13, help="the slower runs' batch")
+    parser.add_argument("--plant", type=float, default=0.20, help="the planted slowdown")
     parser.add_argument(
         "--threads",
         type=int,
@@ -81,11 +105,8 @@ def main() -> int:
         print(f"rerun {i + 1}: {said['verdict']}", flush=True)
 
     planted, ratios = collections.Counter(), []
-    bigger = args.planted_batch
     for i in range(args.reruns):
-        decided = verdict.decide(
-            results(original), results(run(runs, bigger, args)), verdict.TOLERANCE
-        )
+        decided = verdict.decide(results(original), slowed(original, args), verdict.TOLERANCE)
         ratios.append(decided["shift"]["ratio"])
         caught = decided["shift"]["kind"] == "changed" and decided["shift"]["ratio"] > 1
         planted["caught" if caught else decided["class"]] += 1
@@ -96,7 +117,7 @@ def main() -> int:
     print(f"\nunchanged reruns ({n}, {args.repeats} processes each, ±{verdict.TOLERANCE:.0%}):")
     print(f"  {dict(unchanged)}: reproduced or inconclusive {fine / n:.0%}")
     print(f"  wall time per rerun: median {sorted(seconds)[n // 2]:.1f} s")
-    print(f"planted slowdown (batch {bigger} instead of {args.batch}; measured step-time ratio")
+    print(f"planted slowdown ({args.plant:+.0%} of a step spun in each; measured step-time ratio")
     print(f"  median {sorted(ratios)[n // 2]:.3f}, {min(ratios):.3f} to {max(ratios):.3f}):")
     print(f"  {dict(planted)}: caught {planted['caught'] / n:.0%}")
     return 0

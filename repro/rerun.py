@@ -90,7 +90,7 @@ def rerun(
     force_memory: bool = False,
 ) -> Run:
     """Rerun the report in `source` (report.ipynb, run folder or bundle) into a new run folder;
-    its verdict counts a significant shift within `tolerance` (0.05: 5%) as reproduced."""
+    its verdict decides at `tolerance` (0.10: ±10%; repro.stats)."""
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         notebook = integrity.read_notebook(report_path(Path(source), scratch), "report")

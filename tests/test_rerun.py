@@ -89,14 +89,16 @@ def test_a_report_copied_elsewhere_reruns_and_states_its_verdict(small_runs, tmp
     shared = tmp_path / "inbox" / "colleague.ipynb"  # the report alone, far from its run folder
     shared.parent.mkdir()
     shutil.copyfile(original / "report.ipynb", shared)
-    done = repro("rerun", str(shared), "--runs-dir", str(runs_dir), "--tolerance", "8%")
+    # a tolerance wider than the drift between runs minutes apart in a busy CI (+8.6% seen):
+    # how often the default one is right is benchmarks/rerun_verdicts.py's to measure
+    done = repro("rerun", str(shared), "--runs-dir", str(runs_dir), "--tolerance", "25%")
     assert done.returncode == 0, done.stderr[-3000:]
     [folder] = run_folders(runs_dir)
     assert "rerun verdict: " in done.stdout and str(folder) in done.stdout
     metrics, before = read_metrics(folder), read_metrics(original)
     assert metrics["params"] == before["params"]  # seeds included
     verdict = metrics["rerun"]
-    assert verdict["original_run"] == original.name and verdict["tolerance"] == 0.08
+    assert verdict["original_run"] == original.name and verdict["tolerance"] == 0.25
     assert verdict["class"] in verdict_module.CLASSES and verdict["class"] != "changed"
     assert verdict["shift"]["processes"] == [3, 3] and verdict["verdict"]
     rows = {r["metric"]: r for r in verdict["metrics"]}

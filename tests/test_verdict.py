@@ -24,7 +24,9 @@ def results(folder, machine: bool = True) -> dict:
 @pytest.mark.kernel
 def test_the_verdict_classes_on_real_runs(small_runs):
     a, b = (results(small_runs[k], machine=False) for k in ("a", "b"))
-    same = verdict.decide(a, b, 0.10)  # the same settings, measured in other processes
+    # the same settings, measured in other processes, at a tolerance wider than the drift
+    # between runs minutes apart (how often ±10% is right: benchmarks/rerun_verdicts.py)
+    same = verdict.decide(a, b, 0.25)
     assert same["shift"]["processes"] == [3, 3]
     assert same["class"] in ("reproduced", "inconclusive"), same["words"]
     # the workload changed: run "a" with every step three times as long, its noise kept (a real
