@@ -66,36 +66,14 @@ def banner(plan: RunPlan, run_context: dict) -> str:
     return "\n\n".join(lines)
 
 
-def verdict_cells(original_run: str) -> list:
-    """The section `repro rerun` appends to the report it reruns."""
-    return [
-        nbformat.v4.new_markdown_cell(
-            "## Rerun verdict\n\n"
-            f"This run reran the report of `{original_run}` with the code, parameters, seeds and "
-            "lock it carries. Its metrics and environment are in this folder's `original/`. "
-            "What decides is each process's median step time (`repeats` processes per run): an "
-            "equivalence test at the stated tolerance says *reproduced within ±X%* when the 90% "
-            "CI of the ratio rerun / original lies inside it, *changed by Y%* when its 95% CI "
-            "excludes no change and the ratio lies beyond the tolerance, and *inconclusive* "
-            "otherwise, "
-            "with the processes that would likely decide (one process per run always is). If "
-            "the machine itself changed (its reference computation ran faster or slower beyond "
-            "its noise, or other processes kept it busy), the verdict says so first. The other "
-            "metrics, and the environment differences, are listed for reading."
-        ),
-        nbformat.v4.new_code_cell(
-            'from repro import verdict\n\nrerun = verdict.show(metrics, environment, "original")'
-        ),
-    ]
-
-
-def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> Path:
-    """Run the template into `run_dir/report.ipynb`; RunFailed if a cell raises or the kernel
-    dies."""
+def execute(
+    plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict, cells: tuple = ()
+) -> Path:
+    """Run the template, then `cells`, into `run_dir/report.ipynb`; RunFailed if a cell raises
+    or the kernel dies."""
     notebook = nbformat.read(plan.template, as_version=4)
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))
-    if plan.reference:
-        notebook.cells += verdict_cells(plan.reference["metrics"]["run_id"])
+    notebook.cells += cells
     return run_notebook(notebook, kernel, run_dir, plan.notebook_parameters(run_context))
 
 

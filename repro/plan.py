@@ -324,9 +324,8 @@ class RunPlan:
     python: str | None = None  # the interpreter of an unpinned run
     allow_drift: bool = False
     runs_dir: Path = RUNS
-    lock: Path | None = None  # a report's own lock (rerun); None: kernelspecs/<kernel>/
+    lock: Path | None = None  # the lock to build the kernel from; None: kernelspecs/<kernel>/
     code: Path = ROOT  # the folder holding the `repro` package the kernel imports
-    reference: dict | None = None  # rerun: the original's metrics, environment, integrity
 
     @property
     def lock_path(self) -> Path | None:
@@ -361,14 +360,10 @@ def resolve(
     template: str | None = None,
     runs_dir: str | Path | None = None,
     spec: dict | None = None,
-    lock: Path | None = None,
-    code: Path = ROOT,
-    reference: dict | None = None,
 ) -> RunPlan:
     """Validate the request and return the plan, or raise UserError naming the valid choices.
 
-    A rerun passes the spec its report carries (instead of the workload's in repro/workloads/),
-    that report's lock, the code to run and the original's results (`RunPlan` says more)."""
+    `spec` is a workload spec to use instead of repro/workloads/<workload>.yaml (a rerun's)."""
     specs = workloads() if spec is None else {workload: spec}
     if workload not in specs:
         raise UserError(f"unknown workload {workload!r}; choose one of: {', '.join(specs)}")
@@ -449,7 +444,4 @@ def resolve(
         python=unpinned_python,
         allow_drift=allow_drift,
         runs_dir=Path(runs_dir) if runs_dir else RUNS,
-        lock=lock,
-        code=code,
-        reference=reference,
     )

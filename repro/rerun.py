@@ -10,16 +10,20 @@ ends with a rerun verdict section.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+import nbformat
+
 from repro import integrity, kernels, plan, snapshot, untrusted
 from repro.errors import ReproError, UserError
 from repro.lockfile import render
 from repro.paths import KERNELS, ROOT, TEMPLATES
-from repro.run import Run, run
+from repro.run import Addendum, Run, run
 from repro.verdict import TOLERANCE
 
 
@@ -81,6 +85,40 @@ def report_code(code: dict) -> tuple[Path, Path]:
     return folder, folder / "templates" / name
 
 
+def verdict_cells(original_run: str) -> tuple:
+    """The section a rerun's report ends with (repro.verdict.show)."""
+    return (
+        nbformat.v4.new_markdown_cell(
+            "## Rerun verdict\n\n"
+            f"This run reran the report of `{original_run}` with the code, parameters, seeds and "
+            "lock it carries. Its metrics and environment are in this folder's `original/`. "
+            "What decides is each process's median step time (`repeats` processes per run): an "
+            "equivalence test at the stated tolerance says *reproduced within ±X%* when the 90% "
+            "CI of the ratio rerun / original lies inside it, *changed by Y%* when its 95% CI "
+            "excludes no change and the ratio lies beyond the tolerance, and *inconclusive* "
+            "otherwise, with the processes that would likely decide (one process per run always "
+            "is). If the machine itself changed (its reference computation ran faster or slower "
+            "beyond its noise, or other processes kept it busy), the verdict says so first. The "
+            "other metrics, and the environment differences, are listed for reading."
+        ),
+        nbformat.v4.new_code_cell(
+            'from repro import verdict\n\nrerun = verdict.show(metrics, environment, "original")'
+        ),
+    )
+
+
+def addendum(report: untrusted.Report, problems: list[str], tolerance: float) -> Addendum:
+    """What a rerun adds to its run: the original's results and the verdict's settings in
+    `original/` (what the verdict cells read), the verdict cells, and which run it reran."""
+    original = {**report.original, "integrity": problems, "verdict": {"tolerance": tolerance}}
+    run_id = report.original["metrics"]["run_id"]
+    return Addendum(
+        files={f"original/{k}.json": json.dumps(v, indent=1) + "\n" for k, v in original.items()},
+        cells=verdict_cells(run_id),
+        context={"rerun_of": run_id},
+    )
+
+
 def rerun(
     source: str | Path,
     trust: bool = False,
@@ -120,13 +158,13 @@ def rerun(
             template=str(template),
             runs_dir=runs_dir,
             spec=report.workload,
-            lock=lock,
-            code=code,
-            reference={
-                **report.original,
-                "integrity": problems,
-                "verdict": {"tolerance": tolerance},
-            },
         )
+        request = dataclasses.replace(request, lock=lock, code=code)
         print(f"rerunning {report.original['metrics']['run_id']}", file=log)
-        return run(request, argv=["rerun", str(source)], log=log, force_memory=force_memory)
+        return run(
+            request,
+            argv=["rerun", str(source)],
+            log=log,
+            force_memory=force_memory,
+            addendum=addendum(report, problems, tolerance),
+        )

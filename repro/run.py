@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro import __version__, kernels, memory, snapshot
@@ -24,6 +23,17 @@ from repro.plan import RunPlan, equivalence
 class Run:
     folder: Path
     metrics: dict
+
+
+@dataclass(frozen=True)
+class Addendum:
+    """What a caller adds to a run (`repro rerun`: the original's results and the verdict):
+    files written into the run folder before the notebook runs, cells run after the
+    template's, and facts added to the run context."""
+
+    files: dict[str, str] = field(default_factory=dict)  # path inside the run folder: text
+    cells: tuple = ()  # nbformat cells
+    context: dict = field(default_factory=dict)
 
 
 def git_state() -> dict:
@@ -78,10 +88,14 @@ def new_folder(runs_dir: Path, label: str) -> Path:
 
 
 def run(
-    plan: RunPlan, argv: list[str] | None = None, log=sys.stderr, force_memory: bool = False
+    plan: RunPlan,
+    argv: list[str] | None = None,
+    log=sys.stderr,
+    force_memory: bool = False,
+    addendum: Addendum = Addendum(),
 ) -> Run:
-    """Execute `plan`; the run folder is complete (status ok, failed or interrupted) however the
-    run ends, short of the driver itself being killed (SIGKILL)."""
+    """Execute `plan` (with `addendum`); the run folder is complete (status ok, failed or
+    interrupted) however the run ends, short of the driver itself being killed (SIGKILL)."""
     if not force_memory:
         memory.check(plan.workload, plan.params)
     check_runs_dir(plan.runs_dir)
@@ -106,21 +120,19 @@ def run(
         else {"commit": None, "dirty": None, "reason": "ran the code a report carried"},
         "equivalence": equivalence(plan.workload),
         "command": argv,
-        "rerun_of": plan.reference["metrics"]["run_id"] if plan.reference else None,
+        **addendum.context,
     }
     with signals_interrupt():
         folder = new_folder(plan.runs_dir, f"{plan.workload['name']}_{plan.framework}")
         run_context = {"run_id": folder.name, **context}
         with attempt() as outcome:
-            if plan.reference:  # what the rerun verdict compares with, kept in the run folder
-                for name, content in plan.reference.items():
-                    text = json.dumps(content, indent=1) + "\n"
-                    write(folder / "original" / f"{name}.json", text)
+            for name, text in addendum.files.items():
+                write(folder / name, text)
             print(
                 f"run {folder.name}: executing {plan.template.name} in kernel {kernel.spec_name}",
                 file=log,
             )
-            execute(plan, kernel, folder, run_context)
+            execute(plan, kernel, folder, run_context, addendum.cells)
     error = outcome.error
     with deferred_signals():
         try:
