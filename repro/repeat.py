@@ -13,6 +13,7 @@ process-level values (repro.stats).
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -81,7 +82,7 @@ def measure(params: dict, more: int, log=sys.stdout) -> list[dict]:
             raise RuntimeError(f"repeat process {i + 2} failed (exit {done.returncode}):\n{tail}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(result)
-        median_ms = 1e3 * sorted(result["step_s"])[len(result["step_s"]) // 2]
+        median_ms = 1e3 * statistics.median(result["step_s"])
         print(
             f"process {i + 2}/{more + 1}: median {median_ms:.1f} ms per step "
             f"({time.perf_counter() - start:.1f} s with start-up)",

@@ -10,10 +10,11 @@ bioequivalence): *reproduced within ±margin* when the 90% CI of the ratio lies 
 *changed* when the 95% CI excludes no change and the estimate lies beyond the margin (asv's rule:
 a real change, larger than the margin); otherwise *inconclusive*, with the number of processes per
 run that would likely decide. Asking instead for the whole 95% CI beyond the margin caught only
-40-56% of 20% slowdowns planted in this VM's recorded runs of 3 to 5 processes (it wants a
-precision that run-to-run drift, about 3% here, denies), against 74-92% with this rule and none
-of the unchanged pairs called changed at 6 to 10 processes (benchmarks/rerun_verdicts.py). One
-process per run has no between-process spread at all, so it is always inconclusive.
+40-56% of 20% slowdowns replayed on this VM's recorded runs of 3 to 5 processes: it wants a
+precision that the drift between runs minutes apart (about 3% here) denies. With this rule,
+benchmarks/rerun_verdicts.py judged no unchanged rerun changed (70 reruns) and caught 19 of 20
+planted 20% slowdowns at 8 processes per run (README). One process per run has no
+between-process spread at all, so it is always inconclusive.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ ADVISED = 3  # processes per run to start from when there is no spread to plan w
 MOST = 50  # advice beyond this is "more than 50"
 
 
+def processes(samples: dict) -> list[list[float]]:
+    """Each process's step times (s): the kernel's own first, then its repeats. A report made
+    before repeats existed has one process."""
+    return [p["step_s"] for p in samples.get("processes") or [{"step_s": samples["step_s"]}]]
+
+
 def medians(samples: dict) -> list[float]:
-    """Each process's median step time (s): the kernel's own steps first, then its repeats. A
-    report made before repeats existed has one process."""
-    processes = samples.get("processes") or [{"step_s": samples["step_s"]}]
-    return [float(np.median(p["step_s"])) for p in processes]
+    """Each process's median step time (s)."""
+    return [float(np.median(steps)) for steps in processes(samples)]
 
 
 def _interval(logs: np.ndarray, confidence: float) -> list[float] | None:
@@ -46,12 +51,7 @@ def spread(samples: dict) -> dict:
     """How many processes, each one's median (ms), their geometric mean and its 95% CI (t on
     logs), and the spread between processes against the spread inside them (CVs)."""
     values = np.asarray(medians(samples))
-    processes = samples.get("processes") or [{"step_s": samples["step_s"]}]
-    within = [
-        np.std(p["step_s"], ddof=1) / np.mean(p["step_s"])
-        for p in processes
-        if len(p["step_s"]) > 1
-    ]
+    within = [np.std(s, ddof=1) / np.mean(s) for s in processes(samples) if len(s) > 1]
     logs = np.log(values)
     ci = _interval(logs, 0.95)
     return {
