@@ -24,6 +24,13 @@ def test_defaults_come_from_the_workload_spec():
     assert p.template.name == "image-classification.ipynb"
 
 
+def test_every_key_of_a_workload_spec_is_one_repro_reads():
+    # reference_params: read by tests/test_models.py; a key nothing reads misleads (optimizer:
+    # and lr_schedule: were such keys: training is always AdamW with the shared schedule)
+    for name, spec in plan.workloads().items():
+        assert set(spec) <= {*plan.SPEC_KEYS, "reference_params"}, name
+
+
 def test_parameters_are_typed_and_threads_resolved_to_a_number():
     p = plan.resolve("resnet-tiny", "torch", plan.parse_assignments(["batch_size=3", "seed=7"]))
     assert p.params["batch_size"] == 3 and p.params["seed"] == 7
