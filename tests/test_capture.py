@@ -411,12 +411,18 @@ def test_env_vars_selects_result_changing_variables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     monkeypatch.setenv("MY_OMP_NUM_THREADS", "8")
     monkeypatch.setenv("PYTHONPATH", "/x")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # TensorFlow's: kept
+    terraform = ("TF_VAR_region", "TF_LOG", "TF_CLI_ARGS_plan", "TF_TOKEN_app_example_io")
+    for name in terraform:
+        monkeypatch.setenv(name, "x")  # Terraform's, sharing TensorFlow's prefix: left out
     found = capture.env_vars()
     assert found["OMP_NUM_THREADS"] == "4"
     assert found["TORCH_HOME"] == "/cache"
     assert found["XLA_FLAGS"] == "--xla_gpu_autotune_level=0"
     assert found["PYTHONHASHSEED"] == "0"
+    assert found["TF_ENABLE_ONEDNN_OPTS"] == "0"
     assert not {"MY_OMP_NUM_THREADS", "PYTHONPATH", "PATH", "HOME"} & set(found)
+    assert not set(terraform) & set(found)
     assert list(found) == sorted(found)
 
 
