@@ -177,6 +177,7 @@ def test_a_kernel_locked_for_another_python_is_refused_in_one_line(tmp_path):
     )
 
 
+@pytest.mark.kernel  # starts a kernel build: a venv, then uv asks PyPI for torch
 def test_a_missing_cpu_torch_wheel_says_where_it_comes_from_in_one_line(tmp_path):
     # No wheel folder: uv finds no torch==2.13.0+cpu on the index and fails before installing
     env = {**os.environ, "PIP_FIND_LINKS": "", "REPRO_KERNELS_DIR": str(tmp_path)}
