@@ -435,11 +435,13 @@ def test_packages_like_pip_freeze() -> None:
     assert all(re.fullmatch(r"[^=\s]+==\S+", p) for p in pkgs)
 
 
-def test_capture_is_complete_json_and_fast() -> None:
+def test_capture_is_complete_json_and_never_hangs() -> None:
     start = time.perf_counter()
     env = capture.capture()
     elapsed = time.perf_counter() - start
-    assert elapsed < 2.0
+    # a bound against a command that hangs until its timeout, not a benchmark: well under a
+    # second on an idle machine, seconds on a loaded 2-core one
+    assert elapsed < capture.TIMEOUT_S
     assert env["schema"] == "repro.environment/1"
     assert set(env) == {
         "schema",
