@@ -140,9 +140,12 @@ def test_no_gpu_codecarbon_offline_estimate(python: Path) -> None:
 # -- NVML path with a fake pynvml, codecarbon off --------------------------------------------
 
 
-# The counter and the window's clock are read a moment apart; on a loaded machine that moment
-# reached 0.5 ms (0.05 J at 100 W), so the energy is checked to 1%, which still catches a wrong
-# unit or a wrong window.
+def assert_energy_of(gpu: dict, window_s: float) -> None:
+    """The counter is read just before the window's clock starts and just after it stops, so the
+    energy covers the window and a moment more: 0.5 ms seen on a loaded machine, 50 ms allowed
+    (a busy 2-core machine can deschedule us for that long), which still catches a wrong unit or
+    a wrong window. The counter's whole millijoules take 0.1% off at the most."""
+    assert FAKE_POWER_W * window_s * 0.999 <= gpu["joules"] <= FAKE_POWER_W * (window_s + 0.05)
 
 
 @pytest.mark.kernel  # runs in the torch-cpu kernel's interpreter
@@ -152,7 +155,7 @@ def test_fake_gpu_short_window(python: Path, fake_nvml: Path) -> None:
     gpu = result["gpu"]
     assert gpu["status"] == "measured", gpu
     assert gpu["method"] == "NVML total energy counter"
-    assert gpu["joules"] == pytest.approx(FAKE_POWER_W * result["window_s"], rel=0.01)
+    assert_energy_of(gpu, result["window_s"])
     assert gpu["joules_per_1000_samples"] == pytest.approx(gpu["joules"] * 1000 / samples)
     assert gpu["idle_power_w"] == pytest.approx(FAKE_POWER_W)
     assert gpu["devices"] == [{"index": 0, "name": "Fake GPU", "joules": gpu["joules"]}]
@@ -167,7 +170,7 @@ def test_fake_gpu_short_window(python: Path, fake_nvml: Path) -> None:
 def test_fake_gpu_long_window_no_warning(python: Path, fake_nvml: Path) -> None:
     result = run_meter(python, 1.1, use_codecarbon=False, fake_dir=fake_nvml)["result"]
     assert result["gpu"]["status"] == "measured"
-    assert result["gpu"]["joules"] == pytest.approx(FAKE_POWER_W * result["window_s"], rel=0.01)
+    assert_energy_of(result["gpu"], result["window_s"])
     assert result["warnings"] == []
 
 
