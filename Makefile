@@ -51,7 +51,7 @@ test: venv ## Lint, build/verify the kernels, then run every test (real notebook
 	$(REPRO) kernels
 	$(VENV)/bin/python -m pytest
 
-test-fast: lint ## Lint, then every test that starts no kernel (about a minute)
+test-fast: lint ## Lint, then every test that starts no kernel (under a minute)
 	$(VENV)/bin/python -m pytest -m "not kernel"
 
 lint: venv ## Check style with ruff

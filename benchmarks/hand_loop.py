@@ -3,7 +3,9 @@
 What a careful user would write without repro: build the same model, warm up, time N steps,
 synchronise once at the end. Prints samples/s as one JSON line.
 
-    python hand_loop.py FRAMEWORK BATCH STEPS WARMUP
+    python hand_loop.py FRAMEWORK BATCH STEPS WARMUP MODEL
+
+MODEL is the workload's `model` entry as JSON (overhead.py reads it from resnet-50.yaml).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import time
 
 import numpy as np
 
-from repro.models.resnet import ResNetConfig
+from repro import models
 
 framework, batch, steps, warmup = sys.argv[1], *map(int, sys.argv[2:5])
-cfg = ResNetConfig()  # ResNet-50
-x = np.random.default_rng(0).standard_normal((batch, 224, 224, 3), dtype=np.float32)
+cfg = models.config(json.loads(sys.argv[5]))
+size = (batch, cfg.image_size, cfg.image_size, cfg.in_channels)
+x = np.random.default_rng(0).standard_normal(size, dtype=np.float32)
 
 if framework == "torch":
     import torch

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from repro import kernels
+from repro import kernels, plan
 from repro.paths import ROOT
 
 
@@ -55,6 +55,7 @@ def hand_loop(framework: str, args) -> float:
         args.batch_size,
         args.steps,
         args.warmup,
+        json.dumps(plan.workloads()["resnet-50"]["model"]),  # the model `repro run` measures
     ]
     done = subprocess.run(
         [str(c) for c in cmd],

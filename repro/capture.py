@@ -61,6 +61,26 @@ ENV_PREFIXES = (
     "TORCHINDUCTOR_",
 )
 ENV_NAMES = ("PYTHONHASHSEED", "LD_PRELOAD", "CUDA_VISIBLE_DEVICES")
+# TF_ is TensorFlow's prefix and Terraform's: Terraform's own variables, as its CLI documents them
+# (developer.hashicorp.com/terraform/cli/config/environment-variables), change no result
+TERRAFORM_NAMES = (
+    "TF_LOG",
+    "TF_LOG_PATH",
+    "TF_LOG_CORE",
+    "TF_LOG_PROVIDER",
+    "TF_INPUT",
+    "TF_CLI_ARGS",
+    "TF_DATA_DIR",
+    "TF_WORKSPACE",
+    "TF_IN_AUTOMATION",
+    "TF_REGISTRY_DISCOVERY_RETRY",
+    "TF_REGISTRY_CLIENT_TIMEOUT",
+    "TF_STATE_PERSIST_INTERVAL",
+    "TF_CLI_CONFIG_FILE",
+    "TF_PLUGIN_CACHE_DIR",
+    "TF_IGNORE",
+)
+TERRAFORM_PREFIXES = ("TF_VAR_", "TF_CLI_ARGS_", "TF_TOKEN_")
 CONTAINER_IMAGE_VARS = ("REPRO_CONTAINER_IMAGE", "CONTAINER_IMAGE")
 CGROUP_HINTS = ("docker", "kubepods", "containerd", "libpod", "lxc")
 
@@ -302,9 +322,14 @@ def container() -> dict:
 
 def env_vars() -> dict:
     """Environment variables that can change results, sorted by name."""
-    return {
-        k: v for k, v in sorted(os.environ.items()) if k in ENV_NAMES or k.startswith(ENV_PREFIXES)
-    }
+    return {k: v for k, v in sorted(os.environ.items()) if result_changing(k)}
+
+
+def result_changing(name: str) -> bool:
+    """Whether environment variable `name` is one a framework or its libraries read."""
+    if name in TERRAFORM_NAMES or name.startswith(TERRAFORM_PREFIXES):
+        return False
+    return name in ENV_NAMES or name.startswith(ENV_PREFIXES)
 
 
 def packages() -> list[str]:

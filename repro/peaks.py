@@ -1,8 +1,10 @@
 """Peak dense throughput per device and precision, for MFU (standard library only).
 
 Figures are NVIDIA's datasheet numbers for dense math (the datasheets print TF32/BF16/FP16 with
-sparsity; those are halved here): A100 (A100 datasheet, SXM), H100 SXM / PCIe / NVL (H100
-datasheet), H200 SXM / NVL (H200 datasheet). The part is told by the name NVML and the
+sparsity; those are halved here), from the specifications tables NVIDIA publishes for each part:
+A100 SXM / PCIe (https://www.nvidia.com/en-us/data-center/a100/), H100 SXM / PCIe / NVL
+(https://www.nvidia.com/en-us/data-center/h100/), H200 SXM / NVL
+(https://www.nvidia.com/en-us/data-center/h200/). The part is told by the name NVML and the
 frameworks give: "NVIDIA H100 80GB HBM3" is the SXM part, "NVIDIA H100 PCIe" and
 "NVIDIA H100 NVL" say so, as do "NVIDIA H200" and "NVIDIA H200 NVL". A device that is not listed
 gets no MFU, with the reason, rather than a guessed peak.

@@ -15,12 +15,31 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from repro import integrity, kernels
+from repro import integrity, kernels, paths
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).with_name("fixtures")
 # seconds, not minutes: one process each (repeats=1), unless a test is about repeats
 SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3", "-p", "repeats=1"]
+
+
+# A path that cannot exist (below a file): no kernel can be found, built or started there
+NO_KERNELS = "/dev/null/no-kernel-without-pytest.mark.kernel"
+KERNELS_ENV = os.environ.get("REPRO_KERNELS_DIR")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The `kernel` marker is honest: a test without it (its fixtures included, set up next)
+    gets a kernels folder that cannot exist, in this process and in every `repro` it starts, so
+    building, verifying or starting a pinned kernel fails it. (An --unpinned run uses an existing
+    interpreter, which this cannot stop: tests/test_faults.py marks those.)"""
+    guarded = item.get_closest_marker("kernel") is None
+    kernels.KERNELS = Path(NO_KERNELS) if guarded else paths.KERNELS
+    if guarded or KERNELS_ENV:
+        os.environ["REPRO_KERNELS_DIR"] = NO_KERNELS if guarded else KERNELS_ENV
+    else:
+        os.environ.pop("REPRO_KERNELS_DIR", None)
 
 
 def repro(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

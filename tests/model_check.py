@@ -6,7 +6,9 @@
 
 Families with attention run both attentions (repro.models.attention): the reference is torch's
 fused attention, and torch's explicit attention with the same weights, and Keras' and Flax's
-fused and explicit attention with the transferred weights, are each diffed against it.
+fused and explicit attention with the transferred weights, are each diffed against it. Train mode
+is diffed too: the outputs (batch statistics where a family has BatchNorm; no family has dropout)
+and every running mean afterwards (BatchNorm momentum), compared sorted, so without a name map.
 
 MODEL is a workload's `model` entry as JSON ({"arch": ..., "config": {...}}); MODELS a JSON object
 of them by workload name, counted in one process (a framework import costs seconds). Prints one JSON
@@ -55,6 +57,17 @@ def to_torch_layout(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x  # images NHWC -> NCHW
 
 
+def sorted_values(arrays) -> np.ndarray:
+    """Every element of `arrays`, sorted: running statistics compared without a name map."""
+    return np.sort(np.concatenate([np.ravel(a) for a in arrays])) if arrays else np.zeros(0)
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
 def reference(model: dict, path: str) -> dict:
     """A torch model whose every weight is perturbed (fresh LayerNorm/BN weights are 1 and 0,
     which would hide a mis-mapped tensor; small initial weights keep activations in the linear
@@ -82,8 +95,10 @@ def reference(model: dict, path: str) -> dict:
             other = native.build(cfg, attention=kind).eval()
             other.load_state_dict(net.state_dict())
             diffs[kind] = float(np.max(np.abs(other(inputs).numpy() - y)))
-    state = {f"state/{k}": v.numpy().copy() for k, v in net.state_dict().items()}
-    np.savez(path, x=x, y=y, **state)
+        state = {f"state/{k}": v.numpy().copy() for k, v in net.state_dict().items()}
+        y_train = net.train()(inputs).numpy()  # batch statistics; updates the running ones
+        means = [b.numpy() for n, b in net.named_buffers() if n.endswith("running_mean")]
+    np.savez(path, x=x, y=y, y_train=y_train, running_means=sorted_values(means), **state)
     return {
         "output_std": float(y.std()),
         "output_max_abs": float(np.max(np.abs(y))),
@@ -108,13 +123,13 @@ def compare(framework: str, model: dict, path: str) -> dict:
         "missing": {k: v for k, v in state.items() if k != first},
         "shape": {**state, first: np.zeros((state[first].shape[0] + 1, *state[first].shape[1:]))},
     }
-    refused = {}
+    refused = {}  # case -> the error's message, or None
     for case, bad in broken.items():
         try:
             load_torch_state(model["arch"], framework, bad, net)
-            refused[case] = False
-        except TransferError:
-            refused[case] = True
+            refused[case] = None
+        except TransferError as error:
+            refused[case] = str(error)
 
     def diff(net) -> float:
         net = load_torch_state(model["arch"], framework, state, net)
@@ -125,10 +140,37 @@ def compare(framework: str, model: dict, path: str) -> dict:
             y = np.asarray(module.apply(variables, ref["x"], train=False))
         return float(np.max(np.abs(y - ref["y"])))
 
+    def train_diffs(net) -> tuple[float, float]:
+        """Train mode: |outputs - torch's| and |sorted running means afterwards - torch's|."""
+        net = load_torch_state(model["arch"], framework, state, net)
+        if framework == "tensorflow":
+            import keras
+
+            y = np.asarray(net(ref["x"], training=True))
+            weights = [w for w in net.non_trainable_weights if w.path.endswith("moving_mean")]
+            means = [keras.ops.convert_to_numpy(w) for w in weights]
+        else:
+            from flax import traverse_util
+
+            module, variables = net
+            y, updates = module.apply(variables, ref["x"], train=True, mutable=["batch_stats"])
+            stats = traverse_util.flatten_dict(updates.get("batch_stats", {}))
+            means = [np.asarray(v) for key, v in stats.items() if key[-1] == "mean"]
+        return (
+            max_abs_diff(np.asarray(y), ref["y_train"]),
+            max_abs_diff(sorted_values(means), ref["running_means"]),
+        )
+
     others = KINDS[1:] if models.has_attention(model["arch"]) else ()
+    train, running = train_diffs(net)
     return {
         "max_abs_diff": diff(net),
         "output_max_abs": float(np.max(np.abs(ref["y"]))),
+        "train_max_abs_diff": train,
+        "train_output_max_abs": float(np.max(np.abs(ref["y_train"]))),
+        "running_mean_max_abs_diff": running,
+        "running_mean_max_abs": float(np.max(np.abs(ref["running_means"]), initial=0.0)),
+        "running_means": int(ref["running_means"].size),
         "refused": refused,
         "attention_max_abs_diff": {kind: diff(build(kind)) for kind in others},
     }

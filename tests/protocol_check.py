@@ -1,7 +1,8 @@
 """In-kernel checks for tests/test_protocol.py; each prints one JSON line.
 
 python protocol_check.py sync            JAX: an unsynchronised loop vs a synchronised one
-python protocol_check.py train FW CONFIG losses of a short deterministic training run
+python protocol_check.py train FW MODEL  losses of a short deterministic training run
+                                         (MODEL: a workload's `model` entry as JSON)
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ def sync() -> dict:
     return {"unsynced_s": unsynced, "synced_s": synced, "protocol_s": statistics.median(m.step_s)}
 
 
-def train(framework: str, config: str) -> list[float]:
+def train(framework: str, model_json: str) -> list[float]:
     from repro import frameworks, measure, models
 
     fw = frameworks.load(framework, device="cpu", seed=0, deterministic=True)
-    model = {"arch": "resnet", "config": json.loads(config)}
+    model = json.loads(model_json)
     net = fw.build(model)
     images, labels = models.synthetic_batch(models.config(model), 4, 0)
     step = fw.step(

@@ -411,12 +411,18 @@ def test_env_vars_selects_result_changing_variables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     monkeypatch.setenv("MY_OMP_NUM_THREADS", "8")
     monkeypatch.setenv("PYTHONPATH", "/x")
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # TensorFlow's: kept
+    terraform = ("TF_VAR_region", "TF_LOG", "TF_CLI_ARGS_plan", "TF_TOKEN_app_example_io")
+    for name in terraform:
+        monkeypatch.setenv(name, "x")  # Terraform's, sharing TensorFlow's prefix: left out
     found = capture.env_vars()
     assert found["OMP_NUM_THREADS"] == "4"
     assert found["TORCH_HOME"] == "/cache"
     assert found["XLA_FLAGS"] == "--xla_gpu_autotune_level=0"
     assert found["PYTHONHASHSEED"] == "0"
+    assert found["TF_ENABLE_ONEDNN_OPTS"] == "0"
     assert not {"MY_OMP_NUM_THREADS", "PYTHONPATH", "PATH", "HOME"} & set(found)
+    assert not set(terraform) & set(found)
     assert list(found) == sorted(found)
 
 
@@ -429,11 +435,13 @@ def test_packages_like_pip_freeze() -> None:
     assert all(re.fullmatch(r"[^=\s]+==\S+", p) for p in pkgs)
 
 
-def test_capture_is_complete_json_and_fast() -> None:
+def test_capture_is_complete_json_and_never_hangs() -> None:
     start = time.perf_counter()
     env = capture.capture()
     elapsed = time.perf_counter() - start
-    assert elapsed < 2.0
+    # a bound against a command that hangs until its timeout, not a benchmark: well under a
+    # second on an idle machine, seconds on a loaded 2-core one
+    assert elapsed < capture.TIMEOUT_S
     assert env["schema"] == "repro.environment/1"
     assert set(env) == {
         "schema",

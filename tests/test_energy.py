@@ -48,7 +48,8 @@ def nvmlDeviceGetTotalEnergyConsumption(handle):
 """
 
 # Runs the meter around `seconds` of numpy work, with every network connection refused and
-# recorded, and prints the result, the attempts and the wall time as one JSON line.
+# recorded, and prints the result, the attempts, the wall time and the body's own time (inside
+# the `with`) as one JSON line.
 SNIPPET = """
 import json, socket, sys, time
 
@@ -67,13 +68,16 @@ from repro.energy import EnergyMeter
 
 seconds, use_codecarbon = float(sys.argv[1]), sys.argv[2] == "1"
 with EnergyMeter(use_codecarbon=use_codecarbon) as meter:
-    a, n, end = np.random.rand(200, 200), 0, time.perf_counter() + seconds
+    body = time.perf_counter()
+    a, n, end = np.random.rand(200, 200), 0, body + seconds
     while time.perf_counter() < end:
         a @ a
         n += 1
+    body = time.perf_counter() - body
 result = meter.result(samples=n)
 wall = time.perf_counter() - start
-print(json.dumps({"result": result, "samples": n, "attempts": attempts, "wall_s": wall}))
+out = {"result": result, "samples": n, "attempts": attempts, "wall_s": wall, "body_s": body}
+print(json.dumps(out))
 """
 
 
@@ -116,9 +120,11 @@ def test_no_gpu_codecarbon_offline_estimate(python: Path) -> None:
     out = run_meter(python, 1.5, use_codecarbon=True, CUDA_VISIBLE_DEVICES="")
     elapsed = time.perf_counter() - start
     result = out["result"]
-    assert elapsed < 30, f"took {elapsed:.1f} s"
+    assert elapsed < 120, f"took {elapsed:.1f} s"  # a hang guard: tens of seconds when loaded
     assert out["attempts"] == [], "codecarbon tried the network"
-    assert 1.5 <= result["window_s"] < 3.0
+    # the window is the body alone, without codecarbon's ~1 s of set-up: bounded by the body's
+    # own time, not by a wall time that a loaded machine stretches
+    assert 1.5 <= out["body_s"] <= result["window_s"] < out["body_s"] + 0.5
     assert result["gpu"]["status"] == "unavailable" and result["gpu"]["reason"]
     cc = result["codecarbon"]
     assert cc["status"] == "estimated", cc
@@ -134,9 +140,12 @@ def test_no_gpu_codecarbon_offline_estimate(python: Path) -> None:
 # -- NVML path with a fake pynvml, codecarbon off --------------------------------------------
 
 
-# The counter and the window's clock are read a moment apart; on a loaded machine that moment
-# reached 0.5 ms (0.05 J at 100 W), so the energy is checked to 1%, which still catches a wrong
-# unit or a wrong window.
+def assert_energy_of(gpu: dict, window_s: float) -> None:
+    """The counter is read just before the window's clock starts and just after it stops, so the
+    energy covers the window and a moment more: 0.5 ms seen on a loaded machine, 50 ms allowed
+    (a busy 2-core machine can deschedule us for that long), which still catches a wrong unit or
+    a wrong window. The counter's whole millijoules take 0.1% off at the most."""
+    assert FAKE_POWER_W * window_s * 0.999 <= gpu["joules"] <= FAKE_POWER_W * (window_s + 0.05)
 
 
 @pytest.mark.kernel  # runs in the torch-cpu kernel's interpreter
@@ -146,7 +155,7 @@ def test_fake_gpu_short_window(python: Path, fake_nvml: Path) -> None:
     gpu = result["gpu"]
     assert gpu["status"] == "measured", gpu
     assert gpu["method"] == "NVML total energy counter"
-    assert gpu["joules"] == pytest.approx(FAKE_POWER_W * result["window_s"], rel=0.01)
+    assert_energy_of(gpu, result["window_s"])
     assert gpu["joules_per_1000_samples"] == pytest.approx(gpu["joules"] * 1000 / samples)
     assert gpu["idle_power_w"] == pytest.approx(FAKE_POWER_W)
     assert gpu["devices"] == [{"index": 0, "name": "Fake GPU", "joules": gpu["joules"]}]
@@ -161,7 +170,7 @@ def test_fake_gpu_short_window(python: Path, fake_nvml: Path) -> None:
 def test_fake_gpu_long_window_no_warning(python: Path, fake_nvml: Path) -> None:
     result = run_meter(python, 1.1, use_codecarbon=False, fake_dir=fake_nvml)["result"]
     assert result["gpu"]["status"] == "measured"
-    assert result["gpu"]["joules"] == pytest.approx(FAKE_POWER_W * result["window_s"], rel=0.01)
+    assert_energy_of(result["gpu"], result["window_s"])
     assert result["warnings"] == []
 
 

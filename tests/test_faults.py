@@ -138,6 +138,7 @@ def test_eight_concurrent_runs_leave_eight_intact_folders(tmp_path):
     assert all(read_metrics(f)["status"] == "ok" and not check(f) for f in folders)
 
 
+@pytest.mark.kernel  # builds a kernel (of one small wheel, from PyPI)
 def test_kernel_builds_wait_for_each_other_and_build_once(tmp_path):
     lock = tmp_path / "requirements.lock"  # one small pure-Python wheel from a real lock
     lines = (ROOT / "kernelspecs" / "analysis" / "requirements.lock").read_text().splitlines()

@@ -14,19 +14,29 @@ from repro.finalize import BUSY_TAG, busy_banner
 BURN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
 
 
-def measured(seconds: float, spin_children: int = 0) -> dict:
-    """A Check over `seconds` of sleeping; `spin_children` CPU-bound processes of our own."""
+def measured(seconds: float, spin_children: int = 0) -> tuple[dict, list[int]]:
+    """A Check over `seconds` of sleeping, and the pids of the `spin_children` CPU-bound
+    processes of our own that it ran beside."""
     with machine.Check() as check:
         ours = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(spin_children)]
         time.sleep(seconds)
         for p in ours:
             p.kill()
             p.wait()
-    return check.result()
+    return check.result(), [p.pid for p in ours]
+
+
+def busiest(load: dict) -> list[int]:
+    return [p["pid"] for p in load["busiest_others"]]
+
+
+# Other agents load this machine too, and their load changes between two windows by more than
+# any margin a test could pick: the checks below are on who is named and on the busy threshold,
+# never on the difference between a quiet window and a busy one.
 
 
 def test_the_reference_is_timed_before_and_after():
-    result = measured(0.2)
+    result, _ = measured(0.2)
     for side in ("before", "after"):
         for name in ("sort_ms", "copy_ms"):
             timing = result["reference"][side][name]
@@ -35,19 +45,18 @@ def test_the_reference_is_timed_before_and_after():
 
 
 def test_another_process_burning_a_core_makes_the_run_busy_and_is_named():
-    quiet = measured(1.5)["load"]["other_cores"]
     with burner() as pid:
-        result = measured(1.5)
-    load = result["load"]
-    assert load["status"] == "measured" and load["other_cores"] > quiet + 0.5
+        result, _ = measured(1.5)
+    load = result["load"]  # the burner alone is a core, or its share of a saturated machine
+    assert load["status"] == "measured" and load["other_cores"] > machine.BUSY_CORES
     assert result["busy"] and "The machine was busy" in result["warnings"][0]
-    assert pid in [p["pid"] for p in load["busiest_others"]]
+    assert pid in busiest(load)  # a full spinner: among the three busiest
 
 
 def test_the_runs_own_child_processes_are_not_other_load():
-    quiet = measured(1.5)["load"]["other_cores"]
-    ours = measured(1.5, spin_children=1)["load"]  # a compile worker, say
-    assert ours["other_cores"] < quiet + 0.5
+    result, [child] = measured(1.5, spin_children=1)  # a compile worker, say
+    load = result["load"]  # another process's spinner is named (the test above); ours is not
+    assert load["status"] == "measured" and child not in busiest(load)
 
 
 def test_a_busy_run_says_so_at_the_top_of_its_report():

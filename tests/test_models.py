@@ -4,13 +4,17 @@ Data-driven: each spec in repro/workloads/ is checked. Full presets: the analyti
 matches the published one within 0.5%, and each framework counts exactly the analytic number
 (without running the model). Small presets: each framework counts the analytic number, and
 seeded, perturbed torch weights transferred into Keras and Flax give the same fp32 outputs within
-TOLERANCE; broken state_dicts are refused whole. Families with attention are checked with each
-attention (fused, explicit) in every framework, against torch's fused outputs.
+repro.models.EQUIVALENCE_ATOL + EQUIVALENCE_RTOL * max|output|, in eval and in train mode (batch
+statistics, and BatchNorm's running means afterwards); broken state_dicts are refused whole, with
+a message naming the culprit. Families with attention are checked with each attention (fused,
+explicit) in every framework, against torch's fused outputs. The driver process imports no
+framework: each check runs tests/model_check.py in that framework's pinned kernel.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 
@@ -18,14 +22,15 @@ import pytest
 from conftest import in_kernel
 
 from repro import models, plan
+from repro.models.resnet import ResNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = Path(__file__).with_name("model_check.py")
+README = ROOT / "README.md"
 SPECS = plan.workloads()
 FULL = [n for n, s in SPECS.items() if s.get("preset") == "full"]
 SMALL = [n for n, s in SPECS.items() if s.get("preset") == "small"]
 FRAMEWORKS = ("torch", "tensorflow", "jax")
-ATOL, RTOL = 1e-7, 1e-5  # |difference| <= ATOL + RTOL * max|output|, fp32
 
 
 def model_json(name: str) -> str:
@@ -46,6 +51,27 @@ def test_full_presets_match_their_published_parameter_count(name):
     published = SPECS[name]["reference_params"]
     print(f"{name}: analytic {analytic:,}, published {published:,}")
     assert abs(analytic / published - 1) <= 0.005
+
+
+def test_the_readme_states_the_tolerance_the_test_holds():
+    stated = re.search(r"\|difference\| <= (\S+) \+ (\S+) x max\|output\|", README.read_text())
+    assert stated and tuple(map(float, stated.groups())) == (
+        models.EQUIVALENCE_ATOL,
+        models.EQUIVALENCE_RTOL,
+    )
+
+
+def test_resnet_config_counts_as_torchvision_and_refuses_unknown_keys():
+    assert ResNetConfig().num_params() == 25_557_032  # torchvision resnet50
+    assert ResNetConfig(depths=(3, 4, 23, 3)).num_params() == 44_549_160  # resnet101
+    assert ResNetConfig().flops_per_sample() == 8_178_368_512  # 4.09 GMACs, "4.1 GFLOPs"
+    tiny = dict(SPECS["resnet-tiny"]["model"]["config"])
+    del tiny["image_size"]
+    cfg = ResNetConfig.from_dict(tiny)  # what a spec leaves out takes the ResNet-50 default
+    assert cfg.depths == tuple(tiny["depths"]) and cfg.image_size == 224
+    hash(cfg)  # frozen and hashable: usable as a Flax module field
+    with pytest.raises(ValueError, match="valid keys are.*depths"):
+        ResNetConfig.from_dict({"depth": [3, 4, 6, 3]})
 
 
 # Keras allocates and initialises the weights it counts: gpt-neo-2.7b took a minute of the test
@@ -75,8 +101,9 @@ def test_each_framework_counts_the_analytic_parameters(name, framework):
     assert counted == models.config(SPECS[name]["model"]).num_params()
 
 
-def assert_same(result: dict, diff: float) -> None:
-    assert diff <= ATOL + RTOL * result["output_max_abs"], result
+def assert_same(result: dict, diff: float, scale: str = "output_max_abs") -> None:
+    """`diff` within the equivalence tolerance of `result[scale]`, a max |value|."""
+    assert diff <= models.EQUIVALENCE_ATOL + models.EQUIVALENCE_RTOL * result[scale], result
 
 
 @cache
@@ -103,8 +130,15 @@ def test_torch_weights_give_the_same_outputs(name, framework, tmp_path_factory):
     reference, _ = torch_reference(name, folder)
     result = in_kernel(framework, CHECK, "compare", framework, model_json(name), reference)
     print(f"{name} {framework} vs torch: {result}")
-    assert result["refused"] == {"unmapped": True, "missing": True, "shape": True}
+    refused = result["refused"]  # broken state_dicts: refused whole, the culprit named
+    assert "no_such_module" in refused["unmapped"], refused
+    assert "not in the torch state_dict" in refused["missing"], refused
+    assert "shape mismatch" in refused["shape"], refused
     assert_same(result, result["max_abs_diff"])  # fused attention, where the family has one
+    assert_same(result, result["train_max_abs_diff"], "train_output_max_abs")
+    assert_same(result, result["running_mean_max_abs_diff"], "running_mean_max_abs")
+    has_batchnorm = SPECS[name]["model"]["arch"] == "resnet"
+    assert (result["running_means"] > 0) is has_batchnorm, result
     has_attention = models.has_attention(SPECS[name]["model"]["arch"])
     assert set(result["attention_max_abs_diff"]) == ({"explicit"} if has_attention else set())
     for diff in result["attention_max_abs_diff"].values():

@@ -24,6 +24,13 @@ def test_defaults_come_from_the_workload_spec():
     assert p.template.name == "image-classification.ipynb"
 
 
+def test_every_key_of_a_workload_spec_is_one_repro_reads():
+    # reference_params: read by tests/test_models.py; a key nothing reads misleads (optimizer:
+    # and lr_schedule: were such keys: training is always AdamW with the shared schedule)
+    for name, spec in plan.workloads().items():
+        assert set(spec) <= {*plan.SPEC_KEYS, "reference_params"}, name
+
+
 def test_parameters_are_typed_and_threads_resolved_to_a_number():
     p = plan.resolve("resnet-tiny", "torch", plan.parse_assignments(["batch_size=3", "seed=7"]))
     assert p.params["batch_size"] == 3 and p.params["seed"] == 7
@@ -170,6 +177,7 @@ def test_a_kernel_locked_for_another_python_is_refused_in_one_line(tmp_path):
     )
 
 
+@pytest.mark.kernel  # starts a kernel build: a venv, then uv asks PyPI for torch
 def test_a_missing_cpu_torch_wheel_says_where_it_comes_from_in_one_line(tmp_path):
     # No wheel folder: uv finds no torch==2.13.0+cpu on the index and fails before installing
     env = {**os.environ, "PIP_FIND_LINKS": "", "REPRO_KERNELS_DIR": str(tmp_path)}

@@ -8,19 +8,22 @@ from pathlib import Path
 import pytest
 from conftest import in_kernel
 
+from repro import plan
+
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = Path(__file__).with_name("protocol_check.py")
-TINY = {"depths": [1, 1, 1, 1], "width": 16, "num_classes": 10, "image_size": 64}
+TINY = plan.workloads()["resnet-tiny"]["model"]  # {arch, config}, from its workload spec
 
 
 def test_jax_without_a_sync_under_reports_and_the_protocol_does_not():
     t = in_kernel("jax", CHECK, "sync")
     print(t)
     assert t["unsynced_s"] < 0.5 * t["synced_s"], t  # the clock saw only the dispatch
-    # the protocol's clock sees the work too; a loaded machine may slow either loop, so the
-    # bound is on under-reporting (what a missing sync does), with room for noise above
-    assert 0.65 * t["synced_s"] < t["protocol_s"] < 3 * t["synced_s"], t
+    # the protocol's clock sees the work too. A missing sync reads the dispatch alone, hundreds
+    # of times less than the work; other processes on a loaded 2-core machine may slow either
+    # loop several times over, so the bounds leave that room and still catch a missing sync
+    assert 0.25 * t["synced_s"] < t["protocol_s"] < 10 * t["synced_s"], t
 
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])

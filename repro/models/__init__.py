@@ -17,6 +17,9 @@ ARCHS = {  # architecture -> its config dataclass in repro/models/<arch>.py
     "gpt": "GPTConfig",
 }
 NATIVE = {"torch": "torch", "tensorflow": "keras", "jax": "flax"}  # module suffix per framework
+# "The same fp32 outputs" in every framework, as tests/test_models.py checks it on the small
+# presets: |difference| <= EQUIVALENCE_ATOL + EQUIVALENCE_RTOL * max|output|
+EQUIVALENCE_ATOL, EQUIVALENCE_RTOL = 1e-7, 1e-5
 
 
 def config(model: dict):
