@@ -259,8 +259,8 @@ def equivalence(spec: dict) -> dict:
         "test": EQUIVALENCE_TEST,
         "preset": small[0] if small else None,
         "claim": "PyTorch weights transferred into the Keras and Flax models give the same fp32 "
-        f"outputs (|diff| <= 1e-4 + 1e-4 * max|output|){both}, and all three count the same "
-        "parameters",
+        f"outputs (|diff| <= {models.EQUIVALENCE_ATOL:g} + {models.EQUIVALENCE_RTOL:g} * "
+        f"max|output|){both}, and all three count the same parameters",
     }
 
 

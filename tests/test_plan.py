@@ -194,3 +194,9 @@ def test_a_missing_cpu_torch_wheel_says_where_it_comes_from_in_one_line(tmp_path
     assert "https://download.pytorch.org/whl/cpu" in error and "PIP_FIND_LINKS" in error
     assert "made for Python 3.11" in error and "unsatisfiable" not in done.stderr
     assert "unsatisfiable" in (tmp_path / "torch-cpu.build.log").read_text()  # uv's own words
+
+
+def test_the_reports_equivalence_claim_states_the_tolerance_the_test_uses():
+    claim = plan.equivalence(plan.workloads()["resnet-tiny"])["claim"]
+    tolerance = f"{models.EQUIVALENCE_ATOL:g} + {models.EQUIVALENCE_RTOL:g} * max|output|"
+    assert tolerance in claim
