@@ -92,7 +92,7 @@ def verdict_cells(original_run: str) -> list:
 def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> Path:
     """Run the template into `run_dir/report.ipynb`; RunFailed if a cell raises or the kernel
     dies."""
-    notebook = nbformat.read(plan.template, as_version=4)
+    notebook = plan.template.notebook()
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))
     if plan.reference:
         notebook.cells += verdict_cells(plan.reference["metrics"]["run_id"])
