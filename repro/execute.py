@@ -27,7 +27,7 @@ from papermill.execute import ERROR_MARKER_TAG
 from traitlets import default
 
 from repro.errors import RunFailed
-from repro.finalize import Outcome, write
+from repro.finalize import BANNER_TAG, Outcome, write
 from repro.kernels import Kernel, jupyter_env
 from repro.lockfile import LockCheck
 from repro.memory import Watchdog, stop_kernel
@@ -94,6 +94,7 @@ def execute(plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict) -> 
     dies."""
     notebook = plan.template.notebook()
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))
+    notebook.cells[0].metadata["tags"] = [BANNER_TAG]
     if plan.reference:
         notebook.cells += verdict_cells(plan.reference["metrics"]["run_id"])
     return run_notebook(notebook, kernel, run_dir, plan.notebook_parameters(run_context))

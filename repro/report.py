@@ -80,19 +80,13 @@ def environment(fw, run_context: dict) -> dict:
     env["framework"] = {"name": fw.name, **fw.info()}
     env["settings"] = fw.settings()
     env["run"] = run_context
-    gpu = env["gpu"]
-    gpus = (
-        ", ".join(g.get("name", "?") for g in gpu["nvidia_smi"]["query"])
-        if gpu["present"]
-        else (f"none ({gpu['reason']})")
-    )
     lock = run_context.get("lock") or {}
     rows = {
         "CPU": env["cpu"].get("model"),
         "cores (logical) / affinity": f"{env['cpu'].get('logical_cores')} / "
         f"{len(env['settings']['affinity'])} used",
         "memory": f"{env['memory'].get('total_bytes', 0) / 2**30:.1f} GiB",
-        "GPU": gpus,
+        "GPU": capture.gpu_names(env["gpu"]),
         "OS / kernel": f"{env['system']['os_pretty_name']} / {env['system']['kernel']}",
         "Python": env["system"]["python"]["version"],
         f"{fw.name}": env["framework"]["version"],
