@@ -443,16 +443,16 @@ def resolve(
         if not Path(template).is_file():
             raise UserError(f"template not found: {template}")
         read_notebook(template, "template")  # not a notebook: said now, before any kernel
-        notebook = templates.from_file(Path(template))
+        to_run = templates.from_file(Path(template))
     else:
-        notebook = templates.assembled(TASK_TEMPLATES[spec["task"]])
+        to_run = templates.assembled(TASK_TEMPLATES[spec["task"]])
     return RunPlan(
         workload=spec,
         framework=framework,
         kernel=kernel_name,
         kernel_reason=kernel_reason,
         params=resolved,
-        template=notebook,
+        template=to_run,
         python=unpinned_python,
         allow_drift=allow_drift,
         runs_dir=Path(runs_dir) if runs_dir else RUNS,
