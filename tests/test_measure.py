@@ -114,7 +114,7 @@ def test_warnings_name_what_to_do():
 
 
 def test_a_larger_warmup_is_advised_only_when_warmup_did_not_settle():
-    slow_head = (0.5, 0.5) + (0.1,) * 18
+    slow_head = (0.115, 0.115) + (0.1,) * 18  # the first 10% of steps 15% slower
     settled = measure.Measurement(1, 1.0, (0.2,) * 6, slow_head, True)  # after 6 of 50 steps
     assert measure.summarize(settled)["warnings"] == []
     capped = measure.Measurement(1, 1.0, (0.3, 0.2) * 25, slow_head, False)
