@@ -61,7 +61,7 @@ def measured(metrics: dict) -> str:
     return escape(
         f"{metrics['workload']} in {metrics['framework']}, {p['mode']}, batch {p['batch_size']}"
         f"{sequence}, {p['precision']}, compile {p['compile']}, {p['threads']} threads; "
-        f"{p['steps']} steps × {processes} processes, {warmup}"
+        f"{p['steps']} steps × {processes} process{'es' if processes != 1 else ''}, {warmup}"
     )
 
 
