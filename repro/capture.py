@@ -388,6 +388,13 @@ def _gpu_markdown(gpu: dict) -> str:
     return table
 
 
+def gpu_names(gpu: dict) -> str:
+    """The GPUs of a :func:`capture` record's ``gpu`` entry by name, or none and why."""
+    if gpu.get("present"):
+        return ", ".join(g.get("name", "?") for g in gpu["nvidia_smi"]["query"])
+    return f"none ({gpu.get('reason')})"
+
+
 def hardware_markdown(env: dict) -> str:
     """A readable Markdown document (``hardware.md``) from a :func:`capture` record."""
     c, m, s = env.get("cpu", {}), env.get("memory", {}), env.get("system", {})

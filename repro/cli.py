@@ -146,7 +146,9 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run even if the memory estimate says it will not fit",
     )
-    run.add_argument("--template", help="a custom template notebook (advanced)")
+    run.add_argument(
+        "--template", help="a notebook to run as it is, instead of the task's template (advanced)"
+    )
     run.add_argument("--runs-dir", help="where run folders go (default runs/)")
 
     kern = sub.add_parser("kernels", help="build, register and verify the pinned kernels")

@@ -156,7 +156,16 @@ def plot_throughput(runs: list[compare.Run]) -> None:
     )
     ax.set(xlabel="", ylabel="throughput (samples/s)", title="Throughput with bootstrap 95% CI")
     slant(ax)
-    show_figure(fig, "throughput")
+    show_figure(
+        fig,
+        "throughput",
+        f"Bar chart of the throughput (samples/s) of each of the {len(runs)} runs, coloured by "
+        "framework, with 95% CI error bars: "
+        + ", ".join(
+            f"{run} {value:.1f}"
+            for run, value in zip(frame["run"], frame["samples/s"], strict=True)
+        ),
+    )
 
 
 def plot_latency(runs: list[compare.Run]) -> None:
@@ -175,7 +184,12 @@ def plot_latency(runs: list[compare.Run]) -> None:
     )
     right.set(xlabel="", ylabel="time per measured step (ms)", title="Latency distribution")
     slant(right)
-    show_figure(fig, "latency")
+    show_figure(
+        fig,
+        "latency",
+        f"Empirical CDF (left) and violin plot (right) of the measured step times (ms) of each "
+        f"of the {len(runs)} runs" + (", on a log scale." if wide else "."),
+    )
 
 
 def slant(ax) -> None:
@@ -211,7 +225,12 @@ def plot_heatmap(runs: list[compare.Run]) -> str:
     sns.heatmap(grid, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": "samples/s"})
     ax.set_title(f"Median throughput (samples/s): framework × {columns}")
     display(Markdown(f"Columns: **{columns}** ({grid.shape[1]} values, {len(runs)} runs)."))
-    show_figure(fig, "heatmap")
+    show_figure(
+        fig,
+        "heatmap",
+        f"Heatmap of the median throughput (samples/s), framework by {columns}, each cell "
+        "annotated with its value.",
+    )
     return columns
 
 
@@ -258,5 +277,10 @@ def plot_radar(runs: list[compare.Run]) -> dict:
     ax.set_ylim(0, 1.05)
     ax.set_title("Relative to the best run (1 = best; lower latency, memory, energy score higher)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=8)
-    show_figure(fig, "radar")
+    show_figure(
+        fig,
+        "radar",
+        f"Radar chart of the {len(runs)} runs on {', '.join(axes)}, each axis scaled so the best "
+        "run scores 1" + "".join(f"; {a}: n/a" for a in axes if not measured[a]) + ".",
+    )
     return scores

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from repro import __version__, compare, kernels, snapshot
+from repro import __version__, compare, kernels, snapshot, templates
 from repro.errors import RunFailed, brief
 from repro.execute import attempt, deferred_signals, run_notebook, signals_interrupt
 from repro.finalize import published, seal, stop_banner, write, write_manifest
@@ -51,6 +51,7 @@ def write_report(
     check_runs_dir(runs_dir)
     kernel = kernels.ensure("analysis", log)
     lock = kernels.verify(kernel)
+    template = templates.from_file(TEMPLATE)  # read once: the text hashed is the text run
     with signals_interrupt():
         folder = new_folder(runs_dir, f"compare_{len(runs)}-runs")
         run_context = {
@@ -58,11 +59,11 @@ def write_report(
             "repro_version": __version__,
             "kernel": kernel.name,
             "lock": lock,
-            **snapshot.hashes(snapshot.take(TEMPLATE)),
+            **snapshot.hashes(snapshot.take(template)),
             "git": git_state(),
             "runs": [str(r.folder.resolve()) for r in runs],
         }
-        notebook = nbformat.read(TEMPLATE, as_version=4)
+        notebook = template.notebook()
         first = banner(runs, compare.context_differences(runs), run_context)
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(first))
         print(
@@ -83,6 +84,7 @@ def write_report(
             write(folder / "plots" / f"{name}.png", png)
         summary = {"status": status, "error": error, **results}
         write(folder / "comparison.json", json.dumps(summary, indent=1) + "\n")
+        executed.metadata["title"] = f"Comparison of {len(runs)} runs: {folder.name}"
         seal(executed, folder, run=run_context, status=status)
         write_manifest(folder)
     if error:

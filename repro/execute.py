@@ -27,7 +27,7 @@ from papermill.execute import ERROR_MARKER_TAG
 from traitlets import default
 
 from repro.errors import RunFailed
-from repro.finalize import Outcome, write
+from repro.finalize import BANNER_TAG, Outcome, write
 from repro.kernels import Kernel, jupyter_env
 from repro.lockfile import LockCheck
 from repro.memory import Watchdog, stop_kernel
@@ -71,8 +71,9 @@ def execute(
 ) -> Path:
     """Run the template, then `cells`, into `run_dir/report.ipynb`; RunFailed if a cell raises
     or the kernel dies."""
-    notebook = nbformat.read(plan.template, as_version=4)
+    notebook = plan.template.notebook()
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))
+    notebook.cells[0].metadata["tags"] = [BANNER_TAG]
     notebook.cells += cells
     return run_notebook(notebook, kernel, run_dir, plan.notebook_parameters(run_context))
 

@@ -23,7 +23,7 @@ import nbformat
 from nbconvert import HTMLExporter
 from papermill.execute import ERROR_MARKER_TAG
 
-from repro import MIME, integrity
+from repro import MIME, headline, integrity
 from repro.capture import hardware_markdown
 from repro.integrity import MANIFEST, manifest_lines, mapping
 from repro.markdown import escape
@@ -31,6 +31,8 @@ from repro.plan import RunPlan
 
 METRICS_SCHEMA = "repro.metrics/1"
 RERUN_SCHEMA = "repro.rerun/1"
+BANNER_TAG = "repro-banner"  # the first cell: what ran where (repro.execute.banner)
+SUMMARY_TAG = "repro-summary"  # the cell after it: the result, status, warnings, environment
 STOP_TAG = "repro-stopped"  # the banner cell saying why a run did not finish
 BUSY_TAG = "repro-busy"  # the banner cell saying the machine was busy during the measurement
 HTML_TEMPLATE = Path(__file__).with_name("html") / "repro.html.j2"  # offline, images embedded
@@ -151,6 +153,24 @@ def busy_banner(notebook, machine: dict | None) -> None:
     notebook.cells.insert(0, cell)
 
 
+def head(notebook, metrics: dict, environment: dict | None) -> None:
+    """Lead the report with its result: the summary cell after the banner (the template's cells
+    follow), why the run stopped or that the machine was busy above both, and a title naming
+    the run for report.html's <title>."""
+    cell = nbformat.v4.new_markdown_cell(headline.markdown(metrics, environment))
+    cell.metadata["tags"] = [SUMMARY_TAG]
+    tags = [c.metadata.get("tags", []) for c in notebook.cells]
+    notebook.cells.insert(next((i + 1 for i, t in enumerate(tags) if BANNER_TAG in t), 0), cell)
+    if metrics["error"]:
+        stop_banner(notebook, metrics["status"], metrics["error"])
+    else:
+        busy_banner(notebook, (metrics["summary"] or {}).get("machine"))
+    notebook.metadata["title"] = (
+        f"{metrics['workload']} in {metrics['framework']} ({metrics['status']}): "
+        f"repro run {metrics['run_id']}"
+    )
+
+
 def finalize(
     plan: RunPlan,
     run_dir: Path,
@@ -169,12 +189,8 @@ def finalize(
     if error is None and samples is None:
         error = "the report recorded no metrics"
     status = Outcome(error, interrupted).status
-    if error:
-        if notebook is None:  # stopped before papermill saved anything
-            notebook = nbformat.v4.new_notebook()
-        stop_banner(notebook, status, error)
-    else:
-        busy_banner(notebook, measured.get("machine"))
+    if error and notebook is None:  # stopped before papermill saved anything
+        notebook = nbformat.v4.new_notebook()
     papermill_meta = notebook.metadata.get("papermill", {}) if notebook else {}
     metrics = {
         "schema": METRICS_SCHEMA,
@@ -197,6 +213,8 @@ def finalize(
         "rerun": results.get("rerun"),
     }
     environment = results.get("environment")
+    if notebook:
+        head(notebook, metrics, environment)
     if environment:
         write(run_dir / "environment.json", json.dumps(environment, indent=1) + "\n")
         write(run_dir / "hardware.md", hardware_markdown(environment))

@@ -216,8 +216,11 @@ def not_served(name: str, lock: Path, log_file: Path) -> str | None:
     )
 
 
+LOGOS = [KERNELSPECS / f"logo-{n}x{n}.png" for n in (64, 32)]  # the kernel's icon in JupyterLab
+
+
 def register(kernel: Kernel) -> Path:
-    """Write the kernelspec into the project-local Jupyter data dir."""
+    """Write the kernelspec, with its logo, into the project-local Jupyter data dir."""
     folder = JUPYTER_DATA / "kernels" / kernel.spec_name
     folder.mkdir(parents=True, exist_ok=True)
     spec = {
@@ -234,11 +237,14 @@ def register(kernel: Kernel) -> Path:
         "env": {"PYTHONPATH": str(kernel.code), "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
         "metadata": {"repro": {"kernel": kernel.name, "pinned": kernel.lock is not None}},
     }
-    text, path = json.dumps(spec, indent=2) + "\n", folder / "kernel.json"
-    if not path.is_file() or path.read_text() != text:  # concurrent runs: never half-written
-        tmp = folder / f".kernel.json.{os.getpid()}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    files = {"kernel.json": (json.dumps(spec, indent=2) + "\n").encode()}
+    files.update({logo.name: logo.read_bytes() for logo in LOGOS})  # Lab's tile, not an "R"
+    for name, content in files.items():
+        path = folder / name
+        if not path.is_file() or path.read_bytes() != content:  # concurrent runs: never
+            tmp = folder / f".{name}.{os.getpid()}.tmp"  # half-written
+            tmp.write_bytes(content)
+            os.replace(tmp, path)
     return folder
 
 

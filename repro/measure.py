@@ -163,15 +163,7 @@ def summarize(m: Measurement, seed: int = 0) -> dict:
         "first_call_s": m.first_call_s,
         "warmup_steps": len(m.warmup_s),
         "warmup_steady": m.steady,
-        "warnings": warnings(ms)
-        + (
-            []
-            if m.steady
-            else [
-                f"Warm-up hit its cap ({len(m.warmup_s)} steps) before step times settled: "
-                "rerun with a larger warmup."
-            ]
-        ),
+        "warnings": warnings(ms) + warmup_warnings(m, ms),
     }
 
 
@@ -189,10 +181,21 @@ def warnings(ms: np.ndarray) -> list[str]:
             f"Step times vary a lot (CV {cv:.0%} > {HIGH_CV:.0%}): close other programs, pin "
             "threads, or rerun with more steps."
         )
-    head = ms[: max(1, len(ms) // 10)]
-    if len(ms) >= FEW_SAMPLES and head.mean() > 1.10 * np.median(ms):
-        found.append(
-            "The first measured steps are over 10% slower than the median: warm-up was too "
-            "short; rerun with a larger warmup."
-        )
     return found
+
+
+def warmup_warnings(m: Measurement, ms: np.ndarray) -> list[str]:
+    """A larger `warmup` is advised only where it would help: when warm-up reached its cap
+    without the step times settling (a warm-up that settled early stopped by itself)."""
+    if not m.steady:
+        return [
+            f"Warm-up hit its cap ({len(m.warmup_s)} steps) before step times settled: "
+            "rerun with a larger warmup."
+        ]
+    head = ms[: max(1, len(ms) // 10)]
+    if not m.warmup_s and len(ms) >= FEW_SAMPLES and head.mean() > 1.10 * np.median(ms):
+        return [  # warmup=0: the cap was reached at once
+            "The first measured steps are over 10% slower than the median and there was no "
+            "warm-up (warmup=0): rerun with a warm-up, warmup > 0."
+        ]
+    return []

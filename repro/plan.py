@@ -12,14 +12,17 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from repro import kernels, models
 from repro.errors import UserError, brief
 from repro.frameworks import COMPILE_MODES, FRAMEWORKS
-from repro.paths import KERNELSPECS, ROOT, RUNS, TEMPLATES
+from repro.paths import KERNELSPECS, ROOT, RUNS
+
+if TYPE_CHECKING:
+    from repro.templates import Template
 
 WORKLOADS_DIR = Path(__file__).with_name("workloads")
 DEFAULT_WORKLOAD, DEFAULT_FRAMEWORK = "resnet-50", "torch"
@@ -71,7 +74,7 @@ class Param:
 
 
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-TASK_TEMPLATES = {  # one template per family of tasks, in templates/
+TASK_TEMPLATES = {  # one template per family of tasks: its cells in templates/tasks/
     "image-classification": "image-classification.ipynb",
     "sequence-classification": "language-model.ipynb",
     "causal-lm": "language-model.ipynb",
@@ -320,7 +323,7 @@ class RunPlan:
     kernel: str  # a folder of kernelspecs/, or "unpinned"
     kernel_reason: str  # why this kernel: named, or what `auto` saw
     params: dict  # every parameter, resolved and typed
-    template: Path
+    template: Template  # the notebook to execute, as the report records it
     python: str | None = None  # the interpreter of an unpinned run
     allow_drift: bool = False
     runs_dir: Path = RUNS
@@ -428,19 +431,23 @@ def resolve(
         models.config(effective_model(spec, resolved["sequence_length"]))
     except ValueError as error:  # e.g. a sequence_length beyond the model's positions
         raise UserError(f"{workload} cannot run with these parameters: {brief(error)}") from None
-    template_path = Path(template) if template else TEMPLATES / TASK_TEMPLATES[spec["task"]]
-    if not template_path.is_file():
-        raise UserError(f"template not found: {template_path}")
-    from repro.integrity import read_notebook  # nbformat: only once the rest is valid
+    from repro import templates  # nbformat: only once the rest is valid
+    from repro.integrity import read_notebook
 
-    read_notebook(template_path, "template")  # not a notebook: said now, before any kernel
+    if template:
+        if not Path(template).is_file():
+            raise UserError(f"template not found: {template}")
+        read_notebook(template, "template")  # not a notebook: said now, before any kernel
+        to_run = templates.from_file(Path(template))
+    else:
+        to_run = templates.assembled(TASK_TEMPLATES[spec["task"]])
     return RunPlan(
         workload=spec,
         framework=framework,
         kernel=kernel_name,
         kernel_reason=kernel_reason,
         params=resolved,
-        template=template_path.resolve(),
+        template=to_run,
         python=unpinned_python,
         allow_drift=allow_drift,
         runs_dir=Path(runs_dir) if runs_dir else RUNS,

@@ -14,6 +14,7 @@ import json
 import numpy as np
 
 from repro import MIME, capture, energy, measure, models, stats
+from repro.markdown import escape
 
 
 def _plain(value):
@@ -34,20 +35,43 @@ def publish(kind: str, data: dict, markdown: str) -> dict:
 
 
 def table(rows: dict, header: tuple[str, str] = ("", "")) -> str:
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {k} | {'—' if v is None else v} |" for k, v in rows.items()]
+    """A two-column markdown table; every cell escaped, so a `|` in a value (`|diff|`) stays in
+    its cell in JupyterLab and in report.html."""
+    lines = [f"| {escape(header[0])} | {escape(header[1])} |", "|---|---|"]
+    lines += [f"| {escape(k)} | {'—' if v is None else escape(v)} |" for k, v in rows.items()]
     return "\n".join(lines)
 
 
-def show_figure(fig, name: str) -> None:
-    """Display a matplotlib figure as a PNG output named `name` (saved as plots/<name>.png)."""
+def show(markdown: str) -> None:
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown))
+
+
+def show_figure(fig, name: str, alt: str) -> None:
+    """Display a matplotlib figure as a PNG output named `name` (saved as plots/<name>.png),
+    with `alt`, a description of what it shows, as its alt text (report.html's <img alt>)."""
     import matplotlib.pyplot as plt
     from IPython.display import Image, display
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    display(Image(buffer.getvalue()), metadata={"repro": {"plot": name}})
+    display(Image(buffer.getvalue(), metadata={"alt": alt}), metadata={"repro": {"plot": name}})
+
+
+def settings(fw, mode: str) -> None:
+    """The process settings made before the framework ran anything, as a table: those that
+    apply to `mode` (the optimizer in training only). environment.json records them all."""
+    rows = {k: v for k, v in fw.settings().items() if k != "optimizer" or mode == "training"}
+    if "optimizer" in rows:
+        options = rows["optimizer"]
+        rows["optimizer"] = (
+            f"{options['name']} ("
+            + ", ".join(f"{k} {v}" for k, v in options.items() if k != "name")
+            + ")"
+        )
+    show(table(rows, ("setting", "value")))
 
 
 def environment(fw, run_context: dict) -> dict:
@@ -56,19 +80,13 @@ def environment(fw, run_context: dict) -> dict:
     env["framework"] = {"name": fw.name, **fw.info()}
     env["settings"] = fw.settings()
     env["run"] = run_context
-    gpu = env["gpu"]
-    gpus = (
-        ", ".join(g.get("name", "?") for g in gpu["nvidia_smi"]["query"])
-        if gpu["present"]
-        else (f"none ({gpu['reason']})")
-    )
     lock = run_context.get("lock") or {}
     rows = {
         "CPU": env["cpu"].get("model"),
         "cores (logical) / affinity": f"{env['cpu'].get('logical_cores')} / "
         f"{len(env['settings']['affinity'])} used",
         "memory": f"{env['memory'].get('total_bytes', 0) / 2**30:.1f} GiB",
-        "GPU": gpus,
+        "GPU": capture.gpu_names(env["gpu"]),
         "OS / kernel": f"{env['system']['os_pretty_name']} / {env['system']['kernel']}",
         "Python": env["system"]["python"]["version"],
         f"{fw.name}": env["framework"]["version"],
@@ -278,7 +296,13 @@ def plot_processes(processes: list[dict]) -> None:
         title="Measured step times per process (1: the kernel's own)",
         ylabel="ms per batch",
     )
-    show_figure(fig, "process_step_times")
+    medians = ", ".join(f"{1e3 * float(np.median(p['step_s'])):.2f}" for p in processes)
+    show_figure(
+        fig,
+        "process_step_times",
+        f"Box and strip plot of the measured step times (ms) of each of the {len(processes)} "
+        f"processes; their medians: {medians} ms.",
+    )
 
 
 def efficiency(fw, flop_count: dict | None, step_s: float) -> dict:
@@ -311,7 +335,12 @@ def plot_loss(losses: list[float], m: measure.Measurement) -> None:
     sns.lineplot(data=frame, x="step", y="loss", color="0.6", ax=ax)
     sns.scatterplot(data=frame, x="step", y="loss", hue="phase", ax=ax)
     ax.set(title="Training loss per step (AdamW, warm-up + cosine schedule)", yscale="log")
-    show_figure(fig, "loss_curve")
+    show_figure(
+        fig,
+        "loss_curve",
+        f"Training loss at each of the {len(losses)} steps on a log scale, coloured by phase: "
+        f"from {losses[0]:.4g} at the first step to {losses[-1]:.4g} at the last.",
+    )
 
 
 def phases(m: measure.Measurement) -> list[str]:
@@ -339,7 +368,14 @@ def plot_steps(m: measure.Measurement) -> None:
         ylabel="ms per batch",
         yscale="log" if m.first_call_s > 10 * max(times[1:]) else "linear",
     )
-    show_figure(fig, "step_times")
+    median = float(np.median(m.step_s)) * 1e3
+    show_figure(
+        fig,
+        "step_times",
+        f"Scatter plot of the time per step (ms) at each of the {len(times)} steps, coloured by "
+        f"phase: the first call ({m.first_call_s * 1e3:.2f} ms), {len(m.warmup_s)} warm-up steps "
+        f"and {len(m.step_s)} measured steps (median {median:.2f} ms).",
+    )
 
     fig, ax = plt.subplots(figsize=(7, 3))
     measured = frame[frame.phase == "measured"]
@@ -347,4 +383,9 @@ def plot_steps(m: measure.Measurement) -> None:
     ax.axvline(float(np.median(measured.ms)), color="k", linestyle="--", label="median")
     ax.set(title="Distribution of measured step times", xlabel="ms per batch")
     ax.legend()
-    show_figure(fig, "latency_distribution")
+    show_figure(
+        fig,
+        "latency_distribution",
+        f"Histogram of the {len(measured)} measured step times, from {measured.ms.min():.2f} to "
+        f"{measured.ms.max():.2f} ms, with a dashed line at the median, {median:.2f} ms.",
+    )

@@ -22,7 +22,7 @@ import nbformat
 from repro import integrity, kernels, plan, snapshot, untrusted
 from repro.errors import ReproError, UserError
 from repro.lockfile import render
-from repro.paths import KERNELS, ROOT, TEMPLATES
+from repro.paths import KERNELS, ROOT
 from repro.run import Addendum, Run, run
 from repro.verdict import TOLERANCE
 
@@ -69,20 +69,17 @@ def same_as_checkout(report: untrusted.Report, trust: bool, log) -> untrusted.Di
     return differs
 
 
-def report_code(code: dict) -> tuple[Path, Path]:
-    """(PYTHONPATH folder, template) of the report's own code, trusted by the gate, extracted
-    under .kernels/code/<code id>/ (once per distinct code)."""
-    name = code["template"]["name"]
+def report_code(code: dict) -> Path:
+    """The PYTHONPATH folder of the report's own library, trusted by the gate, extracted under
+    .kernels/code/<code id>/ (once per distinct code)."""
     folder = KERNELS / "code" / snapshot.code_id(code)
     if not folder.is_dir():
         KERNELS.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=KERNELS) as tmp:
             snapshot.extract(code, Path(tmp))
-            (Path(tmp) / "templates").mkdir()
-            (Path(tmp) / "templates" / name).write_text(code["template"]["text"])
             folder.parent.mkdir(exist_ok=True)
             shutil.move(tmp, folder)
-    return folder, folder / "templates" / name
+    return folder
 
 
 def verdict_cells(original_run: str) -> tuple:
@@ -140,11 +137,10 @@ def rerun(
                 f"kernels here: {', '.join(kernels.available())}"
             )
         differs = same_as_checkout(report, trust, log)
-        code, template = (
-            report_code(report.code)
-            if differs.code
-            else (ROOT, TEMPLATES / report.code["template"]["name"])
-        )
+        code = report_code(report.code) if differs.code else ROOT
+        template = scratch / "template" / report.code["template"]["name"]
+        template.parent.mkdir()  # the notebook that ran, as the report carries it, runs again
+        template.write_bytes(report.code["template"]["text"].encode())
         lock = None  # this checkout's, unless the report pins other packages: then its pins,
         if differs.lock:  # rewritten from the validated data (only names, versions, hashes)
             lock = scratch / "requirements.lock"

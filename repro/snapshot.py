@@ -21,6 +21,7 @@ import zlib
 from pathlib import Path
 
 from repro.paths import ROOT
+from repro.templates import Template
 
 SKIP = ("__pycache__", ".pyc")
 
@@ -52,11 +53,6 @@ def archive(files: dict[str, bytes]) -> str:
     return base64.b64encode(gzip.compress(buffer.getvalue(), 9, mtime=0)).decode()
 
 
-def template_text(path: Path) -> str | None:
-    """This checkout's text of a template, None if it has none."""
-    return path.read_text() if path.is_file() else None
-
-
 SAFE_PATH = re.compile(r"repro(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+")  # no "..", no absolute paths
 MAX_BYTES = 64 << 20  # the library is about 1 MB; a larger archive is not one repro wrote
 
@@ -81,15 +77,15 @@ def unarchive(encoded: str) -> dict[str, bytes]:
     return files
 
 
-def take(template: Path, root: Path = ROOT) -> dict:
-    """The template's text and the library under `root`, hashed and archived."""
+def take(template: Template, root: Path = ROOT) -> dict:
+    """The template's text (the notebook a run executes) and the library under `root`, hashed
+    and archived."""
     files = library_files(root)
-    content = template.read_bytes()
     return {
         "template": {
             "name": template.name,
-            "sha256": hashlib.sha256(content).hexdigest(),
-            "text": content.decode(),
+            "sha256": hashlib.sha256(template.text.encode()).hexdigest(),
+            "text": template.text,
         },
         "library": {"sha256": tree_sha256(files), "files": len(files), "archive": archive(files)},
     }

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import nbformat
 
-from repro import integrity, plan, snapshot
+from repro import integrity, plan, snapshot, templates
 from repro.errors import UserError
 from repro.finalize import published
 from repro.lockfile import Pin, lock_changes, read_lock
-from repro.paths import KERNELSPECS, TEMPLATES
+from repro.paths import KERNELSPECS
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"  # workloads, kernels, run ids: never a path
 TEMPLATE_NAME = NAME + r"\.ipynb"
@@ -187,7 +187,7 @@ class Differences:
 def differences(report: Report) -> Differences:
     """What in `report` differs from this checkout: the code that would run, the packages that
     would be installed and the workload spec (the kernel is one this checkout has)."""
-    template = snapshot.template_text(TEMPLATES / report.code["template"]["name"])
+    template = templates.checkout_text(report.code["template"]["name"])
     code, diff = snapshot.differences(report.code, snapshot.library_files(), template)
     local_lock = KERNELSPECS / report.kernel / "requirements.lock"
     changes = lock_changes(report.pins, read_lock(local_lock.read_text()))

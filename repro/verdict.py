@@ -208,7 +208,12 @@ def plot(original: dict, rerun: dict) -> None:
     ax.set(xlabel="time per measured step (ms)", ylabel="fraction of steps")
     ax.set_title("Step times, original vs rerun")
     ax.legend()
-    show_figure(fig, "rerun_step_times")
+    show_figure(
+        fig,
+        "rerun_step_times",
+        "Empirical CDF of the measured step times (ms) of the original run and of the rerun "
+        f"({len(original['samples']['step_s'])} and {len(rerun['samples']['step_s'])} steps).",
+    )
 
 
 def show(metrics: dict, environment: dict, original_dir: str | Path = "original") -> dict:

@@ -59,7 +59,7 @@ def workloads(path: Path, files: dict[str, str]) -> Path:
 def bad(tmp_path_factory) -> Path:
     """A folder of bad inputs, each named for what is wrong with it."""
     d = tmp_path_factory.mktemp("bad")
-    report = (ROOT / "templates" / "image-classification.ipynb").read_text()
+    report = (ROOT / "templates" / "benchmark.ipynb").read_text()
     (d / "empty.ipynb").write_text("")
     (d / "notjson.ipynb").write_text("not json at all")
     (d / "truncated.ipynb").write_text(report[: len(report) // 2])

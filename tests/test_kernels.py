@@ -34,6 +34,10 @@ def test_jupyter_lists_every_pinned_kernel_from_the_project_data_dir():
         spec = listed[f"repro-{name}"]["spec"]
         assert spec["metadata"]["repro"] == {"kernel": name, "pinned": True}
         assert Path(spec["argv"][0]).is_relative_to(kernels.KERNELS / name)
+        resources = Path(listed[f"repro-{name}"]["resource_dir"])  # JupyterLab's tile: a logo
+        for logo in kernels.LOGOS:
+            assert (resources / logo.name).read_bytes() == logo.read_bytes()
+            assert logo.read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_kernel_environment_holds_exactly_its_lock():

@@ -23,6 +23,8 @@ DRIVER = {  # modules that only the `repro` command imports
     "repro.snapshot",
     "repro.wheelhouse",
     "repro.comparison",
+    "repro.templates",
+    "repro.headline",
 }
 FRAMEWORKS = {"torch", "tensorflow", "keras", "jax", "flax", "optax"}
 
@@ -63,7 +65,7 @@ def kernel_side() -> set[str]:
     framework adapters and models they load by name."""
     cells = [
         "".join(cell["source"])
-        for template in TEMPLATES.glob("*.ipynb")
+        for template in TEMPLATES.rglob("*.ipynb")
         for cell in json.loads(template.read_text())["cells"]
         if cell["cell_type"] == "code"
     ]

@@ -111,8 +111,19 @@ def test_warnings_name_what_to_do():
     assert any("rerun with steps>=30" in w for w in few["warnings"])
     noisy = measure.summarize(measure.Measurement(1, 1.0, (), (0.1, 0.3) * 10, True))
     assert any("vary a lot" in w for w in noisy["warnings"])
-    cold = measure.summarize(measure.Measurement(1, 1.0, (), (0.5, 0.5) + (0.1,) * 18, True))
-    assert any("larger warmup" in w for w in cold["warnings"])
+
+
+def test_a_larger_warmup_is_advised_only_when_warmup_did_not_settle():
+    slow_head = (0.115, 0.115) + (0.1,) * 18  # the first 10% of steps 15% slower
+    settled = measure.Measurement(1, 1.0, (0.2,) * 6, slow_head, True)  # after 6 of 50 steps
+    assert measure.summarize(settled)["warnings"] == []
+    capped = measure.Measurement(1, 1.0, (0.3, 0.2) * 25, slow_head, False)
+    assert measure.summarize(capped)["warnings"] == [
+        "Warm-up hit its cap (50 steps) before step times settled: rerun with a larger warmup."
+    ]
+    none = measure.summarize(measure.Measurement(1, 1.0, (), slow_head, True))  # warmup=0
+    assert any("no warm-up (warmup=0)" in w for w in none["warnings"])
+    assert measure.summarize(measure.Measurement(1, 1.0, (), (0.1,) * 20, True))["warnings"] == []
 
 
 def test_lr_schedule_warms_up_linearly_then_decays_by_cosine():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import repro, run_folders
 
-from repro import compare, kernels, models, plan
+from repro import compare, kernels, models, plan, templates
 from repro.errors import UserError
 from repro.lockfile import target_python
 from repro.paths import KERNELSPECS
@@ -107,11 +107,17 @@ def test_cli_bad_input_exits_2_with_one_line_and_creates_nothing(args, runs_dir)
     assert run_folders(runs_dir) == [] and not runs_dir.exists()
 
 
-@pytest.mark.parametrize("template", sorted(set(plan.TASK_TEMPLATES.values())))
-def test_template_parameters_cell_matches_the_schema(template):
+@pytest.mark.parametrize("template", ["benchmark", *sorted(set(plan.TASK_TEMPLATES.values()))])
+def test_template_parameters_cell_matches_the_schema(template, tmp_path):
     import papermill
 
-    declared = set(papermill.inspect_notebook(str(plan.TEMPLATES / template)))
+    path = tmp_path / "template.ipynb"  # what a run executes: a task's assembled template
+    path.write_text(
+        templates.BODY.read_text()
+        if template == "benchmark"
+        else templates.assembled(template).text
+    )
+    declared = set(papermill.inspect_notebook(str(path)))
     injected = set(plan.resolve("resnet-tiny", "torch").notebook_parameters({}))
     assert declared == injected
 

@@ -13,9 +13,9 @@ import nbformat
 import pytest
 from conftest import read_metrics, repro, resealed, run_folders
 
-from repro import kernels, snapshot
+from repro import kernels, snapshot, templates
 from repro import verdict as verdict_module
-from repro.paths import KERNELSPECS, TEMPLATES
+from repro.paths import KERNELSPECS
 
 
 def edited(report, tmp_path, change) -> str:
@@ -33,12 +33,13 @@ def colleague_edit(record) -> None:
 
 
 def test_the_library_archive_is_reproducible_and_differences_are_readable():
-    template = TEMPLATES / "image-classification.ipynb"
+    template = templates.assembled("image-classification.ipynb")
     first, second = snapshot.take(template), snapshot.take(template)
     assert first == second  # same code, same bytes: the archive's hash identifies the code
     files = snapshot.library_files()
     assert snapshot.unarchive(first["library"]["archive"]) == files
-    assert snapshot.differences(first, files, template.read_text()) == ([], "")
+    local = templates.checkout_text("image-classification.ipynb")
+    assert snapshot.differences(first, files, local) == ([], "")
     changed = dict(files, **{"repro/new.py": b"x = 1\n"})
     changed["repro/measure.py"] = b"print('hello')\n"
     theirs = {

@@ -107,7 +107,12 @@ def test_run_produces_a_complete_run_folder(framework, mode, runs_dir):
     assert notebook.metadata["repro"]["run"]["run_id"] == folder.name
     assert "Pinned kernel: every installed file matches the lock" in notebook.cells[0].source
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in notebook.cells)
+    check_head(notebook, summary, mode)
     html = (folder / "report.html").read_text()
+    assert f"<title>resnet-tiny in {framework} (ok): repro run {folder.name}</title>" in html
+    assert re.search(r"<td>proven on preset (?:(?!</td>).)*\(\|diff\| &lt;=", html, re.S)
+    assert html.count('<img alt="') == html.count("<img ") >= 2  # every plot
+    assert '<img alt="Scatter plot of the time per step (ms) at each of the ' in html
     assert html.count("data:image/png;base64,") >= 2  # self-contained: images embedded,
     assert not re.search(
         r"<script[^>]+src=|import\s+\w+\s+from\s+['\"]https?:", html
@@ -120,6 +125,24 @@ def test_run_produces_a_complete_run_folder(framework, mode, runs_dir):
     rerun = plan.resolve("resnet-tiny", framework, plan.parse_assignments(command[9::2]))
     assert rerun.params == metrics["params"]  # run.sh reproduces every parameter
     assert manifest_ok(folder)
+
+
+def check_head(notebook, summary: dict, mode: str) -> None:
+    """The report leads with this run's result, its parameters after; the set-up cell shows
+    what applies to the mode."""
+    tags = [c.metadata.get("tags", []) for c in notebook.cells]
+    at = tags.index(["repro-banner"])  # 0, or 1 below a busy machine's warning
+    head = notebook.cells[at + 1]
+    assert head.metadata["tags"] == ["repro-summary"]
+    throughput = summary["throughput"]["samples_per_s"]
+    assert f"throughput **{throughput:,.1f} samples/s** (95% CI " in head.source
+    assert f"median step time **{summary['latency_ms']['median']:,.2f} ms**" in head.source
+    framework = notebook.metadata.papermill.parameters.framework
+    assert f"- **Measured**: resnet-tiny in {framework}, {mode}, batch 2, " in head.source
+    assert notebook.cells[at + 2].source.startswith("# Image classification benchmark")
+    settings = next(c for c in notebook.cells if "report.settings(" in c.source)
+    [shown] = [o["data"]["text/markdown"] for o in settings.outputs if "data" in o]
+    assert "| setting | value |" in shown and ("optimizer" in shown) == (mode == "training")
 
 
 def check_figures(summary: dict, framework: str, mode: str) -> None:

@@ -1,0 +1,164 @@
+"""The head of a report, without a kernel: the summary cell from metrics.json and
+environment.json, where it goes, and that tables, titles and plots render in report.html."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+
+import nbformat
+import pytest
+
+from repro import finalize, headline, integrity, report
+from repro.paths import KERNELSPECS
+
+PARAMS = {  # as plan.resolve records them
+    "batch_size": 2,
+    "sequence_length": None,
+    "steps": 20,
+    "warmup": 50,
+    "mode": "inference",
+    "compile": "eager",
+    "precision": "fp32",
+    "attention": "fused",
+    "repeats": 3,
+    "threads": 2,
+}
+METRICS = {
+    "status": "ok",
+    "error": None,
+    "run_id": "20261123T025227Z_resnet-tiny_torch_1c6c22",
+    "workload": "resnet-tiny",
+    "framework": "torch",
+    "kernel": "torch-cpu",
+    "pinned": True,
+    "params": PARAMS,
+    "summary": {
+        "latency_ms": {"median": 7.94, "median_ci95": [7.87, 8.04]},
+        "processes": {"n": 3, "centre_ms": 9.27, "centre_ci95_ms": [7.34, 11.7]},
+        "throughput": {"samples_per_s": 1628.52, "ci95": [1609.28, 1645.52]},
+        "compute": {"mfu": None, "peak_source": "no peak figure for CPUs: MFU omitted"},
+        "warmup_steps": 6,
+        "warmup_steady": True,
+        "warnings": ["Step times vary a lot (CV 12% > 10%) | close other programs"],
+    },
+}
+ENVIRONMENT = {
+    "cpu": {"model": "AMD EPYC", "logical_cores": 2},
+    "memory": {"total_bytes": 25276514304},
+    "gpu": {"present": False, "reason": "nvidia-smi not found"},
+    "system": {"os_pretty_name": "Debian GNU/Linux 12 (bookworm)", "python": {"version": "3.11.7"}},
+    "framework": {"name": "torch", "version": "2.13.0+cpu"},
+}
+
+
+def lines(markdown: str) -> dict[str, str]:
+    found = dict(
+        re.fullmatch(r"- \*\*(\w+)\*\*: (.*)", line).groups() for line in markdown.split("\n")
+    )
+    assert list(found) == ["Result", "Status", "Warnings", "Measured", "Environment"]
+    return found
+
+
+def test_the_summary_gives_this_runs_figures_with_their_cis_one_line_each():
+    summary = lines(headline.markdown(METRICS, ENVIRONMENT))
+    assert summary["Result"] == (
+        "median step time **9.27 ms** across 3 processes (95% CI 7.34–11.70 ms) · "
+        "throughput **1,628.5 samples/s** (95% CI 1,609.28–1,645.52, the kernel's process) · "
+        "no MFU: no peak figure for CPUs: MFU omitted"
+    )
+    assert summary["Status"] == "ok"
+    assert summary["Warnings"] == "Step times vary a lot (CV 12% &gt; 10%) \\| close other programs"
+    assert summary["Measured"] == (
+        "resnet-tiny in torch, inference, batch 2, fp32, compile eager, 2 threads; "
+        "20 steps × 3 processes, warm-up 6 steps (settled)"
+    )
+    assert summary["Environment"] == (
+        "AMD EPYC (2 logical cores), 23.5 GiB, GPU none (nvidia-smi not found); Debian GNU/Linux "
+        "12 (bookworm), Python 3.11.7, torch 2.13.0+cpu, kernel torch-cpu (pinned)"
+    )
+
+
+def test_one_process_a_sequence_an_mfu_and_a_failed_run_each_say_so():
+    metrics = copy.deepcopy(METRICS)
+    metrics["summary"]["processes"] = {"n": 1}
+    metrics["summary"]["throughput"]["tokens_per_s"] = 52111.3
+    metrics["summary"]["compute"] = {"mfu": 0.4123, "peak_source": "H100 SXM bf16 dense"}
+    metrics["params"] = {**PARAMS, "sequence_length": 32, "repeats": 1}
+    result = lines(headline.markdown(metrics, ENVIRONMENT))["Result"]
+    assert "**7.94 ms** (95% CI 7.87–8.04 ms, from one process's steps)" in result
+    assert "52,111 tokens/s" in result and "MFU **41.2%** of H100 SXM bf16 dense" in result
+    assert "batch 2 × 32 tokens" in lines(headline.markdown(metrics, ENVIRONMENT))["Measured"]
+    failed = {
+        **METRICS,
+        "status": "failed",
+        "error": "cell 7 raised ValueError: <x>",
+        "summary": None,
+    }
+    summary = lines(headline.markdown(failed, None))
+    assert summary["Result"] == "not measured" and summary["Environment"] == "not recorded"
+    assert summary["Status"] == "failed: cell 7 raised ValueError: &lt;x&gt;"
+    assert "warm-up up to 50 steps" in summary["Measured"]
+
+
+def template_cells() -> list:
+    """What an executed report holds: the banner, then the template's cells and outputs."""
+    banner = nbformat.v4.new_markdown_cell("**repro run**: banner")
+    banner.metadata["tags"] = [finalize.BANNER_TAG]
+    title = nbformat.v4.new_markdown_cell("# Image classification benchmark")
+    claim = {"same model": "outputs agree (|diff| <= 1e-4)", "parameters": "511,514"}
+    model = nbformat.v4.new_code_cell("model_info = report.model_summary(...)")
+    model.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"text/markdown": report.table(claim, ("model", ""))}
+        )
+    ]
+    plot = nbformat.v4.new_code_cell("metrics = report.results(...)")
+    png = base64.b64encode((KERNELSPECS / "logo-32x32.png").read_bytes()).decode()
+    alt = "Histogram of the 20 measured step times, from 7.62 to 8.62 ms"
+    plot.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"image/png": png},
+            metadata={"image/png": {"alt": alt}, "repro": {"plot": "latency_distribution"}},
+        )
+    ]
+    return [banner, title, model, plot]
+
+
+def test_the_report_leads_with_its_summary_and_renders_in_a_browser(tmp_path):
+    notebook = nbformat.v4.new_notebook(cells=template_cells())
+    finalize.head(notebook, METRICS, ENVIRONMENT)
+    assert [c.metadata.get("tags", [None])[0] for c in notebook.cells[:2]] == [
+        finalize.BANNER_TAG,
+        finalize.SUMMARY_TAG,
+    ]
+    assert notebook.cells[1].source == headline.markdown(METRICS, ENVIRONMENT)
+    assert notebook.cells[2].source.startswith("# Image classification")  # then the template
+    finalize.seal(notebook, tmp_path, status="ok")
+    html = (tmp_path / "report.html").read_text()
+    title = "resnet-tiny in torch (ok): repro run 20261123T025227Z_resnet-tiny_torch_1c6c22"
+    assert f"<title>{title}</title>" in html
+    assert re.search(r"<td>outputs agree \(\|diff\| &lt;= 1e-4\)</td>", html)  # one cell
+    assert '<img alt="Histogram of the 20 measured step times, from 7.62 to 8.62 ms"' in html
+    assert integrity.check(tmp_path / "report.ipynb") == []  # what finalize seals verifies
+    sealed = nbformat.read(tmp_path / "report.ipynb", as_version=4)
+    sealed.cells[1].source = sealed.cells[1].source.replace("9.27", "8.27")
+    nbformat.write(sealed, tmp_path / "report.ipynb")
+    [problem] = integrity.check(tmp_path / "report.ipynb")  # a figure typed over: named
+    assert problem.startswith("cell 1 changed: - **Result**: median step time **8.27 ms**")
+
+
+@pytest.mark.parametrize("error", ["cell 7 raised ValueError: planted", None])
+def test_why_a_run_stopped_or_a_busy_machine_stays_above_the_summary(error):
+    notebook = nbformat.v4.new_notebook(cells=template_cells())
+    summary = {**METRICS["summary"], "machine": {"busy": True, "warnings": ["Busy: 1.2 cores"]}}
+    metrics = {**METRICS, "status": "failed" if error else "ok", "error": error, "summary": summary}
+    finalize.head(notebook, metrics, ENVIRONMENT)
+    first = notebook.cells[0]
+    assert first.metadata["tags"] == [finalize.STOP_TAG if error else finalize.BUSY_TAG]
+    assert [c.metadata.get("tags", [None])[0] for c in notebook.cells[1:3]] == [
+        finalize.BANNER_TAG,
+        finalize.SUMMARY_TAG,
+    ]
