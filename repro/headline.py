@@ -34,6 +34,8 @@ def step_time(summary: dict) -> str:
 def result(summary: dict | None) -> str:
     if not summary:
         return "not measured"
+    if not {"latency_ms", "throughput"} <= set(summary):  # a template of one's own may not
+        return "this template published no step-time summary (see its own cells)"
     throughput, compute = summary["throughput"], summary.get("compute") or {}
     parts = [
         step_time(summary),
@@ -87,7 +89,7 @@ def markdown(metrics: dict, environment: dict | None) -> str:
     lines = {
         "Result": result(metrics.get("summary")),
         "Status": escape(status),
-        "Warnings": " · ".join(escape(w) for w in warnings) if warnings else "none",
+        "Warnings": " · ".join(escape(str(w)) for w in warnings) if warnings else "none",
         "Measured": measured(metrics),
         "Environment": machine(environment, metrics),
     }

@@ -205,6 +205,7 @@ def results(
     summary["energy"] = meter.result(samples) if meter else None
     summary["machine"] = machine.result() if machine else None  # a repro.machine.Check
     if machine:
+        busy_too(summary["machine"], repeats or [])
         summary["warnings"] = summary["machine"]["warnings"] + summary["warnings"]
     losses = [fw.to_float(out) for out in m.outputs]
     summary["loss"] = {"first": losses[0], "last": losses[-1], "curve": losses} if losses else None
@@ -257,6 +258,20 @@ def results(
     if losses:
         plot_loss(losses, m)
     return published
+
+
+def busy_too(check: dict, repeats: list[dict]) -> None:
+    """Mark the kernel's machine check busy, with a warning, when the machine was busy while a
+    further process measured: the verdict's machine check reads one flag for the whole run."""
+    busy = [str(i) for i, r in enumerate(repeats, 2) if r["machine"]["busy"]]
+    if busy:
+        check["busy"] = True
+        check["warnings"].append(
+            f"The machine was busy while process{'es' if len(busy) > 1 else ''} "
+            f"{', '.join(busy)} of {len(repeats) + 1} measured (other processes' load, in "
+            "metrics.json samples.processes): those figures are likely below this machine's "
+            "normal; rerun when it is idle."
+        )
 
 
 def process_row(spread: dict) -> str:
