@@ -37,9 +37,13 @@ def result(summary: dict | None) -> str:
     if not {"latency_ms", "throughput"} <= set(summary):  # a template of one's own may not
         return "this template published no step-time summary (see its own cells)"
     throughput, compute = summary["throughput"], summary.get("compute") or {}
+    spread = summary.get("processes") or {}
     parts = [
         step_time(summary),
-        f"throughput **{throughput['samples_per_s']:,.1f} samples/s** "
+        f"throughput **{spread['samples_per_s']:,.1f} samples/s** across the processes "
+        f"({ci(spread['samples_per_s_ci95'])})"
+        if "samples_per_s" in spread  # a report older than it: the kernel's process only
+        else f"throughput **{throughput['samples_per_s']:,.1f} samples/s** "
         f"({ci(throughput['ci95'])}, the kernel's process)",
     ]
     if throughput.get("tokens_per_s"):

@@ -187,6 +187,10 @@ def results(
         for r in repeats or []
     ]
     summary["processes"] = spread = stats.spread({"processes": processes})
+    if spread["n"] > 1:  # throughput's centre and CI from the processes too
+        per_s = 1e3 * m.batch_size
+        spread["samples_per_s"] = per_s / spread["centre_ms"]
+        spread["samples_per_s_ci95"] = [per_s / b for b in reversed(spread["centre_ci95_ms"])]
     memory = fw.memory()
     lat, thr = summary["latency_ms"], summary["throughput"]
     if tokens_per_sample:  # sequence workloads: the same figure in tokens
@@ -285,7 +289,9 @@ def process_row(spread: dict) -> str:
     within = spread["within_cv"]
     return (
         f"{spread['n']}: median step {spread['centre_ms']:.2f} ms across them (95% CI "
-        f"{low:.2f}–{high:.2f}); CV between processes {spread['between_cv']:.1%}, within one "
+        f"{low:.2f}–{high:.2f}), {spread['samples_per_s']:.2f} samples/s (95% CI "
+        f"{spread['samples_per_s_ci95'][0]:.2f}–{spread['samples_per_s_ci95'][1]:.2f}); CV "
+        f"between processes {spread['between_cv']:.1%}, within one "
         + (f"{within:.1%}" if within is not None else "n/a (one step each)")
         + ". The rows below are the kernel's own process."
     )

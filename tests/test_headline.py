@@ -36,7 +36,13 @@ METRICS = {
     "params": PARAMS,
     "summary": {
         "latency_ms": {"median": 7.94, "median_ci95": [7.87, 8.04]},
-        "processes": {"n": 3, "centre_ms": 9.27, "centre_ci95_ms": [7.34, 11.7]},
+        "processes": {
+            "n": 3,
+            "centre_ms": 9.27,
+            "centre_ci95_ms": [7.34, 11.7],
+            "samples_per_s": 215.75,
+            "samples_per_s_ci95": [170.94, 272.48],
+        },
         "throughput": {"samples_per_s": 1628.52, "ci95": [1609.28, 1645.52]},
         "compute": {"mfu": None, "peak_source": "no peak figure for CPUs: MFU omitted"},
         "warmup_steps": 6,
@@ -65,7 +71,7 @@ def test_the_summary_gives_this_runs_figures_with_their_cis_one_line_each():
     summary = lines(headline.markdown(METRICS, ENVIRONMENT))
     assert summary["Result"] == (
         "median step time **9.27 ms** across 3 processes (95% CI 7.34–11.70 ms) · "
-        "throughput **1,628.5 samples/s** (95% CI 1,609.28–1,645.52, the kernel's process) · "
+        "throughput **215.8 samples/s** across the processes (95% CI 170.94–272.48) · "
         "no MFU: no peak figure for CPUs: MFU omitted"
     )
     assert summary["Status"] == "ok"
@@ -88,6 +94,7 @@ def test_one_process_a_sequence_an_mfu_and_a_failed_run_each_say_so():
     metrics["params"] = {**PARAMS, "sequence_length": 32, "repeats": 1}
     result = lines(headline.markdown(metrics, ENVIRONMENT))["Result"]
     assert "**7.94 ms** (95% CI 7.87–8.04 ms, from one process's steps)" in result
+    assert "(95% CI 1,609.28–1,645.52, the kernel's process)" in result
     assert "52,111 tokens/s" in result and "MFU **41.2%** of H100 SXM bf16 dense" in result
     assert "batch 2 × 32 tokens" in lines(headline.markdown(metrics, ENVIRONMENT))["Measured"]
     failed = {

@@ -294,6 +294,9 @@ def test_every_family_runs_in_every_framework_and_both_modes(workload, framework
     processes = 3 if mode == "inference" else 1
     assert metrics["params"]["repeats"] == summary["processes"]["n"] == processes
     assert len(metrics["samples"]["processes"]) == processes
+    if processes > 1:  # throughput from the processes too, its CI around it
+        low, high = summary["processes"]["samples_per_s_ci95"]
+        assert low <= summary["processes"]["samples_per_s"] <= high
     assert metrics["model"]["equivalence"]["preset"] == workload
     sequence = metrics["params"]["sequence_length"]
     if sequence:  # sequence workloads also report tokens/s
