@@ -31,10 +31,20 @@ def step_time(summary: dict) -> str:
     )
 
 
-def result(summary: dict | None) -> str:
-    if not summary:
+def ours(summary) -> dict:
+    """The summary repro's templates publish (report.results), or {} for what a template of
+    one's own published instead (anything at all)."""
+    if not isinstance(summary, dict):
+        return {}
+    need = {"latency_ms": dict, "throughput": dict, "processes": (dict, type(None))}
+    return summary if all(isinstance(summary.get(k), t) for k, t in need.items()) else {}
+
+
+def result(published) -> str:
+    if not published:
         return "not measured"
-    if not {"latency_ms", "throughput"} <= set(summary):  # a template of one's own may not
+    summary = ours(published)
+    if not summary:
         return "this template published no step-time summary (see its own cells)"
     throughput, compute = summary["throughput"], summary.get("compute") or {}
     spread = summary.get("processes") or {}
@@ -55,7 +65,7 @@ def result(summary: dict | None) -> str:
 
 
 def measured(metrics: dict) -> str:
-    p, summary = metrics["params"], metrics.get("summary") or {}
+    p, summary = metrics["params"], ours(metrics.get("summary"))
     sequence = f" × {p['sequence_length']} tokens" if p.get("sequence_length") else ""
     processes = (summary.get("processes") or {}).get("n", p.get("repeats"))
     warmup = (
@@ -89,7 +99,7 @@ def machine(environment: dict | None, metrics: dict) -> str:
 def markdown(metrics: dict, environment: dict | None) -> str:
     """The summary cell's markdown: one line each, every value from the run's records."""
     status = metrics["status"] + (f": {metrics['error']}" if metrics.get("error") else "")
-    warnings = (metrics.get("summary") or {}).get("warnings") or []
+    warnings = ours(metrics.get("summary")).get("warnings") or []
     lines = {
         "Result": result(metrics.get("summary")),
         "Status": escape(status),

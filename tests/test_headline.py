@@ -105,10 +105,10 @@ def test_one_process_a_sequence_an_mfu_and_a_failed_run_each_say_so():
     }
     summary = lines(headline.markdown(failed, None))
     assert summary["Result"] == "not measured" and summary["Environment"] == "not recorded"
-    own = {**METRICS, "summary": {"tokens": 10, "warnings": [42]}}  # a template of one's own
-    theirs = lines(headline.markdown(own, ENVIRONMENT))
-    assert theirs["Result"].startswith("this template published no step-time summary")
-    assert theirs["Warnings"] == "42"
+    for own in ({"tokens": 10, "processes": 3}, ["a list"], "text"):  # a template of one's own
+        theirs = lines(headline.markdown({**METRICS, "summary": own}, ENVIRONMENT))
+        assert theirs["Result"].startswith("this template published no step-time summary")
+        assert theirs["Warnings"] == "none" and "20 steps × 3 processes" in theirs["Measured"]
     assert summary["Status"] == "failed: cell 7 raised ValueError: &lt;x&gt;"
     assert "warm-up up to 50 steps" in summary["Measured"]
 
