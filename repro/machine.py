@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 REFERENCE_REPEATS = 7
+REFERENCES = {"sort_ms": "sort", "copy_ms": "memory copy"}  # timing: what it times
 BUSY_CORES = 0.5  # other processes using more than half a core on average: a busy machine
 STEAL_FRACTION = 0.05  # more than 5% of CPU time taken by the hypervisor: a busy host
 DRIFT = 0.10  # the reference's fastest time more than 10% slower or faster after the window,
@@ -191,7 +192,7 @@ class Check:
         changes = drift(self.before, self.after)
         for name, d in changes.items():
             if abs(d["change"]) > d["threshold"]:
-                what = "sort" if name == "sort_ms" else "memory copy"
+                what = REFERENCES[name]
                 warnings.append(
                     f"The reference {what} took {abs(d['change']):.0%} "
                     f"{'longer' if d['change'] > 0 else 'less'} after the measured phase than "

@@ -186,11 +186,9 @@ def results(
         {"first_call_s": r["first_call_s"], "step_s": r["step_s"], "load": r["machine"]["load"]}
         for r in repeats or []
     ]
-    summary["processes"] = spread = stats.spread({"processes": processes})
-    if spread["n"] > 1:  # throughput's centre and CI from the processes too
-        per_s = 1e3 * m.batch_size
-        spread["samples_per_s"] = per_s / spread["centre_ms"]
-        spread["samples_per_s_ci95"] = [per_s / b for b in reversed(spread["centre_ci95_ms"])]
+    summary["processes"] = spread = stats.spread(
+        {"processes": processes, "batch_size": m.batch_size}
+    )
     memory = fw.memory()
     lat, thr = summary["latency_ms"], summary["throughput"]
     if tokens_per_sample:  # sequence workloads: the same figure in tokens
@@ -282,8 +280,8 @@ def process_row(spread: dict) -> str:
     """How many processes the figures rest on, and how far apart they landed."""
     if spread["n"] == 1:
         return (
-            "1 (the figures below; the noise between processes is not measured: "
-            "repeats=3 or more for a rerun verdict)"
+            "1 (the figures below; the noise between processes is not measured: a rerun "
+            "verdict needs repeats=3 or more, and 8 to catch a 20% change)"
         )
     low, high = spread["centre_ci95_ms"]
     within = spread["within_cv"]

@@ -49,18 +49,27 @@ def _interval(logs: np.ndarray, confidence: float) -> list[float] | None:
 
 def spread(samples: dict) -> dict:
     """How many processes, each one's median (ms), their geometric mean and its 95% CI (t on
-    logs), and the spread between processes against the spread inside them (CVs)."""
+    logs), and the spread between processes against the spread inside them (CVs); with several
+    processes and a `batch_size` in `samples`, the throughput at that centre and its CI too."""
     values = np.asarray(medians(samples))
     within = [np.std(s, ddof=1) / np.mean(s) for s in processes(samples) if len(s) > 1]
     logs = np.log(values)
-    ci = _interval(logs, 0.95)
+    centre = 1e3 * float(np.exp(logs.mean()))
+    ci = [1e3 * b for b in _interval(logs, 0.95) or []]
+    per_s = 1e3 * samples.get("batch_size", 0)  # samples per second at 1 ms per step
+    throughput = (
+        {"samples_per_s": per_s / centre, "samples_per_s_ci95": [per_s / b for b in ci[::-1]]}
+        if ci and per_s
+        else {}
+    )
     return {
         "n": len(values),
         "median_ms": [float(1e3 * v) for v in values],
-        "centre_ms": 1e3 * float(np.exp(logs.mean())),
-        "centre_ci95_ms": [1e3 * b for b in ci] if ci else None,
+        "centre_ms": centre,
+        "centre_ci95_ms": ci or None,
         "between_cv": float(values.std(ddof=1) / values.mean()) if len(values) > 1 else None,
         "within_cv": float(np.median(within)) if within else None,
+        **throughput,
     }
 
 
@@ -97,7 +106,7 @@ def shift(base: list[float], new: list[float], margin: float = MARGIN) -> dict:
     ci95 = [math.exp(d + s * stats.t.ppf(0.975, df) * se) for s in (-1, 1)]
     low, high = math.log1p(-margin) if margin < 1 else -math.inf, math.log1p(margin)
     sd = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-    p = float(2 * stats.t.sf(abs(d) / se, df)) if se > 0 else float(d == 0 or 0.0)
+    p = float(2 * stats.t.sf(abs(d) / se, df)) if se > 0 else (1.0 if d == 0 else 0.0)
     out = {**out, "ci90": ci90, "ci95": ci95, "p_value": p}
     if low < math.log(ci90[0]) and math.log(ci90[1]) < high:
         words = f"reproduced within ±{margin:.0%} (ratio {out['ratio']:.3f}, 90% CI "

@@ -40,6 +40,11 @@ SAMPLED = {  # name: the statistic of a run's step times (seconds) and batch siz
 CLASSES = ("reproduced", "changed", "inconclusive", "machine changed")
 
 
+def record(metrics: dict) -> dict:
+    """What the verdict reads of a run's metrics.json: its summary, with its samples."""
+    return {**metrics["summary"], "samples": metrics["samples"]}
+
+
 def machine_change(original: dict, rerun: dict) -> dict | None:
     """How the rerun's machine differed from the original's: the reference's fastest times
     (before the measured phase) against their noise, and whether the rerun's machine was busy.
@@ -63,8 +68,7 @@ def decide(original: dict, rerun: dict, tolerance: float) -> dict:
     if not host or not host["changed"]:
         return {"class": shift["kind"], "words": shift["words"], "shift": shift, "machine": host}
     said = [
-        f"its reference {'sort' if k == 'sort_ms' else 'copy'} ran {abs(c):.0%} "
-        f"{'slower' if c > 0 else 'faster'}"
+        f"its reference {machine.REFERENCES[k]} ran {abs(c):.0%} {'slower' if c > 0 else 'faster'}"
         for k, c in host["moved"].items()
     ] + (["other processes kept it busy during the rerun"] if host["busy"] else [])
     words = "machine changed: " + "; ".join(said)
@@ -142,7 +146,7 @@ def machine_lines(host: dict | None) -> list[str]:
     if host is None:
         return ["- machine: the original recorded no machine reference (a report older than it)"]
     lines = [
-        f"- machine reference, {'sort' if k == 'sort_ms' else 'copy'}: fastest time "
+        f"- machine reference, {machine.REFERENCES[k]}: fastest time "
         f"{d['change']:+.1%} in the rerun (beyond ±{d['threshold']:.0%} counts as a change)"
         for k, d in host["reference"].items()
     ]
@@ -220,7 +224,7 @@ def show(metrics: dict, environment: dict, original_dir: str | Path = "original"
     """Compare this run with the original in `original_dir`; show and record the verdict."""
     folder = Path(original_dir)
     original_metrics = json.loads((folder / "metrics.json").read_text())
-    original = {**original_metrics["summary"], "samples": original_metrics["samples"]}
+    original = record(original_metrics)
     settings = json.loads((folder / "verdict.json").read_text())
     decided = decide(original, metrics, settings["tolerance"])
     result = {

@@ -16,9 +16,8 @@ from repro import stats, verdict
 def results(folder, machine: bool = True) -> dict:
     """A run's summary and samples, as the verdict reads them; without the machine check when
     only the workload's verdict is under test (two runs' references may differ by chance)."""
-    metrics = read_metrics(folder)
-    summary = {k: v for k, v in metrics["summary"].items() if machine or k != "machine"}
-    return {**summary, "samples": metrics["samples"]}
+    record = verdict.record(read_metrics(folder))
+    return {k: v for k, v in record.items() if machine or k != "machine"}
 
 
 @pytest.mark.kernel
@@ -76,3 +75,12 @@ def test_old_reports_have_one_process():
     samples = {"step_s": [0.1, 0.2, 0.3]}  # a report made before repeats
     assert stats.medians(samples) == [0.2]
     assert json.dumps(stats.spread(samples)["centre_ci95_ms"]) == "null"
+
+
+def test_throughput_from_the_processes_is_the_batch_at_their_centre():
+    processes = [{"step_s": [t, t * 1.02]} for t in (0.010, 0.012, 0.009)]
+    spread = stats.spread({"processes": processes, "batch_size": 4})
+    assert spread["samples_per_s"] == pytest.approx(4e3 / spread["centre_ms"])
+    low, high = spread["samples_per_s_ci95"]
+    assert low == pytest.approx(4e3 / spread["centre_ci95_ms"][1]) and low < high
+    assert "samples_per_s" not in stats.spread({"step_s": [0.1, 0.2]})  # one process: no CI
