@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from repro import models
+from repro.kernel import models
 
 framework, batch, steps, warmup = sys.argv[1], *map(int, sys.argv[2:5])
 cfg = models.config(json.loads(sys.argv[5]))
@@ -26,7 +26,7 @@ x = np.random.default_rng(0).standard_normal(size, dtype=np.float32)
 if framework == "torch":
     import torch
 
-    from repro.models import resnet_torch
+    from repro.kernel.models import resnet_torch
 
     net = resnet_torch.build(cfg).eval()
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
@@ -39,7 +39,7 @@ if framework == "torch":
 elif framework == "tensorflow":
     import tensorflow as tf
 
-    from repro.models import resnet_keras
+    from repro.kernel.models import resnet_keras
 
     net = resnet_keras.build(cfg)
     forward = tf.function(lambda v: net(v, training=False))
@@ -53,7 +53,7 @@ elif framework == "tensorflow":
 elif framework == "jax":
     import jax
 
-    from repro.models import resnet_flax
+    from repro.kernel.models import resnet_flax
 
     module, variables = resnet_flax.build(cfg, seed=0)
     forward = jax.jit(lambda v, inp: module.apply(v, inp, train=False))

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from repro import kernels, plan
+from repro.driver import kernels, plan
 from repro.paths import ROOT
 
 

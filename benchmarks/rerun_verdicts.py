@@ -8,7 +8,7 @@
 2. A planted slowdown, real and exactly sized: `--reruns` runs of `repeats` fresh processes
    whose every step also spins the CPU for `--plant` times the original's median step
    (benchmarks/slowed_process.py), each judged against the original with the verdict's own
-   decision (repro.verdict.decide). Target: at least 90% caught ("changed", slower).
+   decision (repro.kernel.verdict.decide). Target: at least 90% caught ("changed", slower).
 Prints the counts, the measured slowdown, and the wall time per rerun.
 """
 
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from repro import repeat, verdict
+from repro.kernel import repeat, verdict
 from repro.paths import KERNELS
 
 ROOT = Path(__file__).resolve().parents[1]

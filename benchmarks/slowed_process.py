@@ -1,8 +1,8 @@
-"""One fresh measurement (repro.repeat.once) whose every step also spins the CPU for a fixed
+"""One fresh measurement (repro.kernel.repeat.once) whose every step also spins the CPU for a fixed
 time: the real, exactly sized slowdown that benchmarks/rerun_verdicts.py plants. A spin, not a
 sleep: it keeps the core busy as more work would, and sub-millisecond sleeps overshoot.
 
-    <kernel python> benchmarks/slowed_process.py '<repro.repeat request>' SECONDS
+    <kernel python> benchmarks/slowed_process.py '<repro.kernel.repeat request>' SECONDS
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from repro import measure, repeat
+from repro.kernel import measure, repeat
 
 
 def spinning(step, seconds: float):
@@ -27,8 +27,8 @@ def spinning(step, seconds: float):
 
 def main() -> None:
     request, seconds = json.loads(sys.argv[1]), float(sys.argv[2])
-    run = measure.run
-    measure.run = lambda step, *args, **kwargs: run(spinning(step, seconds), *args, **kwargs)
+    run = measure.protocol
+    measure.protocol = lambda step, *args, **kwargs: run(spinning(step, seconds), *args, **kwargs)
     print(json.dumps(repeat.once(request)))
 
 

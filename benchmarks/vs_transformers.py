@@ -45,7 +45,7 @@ def arguments() -> argparse.Namespace:
 
 def launch(args: argparse.Namespace) -> int:
     """Driver side: install transformers into .bench/site if needed, rerun in the kernel."""
-    from repro import kernels
+    from repro.driver import kernels
 
     if not (SITE / "transformers").is_dir():
         print(f"installing {TRANSFORMERS} into {SITE.relative_to(ROOT)}", file=sys.stderr)
@@ -123,7 +123,8 @@ def measure(args: argparse.Namespace) -> None:
     import torch
     import transformers
 
-    from repro import models, plan
+    from repro.driver import plan
+    from repro.kernel import models
 
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)

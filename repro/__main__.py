@@ -1,3 +1,3 @@
-from repro.cli import main
+from repro.driver.cli import main
 
 raise SystemExit(main())

@@ -9,3 +9,4 @@ KERNELSPECS = ROOT / "kernelspecs"  # committed: requirements.in + hashed lock p
 RUNS = ROOT / "runs"
 KERNELS = Path(os.environ.get("REPRO_KERNELS_DIR", ROOT / ".kernels"))  # the virtual environments
 JUPYTER_DATA = ROOT / ".jupyter"  # project-local Jupyter data dir holding the kernelspecs
+WORKLOADS = Path(__file__).resolve().parent / "workloads"  # one YAML spec per workload

@@ -1,20 +1,21 @@
 """Process-level statistics: a figure, and a verdict on a change, from the values of processes.
 
 Steps inside one process share its memory layout, thread placement and neighbours; a new process
-draws all of those again (repro.repeat). So the unit of evidence is the process: each gives one
-value (its median step time), and a run's centre and CI, and the verdict between two runs, come
-from those values, on a log scale (ratios are what people read, and step times are skewed).
+draws all of those again (repro.kernel.repeat). So the unit of evidence is the process: each
+gives one value (its median step time), and a run's centre and CI, and the verdict between two
+runs, come from those values, on a log scale (ratios are what people read, and step times are
+skewed).
 
 The verdict is an equivalence test (TOST, two one-sided tests at 5%, as in pharmacology's
-bioequivalence): *reproduced within ±margin* when the 90% CI of the ratio lies inside the margin;
-*changed* when the 95% CI excludes no change and the estimate lies beyond the margin (asv's rule:
-a real change, larger than the margin); otherwise *inconclusive*, with the number of processes per
-run that would likely decide. Asking instead for the whole 95% CI beyond the margin caught only
-40-56% of 20% slowdowns replayed on this VM's recorded runs of 3 to 5 processes: it wants a
-precision that the drift between runs minutes apart (about 3% here) denies. With this rule,
-benchmarks/rerun_verdicts.py judged no unchanged rerun changed (70 reruns) and caught 19 of 20
-planted 20% slowdowns at 8 processes per run (README). One process per run has no
-between-process spread at all, so it is always inconclusive.
+bioequivalence): *reproduced within ±margin* when the 90% CI of the ratio lies inside the
+margin; *changed* when the 95% CI excludes no change and the estimate lies beyond the margin
+(asv's rule: a real change, larger than the margin); otherwise *inconclusive*, with the number
+of processes per run that would likely decide. Asking instead for the whole 95% CI beyond the
+margin caught only 40-56% of 20% slowdowns replayed on this VM's recorded runs of 3 to 5
+processes: it wants a precision that the drift between runs minutes apart (about 3% here)
+denies. With this rule, benchmarks/rerun_verdicts.py judged no unchanged rerun changed (70
+reruns) and caught 19 of 20 planted 20% slowdowns at 8 processes per run (README). One process
+per run has no between-process spread at all, so it is always inconclusive.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from scipy import stats
 MARGIN = 0.10  # a rerun within ±10% of the original counts as the same (CPU processes: 2-16% CV)
 ADVISED = 3  # processes per run to start from when there is no spread to plan with
 MOST = 50  # advice beyond this is "more than 50"
+ALPHA = 0.05  # significance level of a comparison's test (Welch's t, Mann-Whitney U)
 
 
 def processes(samples: dict) -> list[list[float]]:
@@ -123,3 +125,57 @@ def shift(base: list[float], new: list[float], margin: float = MARGIN) -> dict:
     words = f"inconclusive: ratio {out['ratio']:.3f} (95% CI {ci95[0]:.3f}–{ci95[1]:.3f}) "
     words += f"cannot be placed inside or outside ±{margin:.0%}; measure with {advice}"
     return {**out, "kind": "inconclusive", "needed": n, "words": words}
+
+
+def ratio_ci(new, base, statistic=np.median, seed: int = 0) -> tuple[float, float, float]:
+    """statistic(new) / statistic(base) and its bootstrap 95% percentile CI, resampling both."""
+    new, base = np.asarray(new, float), np.asarray(base, float)
+    ci = stats.bootstrap(
+        (new, base),
+        lambda x, y: statistic(x) / statistic(y),
+        vectorized=False,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return float(statistic(new) / statistic(base)), float(ci.low), float(ci.high)
+
+
+def versus(base: dict, new: dict, seed: int = 0) -> dict:
+    """How `new`'s step time compares with `base`'s (each a run's metrics' samples; > 1: slower),
+    with a 95% CI, a p-value and a verdict in words. Where both runs measured two processes or
+    more, from their
+    process-level values (repro.stats: Welch's t on log median step times); otherwise from the
+    steps of one process each (bootstrap CI of the ratio of medians, Mann-Whitney U), which
+    leaves out the noise between processes and says so."""
+    a, b = medians(base), medians(new)
+    if min(len(a), len(b)) >= 2:
+        moved = shift(a, b)
+        ratio, (low, high), p = moved["ratio"], moved["ci95"], moved["p_value"]
+        basis = f"{len(a)} and {len(b)} processes"
+    else:
+        after, before = np.asarray(new["step_s"], float), np.asarray(base["step_s"], float)
+        ratio, low, high = ratio_ci(after, before, seed=seed)
+        p = float(stats.mannwhitneyu(after, before, alternative="two-sided").pvalue)
+        basis = "steps of one process each: noise between processes not measured"
+    if p < ALPHA and low > 1:
+        verdict = f"slower by {ratio - 1:.1%}"
+    elif p < ALPHA and high < 1:
+        verdict = f"faster by {1 - ratio:.1%}"
+    else:
+        verdict = "no significant difference"
+    return {
+        "time_ratio": ratio,
+        "ci95": [low, high],
+        "p_value": p,
+        "basis": basis,
+        "verdict": verdict,
+    }
+
+
+def slower(result: dict, threshold: float) -> bool:
+    """The `--fail-if-slower` gate on a `versus` result: significantly slower by more than
+    `threshold` (0.05 for 5%), i.e. the whole CI lies above 1 and the slowdown exceeds it."""
+    return (
+        result["p_value"] < ALPHA and result["ci95"][0] > 1 and result["time_ratio"] > 1 + threshold
+    )

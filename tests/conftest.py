@@ -15,7 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from repro import integrity, kernels, paths
+from repro import paths
+from repro.driver import integrity, kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).with_name("fixtures")

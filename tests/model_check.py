@@ -4,17 +4,18 @@
     python model_check.py reference MODEL OUT.npz       torch: perturbed weights, inputs, outputs
     python model_check.py compare FRAMEWORK MODEL REF    transfer torch weights, run, diff
 
-Families with attention run both attentions (repro.models.attention): the reference is torch's
-fused attention, and torch's explicit attention with the same weights, and Keras' and Flax's
-fused and explicit attention with the transferred weights, are each diffed against it. Train mode
-is diffed too: the outputs (batch statistics where a family has BatchNorm; no family has dropout)
-and every running mean afterwards (BatchNorm momentum), compared sorted, so without a name map.
+Families with attention run both attentions (repro.kernel.models.attention): the reference is
+torch's fused attention, and torch's explicit attention with the same weights, and Keras' and
+Flax's fused and explicit attention with the transferred weights, are each diffed against it.
+Train mode is diffed too: the outputs (batch statistics where a family has BatchNorm; no family
+has dropout) and every running mean afterwards (BatchNorm momentum), compared sorted, so without
+a name map.
 
-MODEL is a workload's `model` entry as JSON ({"arch": ..., "config": {...}}); MODELS a JSON object
-of them by workload name, counted in one process (a framework import costs seconds). Prints one JSON
-object as its last line. Counting never runs a model: torch builds on the meta device and JAX
-through jax.eval_shape, so full-size presets cost no memory there; Keras has no abstract build
-and allocates the weights.
+MODEL is a workload's `model` entry as JSON ({"arch": ..., "config": {...}}); MODELS a JSON
+object of them by workload name, counted in one process (a framework import costs seconds).
+Prints one JSON object as its last line. Counting never runs a model: torch builds on the meta
+device and JAX through jax.eval_shape, so full-size presets cost no memory there; Keras has no
+abstract build and allocates the weights.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import sys
 
 import numpy as np
 
-from repro import models
-from repro.models.attention import KINDS
-from repro.models.transfer import TransferError, load_torch_state
+from repro.kernel import models
+from repro.kernel.models.attention import KINDS
+from repro.kernel.models.transfer import TransferError, load_torch_state
 
 BATCH, SEED = 2, 0
 

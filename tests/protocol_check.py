@@ -14,7 +14,7 @@ import time
 
 
 def sync() -> dict:
-    from repro import frameworks, measure
+    from repro.kernel import frameworks, measure
 
     fw = frameworks.load("jax", device="cpu")
     import jax
@@ -33,12 +33,12 @@ def sync() -> dict:
     for _ in range(n):
         jax.block_until_ready(work(x))
     synced = (time.perf_counter() - start) / n
-    m = measure.run(lambda: work(x), fw.sync, batch_size=1, warmup=3, steps=n, log=sys.stderr)
+    m = measure.protocol(lambda: work(x), fw.sync, batch_size=1, warmup=3, steps=n, log=sys.stderr)
     return {"unsynced_s": unsynced, "synced_s": synced, "protocol_s": statistics.median(m.step_s)}
 
 
 def train(framework: str, model_json: str) -> list[float]:
-    from repro import frameworks, measure, models
+    from repro.kernel import frameworks, measure, models
 
     fw = frameworks.load(framework, device="cpu", seed=0, deterministic=True)
     model = json.loads(model_json)
@@ -52,7 +52,7 @@ def train(framework: str, model_json: str) -> list[float]:
         compile=frameworks.COMPILE_MODES[framework][0],
         lr_table=measure.lr_schedule(1e-3, warmup_steps=2, total_steps=8),
     )
-    m = measure.run(
+    m = measure.protocol(
         step, fw.sync, batch_size=4, warmup=0, steps=5, keep_outputs=True, log=sys.stderr
     )
     return [fw.to_float(out) for out in m.outputs]

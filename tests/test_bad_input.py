@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, repro
 
-from repro import plan
+from repro.driver import plan
 
 EVIL = "repro-test-evil-member"  # a bundle member that would land beside the extraction folder
 # `repro` with repro/workloads/ swapped for a test folder (argv: folder, then the command)
 WITH_WORKLOADS = (
-    "import sys; from pathlib import Path; from repro import cli, plan; "
-    "plan.WORKLOADS_DIR = Path(sys.argv[1]); sys.exit(cli.main(sys.argv[2:]))"
+    "import sys; from pathlib import Path; from repro.driver import cli, plan; "
+    "plan.WORKLOADS = Path(sys.argv[1]); sys.exit(cli.main(sys.argv[2:]))"
 )
 NO_GPU = pytest.mark.skipif(plan.has_nvidia_gpu(), reason="this machine has an NVIDIA GPU")
 
@@ -79,7 +79,7 @@ def bad(tmp_path_factory) -> Path:
     run_folder(d / "not-a-run", {})
     run_folder(d / "not-a-run-2", {})
     run_folder(d / "no-params", {"schema": "repro.metrics/1", "status": "ok"})
-    tiny = (plan.WORKLOADS_DIR / "resnet-tiny.yaml").read_text()
+    tiny = (plan.WORKLOADS / "resnet-tiny.yaml").read_text()
     workloads(d / "wl-unknown-key", {"a.yaml": tiny.replace("config: {", "config: {colour: 1, ")})
     workloads(d / "wl-syntax", {"a.yaml": "name: [unclosed\n"})
     workloads(d / "wl-twice", {"a.yaml": tiny, "b.yaml": tiny})
@@ -231,7 +231,7 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(argv, message, bad):
 
 
 BUG = (  # `repro list` with a planted bug: workloads() raises what no user input can cause
-    "import sys; from repro import cli, plan; "
+    "import sys; from repro.driver import cli, plan; "
     "plan.workloads = lambda: {{}}['{0}']; sys.exit(cli.main(['list']))"
 )
 
@@ -257,8 +257,8 @@ def test_ctrl_c_outside_a_run_is_one_line_exit_130():
 def test_a_runs_folder_that_cannot_be_created_is_a_user_error():
     """A folder that fails to be created after run.check_runs_dir passed (a read-only file
     system, a race) is still one line, not a traceback."""
+    from repro.driver.folders import new_folder
     from repro.errors import UserError
-    from repro.run import new_folder
 
     with pytest.raises(UserError, match="cannot create a run folder in /proc/repro-test"):
         new_folder(Path("/proc/repro-test"), "resnet-tiny_torch")

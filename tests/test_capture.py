@@ -1,4 +1,4 @@
-"""Tests for repro.capture: parsing, absence handling and the Markdown summary."""
+"""Tests for repro.kernel.capture: parsing, absence handling and the Markdown summary."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import capture
+from repro.kernel import capture
 
 GPUS = [
     {

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from repro import kernels
-from repro.energy import EnergyMeter, markdown
+from repro.driver import kernels
+from repro.kernel.energy import EnergyMeter, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_POWER_W = 100.0
@@ -64,7 +64,7 @@ def refuse(*args, **kwargs):
 socket.socket.connect = socket.create_connection = socket.getaddrinfo = refuse
 start = time.perf_counter()
 import numpy as np
-from repro.energy import EnergyMeter
+from repro.kernel.energy import EnergyMeter
 
 seconds, use_codecarbon = float(sys.argv[1]), sys.argv[2] == "1"
 with EnergyMeter(use_codecarbon=use_codecarbon) as meter:

@@ -18,11 +18,13 @@ import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 
-from repro import compare, memory, plan
+from repro import records
+from repro.driver import memory, plan
+from repro.driver.execute import PARTIAL, settle
+from repro.driver.finalize import STOP_TAG
+from repro.driver.folders import write
+from repro.driver.integrity import check
 from repro.errors import UserError
-from repro.execute import PARTIAL, settle
-from repro.finalize import STOP_TAG, write
-from repro.integrity import check
 
 GiB = 2**30
 
@@ -146,7 +148,7 @@ def test_kernel_builds_wait_for_each_other_and_build_once(tmp_path):
     block = [lines[start]] + [line for line in lines[start + 1 : start + 4] if "--hash" in line]
     lock.write_text("\n".join(block) + "\n")
     build = (
-        "import sys; from pathlib import Path; from repro import kernels; "
+        "import sys; from pathlib import Path; from repro.driver import kernels; "
         "print(kernels.build('analysis', Path(sys.argv[1]), reuse=True).python)"
     )
     kernels_dir = tmp_path / "kernels"
@@ -259,7 +261,7 @@ def test_compare_skips_and_lists_what_is_not_a_finished_run(tmp_path):
         ("6_compare", "a comparison, not a run"),
     ]:
         assert f"{runs / name}: {why}" in done.stderr
-    assert compare.expand([runs]) == [runs / "1_ok", runs / "2_ok"]  # a folder of runs
+    assert records.expand([runs]) == [runs / "1_ok", runs / "2_ok"]  # a folder of runs
     done = repro("compare", "--no-report", str(runs / "1_ok"), str(runs / "3_failed"))
     assert done.returncode == 2 and "at least two finished runs, got 1" in done.stderr
 

@@ -10,7 +10,8 @@ import re
 import nbformat
 import pytest
 
-from repro import finalize, headline, integrity, report
+from repro.driver import finalize, headline, integrity
+from repro.kernel import report
 from repro.paths import KERNELSPECS
 
 PARAMS = {  # as plan.resolve records them

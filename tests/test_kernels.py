@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import kernels, plan
+from repro.driver import kernels, plan
 from repro.paths import JUPYTER_DATA
 
 pytestmark = pytest.mark.kernel

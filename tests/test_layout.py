@@ -1,6 +1,8 @@
-"""The boundary between the driver (the `repro` command: plans, kernels, papermill, run folders)
-and the kernel side (what a report's cells import), read from the source with `ast`: the kernel
-side never imports a driver module, and the driver never imports a framework."""
+"""The boundary between the driver (`repro/driver/`: the `repro` command, plans, kernels,
+papermill, run folders) and the kernel side (`repro/kernel/`: what a report's cells import), read
+from the source with `ast`: the kernel side never imports the driver, the driver never imports a
+framework, the shared modules at the top of `repro/` import neither side, and every module a
+report imports lives in `repro/kernel/` or is shared."""
 
 from __future__ import annotations
 
@@ -10,22 +12,6 @@ from pathlib import Path
 
 from repro.paths import ROOT, TEMPLATES
 
-DRIVER = {  # modules that only the `repro` command imports
-    "repro.cli",
-    "repro.run",
-    "repro.plan",
-    "repro.execute",
-    "repro.finalize",
-    "repro.kernels",
-    "repro.rerun",
-    "repro.integrity",
-    "repro.untrusted",
-    "repro.snapshot",
-    "repro.wheelhouse",
-    "repro.comparison",
-    "repro.templates",
-    "repro.headline",
-}
 FRAMEWORKS = {"torch", "tensorflow", "keras", "jax", "flax", "optax"}
 
 
@@ -60,6 +46,17 @@ def reach(start: set[str]) -> set[str]:
     return seen
 
 
+def driver() -> set[str]:
+    return {m for m in modules() if m.startswith("repro.driver")} | {"repro.__main__"}
+
+
+def shared() -> set[str]:
+    return {m for m in modules() if m.count(".") == 1 and not m.startswith(SIDES)} - driver()
+
+
+SIDES = ("repro.driver", "repro.kernel")
+
+
 def kernel_side() -> set[str]:
     """What a report can import: the templates' imports, the rerun verdict's cell, and the
     framework adapters and models they load by name."""
@@ -69,18 +66,30 @@ def kernel_side() -> set[str]:
         for cell in json.loads(template.read_text())["cells"]
         if cell["cell_type"] == "code"
     ]
-    start = set().union(*(imports(c) for c in cells)) | {"repro.verdict"}
-    start |= {m for m in modules() if m.startswith(("repro.frameworks.", "repro.models."))}
+    start = set().union(*(imports(c) for c in cells)) | {"repro.kernel.verdict"}
+    start |= {
+        m for m in modules() if m.startswith(("repro.kernel.frameworks.", "repro.kernel.models."))
+    }
     return {m for m in start if m in modules()}
 
 
 def test_the_kernel_side_never_imports_the_driver():
     imported = reach(kernel_side())
-    assert "repro.report" in imported and "repro.measure" in imported  # the reading works
-    assert not imported & DRIVER, sorted(imported & DRIVER)
+    assert {"repro.kernel.report", "repro.kernel.measure"} <= imported  # the reading works
+    assert not {m for m in imported if m.startswith("repro.driver")}
+
+
+def test_a_report_imports_only_the_kernel_side_and_shared_modules():
+    imported = {m for m in reach(kernel_side()) if m.startswith("repro.") and m in modules()}
+    assert imported and all(m.startswith("repro.kernel") or m in shared() for m in imported)
+
+
+def test_shared_modules_import_neither_side():
+    assert {"repro.stats", "repro.records", "repro.errors"} <= shared()  # the reading works
+    assert not {m for m in reach(shared()) if m.startswith(SIDES)}
 
 
 def test_the_driver_never_imports_a_framework():
-    imported = {m.split(".")[0] for m in reach(DRIVER)}
+    imported = {m.split(".")[0] for m in reach(driver())}
     assert "papermill" in imported  # the reading works
     assert not imported & FRAMEWORKS, sorted(imported & FRAMEWORKS)

@@ -8,8 +8,8 @@ import time
 import nbformat
 from conftest import burner
 
-from repro import machine
-from repro.finalize import BUSY_TAG, busy_banner
+from repro.driver.finalize import BUSY_TAG, busy_banner
+from repro.kernel import machine
 
 BURN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
 

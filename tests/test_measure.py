@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from repro import measure
+from repro.kernel import measure
 
 
 class FakeDevice:
@@ -35,7 +35,7 @@ class FakeDevice:
 
 def run(durations, **kwargs):
     device = FakeDevice(durations)
-    m = measure.run(device.step, device.sync, clock=device.clock, log=io.StringIO(), **kwargs)
+    m = measure.protocol(device.step, device.sync, clock=device.clock, log=io.StringIO(), **kwargs)
     return m, device
 
 
@@ -69,7 +69,7 @@ def test_only_the_measured_steps_are_inside_the_measured_window():
         def __exit__(self, *exc):
             events.append("exit")
 
-    measure.run(
+    measure.protocol(
         device.step,
         device.sync,
         batch_size=1,

@@ -1,14 +1,15 @@
 """Every workload's model is the same model in PyTorch, TensorFlow and JAX.
 
-Data-driven: each spec in repro/workloads/ is checked. Full presets: the analytic parameter count
-matches the published one within 0.5%, and each framework counts exactly the analytic number
-(without running the model). Small presets: each framework counts the analytic number, and
-seeded, perturbed torch weights transferred into Keras and Flax give the same fp32 outputs within
-repro.models.EQUIVALENCE_ATOL + EQUIVALENCE_RTOL * max|output|, in eval and in train mode (batch
-statistics, and BatchNorm's running means afterwards); broken state_dicts are refused whole, with
-a message naming the culprit. Families with attention are checked with each attention (fused,
-explicit) in every framework, against torch's fused outputs. The driver process imports no
-framework: each check runs tests/model_check.py in that framework's pinned kernel.
+Data-driven: each spec in repro/workloads/ is checked. Full presets: the analytic parameter
+count matches the published one within 0.5%, and each framework counts exactly the analytic
+number (without running the model). Small presets: each framework counts the analytic number,
+and seeded, perturbed torch weights transferred into Keras and Flax give the same fp32 outputs
+within repro.kernel.models.EQUIVALENCE_ATOL + EQUIVALENCE_RTOL * max|output|, in eval and in
+train mode (batch statistics, and BatchNorm's running means afterwards); broken state_dicts are
+refused whole, with a message naming the culprit. Families with attention are checked with each
+attention (fused, explicit) in every framework, against torch's fused outputs. The driver
+process imports no framework: each check runs tests/model_check.py in that framework's pinned
+kernel.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 import pytest
 from conftest import in_kernel
 
-from repro import models, plan
-from repro.models.resnet import ResNetConfig
+from repro.driver import plan
+from repro.kernel import models
+from repro.kernel.models.resnet import ResNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = Path(__file__).with_name("model_check.py")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from repro.peaks import peak_flops
+from repro.kernel.peaks import peak_flops
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import repro, run_folders
 
-from repro import compare, kernels, models, plan, templates
+from repro import records
+from repro.driver import kernels, plan, templates
 from repro.errors import UserError
+from repro.kernel import models
 from repro.lockfile import target_python
 from repro.paths import KERNELSPECS
 
@@ -55,11 +57,11 @@ def test_attention_is_a_run_parameter_built_into_attention_families_and_compared
             "params": {**params, "attention": attention},
             "model": {"config": {}, "attention": {"kind": attention, "kernel": "?"}},
         }
-        return compare.Run(Path(f"20261122T000000Z_gpt-mini_torch_{suffix}"), metrics, {})
+        return records.Run(Path(f"20261122T000000Z_gpt-mini_torch_{suffix}"), metrics, {})
 
     # the same function computed two ways, like eager vs compile: compared, not a mixed context
     fused, explicit = run("fused", "aaaaaa"), run("explicit", "bbbbbb")
-    assert compare.context_differences([fused, explicit]) == {}
+    assert records.context_differences([fused, explicit]) == {}
     assert fused.label == "torch eager gpt-mini bs2 #aaaaaa"
     assert explicit.label == "torch eager gpt-mini bs2 explicit-attn #bbbbbb"
 

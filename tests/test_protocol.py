@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import in_kernel
 
-from repro import plan
+from repro.driver import plan
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[1]

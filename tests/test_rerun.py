@@ -13,8 +13,8 @@ import nbformat
 import pytest
 from conftest import read_metrics, repro, resealed, run_folders
 
-from repro import kernels, snapshot, templates
-from repro import verdict as verdict_module
+from repro.driver import kernels, snapshot, templates
+from repro.kernel import verdict as verdict_module
 from repro.paths import KERNELSPECS
 
 
@@ -27,7 +27,8 @@ def edited(report, tmp_path, change) -> str:
 def colleague_edit(record) -> None:
     """What a colleague's modified checkout would embed: one library file changed."""
     files = snapshot.unarchive(record.code.library.archive)
-    files["repro/measure.py"] = files["repro/measure.py"].replace(b'"""', b'"""Tuned! ', 1)
+    measure = "repro/kernel/measure.py"
+    files[measure] = files[measure].replace(b'"""', b'"""Tuned! ', 1)
     record.code.library.archive = snapshot.archive(files)
     record.code.library.sha256 = snapshot.tree_sha256(files)
 
@@ -41,7 +42,7 @@ def test_the_library_archive_is_reproducible_and_differences_are_readable():
     local = templates.checkout_text("image-classification.ipynb")
     assert snapshot.differences(first, files, local) == ([], "")
     changed = dict(files, **{"repro/new.py": b"x = 1\n"})
-    changed["repro/measure.py"] = b"print('hello')\n"
+    changed["repro/kernel/measure.py"] = b"print('hello')\n"
     theirs = {
         **first,
         "library": {"sha256": snapshot.tree_sha256(changed), "archive": snapshot.archive(changed)},
@@ -49,13 +50,13 @@ def test_the_library_archive_is_reproducible_and_differences_are_readable():
     summary, diff = snapshot.differences(theirs, files, None)
     assert summary == [
         "template image-classification.ipynb is not in this checkout",
-        "repro/measure.py differs",
+        "repro/kernel/measure.py differs",
         "repro/new.py is new",
     ]
     assert (
         "+print('hello')" in diff
         and "+x = 1" in diff
-        and "--- this checkout: repro/measure.py" in diff
+        and "--- this checkout: repro/kernel/measure.py" in diff
     )
 
 
@@ -138,17 +139,17 @@ def test_code_that_differs_is_shown_and_refused_until_trusted(small_runs, tmp_pa
     report = edited(small_runs["a"] / "report.ipynb", tmp_path, older_colleague_edit)
     refused = repro("rerun", report, "--runs-dir", str(runs_dir))
     assert refused.returncode == 2
-    assert "+++ the report: repro/measure.py" in refused.stderr
+    assert "+++ the report: repro/kernel/measure.py" in refused.stderr
     assert '+"""Tuned! ' in refused.stderr
     last = refused.stderr.strip().splitlines()[-1]
-    assert "repro/measure.py differs" in last and "--trust" in last
+    assert "repro/kernel/measure.py differs" in last and "--trust" in last
     assert run_folders(runs_dir) == []  # nothing ran, nothing was written
 
     trusted = repro("rerun", report, "--trust", "--runs-dir", str(runs_dir))
     assert trusted.returncode == 0, trusted.stderr[-3000:]
     [folder] = run_folders(runs_dir)
     environment = json.loads((folder / "environment.json").read_text())
-    ran = nbformat.read(report, as_version=4).metadata.repro.rerun.code.library.sha256
+    ran = nbformat.read(report, as_version=4).metadata.repro.driver.rerun.code.library.sha256
     assert environment["run"]["code"]["library_sha256"] == ran  # the report's code ran
     code = read_metrics(folder)["rerun"]["environment"]["code"]
     assert code["repro library sha256"][1] == ran

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, SMALL, read_metrics, repro, run_folders
 
-from repro import kernels, plan
+from repro.driver import kernels, plan
 
 pytestmark = pytest.mark.kernel
 

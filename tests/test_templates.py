@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from repro import plan, templates
+from repro.driver import plan, templates
 
 TASKS = sorted(set(plan.TASK_TEMPLATES.values()))
 

@@ -12,7 +12,8 @@ import nbformat
 import pytest
 from conftest import ROOT, repro, resealed, run_folders
 
-from repro import MIME, integrity, plan, snapshot, untrusted
+from repro import MIME
+from repro.driver import integrity, plan, snapshot, untrusted
 from repro.errors import UserError
 
 pytestmark = pytest.mark.kernel  # they read the real reports of the session's small runs
@@ -102,9 +103,9 @@ def test_names_from_a_report_never_become_paths(edit, small_runs, tmp_path):
 
 def test_an_archive_that_is_not_the_code_it_claims_is_named_by_verify(small_runs, tmp_path):
     notebook = nbformat.read(small_runs["a"] / "report.ipynb", as_version=4)
-    library = notebook.metadata.repro.rerun.code.library
+    library = notebook.metadata.repro.driver.rerun.code.library
     files = snapshot.unarchive(library.archive)
-    files["repro/measure.py"] += b"\nimport os  # planted\n"
+    files["repro/kernel/measure.py"] += b"\nimport os  # planted\n"
     library.archive = snapshot.archive(files)  # the claimed sha256 is left as it was
     meta = notebook.metadata.repro
     meta.integrity = integrity.seal({k: v for k, v in meta.items() if k != "integrity"}, notebook)

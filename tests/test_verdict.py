@@ -1,4 +1,4 @@
-"""The rerun verdict's classes, decided on real runs' process-level values (repro.verdict,
+"""The rerun verdict's classes, decided on real runs' process-level values (repro.kernel.verdict,
 repro.stats): reproduced or inconclusive for the same settings, changed for a real run's steps
 planted three times as long, inconclusive for one process, and machine changed for a machine
 another process kept busy. The equivalence statistics are also checked on known values."""
@@ -10,7 +10,8 @@ import json
 import pytest
 from conftest import burner, read_metrics, repro, run_folders
 
-from repro import stats, verdict
+from repro import stats
+from repro.kernel import verdict
 
 
 def results(folder, machine: bool = True) -> dict:

@@ -1,6 +1,6 @@
 """The offline wheelhouse for a GPU box: what it asks for, and what it leaves behind."""
 
-from repro import wheelhouse
+from repro.driver import wheelhouse
 
 
 def test_it_asks_for_the_runtime_and_never_for_a_framework():

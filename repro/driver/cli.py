@@ -1,0 +1,345 @@
+"""The `repro` command (driver side). A user error prints one line, `repro: <what to fix>`, and
+exits non-zero (2: bad input); anything else is a bug in repro: its traceback, then a line saying
+so (exit 70)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import traceback
+from typing import NoReturn
+
+from repro.driver import kernels, plan
+from repro.errors import INTERNAL, INTERRUPTED, ReproError, UserError, brief
+from repro.paths import RUNS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one `repro: ...` line (exit 2) instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"repro: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(UserError.exit_code)
+
+
+def given(text: str) -> str:
+    """An argument that must not be empty (`make run WORKLOAD=` passes an empty one)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _params_help() -> str:
+    lines = ["parameters (-p name=value; defaults from the workload spec where not shown):"]
+    for p in plan.PARAMS.values():
+        default = "" if p.default is None else f", default {p.default}"
+        valid = f" {p.valid}" if p.valid else ""
+        lines.append(f"  {p.name:<11} {p.type.__name__}{valid}: {p.help}{default}")
+    return "\n".join(lines)
+
+
+def workload_table() -> str:
+    """Every workload with its task, preset size and analytic parameter count."""
+    from repro.kernel import models
+
+    lines = [f"{'workload':<15} {'task':<24} {'preset':<6} {'parameters':>15}  seq"]
+    for name, spec in plan.workloads().items():
+        params = models.config(spec["model"]).num_params()
+        seq = spec.get("sequence_length") or "-"
+        lines.append(
+            f"{name:<15} {spec['task']:<24} {spec.get('preset', '?'):<6} {params:>15,}  {seq}"
+        )
+    return "\n".join(lines)
+
+
+def parse_percentage(text: str, option: str) -> float:
+    """ "5%" or "0.05" -> 0.05, or UserError naming `option`."""
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise UserError(f"{option} takes a percentage such as 5%, got {text!r}") from None
+    if not 0 <= value < 10:
+        raise UserError(f"{option} must be between 0% and 1000%, got {text!r}")
+    return value
+
+
+def compare_runs(args) -> int:
+    """Print each run against the baseline and write the comparison report; with
+    --fail-if-slower, exit 1 on a significant regression beyond the threshold."""
+    from repro import records, stats
+
+    skipped = io.StringIO()  # listed on stderr, or inside the one-line error below
+    folders = records.expand(args.runs, log=skipped)
+    if len(folders) < 2:
+        head, *why = [line.strip() for line in skipped.getvalue().splitlines()] or [""]
+        raise UserError(
+            f"compare needs at least two finished runs, got {len(folders)}"
+            + (f"; {head} {'; '.join(why)}" if head else "")
+        )
+    sys.stderr.write(skipped.getvalue())
+    base, *runs = [records.load(f) for f in folders]
+    differences = records.context_differences([base, *runs])
+    for field, values in differences.items():
+        print(f"context differs: {field}: {values}")
+    if differences and not args.allow_mixed:
+        raise UserError(
+            f"the runs' context differs ({', '.join(differences)}); compare them "
+            "anyway with --allow-mixed"
+        )
+    threshold = (
+        parse_percentage(args.fail_if_slower, "--fail-if-slower") if args.fail_if_slower else None
+    )
+    failed = False
+    for run in runs:
+        r = {"base": base.name, "new": run.name, **stats.versus(base.samples, run.samples)}
+        fails = stats.slower(r, threshold or 0.0)
+        failed |= threshold is not None and fails
+        print(
+            f"{r['new']} vs {r['base']}: step time x{r['time_ratio']:.3f} "
+            f"(95% CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}, p={r['p_value']:.3g}; "
+            f"{r['basis']}): {r['verdict']}"
+            + (" -> REGRESSION" if threshold is not None and fails else "")
+        )
+    if not args.no_report:
+        from repro.driver.compare import write_report
+
+        folder = write_report([base, *runs], args.runs_dir or RUNS, args.allow_mixed)
+        print(f"comparison report: {folder / 'report.html'}")
+    return 1 if failed else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = Parser(prog="repro", description="Reproducible framework benchmarks.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a workload notebook in a pinned kernel",
+        epilog=_params_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("workload", nargs="?", default=plan.DEFAULT_WORKLOAD, type=given)
+    run.add_argument(
+        "-f",
+        "--framework",
+        default=plan.DEFAULT_FRAMEWORK,
+        type=given,
+        help=f"one of {', '.join(plan.FRAMEWORKS)} (default {plan.DEFAULT_FRAMEWORK})",
+    )
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument(
+        "--params",
+        default="",
+        metavar="'NAME=VALUE ...'",
+        help="parameters as one space-separated list (how `make run PARAMS=...` passes them)",
+    )
+    run.add_argument(
+        "--kernel",
+        default="auto",
+        help="kernelspecs/ folder to use; auto (default): <framework>-cuda where nvidia-smi "
+        "sees a GPU, else <framework>-cpu",
+    )
+    run.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="run in an existing interpreter instead of a pinned kernel",
+    )
+    run.add_argument("--python", help="the interpreter for --unpinned (default: this one)")
+    run.add_argument(
+        "--allow-drift",
+        action="store_true",
+        help="run even if the kernel differs from its lock (shown in the report)",
+    )
+    run.add_argument(
+        "--force-memory",
+        action="store_true",
+        help="run even if the memory estimate says it will not fit",
+    )
+    run.add_argument(
+        "--template", help="a notebook to run as it is, instead of the task's template (advanced)"
+    )
+    run.add_argument("--runs-dir", help="where run folders go (default runs/)")
+
+    kern = sub.add_parser("kernels", help="build, register and verify the pinned kernels")
+    kern.add_argument(
+        "names",
+        nargs="*",
+        help="default: those for this machine (CUDA kernels only where nvidia-smi sees a GPU)",
+    )
+    kern.add_argument("--rebuild", action="store_true", help="rebuild even if up to date")
+
+    lock = sub.add_parser("lock", help="recompile the kernel locks with uv")
+    lock.add_argument("names", nargs="*")
+
+    sub.add_parser("list", help="list workloads, frameworks, kernels and parameters")
+
+    house = sub.add_parser(
+        "wheelhouse", help="offline wheels of repro's runtime for a machine with no network"
+    )
+    house.add_argument("--out", default=".device", help="output folder (default .device)")
+    house.add_argument("--python-version", default="3.12", help="the target's Python (3.12)")
+    house.add_argument(
+        "--have", help="`pip list --format=freeze` taken on the target: what it need not get"
+    )
+
+    verify = sub.add_parser("verify", help="check a run folder, bundle or report for edits")
+    verify.add_argument(
+        "path", type=given, help="a run folder, a .tar.gz bundle, or a report.ipynb"
+    )
+
+    bundle = sub.add_parser("bundle", help="pack a run folder into one .tar.gz to share")
+    bundle.add_argument("run", type=given, help="the run folder")
+    bundle.add_argument("-o", "--output", help="archive path (default: <run folder>.tar.gz)")
+
+    rerun = sub.add_parser(
+        "rerun", help="rerun a report from the file alone and judge whether it reproduced"
+    )
+    rerun.add_argument(
+        "report", type=given, help="a report.ipynb, a run folder or a .tar.gz bundle"
+    )
+    rerun.add_argument(
+        "--trust",
+        action="store_true",
+        help="run the report's own code even where it differs from this checkout (shown first)",
+    )
+    rerun.add_argument(
+        "--tolerance",
+        default="10%",
+        metavar="PCT",
+        help="the equivalence margin: a rerun whose median step time is shown within ±PCT of "
+        "the original's is reproduced (default 10%%)",
+    )
+    rerun.add_argument(
+        "--force-memory",
+        action="store_true",
+        help="rerun even if the memory estimate says it will not fit",
+    )
+    rerun.add_argument("--runs-dir", help="where the new run folder goes (default runs/)")
+
+    compare = sub.add_parser(
+        "compare", help="compare runs against the first, with statistics and a report"
+    )
+    compare.add_argument(
+        "runs",
+        nargs="+",
+        type=given,
+        help="run folders (or folders of runs); the first run is the baseline",
+    )
+    compare.add_argument(
+        "--fail-if-slower",
+        metavar="PCT",
+        help="exit 1 if a run is significantly slower than the base by more than PCT (e.g. 5%%)",
+    )
+    compare.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="compare runs whose context differs (listed in the output)",
+    )
+    compare.add_argument(
+        "--no-report", action="store_true", help="print the statistics only (quick CI gate)"
+    )
+    compare.add_argument("--runs-dir", help="where the comparison folder goes (default runs/)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            if args.python and not args.unpinned:
+                raise UserError("--python applies to --unpinned runs only; add --unpinned")
+            request = plan.resolve(
+                args.workload,
+                args.framework,
+                plan.parse_assignments([*args.param, *args.params.split()]),
+                kernel=args.kernel,
+                unpinned_python=(args.python or sys.executable) if args.unpinned else None,
+                allow_drift=args.allow_drift,
+                template=args.template,
+                runs_dir=args.runs_dir,
+            )
+            from repro.driver.run import run  # papermill and nbconvert: only for a valid request
+
+            result = run(
+                request,
+                argv=sys.argv[1:] if argv is None else argv,
+                force_memory=args.force_memory,
+            )
+            thr = result.metrics["summary"]["throughput"]["samples_per_s"]
+            print(
+                f"{request.workload['name']} / {request.framework}: {thr:.2f} samples/s "
+                f"-> {result.folder}"
+            )
+        elif args.command == "rerun":
+            from repro.driver.rerun import rerun
+
+            result = rerun(
+                args.report,
+                trust=args.trust,
+                runs_dir=args.runs_dir,
+                tolerance=parse_percentage(args.tolerance, "--tolerance"),
+                force_memory=args.force_memory,
+            )
+            verdict = result.metrics["rerun"] or {}
+            print(f"rerun verdict: {verdict.get('verdict', 'none recorded')} -> {result.folder}")
+        elif args.command == "kernels":
+            names = args.names
+            if (
+                not names
+            ):  # CUDA kernels only where a GPU is; each only on the Python it was locked for
+                names, skipped = kernels.defaults(plan.has_nvidia_gpu())
+                for line in skipped:
+                    print(f"skipping kernel {line}", file=sys.stderr)
+            for name in names:
+                kernel = kernels.build(name) if args.rebuild else kernels.ensure(name)
+                kernels.register(kernel)
+                check = kernels.verify(kernel)
+                print(
+                    f"{kernel.spec_name}: {kernel.python} "
+                    f"({check['files_checked']:,} files match the lock)"
+                )
+        elif args.command == "lock":
+            for name in args.names or kernels.lockable():
+                kernels.compile_lock(name)
+        elif args.command == "list":
+            print(workload_table())
+            print("\nframeworks:", ", ".join(plan.FRAMEWORKS))
+            print("kernels:", ", ".join(kernels.available()))
+            print(_params_help())
+        elif args.command == "wheelhouse":
+            from pathlib import Path
+
+            from repro.driver import wheelhouse
+
+            have = Path(args.have) if args.have else None
+            wheelhouse.build(Path(args.out), args.python_version, have)
+        elif args.command == "verify":
+            from repro.driver.integrity import check
+
+            problems = check(args.path)
+            for problem in problems:
+                print(f"CHANGED: {problem}")
+            print(f"{args.path}: " + ("intact" if not problems else f"{len(problems)} changes"))
+            return 1 if problems else 0
+        elif args.command == "bundle":
+            from repro.driver.integrity import bundle
+
+            print(bundle(args.run, args.output))
+        elif args.command == "compare":
+            return compare_runs(args)
+    except ReproError as error:
+        print(f"repro: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:  # a run in progress handles its own (run.py): this is before or after
+        print("repro: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as error:  # not the user's fault: keep the traceback for the bug report
+        traceback.print_exc()
+        print(
+            "repro: internal error (a bug in repro, please report it with the traceback above): "
+            f"{type(error).__name__}: {brief(error)}",
+            file=sys.stderr,
+        )
+        return INTERNAL
+    return 0

@@ -1,0 +1,228 @@
+"""Turn an executed report into the run folder (driver side).
+
+Everything is derived from `report.ipynb`: the kernel published its results as JSON outputs
+(`repro.kernel.report.MIME`) and its plots as tagged PNGs. Each file is written atomically and
+MANIFEST.sha256, written last, hashes all of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import csv
+import io
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from papermill.execute import ERROR_MARKER_TAG
+
+from repro import MIME
+from repro.driver import headline
+from repro.driver.folders import seal, write, write_manifest
+from repro.driver.integrity import mapping
+from repro.driver.plan import RunPlan
+from repro.kernel.capture import hardware_markdown
+from repro.markdown import escape
+
+METRICS_SCHEMA = "repro.metrics/1"
+RERUN_SCHEMA = "repro.rerun/1"
+BANNER_TAG = "repro-banner"  # the first cell: what ran where (repro.driver.execute.banner)
+SUMMARY_TAG = "repro-summary"  # the cell after it: the result, status, warnings, environment
+STOP_TAG = "repro-stopped"  # the banner cell saying why a run did not finish
+BUSY_TAG = "repro-busy"  # the banner cell saying the machine was busy during the measurement
+
+
+PLOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # plots/<name>.png: never a path
+
+
+def published(notebook) -> tuple[dict, dict]:
+    """The JSON results (by kind) and the named PNG plots that the kernel displayed; anything
+    malformed (a report read from elsewhere) is left out."""
+    results, plots = {}, {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = mapping(output.get("data"))
+            result = data.get(MIME)
+            if isinstance(result, dict) and isinstance(result.get("kind"), str):
+                results[result["kind"]] = result.get("data")
+            name = mapping(mapping(output.get("metadata")).get("repro")).get("plot")
+            if isinstance(name, str) and PLOT_NAME.fullmatch(name) and "image/png" in data:
+                with contextlib.suppress(binascii.Error, TypeError):  # not a PNG: left out
+                    plots[name] = base64.b64decode(data["image/png"])
+    return results, plots
+
+
+def raw_csv(samples: dict) -> str:
+    """One row per timed step: phase, index, seconds, samples/s."""
+    buffer = io.StringIO()
+    rows = csv.writer(buffer)
+    rows.writerow(["phase", "step", "seconds", "batch_size", "samples_per_s"])
+    batch = samples["batch_size"]
+    phases = [
+        ("first_call", [samples["first_call_s"]]),
+        ("warmup", samples["warmup_s"]),
+        ("measured", samples["step_s"]),
+    ]
+    for phase, times in phases:
+        for i, seconds in enumerate(times):
+            rows.writerow([phase, i, f"{seconds:.9f}", batch, f"{batch / seconds:.4f}"])
+    return buffer.getvalue()
+
+
+def run_script(plan: RunPlan, run_context: dict) -> str:
+    args = ["run", plan.workload["name"], "--framework", plan.framework]
+    args += ["--unpinned", "--python", plan.python] if plan.python else ["--kernel", plan.kernel]
+    args += [a for k, v in plan.params.items() if v is not None for a in ("-p", f"{k}={v}")]
+    git = run_context["git"]
+    return (
+        "#!/usr/bin/env bash\n"
+        f"# Reruns repro run {run_context['run_id']}. Recorded at git commit "
+        f"{git.get('commit')}{' (dirty tree)' if git.get('dirty') else ''}:\n"
+        "# from a checkout of that commit, with the project's environment (`make venv`), run:\n"
+        "set -euo pipefail\n"
+        f'exec "${{REPRO:-repro}}" {shlex.join(args)}\n'
+    )
+
+
+def rerun_record(plan: RunPlan, lock: str | None, code: dict) -> dict:
+    """What `repro rerun` needs, from the report alone: spec, parameters (seeds included), the
+    kernel and its lock, the template and the library's code."""
+    return {
+        "schema": RERUN_SCHEMA,
+        "workload": plan.workload,
+        "framework": plan.framework,
+        "kernel": plan.kernel,
+        "params": plan.params,
+        "lock": lock,
+        "code": code,
+    }
+
+
+@dataclass
+class Outcome:
+    """How a run's execution ended: no error (ok), an error (failed), or interrupted by a signal."""
+
+    error: str | None = None
+    interrupted: bool = False
+
+    @property
+    def status(self) -> str:
+        return "interrupted" if self.interrupted else "failed" if self.error else "ok"
+
+
+def stop_banner(notebook, status: str, reason: str) -> None:
+    """Put the one-line reason a run did not finish at the top of its report (papermill's own
+    banner already says it when a cell raised)."""
+    if any(ERROR_MARKER_TAG in c.metadata.get("tags", []) for c in notebook.cells):
+        return
+    cell = nbformat.v4.new_markdown_cell(
+        f"## ⚠️ Run {status}: {reason}\n\n"
+        f'What follows is the report as far as the run got; `metrics.json` says "{status}".'
+    )
+    cell.metadata["tags"] = [STOP_TAG]
+    notebook.cells.insert(0, cell)
+
+
+def busy_banner(notebook, machine: dict | None) -> None:
+    """Say at the top of the report that the machine was busy while the run was measured
+    (`machine`: repro.kernel.machine.Check's result, whose first warning says how busy)."""
+    if not (isinstance(machine, dict) and machine.get("busy") and machine.get("warnings")):
+        return
+    cell = nbformat.v4.new_markdown_cell(
+        f"## ⚠️ Measured on a busy machine\n\n{escape(machine['warnings'][0])}"
+    )
+    cell.metadata["tags"] = [BUSY_TAG]
+    notebook.cells.insert(0, cell)
+
+
+def head(notebook, metrics: dict, environment: dict | None) -> None:
+    """Lead the report with its result: the summary cell after the banner (the template's cells
+    follow), why the run stopped or that the machine was busy above both, and a title naming
+    the run for report.html's <title>."""
+    cell = nbformat.v4.new_markdown_cell(headline.markdown(metrics, environment))
+    cell.metadata["tags"] = [SUMMARY_TAG]
+    tags = [c.metadata.get("tags", []) for c in notebook.cells]
+    notebook.cells.insert(next((i + 1 for i, t in enumerate(tags) if BANNER_TAG in t), 0), cell)
+    if metrics["error"]:
+        stop_banner(notebook, metrics["status"], metrics["error"])
+    else:
+        busy_banner(notebook, (metrics["summary"] or {}).get("machine"))
+    notebook.metadata["title"] = (
+        f"{metrics['workload']} in {metrics['framework']} ({metrics['status']}): "
+        f"repro run {metrics['run_id']}"
+    )
+
+
+def finalize(
+    plan: RunPlan,
+    run_dir: Path,
+    run_context: dict,
+    code: dict,
+    error: str | None = None,
+    interrupted: bool = False,
+) -> dict:
+    """Write every file of the run folder from its report; return metrics.json's content.
+    `error` is why the run stopped (`interrupted`: by a signal) and heads the report."""
+    report = run_dir / "report.ipynb"
+    notebook = nbformat.read(report, as_version=4) if report.is_file() else None
+    results, plots = published(notebook) if notebook else ({}, {})
+    measured = dict(results.get("metrics", {}))
+    samples = measured.pop("samples", None)
+    if error is None and samples is None:
+        error = "the report recorded no metrics"
+    status = Outcome(error, interrupted).status
+    if error and notebook is None:  # stopped before papermill saved anything
+        notebook = nbformat.v4.new_notebook()
+    papermill_meta = notebook.metadata.get("papermill", {}) if notebook else {}
+    metrics = {
+        "schema": METRICS_SCHEMA,
+        "status": status,
+        "error": error,
+        "run_id": run_context["run_id"],
+        "workload": plan.workload["name"],
+        "framework": plan.framework,
+        "kernel": plan.kernel,
+        "kernel_reason": plan.kernel_reason,
+        "pinned": run_context["lock"] is not None,
+        "lock_ok": (run_context["lock"] or {}).get("ok"),
+        "params": plan.params,
+        "model": results.get("model"),
+        "summary": measured or None,
+        "samples": samples,
+        "started_at": papermill_meta.get("start_time"),
+        "finished_at": papermill_meta.get("end_time"),
+        "duration_s": papermill_meta.get("duration"),
+        "rerun": results.get("rerun"),
+    }
+    environment = results.get("environment")
+    if notebook:
+        head(notebook, metrics, environment)
+    if environment:
+        write(run_dir / "environment.json", json.dumps(environment, indent=1) + "\n")
+        write(run_dir / "hardware.md", hardware_markdown(environment))
+    if samples:
+        write(run_dir / "raw_metrics.csv", raw_csv(samples))
+    for name, png in plots.items():
+        write(run_dir / "plots" / f"{name}.png", png)
+    lock = plan.lock_path.read_text() if plan.lock_path else None
+    if lock is not None:
+        write(run_dir / "requirements.lock", lock)
+    write(run_dir / "run.sh", run_script(plan, run_context))
+    (run_dir / "run.sh").chmod(0o755)
+    if notebook:
+        seal(
+            notebook,
+            run_dir,
+            run=run_context,
+            status=metrics["status"],
+            environment=environment,
+            rerun=rerun_record(plan, lock, code),
+        )
+    write(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    write_manifest(run_dir)
+    return metrics

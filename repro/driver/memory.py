@@ -1,0 +1,146 @@
+"""Host memory (driver side): refuse a run that clearly cannot fit, and stop one that is about to
+exhaust the machine before the kernel is killed by the system with nothing said.
+
+Linux only (/proc); elsewhere the check and the watchdog do nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+
+from repro.errors import UserError
+
+ALLOWANCE = 2**30  # the framework's runtime and the activations of a small batch
+RESERVE_FRACTION = 0.05  # the watchdog keeps this much of the machine free (at least 0.5 GiB)
+LIMIT_VARIABLE = "REPRO_MEMORY_LIMIT_MB"  # a hard cap on the kernel's RSS, for tests and users
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.{2 if n < 2**30 else 1}f} GiB"
+
+
+def meminfo() -> dict[str, int]:
+    """/proc/meminfo in bytes (empty where there is none)."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in lines)}
+
+
+def estimate(workload: dict, params: dict) -> tuple[int, str]:
+    """Bytes of host memory a run needs at least, and how that was counted: fp32 weights
+    (4 bytes a parameter), a half-precision copy under bf16/fp16 (+2), gradients and AdamW's two
+    moments in training (+12), plus ALLOWANCE for the runtime and activations."""
+    from repro.kernel import models
+
+    n = models.config(workload["model"]).num_params()
+    per = 4 + (2 if params["precision"] in ("bf16", "fp16") else 0)
+    per += 12 if params["mode"] == "training" else 0
+    how = f"{n / 1e9:.2f} B parameters x {per} bytes ({params['mode']}, {params['precision']})"
+    return n * per + ALLOWANCE, f"{how} + {gib(ALLOWANCE)}"
+
+
+def check(workload: dict, params: dict, available: int | None = None) -> None:
+    """UserError when the estimate exceeds the memory available now (MemAvailable)."""
+    available = meminfo().get("MemAvailable") if available is None else available
+    if available is None:
+        return
+    need, how = estimate(workload, params)
+    if need > available:
+        raise UserError(
+            f"{workload['name']} in {params['mode']} needs about {gib(need)} of memory ({how}) "
+            f"but only {gib(available)} is available: choose a smaller workload, batch or mode, "
+            "or go ahead with --force-memory (make FORCE_MEMORY=1)"
+        )
+
+
+def descendants(root: int) -> list[int]:
+    """The processes below `root` (the kernel and whatever it started)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop_kernel(pids: list[int] | None = None) -> None:
+    """SIGKILL the kernel's process tree (this process's descendants)."""
+    for pid in descendants(os.getpid()) if pids is None else pids:
+        with contextlib.suppress(OSError):  # gone already
+            os.kill(pid, signal.SIGKILL)
+
+
+def rss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class Watchdog(threading.Thread):
+    """Samples the RSS of this process's children (the kernel's process tree) every `interval`
+    seconds; kills them, and says why in `reason`, when they pass the REPRO_MEMORY_LIMIT_MB cap
+    or when the machine's available memory falls below its reserve while they hold more."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        super().__init__(daemon=True, name="repro-memory-watchdog")
+        self.interval = interval
+        self.total = meminfo().get("MemTotal", 0)
+        self.reserve = max(2**29, int(self.total * RESERVE_FRACTION))
+        cap = os.environ.get(LIMIT_VARIABLE)
+        self.limit = int(float(cap) * 2**20) if cap else None
+        self.peak = 0
+        self.lowest_available: int | None = None
+        self.reason: str | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        if not self.total:
+            return
+        while not self._done.wait(self.interval) and self.reason is None:
+            self.sample()
+
+    def sample(self) -> None:
+        pids = descendants(os.getpid())
+        used = sum(map(rss, pids))
+        available = meminfo().get("MemAvailable", self.total)
+        self.peak = max(self.peak, used)
+        self.lowest_available = min(available, self.lowest_available or available)
+        if self.limit is not None and used > self.limit:
+            why = f"limit {gib(self.limit)} ({LIMIT_VARIABLE})"
+        elif available < self.reserve and used > self.reserve:
+            why = f"{gib(available)} left available, limit: keep {gib(self.reserve)} free"
+        else:
+            return
+        self.reason = f"stopped: out of memory — kernel RSS {gib(used)} of {gib(self.total)}, {why}"
+        stop_kernel(pids)
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def death(self) -> str:
+        """The one-line reason for a kernel that died: the watchdog's own stop, or whether the
+        memory it saw points to the system's out-of-memory killer."""
+        if self.reason:
+            return self.reason
+        peak = f"peak RSS {gib(self.peak)} of {gib(self.total)}"
+        short = self.lowest_available is not None and self.lowest_available < 2 * self.reserve
+        if short or (self.total and self.peak > 0.8 * self.total):
+            return f"kernel died: out of memory — {peak}"
+        return f"kernel died — {peak}, memory was not short"

@@ -1,0 +1,454 @@
+"""Resolve what the user asked for into a validated, immutable RunPlan (driver side).
+
+Bad input stops here, before anything is created: every error is one line that names the
+valid choices.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from repro.driver import kernels
+from repro.errors import UserError, brief
+from repro.kernel import models
+from repro.kernel.frameworks import COMPILE_MODES, FRAMEWORKS
+from repro.paths import KERNELSPECS, ROOT, RUNS, WORKLOADS
+
+if TYPE_CHECKING:
+    from repro.driver.templates import Template
+
+DEFAULT_WORKLOAD, DEFAULT_FRAMEWORK = "resnet-50", "torch"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type
+    help: str
+    default: Any = None  # None: taken from the workload spec
+    choices: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None  # bounds a typo (steps=2000000) before it runs for days
+
+    @property
+    def valid(self) -> str:
+        """The valid values, as help shows them: [a|b], (1..100), (>= 0) or nothing."""
+        if self.choices:
+            return f"[{'|'.join(self.choices)}]"
+        if self.maximum is not None:
+            return f"({self.minimum}..{self.maximum})"
+        return f"(>= {self.minimum})" if self.minimum is not None else ""
+
+    def parse(self, raw: str) -> Any:
+        """Convert a command-line string to this parameter's type, or raise UserError."""
+        if self.type is bool:
+            if raw.lower() not in BOOLEANS:
+                raise UserError(f"{self.name} must be true or false, got {raw!r}")
+            return BOOLEANS[raw.lower()]
+        try:
+            return self.check(self.type(raw))
+        except ValueError:
+            kind = {int: "an integer", float: "a number"}.get(self.type, "a string")
+            raise UserError(f"{self.name} must be {kind}, got {raw!r}") from None
+
+    def check(self, value: Any) -> Any:
+        if self.choices and value not in self.choices:
+            raise UserError(
+                f"{self.name}={value!r} is not valid; choose one of: {', '.join(self.choices)}"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{self.name} must be a finite number, got {value}")
+        if self.minimum is not None and value is not None and value < self.minimum:
+            raise UserError(f"{self.name} must be >= {self.minimum}, got {value}")
+        if self.maximum is not None and value is not None and value > self.maximum:
+            raise UserError(f"{self.name} must be <= {self.maximum}, got {value}")
+        return value
+
+
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+TASK_TEMPLATES = {  # one template per family of tasks: its cells in templates/tasks/
+    "image-classification": "image-classification.ipynb",
+    "sequence-classification": "language-model.ipynb",
+    "causal-lm": "language-model.ipynb",
+}
+
+PARAMS = {
+    p.name: p
+    for p in [
+        Param("batch_size", int, "samples per step", minimum=1, maximum=65536),
+        Param(
+            "sequence_length",
+            int,
+            "tokens per sample (sequence workloads only)",
+            minimum=1,
+            maximum=1048576,
+        ),
+        Param(
+            "steps", int, "measured steps (each one timed and kept)", 20, minimum=1, maximum=100000
+        ),
+        Param(
+            "warmup",
+            int,
+            "most warm-up steps; warm-up ends early once step times settle",
+            50,
+            minimum=0,
+            maximum=10000,
+        ),
+        Param("mode", str, "what is measured", choices=("inference", "training")),
+        Param(
+            "compile",
+            str,
+            "how the step runs: auto is the framework's usual default "
+            "(torch eager|compile, tensorflow function|xla|eager, jax jit|eager)",
+            "auto",
+        ),
+        Param(
+            "precision",
+            str,
+            "set explicitly in every framework; bf16/fp16 are mixed precision "
+            "with fp32 weights (fp16: inference only)",
+            choices=("fp32", "tf32", "bf16", "fp16"),
+        ),
+        Param(
+            "attention",
+            str,
+            "ViT, BERT, GPT: the framework's fused attention or the written-out reference "
+            "(the same model); other families ignore it",
+            "fused",
+            choices=("fused", "explicit"),
+        ),
+        Param(
+            "repeats",
+            int,
+            "processes measuring the same steps (each fresh, the model rebuilt): verdicts rest "
+            "on their spread; 0 = 3 for inference on a CPU, else 1",
+            0,
+            minimum=0,
+            maximum=100,
+        ),
+        Param("deterministic", bool, "deterministic algorithms in every framework", False),
+        Param(
+            "lr",
+            float,
+            "peak learning rate of AdamW's warm-up + cosine schedule (training)",
+            1e-3,
+            minimum=0,
+            maximum=10,
+        ),
+        Param(
+            "seed",
+            int,
+            "seed for Python, NumPy, the framework and the inputs",
+            0,
+            minimum=0,
+            maximum=2**32 - 1,  # numpy's legacy seed is 32-bit
+        ),
+        Param(
+            "threads",
+            int,
+            "CPU threads for the framework; 0 = every core available",
+            0,
+            minimum=0,
+            maximum=4096,
+        ),
+        Param("device", str, "where the model runs", "auto", choices=("auto", "cpu", "gpu")),
+        Param(
+            "price_per_hour",
+            float,
+            "machine price per hour for cost per 1,000 samples; 0 = not given",
+            0.0,
+            minimum=0,
+        ),
+        Param("country", str, "ISO 3166 alpha-3 code for codecarbon's CO2 estimate", "USA"),
+    ]
+}
+
+# A report made before a parameter existed ran what its code did then, recorded as this value.
+FORMERLY = {  # attention was written out before it was a choice; one process measured
+    "attention": "explicit",
+    "repeats": 1,
+}
+# repeats=0: 3 processes for inference on a CPU; 1 for training (each process compiles again) and
+# on a GPU (each process would hold GPU memory while the next one runs; JAX preallocates 75%)
+REPEATS = {"inference": 3, "training": 1}
+
+
+def workloads() -> dict[str, dict]:
+    """Every workload spec in repro/workloads/, by name, each checked (`load_workload`)."""
+    specs, files = {}, {}
+    for path in sorted(WORKLOADS.glob("*.yaml")):
+        spec = load_workload(path)
+        if spec["name"] in files:
+            raise UserError(
+                f"workload {spec['name']!r} is defined twice, in {files[spec['name']]} and "
+                f"{path}; rename one"
+            )
+        specs[spec["name"]], files[spec["name"]] = spec, path
+    return specs
+
+
+SPEC_KEYS = (
+    "name",
+    "task",
+    "preset",
+    "model",
+    "batch_size",
+    "sequence_length",
+    "precision",
+    "mode",
+)
+
+
+def load_workload(path: Path) -> dict:
+    """One workload spec, or UserError naming the file and what to fix in it."""
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise UserError(f"cannot read workload file {path}: {where}{brief(error)}") from None
+    return check_spec(spec, f"workload file {path}")
+
+
+def check_spec(spec, where: str) -> dict:
+    """`spec` (from a workload file, or a shared report) checked as data: its keys, the
+    parameters it sets (typed and in range) and its model config (repro.kernel.models.config);
+    UserError naming `where` and what to fix otherwise."""
+    if not isinstance(spec, dict):
+        raise UserError(f"{where} must be a mapping of keys ({', '.join(SPEC_KEYS)})")
+    missing = [key for key in SPEC_KEYS if key not in spec]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(missing)}")
+    if spec["task"] not in TASK_TEMPLATES:
+        raise UserError(
+            f"{where}: unknown task {spec['task']!r}; choose one of: {', '.join(TASK_TEMPLATES)}"
+        )
+    for name, param in PARAMS.items():
+        if param.default is not None or (name == "sequence_length" and spec[name] is None):
+            continue  # not set by workloads; null: not a sequence workload
+        if type(spec[name]) is not param.type:
+            raise UserError(f"{where}: {name} must be a {param.type.__name__}")
+        try:
+            param.check(spec[name])
+        except UserError as error:
+            raise UserError(f"{where}: {error}") from None
+    try:
+        models.config(spec["model"])
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise UserError(f"{where}: model: {brief(error)}") from None
+    return spec
+
+
+EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs"
+
+
+def equivalence(spec: dict) -> dict:
+    """How sameness across frameworks is proven for this workload's architecture."""
+    arch = spec["model"]["arch"]
+    both = ", with fused and explicit attention alike" if models.has_attention(arch) else ""
+    small = [
+        n for n, s in workloads().items() if s["model"]["arch"] == arch and s["preset"] == "small"
+    ]
+    return {
+        "arch": arch,
+        "test": EQUIVALENCE_TEST,
+        "preset": small[0] if small else None,
+        "claim": "PyTorch weights transferred into the Keras and Flax models give the same fp32 "
+        f"outputs (|diff| <= {models.EQUIVALENCE_ATOL:g} + {models.EQUIVALENCE_RTOL:g} * "
+        f"max|output|){both}, and all three count the same parameters",
+    }
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """`["batch_size=4", "steps=20"]` -> `{"batch_size": "4", "steps": "20"}`."""
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise UserError(f"parameters are name=value, got {item!r}")
+        if name in pairs:
+            raise UserError(
+                f"{name} is given twice ({name}={pairs[name]} and {name}={value}); give it once"
+            )
+        pairs[name] = value
+    return pairs
+
+
+def has_nvidia_gpu() -> bool:
+    """Whether the NVIDIA driver sees a GPU: its /proc entries, else `nvidia-smi -L` (no CUDA)."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    if gpus.is_dir() and any(gpus.iterdir()):
+        return True
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return False
+    try:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return listed.returncode == 0 and "GPU" in listed.stdout
+
+
+def auto_kernel(framework: str, device: str) -> tuple[str, str]:
+    """`--kernel auto`: the kernel for this machine, and why."""
+    if device == "cpu":
+        return f"{framework}-cpu", "auto: device=cpu"
+    if has_nvidia_gpu():
+        return f"{framework}-cuda", "auto: nvidia-smi lists an NVIDIA GPU"
+    return f"{framework}-cpu", "auto: no NVIDIA GPU seen (no nvidia-smi, or it lists none)"
+
+
+def effective_model(spec: dict, sequence_length: int | None) -> dict:
+    """The workload's `model` entry; a sequence workload's `sequence_length` parameter sets its
+    config's input length."""
+    model = spec["model"]
+    if sequence_length is None:
+        return model
+    return {**model, "config": {**model.get("config", {}), "sequence_length": sequence_length}}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    workload: dict  # the spec, as read from repro/workloads/<name>.yaml
+    framework: str
+    kernel: str  # a folder of kernelspecs/, or "unpinned"
+    kernel_reason: str  # why this kernel: named, or what `auto` saw
+    params: dict  # every parameter, resolved and typed
+    template: Template  # the notebook to execute, as the report records it
+    python: str | None = None  # the interpreter of an unpinned run
+    allow_drift: bool = False
+    runs_dir: Path = RUNS
+    lock: Path | None = None  # the lock to build the kernel from; None: kernelspecs/<kernel>/
+    code: Path = ROOT  # the folder holding the `repro` package the kernel imports
+
+    @property
+    def lock_path(self) -> Path | None:
+        if self.kernel == "unpinned":
+            return None
+        return self.lock or KERNELSPECS / self.kernel / "requirements.lock"
+
+    def notebook_parameters(self, run_context: dict) -> dict:
+        """What papermill injects into the template's parameters cell."""
+        return {
+            "workload": self.workload["name"],
+            "framework": self.framework,
+            "model": effective_model(self.workload, self.params["sequence_length"]),
+            **self.params,
+            "run_context": run_context,
+        }
+
+
+def kernels_for(framework: str) -> list[str]:
+    return [name for name in kernels.available() if name.startswith(f"{framework}-")]
+
+
+def resolve(
+    workload: str = DEFAULT_WORKLOAD,
+    framework: str = DEFAULT_FRAMEWORK,
+    params: dict[str, str] | None = None,
+    *,
+    kernel: str = "auto",
+    kernel_reason: str = "named with --kernel",
+    unpinned_python: str | None = None,
+    allow_drift: bool = False,
+    template: str | None = None,
+    runs_dir: str | Path | None = None,
+    spec: dict | None = None,
+) -> RunPlan:
+    """Validate the request and return the plan, or raise UserError naming the valid choices.
+
+    `spec` is a workload spec to use instead of repro/workloads/<workload>.yaml (a rerun's)."""
+    specs = workloads() if spec is None else {workload: spec}
+    if workload not in specs:
+        raise UserError(f"unknown workload {workload!r}; choose one of: {', '.join(specs)}")
+    if framework not in FRAMEWORKS:
+        raise UserError(f"unknown framework {framework!r}; choose one of: {', '.join(FRAMEWORKS)}")
+    spec = specs[workload]
+    unknown = sorted(set(params or {}) - set(PARAMS))
+    if unknown:
+        raise UserError(f"unknown parameter {unknown[0]!r}; valid parameters: {', '.join(PARAMS)}")
+    resolved = {}
+    for name, param in PARAMS.items():
+        if params and name in params:
+            resolved[name] = param.parse(params[name])
+        else:
+            resolved[name] = param.check(spec[name] if param.default is None else param.default)
+    if resolved["repeats"] == 0:  # recorded as a number too
+        gpu = resolved["device"] == "gpu" or (resolved["device"] == "auto" and has_nvidia_gpu())
+        resolved["repeats"] = 1 if gpu else REPEATS[resolved["mode"]]
+    if resolved["threads"] == 0:  # recorded as a number, so a rerun uses the same count
+        resolved["threads"] = len(os.sched_getaffinity(0))
+    modes = COMPILE_MODES[framework]
+    if resolved["compile"] == "auto":
+        resolved["compile"] = modes[0]
+    elif resolved["compile"] not in modes:
+        raise UserError(
+            f"compile={resolved['compile']!r} is not valid for {framework}; choose one of: "
+            f"auto, {', '.join(modes)}"
+        )
+    if resolved["mode"] == "training" and resolved["precision"] == "fp16":
+        raise UserError(
+            "precision=fp16 is for inference only (training would need loss "
+            "scaling); choose one of: fp32, tf32, bf16"
+        )
+    if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
+        raise UserError(
+            f"country must be a 3-letter ISO code such as USA or FRA, got {resolved['country']!r}"
+        )
+    resolved["country"] = resolved["country"].upper()
+    if resolved["device"] == "gpu" and not has_nvidia_gpu():
+        raise UserError(
+            "device=gpu but this machine has no NVIDIA GPU (nvidia-smi found none); "
+            "use device=auto or device=cpu"
+        )
+
+    if unpinned_python:
+        kernel_name, kernel_reason = "unpinned", "--unpinned: an existing interpreter"
+    else:
+        choices = kernels_for(framework)
+        kernel_name, kernel_reason = (
+            auto_kernel(framework, resolved["device"])
+            if kernel == "auto"
+            else (kernel, kernel_reason)
+        )
+        if kernel_name not in choices:
+            raise UserError(
+                f"unknown kernel {kernel_name!r} for {framework}; "
+                f"choose one of: {', '.join(choices)}"
+            )
+    if spec["sequence_length"] is None and params and "sequence_length" in params:
+        raise UserError(f"sequence_length applies to sequence workloads only, not {workload!r}")
+    try:
+        models.config(effective_model(spec, resolved["sequence_length"]))
+    except ValueError as error:  # e.g. a sequence_length beyond the model's positions
+        raise UserError(f"{workload} cannot run with these parameters: {brief(error)}") from None
+    from repro.driver import templates  # nbformat: only once the rest is valid
+    from repro.driver.integrity import read_notebook
+
+    if template:
+        if not Path(template).is_file():
+            raise UserError(f"template not found: {template}")
+        read_notebook(template, "template")  # not a notebook: said now, before any kernel
+        to_run = templates.from_file(Path(template))
+    else:
+        to_run = templates.assembled(TASK_TEMPLATES[spec["task"]])
+    return RunPlan(
+        workload=spec,
+        framework=framework,
+        kernel=kernel_name,
+        kernel_reason=kernel_reason,
+        params=resolved,
+        template=to_run,
+        python=unpinned_python,
+        allow_drift=allow_drift,
+        runs_dir=Path(runs_dir) if runs_dir else RUNS,
+    )

@@ -1,0 +1,167 @@
+"""Rerun a report from the file alone, wherever it was copied (driver side).
+
+The report's metadata carries the rerun record (`finalize.rerun_record`): workload spec,
+parameters and seeds, kernel and lock, template and library code. A rerun first verifies the
+report, reads it as untrusted data (`untrusted.read`), and shows and refuses whatever differs
+from this checkout (code, lock, spec) unless the user trusts it; then it runs the plan as a
+fresh run would, in a kernel built from the report's lock when that differs, and the new report
+ends with a rerun verdict section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from repro.driver import integrity, kernels, plan, snapshot, untrusted
+from repro.driver.run import Addendum, Result, run
+from repro.errors import ReproError, UserError
+from repro.kernel.verdict import TOLERANCE
+from repro.lockfile import render
+from repro.paths import KERNELS, ROOT
+
+
+def report_path(source: Path, scratch: Path) -> Path:
+    """The report.ipynb inside a run folder or bundle, or `source` itself."""
+    if source.is_dir():
+        source = source / "report.ipynb"
+    elif source.name.endswith((".tar.gz", ".tgz")) and source.is_file():
+        source = integrity.unpack(source, scratch) / "report.ipynb"
+    if source.suffix != ".ipynb" or not source.is_file():
+        raise UserError(f"cannot rerun {source}: give a report.ipynb, a run folder or a bundle")
+    return source
+
+
+def verified(source: Path, trust: bool, log) -> list[str]:
+    """What `repro verify` says of the report; stop unless that is nothing or the user trusts
+    it anyway."""
+    problems = integrity.check(source)
+    for problem in problems:
+        print(f"the report fails verification: {problem}", file=log)
+    if problems and not trust:
+        raise ReproError(
+            f"the report changed after its run ({len(problems)} problems above), so its code and "
+            "lock are not what ran; check it with `repro verify`, and rerun with --trust only "
+            "if you trust where it came from"
+        )
+    return problems
+
+
+def same_as_checkout(report: untrusted.Report, trust: bool, log) -> untrusted.Differences:
+    """Stop unless the report's code, lock and spec are this checkout's or the user trusts them:
+    what differs is shown first (code as a diff, the lock as the packages it would install)."""
+    differs = untrusted.differences(report)
+    summary = "; ".join(differs.summary)
+    if summary and not trust:
+        print(differs.diff, file=log)
+        raise UserError(
+            f"the report differs from this checkout ({summary}); read the diff above, then "
+            "rerun with --trust (make rerun TRUST=1) to install and run what it carries"
+        )
+    if summary:
+        print(f"running what the report carries (trusted): {summary}", file=log)
+    return differs
+
+
+def report_code(code: dict) -> Path:
+    """The PYTHONPATH folder of the report's own library, trusted by the gate, extracted under
+    .kernels/code/<code id>/ (once per distinct code)."""
+    folder = KERNELS / "code" / snapshot.code_id(code)
+    if not folder.is_dir():
+        KERNELS.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=KERNELS) as tmp:
+            snapshot.extract(code, Path(tmp))
+            folder.parent.mkdir(exist_ok=True)
+            shutil.move(tmp, folder)
+    return folder
+
+
+def verdict_cells(original_run: str) -> tuple:
+    """The section a rerun's report ends with (repro.kernel.verdict.show)."""
+    return (
+        nbformat.v4.new_markdown_cell(
+            "## Rerun verdict\n\n"
+            f"This run reran the report of `{original_run}` with the code, parameters, seeds and "
+            "lock it carries. Its metrics and environment are in this folder's `original/`. "
+            "What decides is each process's median step time (`repeats` processes per run): an "
+            "equivalence test at the stated tolerance says *reproduced within ±X%* when the 90% "
+            "CI of the ratio rerun / original lies inside it, *changed by Y%* when its 95% CI "
+            "excludes no change and the ratio lies beyond the tolerance, and *inconclusive* "
+            "otherwise, with the processes that would likely decide (one process per run always "
+            "is). If the machine itself changed (its reference computation ran faster or slower "
+            "beyond its noise, or other processes kept it busy), the verdict says so first. The "
+            "other metrics, and the environment differences, are listed for reading."
+        ),
+        nbformat.v4.new_code_cell(
+            "from repro.kernel import verdict\n\n"
+            'rerun = verdict.show(metrics, environment, "original")'
+        ),
+    )
+
+
+def addendum(report: untrusted.Report, problems: list[str], tolerance: float) -> Addendum:
+    """What a rerun adds to its run: the original's results and the verdict's settings in
+    `original/` (what the verdict cells read), the verdict cells, and which run it reran."""
+    original = {**report.original, "integrity": problems, "verdict": {"tolerance": tolerance}}
+    run_id = report.original["metrics"]["run_id"]
+    return Addendum(
+        files={f"original/{k}.json": json.dumps(v, indent=1) + "\n" for k, v in original.items()},
+        cells=verdict_cells(run_id),
+        context={"rerun_of": run_id},
+    )
+
+
+def rerun(
+    source: str | Path,
+    trust: bool = False,
+    runs_dir: str | Path | None = None,
+    tolerance: float = TOLERANCE,
+    log=sys.stderr,
+    force_memory: bool = False,
+) -> Result:
+    """Rerun the report in `source` (report.ipynb, run folder or bundle) into a new run folder;
+    its verdict decides at `tolerance` (0.10: ±10%; repro.stats)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        notebook = integrity.read_notebook(report_path(Path(source), scratch), "report")
+        problems = verified(Path(source), trust, log)
+        report = untrusted.read(notebook)
+        if report.kernel not in kernels.available():
+            raise UserError(
+                f"the report ran in kernel {report.kernel!r}, which this checkout does not have; "
+                f"kernels here: {', '.join(kernels.available())}"
+            )
+        differs = same_as_checkout(report, trust, log)
+        code = report_code(report.code) if differs.code else ROOT
+        template = scratch / "template" / report.code["template"]["name"]
+        template.parent.mkdir()  # the notebook that ran, as the report carries it, runs again
+        template.write_bytes(report.code["template"]["text"].encode())
+        lock = None  # this checkout's, unless the report pins other packages: then its pins,
+        if differs.lock:  # rewritten from the validated data (only names, versions, hashes)
+            lock = scratch / "requirements.lock"
+            lock.write_text(render(report.pins))
+        request = plan.resolve(
+            report.workload["name"],
+            report.framework,
+            {**plan.FORMERLY, **report.params},  # a report older than a parameter: what it did
+            kernel=report.kernel,
+            kernel_reason="the kernel the report ran in",
+            template=str(template),
+            runs_dir=runs_dir,
+            spec=report.workload,
+        )
+        request = dataclasses.replace(request, lock=lock, code=code)
+        print(f"rerunning {report.original['metrics']['run_id']}", file=log)
+        return run(
+            request,
+            argv=["rerun", str(source)],
+            log=log,
+            force_memory=force_memory,
+            addendum=addendum(report, problems, tolerance),
+        )

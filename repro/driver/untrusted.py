@@ -1,0 +1,206 @@
+"""The trust boundary (driver side): what a shared report carries is data until checked here.
+
+A report, run folder or bundle may come from anyone, and `repro rerun` would install its lock and
+execute its code. So the rerun reads a report only through `read()`, which validates it as data:
+names against strict patterns, parameters and the workload spec as plain values, the template
+and library archive matching the sha256 they claim, the lock only `name==version` lines with
+sha256 hashes (no pip options, no URLs). `differences()` then compares what passed with this
+checkout: the code that would run (template and library), the packages that would be installed
+(lock) and the workload spec. The rerun shows every difference and refuses it without --trust.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import nbformat
+
+from repro.driver import integrity, plan, snapshot, templates
+from repro.driver.finalize import published
+from repro.errors import UserError
+from repro.lockfile import Pin, lock_changes, read_lock
+from repro.paths import KERNELSPECS
+
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"  # workloads, kernels, run ids: never a path
+TEMPLATE_NAME = NAME + r"\.ipynb"
+
+
+@dataclass(frozen=True)
+class Report:
+    """A report's rerun record and original results, validated as data."""
+
+    workload: dict  # the workload spec it ran
+    framework: str
+    kernel: str
+    params: dict[str, str]  # every parameter as text, for plan.resolve to validate
+    pins: dict[str, Pin]  # its lock
+    code: dict  # snapshot.take()'s shape: template {name, sha256, text}, library {sha256, ...}
+    original: dict  # metrics {run_id, samples, summary} and environment: what the verdict compares
+
+
+def bad(what: str) -> UserError:
+    return UserError(f"the report is not a valid repro report: {what}")
+
+
+def field(record: dict, key: str, kind: type, where: str = "rerun record"):
+    value = record.get(key) if isinstance(record, dict) else None
+    if not isinstance(value, kind):
+        raise bad(f"{where} has no valid {key!r}")
+    return value
+
+
+def name(value, pattern: str, what: str) -> str:
+    if not (isinstance(value, str) and re.fullmatch(pattern, value)):
+        raise bad(f"{what} {str(value)[:60]!r} is not a plain name")
+    return value
+
+
+def parameter_text(key: str, value) -> str:
+    """A recorded parameter as the text `make run` would give; JSON scalars only."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | str) or (isinstance(value, float) and math.isfinite(value)):
+        return str(value)
+    raise bad(f"parameter {key!r} holds {type(value).__name__} {str(value)[:40]!r}")
+
+
+def checked_code(meta: dict) -> dict:
+    """The template and library the report carries: a plain-named notebook, and both matching
+    the sha256 recorded for them (integrity.embedded_problems, as `verify` checks them)."""
+    code = field(meta["rerun"], "code", dict)
+    template = field(code, "template", dict, "code")
+    name(field(template, "name", str, "template"), TEMPLATE_NAME, "template")
+    try:
+        nbformat.validate(nbformat.reads(field(template, "text", str, "template"), as_version=4))
+    except (ValueError, nbformat.ValidationError) as error:
+        raise bad(f"its template is not a notebook ({str(error)[:100]})") from None
+    problems = integrity.embedded_problems(meta)
+    if problems:
+        raise bad(problems[0])
+    return code
+
+
+def positive(values: list) -> bool:
+    return all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf for v in values
+    )
+
+
+def objects(where: str, record: dict, keys: tuple[str, ...]) -> None:
+    """Each of `keys` in `record` is absent, null or a JSON object: what the verdict reads."""
+    for key in keys:
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise bad(f"its {where} {key!r} is not a JSON object")
+
+
+def original_results(notebook, meta: dict) -> dict:
+    """The original's metrics and environment, checked to hold what the verdict reads."""
+    results, _ = published(notebook)
+    metrics = dict(field(results, "metrics", dict, "the report's results"))
+    samples = field(metrics, "samples", dict, "metrics")
+    steps = field(samples, "step_s", list, "samples")
+    if not steps or not positive([*steps, samples.get("first_call_s")]):
+        raise bad("its step times are not positive numbers")
+    processes = samples.get("processes")  # absent in a report older than repeats
+    if processes is not None and not (
+        isinstance(processes, list)
+        and all(isinstance(p, dict) and p.get("step_s") for p in processes)
+        and all(isinstance(p["step_s"], list) and positive(p["step_s"]) for p in processes)
+    ):
+        raise bad("its processes' step times are not lists of positive numbers")
+    metrics.pop("samples")
+    objects("summary", metrics, ("machine",))
+    reference = (metrics.get("machine") or {}).get("reference")
+    if reference is not None and not (
+        isinstance(reference, dict)
+        and all(isinstance(reference.get(side), dict) for side in ("before", "after"))
+        and all(
+            isinstance(timing, dict) and positive([timing.get("median"), timing.get("min")])
+            for side in ("before", "after")
+            for timing in reference[side].values()
+        )
+    ):
+        raise bad("its machine reference is not timings in positive numbers")
+    environment = field(meta, "environment", dict, "metadata")
+    objects("summary", metrics, ("latency_ms", "throughput", "memory", "energy", "loss"))
+    objects("environment", environment, ("cpu", "gpu", "memory", "system", "framework", "run"))
+    objects("environment", environment, ("settings",))
+    if not all(isinstance(p, str) for p in environment.get("packages") or []):
+        raise bad("its environment's packages are not a list of names")
+    run_id = name(field(meta, "run", dict, "metadata").get("run_id"), NAME, "run id")
+    return {
+        "metrics": {"run_id": run_id, "samples": samples, "summary": metrics},
+        "environment": environment,
+    }
+
+
+def read(notebook) -> Report:
+    """The report in `notebook`, validated as data, or UserError saying what is wrong."""
+    meta = notebook.metadata.get("repro")
+    if not isinstance(meta, dict) or meta.get("rerun") is None:
+        raise UserError(
+            "the report carries no rerun record: only run reports made by repro can be rerun"
+        )
+    if meta.get("status") != "ok":
+        raise UserError(f"the report is a {meta.get('status')} run: it has nothing to reproduce")
+    record = field(meta, "rerun", dict, "metadata")
+    kernel = name(field(record, "kernel", str), NAME, "kernel")
+    if kernel == "unpinned":
+        raise UserError(
+            "the report ran unpinned: it has no lock to rebuild its kernel from; rerun it with "
+            "`repro run --unpinned` and the parameters in its run.sh"
+        )
+    spec = plan.check_spec(record.get("workload"), "the report's workload spec")
+    name(spec["name"], NAME, "workload")
+    try:
+        pins = read_lock(field(record, "lock", str))
+    except ValueError as error:
+        raise bad(f"its lock is refused: {error}") from None
+    params = field(record, "params", dict)
+    return Report(
+        workload=spec,
+        framework=field(record, "framework", str),
+        kernel=kernel,
+        params={k: parameter_text(k, v) for k, v in params.items() if v is not None},
+        pins=pins,
+        code=checked_code(meta),
+        original=original_results(notebook, meta),
+    )
+
+
+@dataclass(frozen=True)
+class Differences:
+    """How a report differs from this checkout, one line per difference, and the diff to show."""
+
+    code: list[str]  # template and library: code that would run
+    lock: list[str]  # packages that would be installed
+    spec: list[str]  # the workload spec
+    diff: str
+
+    @property
+    def summary(self) -> list[str]:
+        return self.code + self.lock + self.spec
+
+
+def differences(report: Report) -> Differences:
+    """What in `report` differs from this checkout: the code that would run, the packages that
+    would be installed and the workload spec (the kernel is one this checkout has)."""
+    template = templates.checkout_text(report.code["template"]["name"])
+    code, diff = snapshot.differences(report.code, snapshot.library_files(), template)
+    local_lock = KERNELSPECS / report.kernel / "requirements.lock"
+    changes = lock_changes(report.pins, read_lock(local_lock.read_text()))
+    lock = [f"the lock differs ({len(changes)} packages)"] if changes else []
+    if changes:
+        diff += (
+            f"--- this checkout: {local_lock.relative_to(KERNELSPECS.parent)}\n"
+            "+++ the report's lock: what a rerun would install\n" + "\n".join(changes) + "\n"
+        )
+    workload = report.workload["name"]
+    local = plan.workloads().get(workload)
+    theirs, ours, spec = integrity.canonical(report.workload), integrity.canonical(local), []
+    if theirs != ours:
+        spec = [f"workload {workload} " + ("differs" if local else "is not in this checkout")]
+        diff += snapshot.json_diff(ours, theirs, f"workload {workload}")
+    return Differences(code, lock, spec, diff)

@@ -1,0 +1,58 @@
+"""Framework adapters (in-kernel side): the only code that knows a framework's API.
+
+This package's front: the frameworks and compile modes a run may name (the driver validates a
+plan against them), and `load`. The adapters' shared base is `base.Adapter`.
+
+`load(name, ...)` sets the process environment first (thread pools and determinism switches are
+read when a framework starts), then imports just that framework's module, so a kernel never
+imports another framework. Each adapter supplies what the protocol in `repro.kernel.measure`
+needs: a step for inference or training in the chosen compile mode and precision, a device sync,
+FLOP counts, and peak memory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from repro.kernel.frameworks.base import Adapter
+
+FRAMEWORKS = ("torch", "tensorflow", "jax")
+COMPILE_MODES = {  # the first one is the framework's usual default
+    "torch": ("eager", "compile"),
+    "tensorflow": ("function", "xla", "eager"),
+    "jax": ("jit", "eager"),
+}
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+DETERMINISM_ENV = {  # read when the framework initialises its GPU backend
+    "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    "TF_DETERMINISTIC_OPS": "1",
+    "XLA_FLAGS": "--xla_gpu_deterministic_ops=true",
+}
+
+
+def prepare_process(threads: int, deterministic: bool) -> int:
+    """Pin the thread count (and CPU affinity) and set determinism variables; return threads."""
+    available = sorted(os.sched_getaffinity(0))
+    threads = threads or len(available)
+    if threads < len(available):  # the same cores for every framework, JAX included
+        os.sched_setaffinity(0, available[:threads])
+    for var in THREAD_ENV:
+        os.environ[var] = str(threads)
+    if deterministic:
+        for var, value in DETERMINISM_ENV.items():
+            current = os.environ.get(var, "")
+            os.environ[var] = f"{current} {value}".strip() if var == "XLA_FLAGS" else value
+    return threads
+
+
+def load(name: str, **options) -> Adapter:
+    """The adapter for framework `name`, set up with device, threads, seed, precision and
+    deterministic."""
+    if name not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {name!r}; choose one of {', '.join(FRAMEWORKS)}")
+    options["threads"] = prepare_process(options.get("threads", 0), options.get("deterministic"))
+    module = importlib.import_module(f"repro.kernel.frameworks.{name}")
+    return module.Adapter(**options)

@@ -1,0 +1,172 @@
+"""JAX adapter (Flax Linen models, optax). Dispatch is asynchronous, on CPU too: every timed step
+ends with `jax.block_until_ready`, otherwise the clock reads the dispatch time, not the compute."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from repro.kernel import models
+from repro.kernel.frameworks.base import OPTIMIZER
+from repro.kernel.frameworks.base import Adapter as Base
+from repro.kernel.models import attention_flax
+
+LOW_PRECISION = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
+
+
+def model_state(variables: dict) -> dict:
+    """The non-trainable collections of a Flax model (ResNet's batch_stats), maybe none."""
+    return {k: v for k, v in variables.items() if k != "params"}
+
+
+class Adapter(Base):
+    name = "jax"
+
+    def setup(self, device: str) -> str:
+        # fp32 means full-precision matmuls (JAX defaults to TF32-like precision on GPUs).
+        precision = "tensorfloat32" if self.precision == "tf32" else "highest"
+        jax.config.update("jax_default_matmul_precision", precision)
+        has_gpu = any(d.platform == "gpu" for d in jax.devices())
+        picked = self.pick(device, has_gpu)
+        self.jax_device = jax.devices("gpu" if picked == "gpu" else "cpu")[0]
+        attention_flax.on_gpu(picked == "gpu")  # fused attention may call cuDNN
+        return picked
+
+    def info(self) -> dict:
+        import flax
+        import jaxlib
+
+        return {
+            "version": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "flax": flax.__version__,
+            "optax": optax.__version__,
+            "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()],
+            "matmul_precision": jax.config.jax_default_matmul_precision,
+        }
+
+    def build(self, model: dict, attention: str = "fused"):
+        cfg, options = models.config(model), models.build_options(model["arch"], attention)
+        native = models.native(model["arch"], self.name)
+        module, variables = native.build(cfg, seed=self.seed, **options)
+        variables = jax.block_until_ready(jax.device_put(variables, self.jax_device))
+        return module, variables
+
+    def attention_kernel(self, net, model: dict) -> str:
+        """cuDNN's fused attention if the forward calls it (a `__cudnn$fmha` custom call), else
+        XLA's own lowering of the attention ops. Read from the lowered program: compiling it
+        again only to look made ViT-H's model cell on an H100 take 125 s (how much of it was that
+        compile was not measured)."""
+        predict = self._functions(net)[0]
+        text = jax.jit(predict).lower(net[1], self.probe(model)).as_text()
+        calls = sorted(set(re.findall(r"__cudnn\$fmha\w*", text)))
+        return f"cuDNN fused attention ({', '.join(calls)})" if calls else "XLA (no cuDNN call)"
+
+    def device_name(self) -> str | None:
+        return self.jax_device.device_kind if self.device == "gpu" else None
+
+    def count_params(self, net) -> int:
+        _, variables = net
+        return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables["params"]))
+
+    def to_native(self, array: np.ndarray):
+        return jax.device_put(array, self.jax_device)
+
+    def cast(self, tree):
+        """Mixed precision: compute in bf16/fp16 from fp32 master values."""
+        dtype = LOW_PRECISION.get(self.precision)
+        if dtype is None:
+            return tree
+        return jax.tree_util.tree_map(
+            lambda a: a.astype(dtype) if a.dtype == jnp.float32 else a, tree
+        )
+
+    def _functions(self, net):
+        module, _ = net
+
+        def predict(variables, x):
+            return module.apply(self.cast(variables), self.cast(x), train=False)
+
+        def loss_and_stats(params, state, x, y):
+            """Mean cross-entropy over every label (per sample or per token), and the updated
+            non-trainable state (BatchNorm statistics; empty for models without any)."""
+            mutable = list(state) or False
+            variables = self.cast({"params": params, **state})
+            out = module.apply(variables, self.cast(x), train=True, mutable=mutable)
+            logits, updates = out if mutable else (out, {})
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
+            return loss.mean(), {**state, **updates}
+
+        return predict, loss_and_stats
+
+    @staticmethod
+    def compiled(fn, compile: str):
+        return jax.jit(fn) if compile == "jit" else fn
+
+    def inference_step(self, net, inputs, compile: str):
+        _, variables = net
+        predict = self.compiled(self._functions(net)[0], compile)
+        return lambda: predict(variables, inputs)
+
+    def training_step(self, net, inputs, labels, compile: str, lr_table):
+        _, variables = net
+        _, loss_and_stats = self._functions(net)
+        table = jnp.asarray(lr_table)
+        o = OPTIMIZER
+        optimizer = optax.adamw(
+            lambda count: table[jnp.minimum(count, len(lr_table) - 1)],
+            b1=o["beta1"],
+            b2=o["beta2"],
+            eps=o["eps"],
+            weight_decay=o["weight_decay"],
+        )
+
+        def train(state, x, y):
+            params, model_state, opt_state = state
+            grad_fn = jax.value_and_grad(loss_and_stats, has_aux=True)
+            (loss, model_state), grads = grad_fn(params, model_state, x, y)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), model_state, opt_state), loss
+
+        train = self.compiled(train, compile)
+        params = variables["params"]
+        state = (params, model_state(variables), optimizer.init(params))
+
+        def step():
+            nonlocal state
+            state, loss = train(state, inputs, labels)
+            return loss
+
+        return step
+
+    def count_flops(self, net, inputs, labels, mode: str) -> dict:
+        """FLOPs of one step from XLA's cost analysis of the lowered computation."""
+        _, variables = net
+        predict, loss_and_stats = self._functions(net)
+        if mode == "training":
+            fn = jax.jit(jax.value_and_grad(loss_and_stats, has_aux=True))
+            args = (variables["params"], model_state(variables), inputs, labels)
+        else:
+            fn, args = jax.jit(predict), (variables, inputs)
+        cost = fn.lower(*args).cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost  # a list in older JAX versions
+        flops = (cost or {}).get("flops")
+        if flops is None:
+            return {"flops": None, "method": "XLA cost_analysis", "reason": "no 'flops' entry"}
+        method = "XLA cost_analysis" + (" (forward + backward)" if mode == "training" else "")
+        return {"flops": int(flops), "method": method}
+
+    def to_float(self, value) -> float:
+        return float(value)
+
+    def sync(self, out=None) -> None:
+        jax.block_until_ready(out)
+
+    def device_peak_bytes(self) -> int | None:
+        # JAX cannot reset its peak: one kernel process per measurement is the reset.
+        return self.jax_device.memory_stats().get("peak_bytes_in_use")

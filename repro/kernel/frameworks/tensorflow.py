@@ -1,0 +1,140 @@
+"""TensorFlow adapter (Keras 3 models). Steps run eagerly, as a `tf.function` graph, or as a
+`tf.function` compiled by XLA; the first call traces (and compiles)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ info logs out of the report
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from repro.kernel import models  # noqa: E402
+from repro.kernel.frameworks.base import OPTIMIZER  # noqa: E402
+from repro.kernel.frameworks.base import Adapter as Base  # noqa: E402
+
+POLICY = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+class Adapter(Base):
+    name = "tensorflow"
+
+    def setup(self, device: str) -> str:
+        tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:  # do not grab the whole GPU up front
+            tf.config.experimental.set_memory_growth(gpu, True)
+        keras.utils.set_random_seed(self.seed)
+        if self.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        # TF enables TF32 on Ampere+ by default; set it explicitly either way.
+        tf.config.experimental.enable_tensor_float_32_execution(self.precision == "tf32")
+        tf.config.experimental.set_synchronous_execution(True)  # TF's default, made explicit
+        keras.mixed_precision.set_global_policy(POLICY.get(self.precision, "float32"))
+        picked = self.pick(device, bool(gpus))
+        self.tf_device = "/GPU:0" if picked == "gpu" else "/CPU:0"
+        return picked
+
+    def info(self) -> dict:
+        build = tf.sysconfig.get_build_info()
+        return {
+            "version": tf.__version__,
+            "git_version": tf.version.GIT_VERSION,
+            "keras": keras.__version__,
+            "keras_policy": keras.mixed_precision.global_policy().name,
+            "cuda": build.get("cuda_version"),
+            "cudnn": build.get("cudnn_version"),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "devices": [d.name for d in tf.config.list_logical_devices()],
+        }
+
+    def build(self, model: dict, attention: str = "fused"):
+        cfg, options = models.config(model), models.build_options(model["arch"], attention)
+        keras.utils.set_random_seed(self.seed)  # the same initial weights however often built
+        with tf.device(self.tf_device):
+            return models.native(model["arch"], self.name).build(cfg, **options)
+
+    def attention_kernel(self, net, model: dict) -> str:
+        return "not reported by Keras (its TensorFlow backend composes einsum and softmax ops)"
+
+    def device_name(self) -> str | None:
+        if self.device == "cpu":
+            return None
+        gpu = tf.config.list_physical_devices("GPU")[0]
+        return tf.config.experimental.get_device_details(gpu).get("device_name")
+
+    def count_params(self, net) -> int:
+        return int(sum(np.prod(w.shape) for w in net.trainable_weights))
+
+    def to_native(self, array: np.ndarray):
+        with tf.device(self.tf_device):
+            return tf.constant(array)
+
+    @staticmethod
+    def compiled(fn, compile: str):
+        if compile == "eager":
+            return fn
+        return tf.function(fn, jit_compile=compile == "xla")
+
+    def inference_step(self, net, inputs, compile: str):
+        forward = self.compiled(lambda x: net(x, training=False), compile)
+        return lambda: forward(inputs)
+
+    def training_step(self, net, inputs, labels, compile: str, lr_table):
+        table = tf.constant(lr_table)
+        o = OPTIMIZER
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=lambda: table[tf.minimum(optimizer.iterations, len(lr_table) - 1)],
+            beta_1=o["beta1"],
+            beta_2=o["beta2"],
+            epsilon=o["eps"],
+            weight_decay=o["weight_decay"],
+        )
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def train(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, tf.cast(net(x, training=True), tf.float32))
+            grads = tape.gradient(loss, net.trainable_variables)
+            optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+            return loss
+
+        train = self.compiled(train, compile)
+        return lambda: train(inputs, labels)
+
+    def count_flops(self, net, inputs, labels, mode: str) -> dict:
+        """FLOPs of the forward graph from TensorFlow's profiler (training: x3, the usual rule)."""
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+
+        try:
+            concrete = tf.function(lambda x: net(x, training=False)).get_concrete_function(inputs)
+            graph = convert_variables_to_constants_v2(concrete).graph
+            options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+            options["output"] = "none"
+            flops = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+        except Exception as error:  # the profiler is a v1 API and does not cover every op
+            return {"flops": None, "method": "tf.compat.v1.profiler", "reason": str(error)}
+        if mode == "training":
+            return {"flops": 3 * flops, "method": "tf.compat.v1.profiler forward x 3"}
+        return {"flops": int(flops), "method": "tf.compat.v1.profiler (forward graph)"}
+
+    def to_float(self, value) -> float:
+        return float(value.numpy())
+
+    def sync(self, out=None) -> None:
+        # Execution is synchronous (set in setup): a returned CPU tensor is computed. GPU kernels
+        # may still be queued, so wait for the devices; no copy of the outputs to the host.
+        if self.device == "gpu":
+            tf.test.experimental.sync_devices()
+
+    def reset_peak_memory(self) -> None:
+        if self.device == "gpu":
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
+    def device_peak_bytes(self) -> int | None:
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"]

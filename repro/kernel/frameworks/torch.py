@@ -1,0 +1,172 @@
+"""PyTorch adapter. CPU ops are synchronous; CUDA work is synchronised before each clock read.
+
+On a GPU, images and convolution weights are channels-last (NHWC in memory, NCHW in shape):
+cuDNN's tensor-core convolutions work in that layout, and NCHW would add a transpose around every
+convolution. On a CPU they stay contiguous NCHW.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from repro.kernel import models
+from repro.kernel.frameworks.base import OPTIMIZER
+from repro.kernel.frameworks.base import Adapter as Base
+
+LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cross_entropy(logits, labels):
+    """Mean cross-entropy over every label: (N, C) per sample or (N, T, V) per token."""
+    return F.cross_entropy(logits.float().flatten(0, -2), labels.flatten())
+
+
+class Adapter(Base):
+    name = "torch"
+
+    def setup(self, device: str) -> str:
+        torch.set_num_threads(self.threads)
+        torch.manual_seed(self.seed)
+        # fp32 means fp32: PyTorch keeps TF32 off for matmuls by default but on for cuDNN convs.
+        tf32 = self.precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.set_float32_matmul_precision("high" if tf32 else "highest")
+        if self.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        picked = self.pick(device, torch.cuda.is_available())
+        self.torch_device = torch.device("cuda" if picked == "gpu" else "cpu")
+        return picked
+
+    def info(self) -> dict:
+        return {
+            "version": torch.__version__,
+            "git_version": torch.version.git_version,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version()
+            if torch.backends.cudnn.is_available()
+            else None,
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "intra_op_threads": torch.get_num_threads(),
+            "inter_op_threads": torch.get_num_interop_threads(),
+            "memory_format": str(self.memory_format()).removeprefix("torch."),
+            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            or ["cpu"],
+            "build_config": torch.__config__.show(),
+        }
+
+    def build(self, model: dict, attention: str = "fused"):
+        cfg, options = models.config(model), models.build_options(model["arch"], attention)
+        torch.manual_seed(self.seed)  # the same initial weights however often it is built
+        net = models.native(model["arch"], self.name).build(cfg, **options)
+        net = net.to(self.torch_device, memory_format=self.memory_format())
+        self.sync()
+        return net
+
+    def attention_kernel(self, net, model: dict) -> str:
+        """The scaled_dot_product_attention backends one eager forward dispatched to (torch's
+        profiler names the aten op, e.g. _scaled_dot_product_flash_attention_for_cpu)."""
+        x = self.probe(model)
+        was_training = net.training
+        net.eval()
+        with warnings.catch_warnings():  # the profiler's notes are not the report's business
+            warnings.simplefilter("ignore")
+            with torch.profiler.profile() as prof, torch.inference_mode(), self.autocast():
+                net(x)
+        net.train(was_training)
+        ops = sorted(
+            {e.name for e in prof.events() if e.name.startswith("aten::_scaled_dot_product")}
+        )
+        return ", ".join(ops) or "no scaled_dot_product_attention kernel ran"
+
+    def device_name(self) -> str | None:
+        return torch.cuda.get_device_name(self.torch_device) if self.device == "gpu" else None
+
+    def count_params(self, net) -> int:
+        return sum(p.numel() for p in net.parameters())
+
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.device == "gpu" else torch.contiguous_format
+
+    def to_native(self, array: np.ndarray):
+        """numpy -> tensor on the device; images (N, H, W, C) become NCHW-shaped tensors, in the
+        adapter's memory format."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.torch_device)
+        if tensor.ndim == 4:
+            tensor = tensor.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format())
+        return tensor
+
+    def autocast(self):
+        dtype = LOW_PRECISION.get(self.precision)
+        return torch.autocast(self.torch_device.type, dtype=dtype, enabled=dtype is not None)
+
+    def inference_step(self, net, inputs, compile: str):
+        net.eval()
+        forward = torch.compile(net) if compile == "compile" else net
+
+        @torch.inference_mode()
+        def step():
+            with self.autocast():
+                return forward(inputs)
+
+        return step
+
+    def training_step(self, net, inputs, labels, compile: str, lr_table):
+        net.train()
+        forward = torch.compile(net) if compile == "compile" else net
+        o = OPTIMIZER
+        optimizer = torch.optim.AdamW(
+            net.parameters(),
+            lr=float(lr_table[0]),
+            betas=(o["beta1"], o["beta2"]),
+            eps=o["eps"],
+            weight_decay=o["weight_decay"],
+        )
+        count = 0
+
+        def step():
+            nonlocal count
+            for group in optimizer.param_groups:  # the shared schedule (repro.kernel.measure)
+                group["lr"] = float(lr_table[min(count, len(lr_table) - 1)])
+            optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                loss = cross_entropy(forward(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            count += 1
+            return loss.detach()
+
+        return step
+
+    def count_flops(self, net, inputs, labels, mode: str) -> dict:
+        """FLOPs of one step from torch's FlopCounterMode (forward, plus backward in training)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        net.train(mode == "training")
+        with FlopCounterMode(display=False) as counter, self.autocast():
+            if mode == "training":
+                cross_entropy(net(inputs), labels).backward()
+            else:
+                with torch.no_grad():
+                    net(inputs)
+        net.zero_grad(set_to_none=True)
+        return {"flops": int(counter.get_total_flops()), "method": "torch FlopCounterMode"}
+
+    def to_float(self, value) -> float:
+        return float(value)
+
+    def sync(self, _out=None) -> None:
+        if self.device == "gpu":
+            torch.cuda.synchronize()
+
+    def reset_peak_memory(self) -> None:
+        if self.device == "gpu":
+            torch.cuda.reset_peak_memory_stats()
+
+    def device_peak_bytes(self) -> int | None:
+        return torch.cuda.max_memory_allocated()

@@ -1,0 +1,77 @@
+"""Architectures: one framework-free config per family, one native implementation per framework.
+
+`repro.kernel.models.<arch>` holds the config dataclass (with analytic parameter and FLOP
+counts); `repro.kernel.models.<arch>_torch`, `_keras` and `_flax` hold the native models.
+Nothing is downloaded: models start from random weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+ARCHS = {  # architecture -> its config dataclass in repro/kernel/models/<arch>.py
+    "resnet": "ResNetConfig",
+    "vit": "ViTConfig",
+    "convnext": "ConvNeXtConfig",
+    "bert": "BertConfig",
+    "gpt": "GPTConfig",
+}
+NATIVE = {"torch": "torch", "tensorflow": "keras", "jax": "flax"}  # module suffix per framework
+# "The same fp32 outputs" in every framework, as tests/test_models.py checks it on the small
+# presets: |difference| <= EQUIVALENCE_ATOL + EQUIVALENCE_RTOL * max|output|
+EQUIVALENCE_ATOL, EQUIVALENCE_RTOL = 1e-7, 1e-5
+
+
+def config(model: dict):
+    """The config dataclass for a workload's `model: {arch, config}` entry."""
+    arch = model.get("arch")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    module = importlib.import_module(f"repro.kernel.models.{arch}")
+    return getattr(module, ARCHS[arch]).from_dict(model.get("config", {}))
+
+
+def native(arch: str, framework: str):
+    """The module with `build(cfg)` for `arch` in `framework` (imports that framework)."""
+    return importlib.import_module(f"repro.kernel.models.{arch}_{NATIVE[framework]}")
+
+
+def has_attention(arch: str) -> bool:
+    """Whether `arch`'s models take the attention choice (repro.kernel.models.attention)."""
+    from repro.kernel.models.attention import ARCHS
+
+    return arch in ARCHS
+
+
+def build_options(arch: str, attention: str) -> dict:
+    """The keyword arguments of `arch`'s build() beyond its config: `attention` for the families
+    with attention, nothing for the others."""
+    from repro.kernel.models.attention import check
+
+    return {"attention": check(attention)} if has_attention(arch) else {}
+
+
+def synthetic_batch(cfg, batch_size: int, seed: int):
+    """A seeded random batch, identical in every framework, as numpy arrays (inputs, labels).
+
+    image-classification: images channels-last (N, H, W, C) float32, class labels (N,);
+    sequence-classification: token ids (N, T), class labels (N,);
+    causal-lm: token ids (N, T) and the next token at every position (N, T).
+    Training on one fixed batch is a learnable task (the model memorises it): the loss must fall.
+    """
+    import numpy as np  # in-kernel only: the driver lists workloads without numpy
+
+    rng = np.random.default_rng(seed)
+    if cfg.task == "image-classification":
+        shape = (batch_size, cfg.image_size, cfg.image_size, cfg.in_channels)
+        images = rng.standard_normal(shape, dtype=np.float32)
+        return images, rng.integers(0, cfg.num_classes, size=batch_size)
+    tokens = rng.integers(0, cfg.vocab_size, size=(batch_size, cfg.sequence_length + 1))
+    if cfg.task == "causal-lm":
+        return tokens[:, :-1], tokens[:, 1:]
+    return tokens[:, :-1], rng.integers(0, cfg.num_classes, size=batch_size)
+
+
+def tokens_per_sample(cfg) -> int | None:
+    """Tokens in one sample of a sequence task (for tokens/s), None for images."""
+    return None if cfg.task == "image-classification" else cfg.sequence_length

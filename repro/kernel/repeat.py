@@ -1,0 +1,96 @@
+"""More processes for one measurement (in-kernel side): pyperf's "many processes, few values".
+
+A new process moves a whole step-time distribution (memory layout, thread placement, what the
+neighbours do), so the spread of steps inside one process understates how far a rerun will land.
+With `repeats=N` a run measures N times: once in its kernel, as always, and N-1 more times, each
+in a fresh process of the kernel's own interpreter that rebuilds the model from the seed and
+follows the same protocol (repro.kernel.measure). The run's verdicts and comparisons rest on the
+process-level values (repro.stats).
+
+    python -m repro.kernel.repeat '{"framework": ..., "model": ..., ...}'   # one fresh measurement
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+PARAMS = (  # what a fresh process needs to measure exactly what the kernel measured
+    "framework",
+    "device",
+    "threads",
+    "seed",
+    "precision",
+    "deterministic",
+    "model",
+    "attention",
+    "mode",
+    "compile",
+    "lr",
+    "batch_size",
+    "warmup",
+    "steps",
+)
+
+
+def once(p: dict, log=sys.stderr) -> dict:
+    """Measure in this process as the template does in its kernel, with the same passes before
+    the measurement (the attention probe, the FLOP count): without the FLOP count's forward,
+    torch's resnet-tiny steps ran at 4.9 to 6.7 ms in fresh processes against 3.7 to 5.1 ms with
+    it (three processes each, 2-core VM), a bias a verdict would read as noise or change."""
+    from repro.kernel import frameworks, machine, measure, models
+
+    fw = frameworks.load(
+        p["framework"],
+        device=p["device"],
+        threads=p["threads"],
+        seed=p["seed"],
+        precision=p["precision"],
+        deterministic=p["deterministic"],
+    )
+    net = fw.build(p["model"], p["attention"])
+    batch, labels = models.synthetic_batch(models.config(p["model"]), p["batch_size"], p["seed"])
+    horizon = 1 + p["warmup"] + p["steps"]
+    lr_table = measure.lr_schedule(p["lr"], max(1, horizon // 10), horizon)
+    inputs, targets = fw.to_native(batch), fw.to_native(labels)
+    if models.has_attention(p["model"]["arch"]) and p["attention"] == "fused":
+        fw.attention_kernel(net, p["model"])
+    step = fw.step(net, inputs, targets, mode=p["mode"], compile=p["compile"], lr_table=lr_table)
+    fw.count_flops(net, inputs, targets, p["mode"])
+    with machine.Check() as check:
+        m = measure.protocol(
+            step, fw.sync, batch_size=p["batch_size"], warmup=p["warmup"], steps=p["steps"], log=log
+        )
+    return {"first_call_s": m.first_call_s, "step_s": list(m.step_s), "machine": check.result()}
+
+
+def measure(params: dict, more: int, log=sys.stdout) -> list[dict]:
+    """`more` fresh measurements, one process after another (never two at once), as `once`
+    returns them. A process that fails stops the run with its error."""
+    request = json.dumps({k: params[k] for k in PARAMS})
+    results = []
+    for i in range(more):
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "repro.kernel.repeat", request], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"repeat process {i + 2} failed (exit {done.returncode}):\n{tail}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        results.append(result)
+        median_ms = 1e3 * statistics.median(result["step_s"])
+        print(
+            f"process {i + 2}/{more + 1}: median {median_ms:.1f} ms per step "
+            f"({time.perf_counter() - start:.1f} s with start-up)",
+            file=log,
+            flush=True,
+        )
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(once(json.loads(sys.argv[1]))))

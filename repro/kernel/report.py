@@ -1,0 +1,411 @@
+"""What a report shows and records (in-kernel side).
+
+Every result is displayed once as a bundle with two faces: readable Markdown (tables) for people,
+and JSON under the `application/vnd.repro+json` mimetype for `repro.driver.finalize`, which builds
+metrics.json, environment.json and the rest of the run folder from the executed notebook alone.
+Plots are PNG outputs tagged with a name, so the run folder's `plots/` comes from the notebook too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from repro import MIME, stats
+from repro.kernel import capture, energy, measure, models
+from repro.markdown import escape
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def publish(kind: str, data: dict, markdown: str) -> dict:
+    """Display `markdown` and attach `data` as machine-readable JSON of this `kind`."""
+    from IPython.display import display
+
+    data = json.loads(json.dumps(data, default=_plain))
+    display({MIME: {"kind": kind, "data": data}, "text/markdown": markdown}, raw=True)
+    return data
+
+
+def table(rows: dict, header: tuple[str, str] = ("", "")) -> str:
+    """A two-column markdown table; every cell escaped, so a `|` in a value (`|diff|`) stays in
+    its cell in JupyterLab and in report.html."""
+    lines = [f"| {escape(header[0])} | {escape(header[1])} |", "|---|---|"]
+    lines += [f"| {escape(k)} | {'—' if v is None else escape(v)} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def show(markdown: str) -> None:
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown))
+
+
+def show_figure(fig, name: str, alt: str) -> None:
+    """Display a matplotlib figure as a PNG output named `name` (saved as plots/<name>.png),
+    with `alt`, a description of what it shows, as its alt text (report.html's <img alt>)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(buffer.getvalue(), metadata={"alt": alt}), metadata={"repro": {"plot": name}})
+
+
+def settings(fw, mode: str) -> None:
+    """The process settings made before the framework ran anything, as a table: those that
+    apply to `mode` (the optimizer in training only). environment.json records them all."""
+    rows = {k: v for k, v in fw.settings().items() if k != "optimizer" or mode == "training"}
+    if "optimizer" in rows:
+        options = rows["optimizer"]
+        rows["optimizer"] = (
+            f"{options['name']} ("
+            + ", ".join(f"{k} {v}" for k, v in options.items() if k != "name")
+            + ")"
+        )
+    show(table(rows, ("setting", "value")))
+
+
+def environment(fw, run_context: dict) -> dict:
+    """Capture the machine, software and settings; show the essentials; record everything."""
+    env = capture.capture()
+    env["framework"] = {"name": fw.name, **fw.info()}
+    env["settings"] = fw.settings()
+    env["run"] = run_context
+    lock = run_context.get("lock") or {}
+    rows = {
+        "CPU": env["cpu"].get("model"),
+        "cores (logical) / affinity": f"{env['cpu'].get('logical_cores')} / "
+        f"{len(env['settings']['affinity'])} used",
+        "memory": f"{env['memory'].get('total_bytes', 0) / 2**30:.1f} GiB",
+        "GPU": capture.gpu_names(env["gpu"]),
+        "OS / kernel": f"{env['system']['os_pretty_name']} / {env['system']['kernel']}",
+        "Python": env["system"]["python"]["version"],
+        f"{fw.name}": env["framework"]["version"],
+        "device used": fw.device,
+        "threads": fw.threads,
+        "seed": fw.seed,
+        "precision": fw.precision,
+        "kernel": f"{run_context.get('kernel')} ({run_context.get('kernel_reason', '?')})",
+        "lock": (
+            f"sha256 {lock['lock_sha256'][:12]}…, verified: {lock['ok']}"
+            if lock
+            else "unpinned: no lock"
+        ),
+        "git commit": run_context.get("git", {}).get("commit"),
+        "packages": f"{len(env['packages'])} installed (full list in environment.json)",
+    }
+    variables = table(env["env_vars"], ("variable", "value")) if env["env_vars"] else "none set"
+    markdown = f"{table(rows, ('what', 'value'))}\n\n**Result-changing environment variables:**"
+    return publish("environment", env, f"{markdown}\n\n{variables}")
+
+
+def model_summary(
+    fw, net, model: dict, build_s: float, run_context: dict | None = None, attention: str = "fused"
+) -> dict:
+    """Parameter count as the framework counts it, checked against the analytic count; for the
+    families with attention, which attention ran and what the framework computed it with."""
+    cfg = models.config(model)
+    counted = fw.count_params(net)
+    info = {
+        "arch": model["arch"],
+        "config": model.get("config", {}),
+        "params": counted,
+        "params_analytic": cfg.num_params(),
+        "build_s": build_s,
+    }
+    match = " ✓" if counted == info["params_analytic"] else " ✗ MISMATCH"
+    rows = {
+        "architecture": model["arch"],
+        "parameters (framework count)": f"{counted:,}",
+        "parameters (analytic)": f"{info['params_analytic']:,}{match}",
+        "build time (s)": f"{build_s:.2f}",
+    }
+    if models.has_attention(model["arch"]):
+        kernel = "written out (matmul, softmax)"
+        if attention == "fused":
+            kernel = fw.attention_kernel(net, model)
+        info["attention"] = {"kind": attention, "kernel": kernel}
+        rows["attention"] = f"{attention}: {kernel}"
+    proof = (run_context or {}).get("equivalence")
+    if proof:
+        info["equivalence"] = proof
+        rows["same model in torch, tensorflow, jax"] = (
+            f"proven on preset `{proof['preset']}` by `{proof['test']}`: {proof['claim']}"
+            if proof["preset"]
+            else "not proven: this architecture has no small preset in the equivalence test"
+        )
+    return publish("model", info, table(rows, ("model", "")))
+
+
+def flops(fw, net, inputs, labels, model: dict, batch_size: int, mode: str) -> dict:
+    """FLOPs per step from the framework's counter, cross-checked with the analytic formula."""
+    analytic = (
+        models.config(model).flops_per_sample() * batch_size * (3 if mode == "training" else 1)
+    )
+    counted = fw.count_flops(net, inputs, labels, mode)
+    ratio = counted["flops"] / analytic if counted["flops"] else None
+    info = {**counted, "analytic": analytic, "ratio_to_analytic": ratio}
+    rows = {
+        f"counter ({counted['method']})": f"{counted['flops'] / 1e9:,.3f}"
+        if counted["flops"]
+        else f"unavailable: {counted.get('reason')}",
+        "analytic (2×MACs of convs and fc"
+        + ("; training = 3× forward)" if mode == "training" else ")"): f"{analytic / 1e9:,.3f}",
+        "counter / analytic": f"{ratio:.3f}" if ratio else "—",
+    }
+    return publish("flops", info, table(rows, ("GFLOPs per step", "")))
+
+
+def results(
+    m: measure.Measurement,
+    fw,
+    *,
+    flop_count: dict | None = None,
+    meter: energy.EnergyMeter | None = None,
+    machine=None,
+    repeats: list[dict] | None = None,
+    price_per_hour: float = 0.0,
+    tokens_per_sample: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Summarise a measurement, show its table, warnings and plots, and record it. `repeats` are
+    the measurements of the run's further processes (repro.kernel.repeat), this kernel's being the
+    first."""
+    summary = measure.summarize(m, seed=seed)
+    processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
+    processes += [
+        {"first_call_s": r["first_call_s"], "step_s": r["step_s"], "load": r["machine"]["load"]}
+        for r in repeats or []
+    ]
+    summary["processes"] = spread = stats.spread(
+        {"processes": processes, "batch_size": m.batch_size}
+    )
+    memory = fw.memory()
+    lat, thr = summary["latency_ms"], summary["throughput"]
+    if tokens_per_sample:  # sequence workloads: the same figure in tokens
+        thr["tokens_per_s"] = thr["samples_per_s"] * tokens_per_sample
+        thr["tokens_ci95"] = [b * tokens_per_sample for b in thr["ci95"]] if thr["ci95"] else None
+    samples = m.batch_size * len(m.step_s)
+    summary["compute"] = compute = efficiency(fw, flop_count, lat["median"] / 1e3)
+    summary["cost"] = cost = (
+        {
+            "price_per_hour": price_per_hour,
+            "per_1000_samples": price_per_hour / 3600 * 1000 / thr["samples_per_s"],
+        }
+        if price_per_hour
+        else None
+    )
+    summary["energy"] = meter.result(samples) if meter else None
+    summary["machine"] = machine.result() if machine else None  # a repro.kernel.machine.Check
+    if machine:
+        busy_too(summary["machine"], repeats or [])
+        summary["warnings"] = summary["machine"]["warnings"] + summary["warnings"]
+    losses = [fw.to_float(out) for out in m.outputs]
+    summary["loss"] = {"first": losses[0], "last": losses[-1], "curve": losses} if losses else None
+
+    def ci(bounds, fmt):
+        return f" (95% CI {fmt.format(bounds[0])}–{fmt.format(bounds[1])})" if bounds else ""
+
+    rows = {
+        "processes measured": process_row(spread),
+        "throughput (samples/s)": f"{thr['samples_per_s']:.2f}{ci(thr['ci95'], '{:.2f}')}",
+        "median time per step (ms)": f"{lat['median']:.2f}{ci(lat['median_ci95'], '{:.2f}')}",
+        "p90 / p95 / p99 (ms)": f"{lat['p90']:.2f} / {lat['p95']:.2f} / {lat['p99']:.2f}",
+        "mean ± std (ms), CV": f"{lat['mean']:.2f} ± {lat['std']:.2f}, {lat['cv']:.1%}"
+        if lat["cv"] is not None
+        else "—",
+        "min / max (ms)": f"{lat['min']:.2f} / {lat['max']:.2f}",
+        "measured steps × batch": f"{lat['n']} × {m.batch_size}",
+        "first call: compile / cold start (s)": f"{m.first_call_s:.3f}",
+        "warm-up steps": f"{summary['warmup_steps']} ("
+        + ("steady" if m.steady else "cap reached, not steady")
+        + ")",
+        "achieved TFLOP/s": f"{compute['achieved_tflops']:.4f} ({compute['flops_source']})"
+        if compute["achieved_tflops"] is not None
+        else "—",
+        "MFU": f"{compute['mfu']:.1%} of {compute['peak_source']}"
+        if compute["mfu"] is not None
+        else compute["peak_source"],
+        "peak host RSS (MiB)": f"{memory['host_peak_rss_bytes'] / 2**20:.0f}",
+        "peak device memory (MiB)": f"{memory['device_peak_bytes'] / 2**20:.0f}"
+        if memory["device_peak_bytes"]
+        else "not applicable (CPU run)"
+        if fw.device == "cpu"
+        else "unavailable",
+        "cost per 1,000 samples": f"{cost['per_1000_samples']:.6f} (at {price_per_hour}/hour)"
+        if cost
+        else "no price_per_hour given",
+    }
+    if tokens_per_sample:
+        tokens = f"{thr['tokens_per_s']:.1f}{ci(thr['tokens_ci95'], '{:.1f}')}"
+        rows = {"throughput (tokens/s)": tokens, **rows}
+    if losses:
+        rows["training loss, first → last step"] = f"{losses[0]:.4f} → {losses[-1]:.4f}"
+    notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
+    energy_md = "\n\n**Energy**\n\n" + energy.markdown(summary["energy"]) if meter else ""
+    data = {**summary, "memory": memory, "samples": {**m.to_dict(), "processes": processes}}
+    published = publish("metrics", data, table(rows, ("metric", "value")) + notes + energy_md)
+    plot_steps(m)
+    if len(processes) > 1:
+        plot_processes(processes)
+    if losses:
+        plot_loss(losses, m)
+    return published
+
+
+def busy_too(check: dict, repeats: list[dict]) -> None:
+    """Mark the kernel's machine check busy, with a warning, when the machine was busy while a
+    further process measured: the verdict's machine check reads one flag for the whole run."""
+    busy = [str(i) for i, r in enumerate(repeats, 2) if r["machine"]["busy"]]
+    if busy:
+        check["busy"] = True
+        check["warnings"].append(
+            f"The machine was busy while process{'es' if len(busy) > 1 else ''} "
+            f"{', '.join(busy)} of {len(repeats) + 1} measured (other processes' load, in "
+            "metrics.json samples.processes): those figures are likely below this machine's "
+            "normal; rerun when it is idle."
+        )
+
+
+def process_row(spread: dict) -> str:
+    """How many processes the figures rest on, and how far apart they landed."""
+    if spread["n"] == 1:
+        return (
+            "1 (the figures below; the noise between processes is not measured: a rerun "
+            "verdict needs repeats=3 or more, and 8 to catch a 20% change)"
+        )
+    low, high = spread["centre_ci95_ms"]
+    within = spread["within_cv"]
+    return (
+        f"{spread['n']}: median step {spread['centre_ms']:.2f} ms across them (95% CI "
+        f"{low:.2f}–{high:.2f}), {spread['samples_per_s']:.2f} samples/s (95% CI "
+        f"{spread['samples_per_s_ci95'][0]:.2f}–{spread['samples_per_s_ci95'][1]:.2f}); CV "
+        f"between processes {spread['between_cv']:.1%}, within one "
+        + (f"{within:.1%}" if within is not None else "n/a (one step each)")
+        + ". The rows below are the kernel's own process."
+    )
+
+
+def plot_processes(processes: list[dict]) -> None:
+    """Step times per process: the spread inside each box against the shift between them."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame(
+        [
+            {"process": str(i), "ms": 1e3 * t}
+            for i, p in enumerate(processes, 1)
+            for t in p["step_s"]
+        ]
+    )
+    fig, ax = plt.subplots(figsize=(7, 3))
+    sns.boxplot(data=frame, x="process", y="ms", color="0.85", showfliers=False, ax=ax)
+    sns.stripplot(data=frame, x="process", y="ms", size=3, ax=ax)
+    ax.set(
+        title="Measured step times per process (1: the kernel's own)",
+        ylabel="ms per batch",
+    )
+    medians = ", ".join(f"{1e3 * float(np.median(p['step_s'])):.2f}" for p in processes)
+    show_figure(
+        fig,
+        "process_step_times",
+        f"Box and strip plot of the measured step times (ms) of each of the {len(processes)} "
+        f"processes; their medians: {medians} ms.",
+    )
+
+
+def efficiency(fw, flop_count: dict | None, step_s: float) -> dict:
+    """Achieved FLOP/s from the median step time, and MFU against the device's peak."""
+    from repro.kernel.peaks import peak_flops
+
+    flop_count = flop_count or {}
+    per_step = flop_count.get("flops") or flop_count.get("analytic")
+    source = "framework counter" if flop_count.get("flops") else "analytic FLOPs"
+    achieved = per_step / step_s if per_step else None
+    peak, peak_source = peak_flops(fw.device_name(), fw.precision)
+    return {
+        "flops_per_step": per_step,
+        "flops_source": source,
+        "achieved_tflops": achieved / 1e12 if achieved else None,
+        "peak_tflops": peak / 1e12 if peak else None,
+        "peak_source": peak_source,
+        "mfu": achieved / peak if achieved and peak else None,
+    }
+
+
+def plot_loss(losses: list[float], m: measure.Measurement) -> None:
+    """Training loss at every step: it must fall on the memorisable synthetic batch."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame({"step": range(len(losses)), "loss": losses, "phase": phases(m)})
+    fig, ax = plt.subplots(figsize=(7, 3))
+    sns.lineplot(data=frame, x="step", y="loss", color="0.6", ax=ax)
+    sns.scatterplot(data=frame, x="step", y="loss", hue="phase", ax=ax)
+    ax.set(title="Training loss per step (AdamW, warm-up + cosine schedule)", yscale="log")
+    show_figure(
+        fig,
+        "loss_curve",
+        f"Training loss at each of the {len(losses)} steps on a log scale, coloured by phase: "
+        f"from {losses[0]:.4g} at the first step to {losses[-1]:.4g} at the last.",
+    )
+
+
+def phases(m: measure.Measurement) -> list[str]:
+    return ["first call"] + ["warm-up"] * len(m.warmup_s) + ["measured"] * len(m.step_s)
+
+
+def plot_steps(m: measure.Measurement) -> None:
+    """The per-step time trace (warm-up visible) and the distribution of measured step times."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    times = [m.first_call_s, *m.warmup_s, *m.step_s]
+    frame = pd.DataFrame(
+        {"step": range(len(times)), "ms": np.asarray(times) * 1e3, "phase": phases(m)}
+    )
+    fig, ax = plt.subplots(figsize=(7, 3))
+    sns.scatterplot(data=frame, x="step", y="ms", hue="phase", ax=ax)
+    ax.set(
+        title="Time per step (first call and warm-up excluded from statistics)",
+        ylabel="ms per batch",
+        yscale="log" if m.first_call_s > 10 * max(times[1:]) else "linear",
+    )
+    median = float(np.median(m.step_s)) * 1e3
+    show_figure(
+        fig,
+        "step_times",
+        f"Scatter plot of the time per step (ms) at each of the {len(times)} steps, coloured by "
+        f"phase: the first call ({m.first_call_s * 1e3:.2f} ms), {len(m.warmup_s)} warm-up steps "
+        f"and {len(m.step_s)} measured steps (median {median:.2f} ms).",
+    )
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    measured = frame[frame.phase == "measured"]
+    sns.histplot(data=measured, x="ms", kde=len(measured) > 3, ax=ax)
+    ax.axvline(float(np.median(measured.ms)), color="k", linestyle="--", label="median")
+    ax.set(title="Distribution of measured step times", xlabel="ms per batch")
+    ax.legend()
+    show_figure(
+        fig,
+        "latency_distribution",
+        f"Histogram of the {len(measured)} measured step times, from {measured.ms.min():.2f} to "
+        f"{measured.ms.max():.2f} ms, with a dashed line at the median, {median:.2f} ms.",
+    )
