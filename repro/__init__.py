@@ -1,9 +1,10 @@
 """repro: reproducible, Jupyter-first benchmarks of AI frameworks and architectures.
 
-Two sides live here. The driver (cli, plan, kernels, execute, finalize) runs in the project's
-own environment. The in-kernel side (capture, lockfile, measure, report, frameworks, models) runs
-inside the pinned framework kernels and imports only the standard library, numpy/scipy/seaborn
-and its own framework.
+Two sides live here. `repro.driver` is the `repro` command (plans, kernels, papermill, run
+folders), in the project's own environment. `repro.kernel` is what a report imports inside a
+pinned framework kernel (the protocol, the report's cells, frameworks, models): the standard
+library, numpy/scipy/seaborn and its own framework. The modules at this level (records, stats,
+lockfile, markdown, errors, paths) serve both and import neither.
 """
 
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ import re
 import nbformat
 import pytest
 
-from repro.driver import finalize, headline, integrity
+from repro.driver import finalize, folders, headline, integrity
 from repro.kernel import report
 from repro.paths import KERNELSPECS
 
@@ -119,6 +119,10 @@ def template_cells() -> list:
     banner = nbformat.v4.new_markdown_cell("**repro run**: banner")
     banner.metadata["tags"] = [finalize.BANNER_TAG]
     title = nbformat.v4.new_markdown_cell("# Image classification benchmark")
+    defaults = nbformat.v4.new_code_cell('workload = "resnet-tiny"')
+    defaults.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell('workload = "gpt-mini"')
+    injected.metadata["tags"] = ["injected-parameters"]
     claim = {"same model": "outputs agree (|diff| <= 1e-4)", "parameters": "511,514"}
     model = nbformat.v4.new_code_cell("model_info = report.model_summary(...)")
     model.outputs = [
@@ -136,7 +140,7 @@ def template_cells() -> list:
             metadata={"image/png": {"alt": alt}, "repro": {"plot": "latency_distribution"}},
         )
     ]
-    return [banner, title, model, plot]
+    return [banner, title, defaults, injected, model, plot]
 
 
 def test_the_report_leads_with_its_summary_and_renders_in_a_browser(tmp_path):
@@ -148,8 +152,15 @@ def test_the_report_leads_with_its_summary_and_renders_in_a_browser(tmp_path):
     ]
     assert notebook.cells[1].source == headline.markdown(METRICS, ENVIRONMENT)
     assert notebook.cells[2].source.startswith("# Image classification")  # then the template
-    finalize.seal(notebook, tmp_path, status="ok")
+    folders.seal(notebook, tmp_path, status="ok")
     html = (tmp_path / "report.html").read_text()
+    hidden = [c.metadata.get("jupyter", {}).get("source_hidden") for c in notebook.cells]
+    assert hidden == [None, None, None, True, None, None, None]  # the template's defaults
+    folded = re.search(
+        r"<details[^>]*><summary>The template's default parameters.*?</details>", html, re.S
+    )
+    assert folded and "resnet-tiny" in folded.group(0) and "gpt-mini" not in folded.group(0)
+    assert "gpt-mini" in html  # this run's values, in view
     title = "resnet-tiny in torch (ok): repro run 20261123T025227Z_resnet-tiny_torch_1c6c22"
     assert f"<title>{title}</title>" in html
     assert re.search(r"<td>outputs agree \(\|diff\| &lt;= 1e-4\)</td>", html)  # one cell

@@ -140,10 +140,22 @@ def busy_banner(notebook, machine: dict | None) -> None:
     notebook.cells.insert(0, cell)
 
 
+def fold_defaults(notebook) -> None:
+    """Fold away the template's default parameters where papermill injected this run's after
+    them, so that the first parameter values a reader sees are this run's (collapsed in
+    JupyterLab, a closed <details> in report.html; the cell itself stays as it ran)."""
+    tags = [c.metadata.get("tags", []) for c in notebook.cells]
+    if any("injected-parameters" in t for t in tags):
+        for cell, cell_tags in zip(notebook.cells, tags, strict=True):
+            if "parameters" in cell_tags:
+                cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+
+
 def head(notebook, metrics: dict, environment: dict | None) -> None:
     """Lead the report with its result: the summary cell after the banner (the template's cells
-    follow), why the run stopped or that the machine was busy above both, and a title naming
-    the run for report.html's <title>."""
+    follow, their default parameters folded away), why the run stopped or that the machine was
+    busy above both, and a title naming the run for report.html's <title>."""
+    fold_defaults(notebook)
     cell = nbformat.v4.new_markdown_cell(headline.markdown(metrics, environment))
     cell.metadata["tags"] = [SUMMARY_TAG]
     tags = [c.metadata.get("tags", []) for c in notebook.cells]
