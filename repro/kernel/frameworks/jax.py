@@ -142,6 +142,7 @@ class Adapter(Base):
             state, loss = train(state, inputs, labels)
             return loss
 
+        step.params = lambda: state[0]  # the trained weights (repro.kernel.parallel reads them)
         return step
 
     def count_flops(self, net, inputs, labels, mode: str) -> dict:

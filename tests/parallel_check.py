@@ -1,0 +1,65 @@
+"""Data-parallel check run inside ONE framework's kernel; tests/test_parallel.py drives it.
+
+    python parallel_check.py FRAMEWORK MODEL DEVICES
+
+MODEL is a workload's `model` entry as JSON. Trains the model for STEPS steps on one global batch
+twice from the same initial weights: on one device with the adapter's own step, then data-parallel
+over DEVICES devices (repro.kernel.parallel), each device taking its part of the batch. Prints one
+JSON object as its last line: both runs' losses, the largest weight difference after the steps,
+and the largest change the steps made to any weight (so a tolerance can be judged against it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from repro.kernel import frameworks, models, parallel
+
+BATCH, SEED, LR, STEPS = 4, 0, 1e-3, 2
+DEFAULT_COMPILE = {"torch": "eager", "tensorflow": "function", "jax": "jit"}
+
+
+def largest(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    assert [x.shape for x in a] == [y.shape for y in b], "the weights differ in shape"
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
+
+
+def check(framework: str, model: dict, devices: int) -> dict:
+    parallel.prepare(framework, devices)
+    fw = frameworks.load(framework, threads=1, seed=SEED)
+    x, y = models.synthetic_batch(models.config(model), BATCH, SEED)
+    compile, table = DEFAULT_COMPILE[framework], [LR] * STEPS
+
+    net = fw.build(model)
+    step = fw.step(
+        net, fw.to_native(x), fw.to_native(y), mode="training", compile=compile, lr_table=table
+    )
+    before = parallel.trained_weights(fw, net, step)
+    one = [fw.to_float(step()) for _ in range(STEPS)]
+    single = parallel.trained_weights(fw, net, step)
+
+    replicated = parallel.training(
+        fw, model, x, y, devices=devices, compile=compile, lr_table=table
+    )
+    try:
+        many = [fw.to_float(replicated.step()) for _ in range(STEPS)]
+        weights = replicated.weights()
+    finally:
+        replicated.close()
+    return {
+        "loss_1": one,
+        f"loss_{devices}": many,
+        "weights_max_abs_diff": largest(single, weights),
+        "update_max_abs": largest(single, before),
+        "tensors": len(single),
+    }
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    framework, model, devices = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+    print(json.dumps(check(framework, model, devices)))
