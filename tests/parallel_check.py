@@ -48,6 +48,7 @@ def check(framework: str, model: dict, devices: int) -> dict:
     try:
         many = [fw.to_float(replicated.step()) for _ in range(STEPS)]
         weights = replicated.weights()
+        grads = torch_grads(replicated.net) if framework == "torch" else None
     finally:
         replicated.close()
     return {
@@ -56,7 +57,16 @@ def check(framework: str, model: dict, devices: int) -> dict:
         "weights_max_abs_diff": largest(single, weights),
         "update_max_abs": largest(single, before),
         "tensors": len(single),
+        # torch reports the loss apart from DDP's gradient averaging: compare the gradients
+        "grads_max_abs_diff": largest(torch_grads(net), grads) if grads else None,
+        "grads_max_abs": largest(grads, [0 * g for g in grads]) if grads else None,
     }
+
+
+def torch_grads(net) -> list[np.ndarray]:
+    """The last step's gradients (the adapter's step clears them at its start, not its end)."""
+    module = getattr(net, "module", net)
+    return [p.grad.numpy().copy() for p in module.parameters()]
 
 
 if __name__ == "__main__":

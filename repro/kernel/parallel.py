@@ -40,11 +40,16 @@ COMPILE_MODES = {  # the compile modes a data-parallel step is built for
 @dataclass
 class Replicated:
     """A data-parallel training step: `step()` runs one step on every device and returns the
-    global batch's mean loss; `weights()` the trainable weights (the same on every replica)."""
+    global batch's mean loss; `net` is rank 0's model (torch: DDP-wrapped), `weights()` its
+    trainable weights (the same on every replica); `close()` ends the other ranks."""
 
+    fw: Adapter
+    net: object
     step: Callable
-    weights: Callable[[], list[np.ndarray]]
     close: Callable[[], None] = field(default=lambda: None)
+
+    def weights(self) -> list[np.ndarray]:
+        return trained_weights(self.fw, self.net, self.step)
 
 
 def prepare(framework: str, devices: int) -> None:
@@ -140,7 +145,7 @@ def _torch(fw, model, inputs, labels, devices, compile, lr_table, attention) -> 
             dist.destroy_process_group()
             followers.clear()
 
-    return Replicated(step, lambda: trained_weights(fw, net, step), close)
+    return Replicated(fw, net, step, close)
 
 
 def _command(value: int) -> int:
@@ -206,7 +211,7 @@ def _jax(fw, model, inputs, labels, devices, compile, lr_table, attention) -> Re
     x, y = (jax.device_put(a, batch) for a in (inputs, labels))
     step = fw.step((module, variables), x, y, mode="training", compile=compile, lr_table=lr_table)
 
-    return Replicated(step, lambda: trained_weights(fw, None, step))
+    return Replicated(fw, (module, variables), step)
 
 
 # -- tensorflow ---------------------------------------------------------------------------------
@@ -233,7 +238,7 @@ def _tensorflow(fw, model, inputs, labels, devices, compile, lr_table, attention
         losses = strategy.run(train, args=(x, y))  # each already scaled by 1/N (Keras)
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
-    return Replicated(lambda: replicated(x, y), lambda: trained_weights(fw, net, None))
+    return Replicated(fw, net, lambda: replicated(x, y))
 
 
 def _enough(available: int, devices: int, framework: str, how: str) -> None:
