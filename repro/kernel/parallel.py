@@ -13,9 +13,11 @@ the optimizer and the step (`repro.kernel.frameworks`); this module only replica
   logical CPUs configured before TensorFlow initialises its devices (`prepare`). Keras scales each
   replica's loss by 1/N and its optimizer sums the replicas' gradients.
 
-The loss a step returns is the global batch's mean. Models with BatchNorm (ResNet) normalise each
-device's part with its own statistics (no SyncBatchNorm), as DDP, pmap-style meshes and
-MirroredStrategy do by default, so their loss on N devices legitimately differs from one device's.
+The loss a step returns is the global batch's mean. BatchNorm (ResNet) differs by framework, as
+each framework's own data parallelism does: torch's DDP and TensorFlow's MirroredStrategy
+normalise each device's part with its own statistics (no SyncBatchNorm), so their loss on N
+devices legitimately differs from one device's; JAX's mesh is one program over the global batch,
+so its batch statistics are the global batch's (as SyncBatchNorm's).
 
 On a CPU the "devices" share the same cores: they test correctness, not speed.
 """
@@ -205,8 +207,9 @@ def _jax(fw, model, inputs, labels, devices, compile, lr_table, attention) -> Re
     available = jax.devices(fw.jax_device.platform)
     _enough(len(available), devices, "jax", "XLA_FLAGS=--xla_force_host_platform_device_count")
     mesh = jax.make_mesh((devices,), ("data",), (AxisType.Auto,), devices=available[:devices])
+    fw.replicated = NamedSharding(mesh, PartitionSpec())
     module, variables = fw.build(model, attention)
-    variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
+    variables = jax.device_put(variables, fw.replicated)
     batch = NamedSharding(mesh, PartitionSpec("data"))
     x, y = (jax.device_put(a, batch) for a in (inputs, labels))
     step = fw.step((module, variables), x, y, mode="training", compile=compile, lr_table=lr_table)
