@@ -29,8 +29,7 @@ def largest(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 def check(framework: str, model: dict, devices: int) -> dict:
-    parallel.prepare(framework, devices)
-    fw = frameworks.load(framework, threads=1, seed=SEED)
+    fw = frameworks.load(framework, devices=devices, threads=1, seed=SEED)
     x, y = models.synthetic_batch(models.config(model), BATCH, SEED)
     compile, table = DEFAULT_COMPILE[framework], [LR] * STEPS
 

@@ -114,6 +114,17 @@ ROWS = [
         "sequence_length (1000) exceeds max_position (128)",
     ),
     ([*RUN, "-p", "precision=fp16", "-p", "mode=training"], "fp16 is for inference only"),
+    ([*RUN, "-p", "devices=2", "-p", "mode=inference"], "devices=2 is for training"),
+    ([*RUN, "-p", "devices=0"], "devices must be >= 1, got 0"),
+    ([*RUN, "-p", "devices=65"], "devices must be <= 64"),
+    (
+        [*RUN, "-f", "tensorflow", "-p", "devices=2", "-p", "mode=training", "-p", "compile=xla"],
+        "devices=2 with tensorflow runs compile=function, not 'xla'",
+    ),
+    (
+        [*RUN, "-p", "devices=2", "-p", "mode=training", "-p", "repeats=3"],
+        "devices=2 is measured by one process; use repeats=1",
+    ),
     pytest.param([*RUN, "-p", "device=gpu"], "this machine has no NVIDIA GPU", marks=NO_GPU),
     ([*RUN, "--kernel", "torch-rocm"], "unknown kernel 'torch-rocm' for torch"),
     ([*RUN, "--template", "{d}/notes.txt"], "cannot read template {d}/notes.txt as a notebook"),

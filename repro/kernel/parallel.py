@@ -6,7 +6,7 @@ the optimizer and the step (`repro.kernel.frameworks`); this module only replica
 - torch: DistributedDataParallel, one process per device (gloo on a CPU, NCCL on GPUs). The
   calling process is rank 0; ranks 1..N-1 are spawned processes that run one step each time rank
   0 does (rank 0 broadcasts "step" or "stop"). They meet through a TCP store on loopback on a
-  port the system picks.
+  port the system picks. On a CPU each rank takes threads // N of the run's threads.
 - jax: one process; the weights replicated and the batch sharded over a 1-D mesh ("data"); jit
   inserts the all-reduce. CPU devices need XLA_FLAGS set before the backend starts (`prepare`).
 - tensorflow: tf.distribute.MirroredStrategy over the first N logical devices; on a CPU they are
@@ -24,19 +24,15 @@ On a CPU the "devices" share the same cores: they test correctness, not speed.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from repro.kernel.frameworks import DATA_PARALLEL_COMPILE_MODES as COMPILE_MODES
 from repro.kernel.frameworks.base import Adapter
-
-COMPILE_MODES = {  # the compile modes a data-parallel step is built for
-    "torch": ("eager", "compile"),
-    "tensorflow": ("function",),
-    "jax": ("jit", "eager"),
-}
 
 
 @dataclass
@@ -134,6 +130,7 @@ def _torch(fw, model, inputs, labels, devices, compile, lr_table, attention) -> 
     for process in followers:
         process.start()
     net, run = _torch_replica(fw, store, 0, *job[1:-1])
+    atexit.register(lambda: close())  # the other ranks stop with this process
 
     def step():
         _command(1)
@@ -167,10 +164,14 @@ def _torch_replica(fw, store, rank, model, inputs, labels, devices, compile, lr_
     from torch.nn.parallel import DistributedDataParallel
 
     gpu = fw.device == "gpu"
+    if gpu:
+        _enough(torch.cuda.device_count(), devices, "torch", "one GPU per device")
     dist.init_process_group("nccl" if gpu else "gloo", store=store, rank=rank, world_size=devices)
     if gpu:
         fw.torch_device = torch.device("cuda", rank)
         torch.cuda.set_device(fw.torch_device)
+    else:  # the ranks share the run's threads (and its cores), rather than each taking them all
+        torch.set_num_threads(max(1, fw.threads // devices))
     net = DistributedDataParallel(fw.build(model, attention), device_ids=[rank] if gpu else None)
     x, y = (fw.to_native(split(a, devices, rank)) for a in (inputs, labels))
     local = fw.step(net, x, y, mode="training", compile=compile, lr_table=lr_table)
@@ -205,7 +206,7 @@ def _jax(fw, model, inputs, labels, devices, compile, lr_table, attention) -> Re
     from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
     available = jax.devices(fw.jax_device.platform)
-    _enough(len(available), devices, "jax", "XLA_FLAGS=--xla_force_host_platform_device_count")
+    _enough(len(available), devices, "jax", "on a CPU, load it with devices (parallel.prepare)")
     mesh = jax.make_mesh((devices,), ("data",), (AxisType.Auto,), devices=available[:devices])
     fw.replicated = NamedSharding(mesh, PartitionSpec())
     module, variables = fw.build(model, attention)
@@ -223,7 +224,7 @@ def _tensorflow(fw, model, inputs, labels, devices, compile, lr_table, attention
 
     kind = "GPU" if fw.device == "gpu" else "CPU"
     available = tf.config.list_logical_devices(kind)
-    _enough(len(available), devices, "tensorflow", "logical CPU devices (parallel.prepare)")
+    _enough(len(available), devices, "tensorflow", "on a CPU, load it with devices")
     strategy = tf.distribute.MirroredStrategy([d.name for d in available[:devices]])
     with strategy.scope():
         net = fw.build(model, attention)
@@ -246,7 +247,4 @@ def _tensorflow(fw, model, inputs, labels, devices, compile, lr_table, attention
 
 def _enough(available: int, devices: int, framework: str, how: str) -> None:
     if available < devices:
-        raise RuntimeError(
-            f"devices={devices}, but {framework} sees {available}; on a CPU set {how} before "
-            "the framework starts"
-        )
+        raise RuntimeError(f"devices={devices}, but {framework} sees {available}: {how}")
