@@ -8,9 +8,10 @@ the optimizer and the step (`repro.kernel.frameworks`); this module only replica
   0 does (rank 0 broadcasts "step" or "stop"). They meet through a TCP store on loopback on a
   port the system picks. On a CPU each rank takes threads // N of the run's threads.
 - jax: one process; the weights replicated and the batch sharded over a 1-D mesh ("data"); jit
-  inserts the all-reduce. CPU devices need XLA_FLAGS set before the backend starts (`prepare`).
+  inserts the all-reduce. CPU devices need XLA_FLAGS set before the backend starts
+  (`frameworks.load(..., devices=N)` sets it).
 - tensorflow: tf.distribute.MirroredStrategy over the first N logical devices; on a CPU they are
-  logical CPUs configured before TensorFlow initialises its devices (`prepare`). Keras scales each
+  logical CPUs the adapter configures before TensorFlow initialises its devices. Keras scales each
   replica's loss by 1/N and its optimizer sums the replicas' gradients.
 
 The loss a step returns is the global batch's mean. BatchNorm (ResNet) differs by framework, as
@@ -25,7 +26,6 @@ On a CPU the "devices" share the same cores: they test correctness, not speed.
 from __future__ import annotations
 
 import atexit
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,22 +48,6 @@ class Replicated:
 
     def weights(self) -> list[np.ndarray]:
         return trained_weights(self.fw, self.net, self.step)
-
-
-def prepare(framework: str, devices: int) -> None:
-    """Before the framework starts: make `devices` CPU devices for JAX (forced host devices) or
-    TensorFlow (logical CPUs). torch needs nothing (one process per device)."""
-    if devices <= 1:
-        return
-    if framework == "jax":
-        flag = f"--xla_force_host_platform_device_count={devices}"
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
-    elif framework == "tensorflow":
-        import tensorflow as tf
-
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        config = [tf.config.LogicalDeviceConfiguration() for _ in range(devices)]
-        tf.config.set_logical_device_configuration(cpu, config)
 
 
 def split(array: np.ndarray, devices: int, rank: int) -> np.ndarray:
@@ -206,7 +190,7 @@ def _jax(fw, model, inputs, labels, devices, compile, lr_table, attention) -> Re
     from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
     available = jax.devices(fw.jax_device.platform)
-    _enough(len(available), devices, "jax", "on a CPU, load it with devices (parallel.prepare)")
+    _enough(len(available), devices, "jax", "on a CPU, load it with devices=N")
     mesh = jax.make_mesh((devices,), ("data",), (AxisType.Auto,), devices=available[:devices])
     fw.replicated = NamedSharding(mesh, PartitionSpec())
     module, variables = fw.build(model, attention)
@@ -224,7 +208,7 @@ def _tensorflow(fw, model, inputs, labels, devices, compile, lr_table, attention
 
     kind = "GPU" if fw.device == "gpu" else "CPU"
     available = tf.config.list_logical_devices(kind)
-    _enough(len(available), devices, "tensorflow", "on a CPU, load it with devices")
+    _enough(len(available), devices, "tensorflow", "on a CPU, load it with devices=N")
     strategy = tf.distribute.MirroredStrategy([d.name for d in available[:devices]])
     with strategy.scope():
         net = fw.build(model, attention)

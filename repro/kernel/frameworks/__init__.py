@@ -55,12 +55,13 @@ def prepare_process(threads: int, deterministic: bool) -> int:
 
 def load(name: str, devices: int = 1, **options) -> Adapter:
     """The adapter for framework `name`, set up with device, threads, seed, precision and
-    deterministic; `devices` > 1 readies that many CPU devices for data parallelism first."""
+    deterministic; `devices` > 1 readies that many CPU devices for data parallelism (JAX and
+    TensorFlow; torch runs a process per device)."""
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown framework {name!r}; choose one of {', '.join(FRAMEWORKS)}")
     options["threads"] = prepare_process(options.get("threads", 0), options.get("deterministic"))
-    from repro.kernel import parallel  # imports no framework until it is needed
-
-    parallel.prepare(name, devices)
+    if name == "jax" and devices > 1:  # N CPU devices, read when the backend starts
+        flag = f"--xla_force_host_platform_device_count={devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     module = importlib.import_module(f"repro.kernel.frameworks.{name}")
-    return module.Adapter(**options)
+    return module.Adapter(devices=devices, **options)

@@ -22,6 +22,10 @@ class Adapter(Base):
     name = "tensorflow"
 
     def setup(self, device: str) -> str:
+        if self.devices > 1:  # N logical CPUs for data parallelism, before TF sets up devices
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            config = [tf.config.LogicalDeviceConfiguration() for _ in range(self.devices)]
+            tf.config.set_logical_device_configuration(cpu, config)
         tf.config.threading.set_intra_op_parallelism_threads(self.threads)
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:  # do not grab the whole GPU up front
