@@ -18,6 +18,7 @@ import pytest
 from conftest import ROOT, repro
 
 from repro.driver import plan
+from repro.errors import UserError
 
 EVIL = "repro-test-evil-member"  # a bundle member that would land beside the extraction folder
 # `repro` with repro/workloads/ swapped for a test folder (argv: folder, then the command)
@@ -292,3 +293,5 @@ def test_device_gpu_needs_a_gpu_that_nvidia_smi_lists(script, found, tmp_path, m
     assert plan.has_nvidia_gpu() is found
     if found:
         assert plan.resolve("resnet-tiny", "torch", {"device": "gpu"}).params["device"] == "gpu"
+        with pytest.raises(UserError, match="devices=2, but nvidia-smi lists 1 GPU"):
+            plan.resolve("gpt-mini", "torch", {"devices": "2", "mode": "training"})

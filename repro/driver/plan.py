@@ -293,18 +293,23 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 
 
 def has_nvidia_gpu() -> bool:
-    """Whether the NVIDIA driver sees a GPU: its /proc entries, else `nvidia-smi -L` (no CUDA)."""
+    return nvidia_gpus() > 0
+
+
+def nvidia_gpus() -> int:
+    """How many GPUs the NVIDIA driver sees: its /proc entries, else `nvidia-smi -L` (no CUDA)."""
     gpus = Path("/proc/driver/nvidia/gpus")
     if gpus.is_dir() and any(gpus.iterdir()):
-        return True
+        return len(list(gpus.iterdir()))
     smi = shutil.which("nvidia-smi")
     if smi is None:
-        return False
+        return 0
     try:
         listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
-        return False
-    return listed.returncode == 0 and "GPU" in listed.stdout
+        return 0
+    lines = listed.stdout.splitlines() if listed.returncode == 0 else []
+    return sum(line.startswith("GPU ") for line in lines)
 
 
 def auto_kernel(framework: str, device: str) -> tuple[str, str]:
@@ -373,6 +378,9 @@ def check_data_parallel(framework: str, resolved: dict) -> None:
         )
     if resolved["repeats"] > 1:
         raise UserError(f"devices={devices} is measured by one process; use repeats=1")
+    gpus = nvidia_gpus() if resolved["device"] in ("auto", "gpu") else 0
+    if gpus and devices > gpus:
+        raise UserError(f"devices={devices}, but nvidia-smi lists {gpus} GPU(s); use at most that")
 
 
 def resolve(
