@@ -3,7 +3,7 @@ the devices, each device computing the loss and gradients of its part, the gradi
 and every replica applying the same update to the same weights. The adapters build the model,
 the optimizer and the step (`repro.kernel.frameworks`); this module only replicates them:
 
-- torch: DistributedDataParallel, one process per device (gloo on a CPU, NCCL on GPUs). The
+- torch: DistributedDataParallel, one process per device (gloo on a CPU, NCCL on GPUs, untried). The
   calling process is rank 0; ranks 1..N-1 are spawned processes that run one step each time rank
   0 does (rank 0 broadcasts "step" or "stop"). They meet through a TCP store on loopback on a
   port the system picks. On a CPU each rank takes threads // N of the run's threads.
@@ -150,7 +150,9 @@ def _torch_replica(fw, store, rank, model, inputs, labels, devices, compile, lr_
     gpu = fw.device == "gpu"
     if gpu:
         _enough(torch.cuda.device_count(), devices, "torch", "one GPU per device")
-    dist.init_process_group("nccl" if gpu else "gloo", store=store, rank=rank, world_size=devices)
+    # GPUs: NCCL for the gradients, gloo for rank 0's orders (CPU tensors)
+    backend = "cpu:gloo,cuda:nccl" if gpu else "gloo"
+    dist.init_process_group(backend, store=store, rank=rank, world_size=devices)
     if gpu:
         fw.torch_device = torch.device("cuda", rank)
         torch.cuda.set_device(fw.torch_device)
@@ -162,8 +164,8 @@ def _torch_replica(fw, store, rank, model, inputs, labels, devices, compile, lr_
 
     def run():
         loss = local()
-        dist.all_reduce(loss, op=dist.ReduceOp.AVG if gpu else dist.ReduceOp.SUM)
-        return loss if gpu else loss / devices  # gloo has no AVG
+        dist.all_reduce(loss)  # summed: gloo has no average
+        return loss / devices
 
     return net, run
 
