@@ -101,6 +101,5 @@ class Adapter:
             "seed": self.seed,
             "precision": self.precision,
             "deterministic": self.deterministic,
-            "devices": self.devices,
             "optimizer": OPTIMIZER,
         }
