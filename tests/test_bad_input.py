@@ -18,6 +18,7 @@ import pytest
 from conftest import ROOT, repro
 
 from repro.driver import plan
+from repro.errors import UserError
 
 EVIL = "repro-test-evil-member"  # a bundle member that would land beside the extraction folder
 # `repro` with repro/workloads/ swapped for a test folder (argv: folder, then the command)
@@ -114,6 +115,17 @@ ROWS = [
         "sequence_length (1000) exceeds max_position (128)",
     ),
     ([*RUN, "-p", "precision=fp16", "-p", "mode=training"], "fp16 is for inference only"),
+    ([*RUN, "-p", "devices=2", "-p", "mode=inference"], "devices=2 is for training"),
+    ([*RUN, "-p", "devices=0"], "devices must be >= 1, got 0"),
+    ([*RUN, "-p", "devices=65"], "devices must be <= 64"),
+    (
+        [*RUN, "-f", "tensorflow", "-p", "devices=2", "-p", "mode=training", "-p", "compile=xla"],
+        "devices=2 with tensorflow runs compile=function, not 'xla'",
+    ),
+    (
+        [*RUN, "-p", "devices=2", "-p", "mode=training", "-p", "repeats=3"],
+        "devices=2 is measured by one process; use repeats=1",
+    ),
     pytest.param([*RUN, "-p", "device=gpu"], "this machine has no NVIDIA GPU", marks=NO_GPU),
     ([*RUN, "--kernel", "torch-rocm"], "unknown kernel 'torch-rocm' for torch"),
     ([*RUN, "--template", "{d}/notes.txt"], "cannot read template {d}/notes.txt as a notebook"),
@@ -281,3 +293,5 @@ def test_device_gpu_needs_a_gpu_that_nvidia_smi_lists(script, found, tmp_path, m
     assert plan.has_nvidia_gpu() is found
     if found:
         assert plan.resolve("resnet-tiny", "torch", {"device": "gpu"}).params["device"] == "gpu"
+        with pytest.raises(UserError, match="devices=2, but nvidia-smi lists 1 GPU"):
+            plan.resolve("gpt-mini", "torch", {"devices": "2", "mode": "training"})

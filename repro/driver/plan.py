@@ -19,7 +19,7 @@ import yaml
 from repro.driver import kernels
 from repro.errors import UserError, brief
 from repro.kernel import models
-from repro.kernel.frameworks import COMPILE_MODES, FRAMEWORKS
+from repro.kernel.frameworks import COMPILE_MODES, DATA_PARALLEL_COMPILE_MODES, FRAMEWORKS
 from repro.paths import KERNELSPECS, ROOT, RUNS, WORKLOADS
 
 if TYPE_CHECKING:
@@ -161,6 +161,15 @@ PARAMS = {
         ),
         Param("device", str, "where the model runs", "auto", choices=("auto", "cpu", "gpu")),
         Param(
+            "devices",
+            int,
+            "data-parallel devices (training): batch_size samples on each, one global batch; "
+            "CPU devices share its cores, so they test correctness only",
+            1,
+            minimum=1,
+            maximum=64,
+        ),
+        Param(
             "price_per_hour",
             float,
             "machine price per hour for cost per 1,000 samples; 0 = not given",
@@ -284,18 +293,23 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 
 
 def has_nvidia_gpu() -> bool:
-    """Whether the NVIDIA driver sees a GPU: its /proc entries, else `nvidia-smi -L` (no CUDA)."""
+    return nvidia_gpus() > 0
+
+
+def nvidia_gpus() -> int:
+    """How many GPUs the NVIDIA driver sees: its /proc entries, else `nvidia-smi -L` (no CUDA)."""
     gpus = Path("/proc/driver/nvidia/gpus")
     if gpus.is_dir() and any(gpus.iterdir()):
-        return True
+        return len(list(gpus.iterdir()))
     smi = shutil.which("nvidia-smi")
     if smi is None:
-        return False
+        return 0
     try:
         listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
-        return False
-    return listed.returncode == 0 and "GPU" in listed.stdout
+        return 0
+    lines = listed.stdout.splitlines() if listed.returncode == 0 else []
+    return sum(line.startswith("GPU ") for line in lines)
 
 
 def auto_kernel(framework: str, device: str) -> tuple[str, str]:
@@ -351,6 +365,24 @@ def kernels_for(framework: str) -> list[str]:
     return [name for name in kernels.available() if name.startswith(f"{framework}-")]
 
 
+def check_data_parallel(framework: str, resolved: dict) -> None:
+    """devices > 1: a data-parallel training step (repro.kernel.parallel), in the compile modes
+    it is built for, measured by one process."""
+    devices, modes = resolved["devices"], DATA_PARALLEL_COMPILE_MODES[framework]
+    if resolved["mode"] != "training":
+        raise UserError(f"devices={devices} is for training (mode=training); inference uses one")
+    if resolved["compile"] not in modes:
+        raise UserError(
+            f"devices={devices} with {framework} runs compile={' or '.join(modes)}, "
+            f"not {resolved['compile']!r}"
+        )
+    if resolved["repeats"] > 1:
+        raise UserError(f"devices={devices} is measured by one process; use repeats=1")
+    gpus = nvidia_gpus() if resolved["device"] in ("auto", "gpu") else 0
+    if gpus and devices > gpus:
+        raise UserError(f"devices={devices}, but nvidia-smi lists {gpus} GPU(s); use at most that")
+
+
 def resolve(
     workload: str = DEFAULT_WORKLOAD,
     framework: str = DEFAULT_FRAMEWORK,
@@ -400,6 +432,8 @@ def resolve(
             "precision=fp16 is for inference only (training would need loss "
             "scaling); choose one of: fp32, tf32, bf16"
         )
+    if resolved["devices"] > 1:
+        check_data_parallel(framework, resolved)
     if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
         raise UserError(
             f"country must be a 3-letter ISO code such as USA or FRA, got {resolved['country']!r}"

@@ -177,10 +177,12 @@ def results(
     price_per_hour: float = 0.0,
     tokens_per_sample: int | None = None,
     seed: int = 0,
+    devices: int = 1,
 ) -> dict:
     """Summarise a measurement, show its table, warnings and plots, and record it. `repeats` are
     the measurements of the run's further processes (repro.kernel.repeat), this kernel's being the
-    first."""
+    first; `devices` > 1: a data-parallel step over that many devices (`m` counts every device's
+    samples; the FLOPs are one device's)."""
     summary = measure.summarize(m, seed=seed)
     processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
     processes += [
@@ -249,6 +251,14 @@ def results(
     if tokens_per_sample:
         tokens = f"{thr['tokens_per_s']:.1f}{ci(thr['tokens_ci95'], '{:.1f}')}"
         rows = {"throughput (tokens/s)": tokens, **rows}
+    if devices > 1:
+        summary["data_parallel"] = parallel(fw, devices, thr["samples_per_s"], summary["warnings"])
+        rows.update(
+            {
+                "devices (data parallel)": f"{devices} × {m.batch_size // devices} samples",
+                "throughput per device (samples/s)": f"{thr['samples_per_s'] / devices:.2f}",
+            }
+        )
     if losses:
         rows["training loss, first → last step"] = f"{losses[0]:.4f} → {losses[-1]:.4f}"
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
@@ -261,6 +271,20 @@ def results(
     if losses:
         plot_loss(losses, m)
     return published
+
+
+def parallel(fw, devices: int, samples_per_s: float, warnings: list[str]) -> dict:
+    """A data-parallel run's own figures; on a CPU, a warning that they test correctness only."""
+    if fw.device == "cpu":
+        warnings.append(
+            f"The {devices} devices are CPU devices sharing this machine's cores: this run tests "
+            "data-parallel correctness, not scaling; its throughput is no multi-device figure."
+        )
+    return {
+        "devices": devices,
+        "samples_per_s_per_device": samples_per_s / devices,
+        "cpu_devices_share_cores": fw.device == "cpu",
+    }
 
 
 def busy_too(check: dict, repeats: list[dict]) -> None:

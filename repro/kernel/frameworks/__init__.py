@@ -25,6 +25,11 @@ COMPILE_MODES = {  # the first one is the framework's usual default
     "tensorflow": ("function", "xla", "eager"),
     "jax": ("jit", "eager"),
 }
+DATA_PARALLEL_COMPILE_MODES = {  # devices > 1: training only, in these (repro.kernel.parallel)
+    "torch": ("eager", "compile"),
+    "tensorflow": ("function",),
+    "jax": ("jit", "eager"),
+}
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 DETERMINISM_ENV = {  # read when the framework initialises its GPU backend
     "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
@@ -48,11 +53,15 @@ def prepare_process(threads: int, deterministic: bool) -> int:
     return threads
 
 
-def load(name: str, **options) -> Adapter:
+def load(name: str, devices: int = 1, **options) -> Adapter:
     """The adapter for framework `name`, set up with device, threads, seed, precision and
-    deterministic."""
+    deterministic; `devices` > 1 readies that many CPU devices for data parallelism (JAX and
+    TensorFlow; torch runs a process per device)."""
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown framework {name!r}; choose one of {', '.join(FRAMEWORKS)}")
     options["threads"] = prepare_process(options.get("threads", 0), options.get("deterministic"))
+    if name == "jax" and devices > 1:  # N CPU devices, read when the backend starts
+        flag = f"--xla_force_host_platform_device_count={devices}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     module = importlib.import_module(f"repro.kernel.frameworks.{name}")
-    return module.Adapter(**options)
+    return module.Adapter(devices=devices, **options)

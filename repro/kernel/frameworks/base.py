@@ -25,6 +25,7 @@ class Adapter:
         seed: int = 0,
         precision: str = "fp32",
         deterministic: bool = False,
+        devices: int = 1,
     ) -> None:
         self.threads = threads or len(os.sched_getaffinity(0))  # load() pinned the process
         self.seed = seed
@@ -35,6 +36,7 @@ class Adapter:
         self.precision = precision
         self.deterministic = deterministic
         self.requested_device = device
+        self.devices = devices  # data-parallel devices (repro.kernel.parallel)
         self.device = self.setup(device)
 
     # -- set up by each framework ------------------------------------------------------------

@@ -25,6 +25,10 @@ def model_state(variables: dict) -> dict:
 
 class Adapter(Base):
     name = "jax"
+    # Set by repro.kernel.parallel for a data-parallel step: the sharding (replicated over its
+    # mesh) the training state keeps, so that jit neither shards the optimizer's moments on its
+    # own (ZeRO-like, not data parallelism) nor compiles again when step 2 gets them sharded.
+    replicated = None
 
     def setup(self, device: str) -> str:
         # fp32 means full-precision matmuls (JAX defaults to TF32-like precision on GPUs).
@@ -133,15 +137,22 @@ class Adapter(Base):
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), model_state, opt_state), loss
 
-        train = self.compiled(train, compile)
         params = variables["params"]
         state = (params, model_state(variables), optimizer.init(params))
+        # committed where step 1's outputs will be: optax's step count starts uncommitted, and jit
+        # compiled the whole step a second time when step 2 got it committed
+        state = jax.device_put(state, self.replicated or self.jax_device)
+        if self.replicated is None:
+            train = self.compiled(train, compile)
+        else:  # data parallel: the state (and the loss) stay replicated
+            train = jax.jit(train, out_shardings=self.replicated) if compile == "jit" else train
 
         def step():
             nonlocal state
             state, loss = train(state, inputs, labels)
             return loss
 
+        step.params = lambda: state[0]  # the trained weights (repro.kernel.parallel reads them)
         return step
 
     def count_flops(self, net, inputs, labels, mode: str) -> dict:

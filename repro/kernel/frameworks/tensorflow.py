@@ -22,6 +22,10 @@ class Adapter(Base):
     name = "tensorflow"
 
     def setup(self, device: str) -> str:
+        if self.devices > 1:  # N logical CPUs for data parallelism, before TF sets up devices
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            config = [tf.config.LogicalDeviceConfiguration() for _ in range(self.devices)]
+            tf.config.set_logical_device_configuration(cpu, config)
         tf.config.threading.set_intra_op_parallelism_threads(self.threads)
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:  # do not grab the whole GPU up front
@@ -84,6 +88,12 @@ class Adapter(Base):
         return lambda: forward(inputs)
 
     def training_step(self, net, inputs, labels, compile: str, lr_table):
+        train = self.compiled(self.train_function(net, lr_table), compile)
+        return lambda: train(inputs, labels)
+
+    def train_function(self, net, lr_table):
+        """One training step (x, y) -> loss, not compiled: repro.kernel.parallel runs it on each
+        replica of a tf.distribute strategy, whose scope it is then built in."""
         table = tf.constant(lr_table)
         o = OPTIMIZER
         optimizer = keras.optimizers.AdamW(
@@ -93,17 +103,20 @@ class Adapter(Base):
             epsilon=o["eps"],
             weight_decay=o["weight_decay"],
         )
+        optimizer.build(net.trainable_variables)  # its variables now, not inside a replica
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
         def train(x, y):
             with tf.GradientTape() as tape:
                 loss = loss_fn(y, tf.cast(net(x, training=True), tf.float32))
-            grads = tape.gradient(loss, net.trainable_variables)
+            # dense, as torch's and JAX's: Keras' AdamW squares an embedding's sparse gradient
+            # per row (ops.square on IndexedSlices) before summing repeated rows, so its second
+            # moment for a token seen k times is sum(g_i^2), not (sum g_i)^2
+            grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, net.trainable_variables)]
             optimizer.apply_gradients(zip(grads, net.trainable_variables, strict=True))
             return loss
 
-        train = self.compiled(train, compile)
-        return lambda: train(inputs, labels)
+        return train
 
     def count_flops(self, net, inputs, labels, mode: str) -> dict:
         """FLOPs of the forward graph from TensorFlow's profiler (training: x3, the usual rule)."""
