@@ -128,9 +128,9 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
         k: scalar(v, f"{where}: params.{k}")
         for k, v in mapping(data.get("params", {}), f"{where}: params").items()
     }
-    axes = mapping(data.get("axes"), f"{where}: axes (the values each cell varies)")
-    if not axes:
-        raise UserError(f"{where}: axes is empty; name at least one, e.g. batch_size: [2, 4]")
+    if not data.get("axes"):
+        raise UserError(f"{where}: no axes; name at least one, e.g. axes: {{batch_size: [2, 4]}}")
+    axes = mapping(data["axes"], f"{where}: axes")
     for axis, values in axes.items():
         if axis not in (*FIXED_KEYS, *plan.PARAMS):
             valid = ", ".join((*FIXED_KEYS, *plan.PARAMS))
@@ -207,7 +207,7 @@ def check(sweep: Sweep, remote: bool) -> None:
             if not remote:  # where it will run: this machine
                 memory.check(request.workload, request.params)
         except UserError as error:
-            raise UserError(f"sweep {sweep.file}: cell {label(cell)}: {error}") from None
+            raise UserError(f"sweep file {sweep.file}: cell {label(cell)}: {error}") from None
 
 
 # --- in the Ray worker -----------------------------------------------------------------------
