@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -220,10 +221,14 @@ def run_cell(sweep: Sweep, cell: dict, cell_dir: str, log_path: str, context: di
 
     if not sweep.num_gpus:  # Ray no longer hides the GPUs from a task that asked for none
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    with contextlib.suppress(OSError):  # Ray starts workers at niceness 15: a cell is measured
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    write(Path(log_path).with_suffix(".pid"), str(os.getpid()))
     folder = Path(cell_dir)
     before = set(folder.iterdir()) if folder.is_dir() else set()
     status, error = "done", None
     with (
+        interruptible(),
         open(log_path, "a") as log,
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),
@@ -243,7 +248,26 @@ def run_cell(sweep: Sweep, cell: dict, cell_dir: str, log_path: str, context: di
     left = str(new[-1]) if new else None
     if left and status == "failed" and run_status(Path(left)) == "interrupted":
         status = "interrupted"
-    return {"status": status, "folder": left, "error": error}
+    outcome = {"status": status, "folder": left, "error": error}
+    write(outcome_file(log_path), json.dumps(outcome))  # for a driver that cancelled the task
+    return outcome
+
+
+def outcome_file(log_path: str | Path) -> Path:
+    return Path(log_path).with_suffix(".outcome.json")
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Ray's workers block SIGINT: let it in, as Ctrl-C, while a cell runs (the driver's stop()
+    sends it; run() finishes an interrupted run folder)."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
 
 
 def run_status(folder: Path) -> str | None:
@@ -439,7 +463,7 @@ def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: 
             why = f" ({brief(entry['error'])}; log {logfile})" if entry["error"] else ""
             progress.line(f"{entry['label']}: {entry['status']}{why}")
     except KeyboardInterrupt:
-        stop(ray, sweep, state, running)
+        stop(ray, sweep, state, running, engine.startswith("an embedded"), log)
         raise
 
 
@@ -453,19 +477,36 @@ def collect(ray, ref) -> dict:
         return {"status": "failed", "folder": None, "error": f"Ray: {brief(error)}"}
 
 
-def stop(ray, sweep: Sweep, state: dict, running: dict) -> None:
-    """Ctrl-C: interrupt the running cells (each finishes its run folder as interrupted), wait a
-    little for them, and leave every unfinished cell to be resumed."""
-    for ref in running:
-        ray.cancel(ref)
-    for ref, (name, _, _) in running.items():
+def stop(ray, sweep: Sweep, state: dict, running: dict, embedded: bool, log) -> None:
+    """Ctrl-C: interrupt the running cells (SIGINT to their workers, here; ray.cancel on a
+    cluster), give each up to a minute to finish its run folder as interrupted, as a run's
+    Ctrl-C does, and leave every unfinished cell to be resumed."""
+    print(f"sweep {sweep.name}: stopping {len(running)} running cells", file=log, flush=True)
+    ours = set(memory.descendants(os.getpid()))  # the embedded cluster's processes
+    for ref, (_, _, logfile) in running.items():
+        pid = worker_pid(logfile)
+        if embedded and pid in ours:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        else:
+            ray.cancel(ref)
+    deadline = time.monotonic() + 60
+    for name, _, logfile in running.values():
         entry = state["cells"][name]
-        entry["attempts"] -= 1
-        with contextlib.suppress(Exception):
-            [ready], _ = ray.wait([ref], timeout=60)
-            entry.update({k: v for k, v in ray.get(ready).items() if k != "status"})
-        entry["status"] = "interrupted"
+        while not outcome_file(logfile).exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            outcome = json.loads(outcome_file(logfile).read_text())
+            entry.update(folder=str(outcome["folder"]), error=str(outcome["error"]))
+        entry.update(status="interrupted", attempts=entry["attempts"] - 1)
     save(sweep, state)
+
+
+def worker_pid(logfile: Path) -> int | None:
+    try:
+        return int(logfile.with_suffix(".pid").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def compare(sweep: Sweep, state: dict, engine: str, log) -> Path | None:
@@ -526,8 +567,8 @@ def sweep(
         write(sweep.folder / "sweep.yaml", sweep.file.read_bytes())
         temp = Path(tempfile.mkdtemp(prefix="repro-ray-"))
         try:
-            with signals_interrupt():
-                engine = start_ray(address, sweep, temp)
+            engine = start_ray(address, sweep, temp)
+            with signals_interrupt(stop_children=False):  # after ray.init, which sets SIGTERM's
                 progress.line(f"{len(chosen)} cells to run on {engine} in {sweep.folder}")
                 execute(sweep, state, chosen, engine, retries, log)
         finally:
