@@ -174,8 +174,8 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
         axes=axes,
         concurrency=concurrency,
         num_gpus=number(data, "num_gpus", 0, float, where),
-        template=template,
-        runs_dir=Path(folder),
+        template=str(Path(template).absolute()) if template else None,  # a worker's cwd differs
+        runs_dir=Path(folder).absolute(),
     )
 
 
