@@ -27,8 +27,6 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from repro import records
 from repro.driver import memory, plan
 from repro.driver.execute import signals_interrupt
@@ -112,13 +110,7 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
     resolved: `check`); UserError naming the file and what to fix otherwise."""
     path = Path(path)
     where = f"sweep file {path}"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f"line {mark.line + 1}: " if mark else ""
-        raise UserError(f"cannot read {where}: {at}{brief(error)}") from None
-    data = mapping(data, where)
+    data = mapping(plan.read_yaml(path, "sweep file"), where)
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
