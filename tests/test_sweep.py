@@ -69,6 +69,8 @@ def sweep(path: Path, runs_dir: Path, *more: str) -> subprocess.CompletedProcess
         ({"axes": {"steps": [5]}, "concurrency": 0}, "concurrency must be at least 1"),
         ({"axes": {"steps": [5]}, "name": "../x"}, "name must be letters"),
         ({"axes": {"steps": [5]}, "num_gpus": True}, "num_gpus must be a float >= 0, got True"),
+        ("axes: {steps: [5]}\nnum_gpus: .inf", "num_gpus must be a float >= 0, got inf"),
+        ({"axes": {"steps": list(range(1, 41)), "seed": list(range(30))}}, "1,200 cells; at most"),
         ({"axes": {"device": ["gpu"]}}, "cell device=gpu: device=gpu needs num_gpus >= 1"),
         ("axes: [", "cannot read sweep file"),
         ("- a list", "must be a mapping"),

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -48,6 +49,7 @@ TOP_KEYS = (
 )
 STATUSES = ("pending", "running", "done", "failed", "interrupted")
 SCALAR = (str, int, float, bool)
+MAX_CELLS = 1000  # a typo in an axis should not queue a month of runs
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 INSTALL = "Ray is not installed: run `make sweep`, or `pip install -e '.[sweep]'` in repro's venv"
 
@@ -56,7 +58,7 @@ INSTALL = "Ray is not installed: run `make sweep`, or `pip install -e '.[sweep]'
 class Sweep:
     name: str
     file: Path
-    cells: list[dict]  # each {"workload", "framework", "params": {name: text}}
+    cells: list[dict]  # each {"workload", "framework", "params": {name: text}, "axes": {...}}
     axes: dict[str, list]
     concurrency: int
     num_gpus: float
@@ -100,9 +102,43 @@ def mapping(value, where: str) -> dict:
 
 def number(data: dict, name: str, default, kind: type, where: str):
     value = data.get(name, default)
-    if type(value) not in (kind, int) or isinstance(value, bool) or value < 0:
+    if type(value) not in (kind, int) or not math.isfinite(value) or value < 0:
         raise UserError(f"{where}: {name} must be a {kind.__name__} >= 0, got {value!r}")
     return value
+
+
+def read_axes(axes, where: str) -> dict[str, list[str]]:
+    """The `axes` mapping checked: known names, each a non-empty list of distinct scalars."""
+    if not axes:
+        raise UserError(f"{where}: no axes; name at least one, e.g. axes: {{batch_size: [2, 4]}}")
+    valid = (*FIXED_KEYS, *plan.PARAMS)
+    checked = {}
+    for axis, values in mapping(axes, f"{where}: axes").items():
+        if axis not in valid:
+            raise UserError(f"{where}: unknown axis {axis!r}; valid axes: {', '.join(valid)}")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{where}: axes.{axis} must be a non-empty list, e.g. [a, b]")
+        checked[axis] = [scalar(v, f"{where}: axes.{axis}") for v in values]
+        if len(set(checked[axis])) < len(values):
+            raise UserError(f"{where}: axes.{axis} lists a value twice; list each once")
+    return checked
+
+
+def expand(fixed: dict[str, str], axes: dict[str, list[str]]) -> list[dict]:
+    """Every cell of the axes' product, in order (the last axis varies fastest)."""
+    cells = []
+    for values in itertools.product(*axes.values()):
+        varied = dict(zip(axes, values, strict=True))
+        params = {**fixed, **varied}
+        cells.append(
+            {
+                "workload": params.pop("workload", plan.DEFAULT_WORKLOAD),
+                "framework": params.pop("framework", plan.DEFAULT_FRAMEWORK),
+                "params": params,
+                "axes": varied,
+            }
+        )
+    return cells
 
 
 def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
@@ -121,35 +157,16 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
         k: scalar(v, f"{where}: params.{k}")
         for k, v in mapping(data.get("params", {}), f"{where}: params").items()
     }
-    if not data.get("axes"):
-        raise UserError(f"{where}: no axes; name at least one, e.g. axes: {{batch_size: [2, 4]}}")
-    axes = mapping(data["axes"], f"{where}: axes")
-    for axis, values in axes.items():
-        if axis not in (*FIXED_KEYS, *plan.PARAMS):
-            valid = ", ".join((*FIXED_KEYS, *plan.PARAMS))
-            raise UserError(f"{where}: unknown axis {axis!r}; valid axes: {valid}")
-        if not isinstance(values, list) or not values:
-            raise UserError(f"{where}: axes.{axis} must be a non-empty list, e.g. [a, b]")
-        axes[axis] = [scalar(v, f"{where}: axes.{axis}") for v in values]
-        if len(set(axes[axis])) < len(values):
-            raise UserError(f"{where}: axes.{axis} lists a value twice; list each once")
+    axes = read_axes(data.get("axes"), where)
     for name_ in FIXED_KEYS:
         if name_ in data:
             fixed[name_] = scalar(data[name_], f"{where}: {name_}")
     both = sorted(set(fixed) & set(axes))
     if both:
         raise UserError(f"{where}: {both[0]} is both fixed and an axis; give it in one place")
-    cells = []
-    for values in itertools.product(*axes.values()):
-        chosen = {**fixed, **dict(zip(axes, values, strict=True))}
-        cells.append(
-            {
-                "workload": chosen.pop("workload", plan.DEFAULT_WORKLOAD),
-                "framework": chosen.pop("framework", plan.DEFAULT_FRAMEWORK),
-                "params": chosen,
-                "axes": dict(zip(axes, values, strict=True)),
-            }
-        )
+    count = math.prod(len(values) for values in axes.values())
+    if count > MAX_CELLS:
+        raise UserError(f"{where}: {count:,} cells; at most {MAX_CELLS:,}, so split the sweep")
     concurrency = number(data, "concurrency", 1, int, where)
     if concurrency < 1:
         raise UserError(f"{where}: concurrency must be at least 1 (cells run at once)")
@@ -162,7 +179,7 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
     return Sweep(
         name=name,
         file=path,
-        cells=cells,
+        cells=expand(fixed, axes),
         axes=axes,
         concurrency=concurrency,
         num_gpus=number(data, "num_gpus", 0, float, where),
