@@ -178,6 +178,8 @@ def test_ctrl_c_leaves_the_sweep_resumable(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=stderr.open("w"),
         env=os.environ,
+        # Ctrl-C reaches it even where this test runs as a background job (SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     log = None
     deadline = time.monotonic() + 90

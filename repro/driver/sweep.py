@@ -322,21 +322,44 @@ def read_state(sweep: Sweep) -> dict:
         state = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read {path}: {brief(error)}; {fix}") from None
-    try:
-        cells = state["cells"]
-        assert set(cells) == set(fresh["cells"]) and state["digest"] == sweep.digest
-        for entry in cells.values():
-            assert entry["status"] in STATUSES and type(entry["attempts"]) is int
-            assert entry["folder"] is None or isinstance(entry["folder"], str)
-            assert entry["error"] is None or isinstance(entry["error"], str)
-        assert type(state["max_concurrent"]) is int
-        comparison = state["comparison"]
-        assert comparison is None or isinstance(comparison["folder"], str)
-    except (AssertionError, KeyError, TypeError, AttributeError):
-        raise UserError(f"{path} is not a state file of this sweep; {fix}") from None
+    if not valid_state(state, fresh):
+        raise UserError(f"{path} is not a state file of this sweep; {fix}")
+    cells = state["cells"]
     for name, entry in cells.items():
         entry["label"] = fresh["cells"][name]["label"]
     return state
+
+
+def valid_state(state, fresh: dict) -> bool:
+    """Whether `state`, read from a file, has the shape `new_state` gives, for the same cells."""
+
+    def text(value) -> bool:
+        return value is None or isinstance(value, str)
+
+    def entry(e) -> bool:
+        return (
+            isinstance(e, dict)
+            and e.get("status") in STATUSES
+            and type(e.get("attempts")) is int
+            and text(e.get("folder", 0))
+            and text(e.get("error", 0))
+        )
+
+    if not isinstance(state, dict) or state.get("digest") != fresh["digest"]:
+        return False
+    cells, comparison = state.get("cells"), state.get("comparison", 0)
+    return (
+        isinstance(cells, dict)
+        and set(cells) == set(fresh["cells"])
+        and all(entry(e) for e in cells.values())
+        and type(state.get("max_concurrent")) is int
+        and (
+            comparison is None
+            or isinstance(comparison, dict)
+            and isinstance(comparison.get("folder"), str)
+            and isinstance(comparison.get("runs"), list)
+        )
+    )
 
 
 def save(sweep: Sweep, state: dict) -> None:
