@@ -234,7 +234,7 @@ def run_cell(sweep: Sweep, cell: dict, cell_dir: str, log_path: str, context: di
         os.setpriority(os.PRIO_PROCESS, 0, 0)
     write(Path(log_path).with_suffix(".pid"), str(os.getpid()))
     folder = Path(cell_dir)
-    before = set(folder.iterdir()) if folder.is_dir() else set()
+    before = folders_in(folder)
     status, error = "done", None
     with (
         interruptible(),
@@ -253,13 +253,22 @@ def run_cell(sweep: Sweep, cell: dict, cell_dir: str, log_path: str, context: di
         except Exception as failure:  # a bug: its traceback in the cell's log
             traceback.print_exc(file=log)
             status, error = "failed", f"internal error: {type(failure).__name__}: {failure}"
-    new = sorted(set(folder.iterdir()) - before) if folder.is_dir() else []
-    left = str(new[-1]) if new else None
+    left = newest(folder, before)
     if left and status == "failed" and run_status(Path(left)) == "interrupted":
         status = "interrupted"
     outcome = {"status": status, "folder": left, "error": error}
     write(outcome_file(log_path), json.dumps(outcome))  # for a driver that cancelled the task
     return outcome
+
+
+def folders_in(folder: Path) -> set[Path]:
+    return set(folder.iterdir()) if folder.is_dir() else set()
+
+
+def newest(folder: Path, before: set[Path]) -> str | None:
+    """The run folder an attempt left in its cell's folder (the newest not in `before`)."""
+    new = sorted(folders_in(folder) - before)
+    return str(new[-1]) if new else None
 
 
 def outcome_file(log_path: str | Path) -> Path:
@@ -468,20 +477,22 @@ def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: 
                 entry = state["cells"][name]
                 entry.update(status="running", attempts=entry["attempts"] + 1, error=None)
                 logfile = sweep.folder / "logs" / f"{name}.{entry['attempts']}.log"
+                cell_dir = sweep.folder / "cells" / name
                 ref = task.remote(
                     sweep,
                     sweep.cells[i],
-                    str(sweep.folder / "cells" / name),
+                    str(cell_dir),
                     str(logfile),
                     {**context, "cell": entry["label"]},
                 )
-                running[ref] = (name, time.monotonic(), logfile)
+                running[ref] = (name, time.monotonic(), logfile, folders_in(cell_dir))
                 state["max_concurrent"] = max(state["max_concurrent"], len(running))
                 save(sweep, state)
                 progress.line(f"{entry['label']}: started")
             [ref], _ = ray.wait(list(running), num_returns=1)
-            name, began, logfile = running.pop(ref)
+            name, began, logfile, before = running.pop(ref)
             outcome = collect(ray, ref)
+            outcome["folder"] = outcome["folder"] or newest(sweep.folder / "cells" / name, before)
             if outcome["status"] == "done":
                 problems = verify(outcome["folder"])
                 if problems:
@@ -515,7 +526,7 @@ def stop(ray, sweep: Sweep, state: dict, running: dict, embedded: bool, log) -> 
     Ctrl-C does, and leave every unfinished cell to be resumed."""
     print(f"sweep {sweep.name}: stopping {len(running)} running cells", file=log, flush=True)
     ours = set(memory.descendants(os.getpid()))  # the embedded cluster's processes
-    for ref, (_, _, logfile) in running.items():
+    for ref, (_, _, logfile, _) in running.items():
         pid = worker_pid(logfile)
         if embedded and pid in ours:
             with contextlib.suppress(OSError):
@@ -523,7 +534,7 @@ def stop(ray, sweep: Sweep, state: dict, running: dict, embedded: bool, log) -> 
         else:
             ray.cancel(ref)
     deadline = time.monotonic() + 60
-    for name, _, logfile in running.values():
+    for name, _, logfile, _ in running.values():
         entry = state["cells"][name]
         while not outcome_file(logfile).exists() and time.monotonic() < deadline:
             time.sleep(0.2)
