@@ -418,6 +418,7 @@ def start_ray(address: str | None, sweep: Sweep, temp_dir: Path) -> str:
         import ray
     except ImportError:
         raise UserError(INSTALL) from None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report home unless asked for
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # each cell has its log
     if address:
         try:
