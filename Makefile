@@ -5,11 +5,12 @@ VENV := .venv
 REPRO := $(VENV)/bin/repro
 WORKLOAD ?= resnet-50
 FRAMEWORK ?= torch
+SWEEP ?= sweeps/frameworks-small.yaml
 # Every value a user gives is data, never code: read raw (no make expansion of `$(...)`),
 # exported, and quoted in recipes as "$$NAME", so no value is pasted into a shell command.
 # An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
 USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR REBUILD \
-	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE
+	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 export JUPYTER_PATH := $(CURDIR)/.jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
@@ -26,6 +27,10 @@ help: ## Show this help
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(VENV)/.sweep: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e ".[dev,sweep]"
 	touch $@
 
 venv: $(VENV)/.installed ## Create the project's own environment (driver: papermill, nbconvert, uv)
@@ -45,7 +50,7 @@ kernels: venv ## Build (if needed), register and verify every pinned kernel; REB
 lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (uv, hashes; seconds)
 	$(REPRO) lock
 
-test: venv ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)
+test: venv $(VENV)/.sweep ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(REPRO) kernels
@@ -63,6 +68,10 @@ lint: venv ## Check style with ruff
 compare: venv ## Comparison report, first run = baseline: make compare RUNS="runs/a runs/b" [FAIL_IF_SLOWER=5%]
 	$(REPRO) compare $$RUNS $(if $(FAIL_IF_SLOWER),--fail-if-slower "$$FAIL_IF_SLOWER") \
 		$(if $(ALLOW_MIXED),--allow-mixed) $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
+
+sweep: $(VENV)/.sweep ## Run a sweep's matrix on Ray, then compare: make sweep SWEEP=sweeps/x.yaml [ADDRESS=host:6379]
+	$(REPRO) sweep "$$SWEEP" $(if $(ADDRESS),--address "$$ADDRESS") \
+		$(if $(RETRIES),--retries "$$RETRIES") $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
 
 rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1] [TOLERANCE=10%]
 	$(REPRO) rerun "$$REPORT" $(if $(TRUST),--trust) $(if $(TOLERANCE),--tolerance "$$TOLERANCE") \
@@ -85,4 +94,4 @@ lab: venv ## Open JupyterLab with the project's kernels
 clean: ## Remove built environments (runs/ is kept)
 	rm -rf $(VENV) .kernels .jupyter
 
-.PHONY: help venv run list kernels lock test test-fast lint compare rerun verify bundle lab clean
+.PHONY: help venv run list kernels lock test test-fast lint compare sweep rerun verify bundle lab clean

@@ -240,6 +240,24 @@ def parser() -> argparse.ArgumentParser:
         "--no-report", action="store_true", help="print the statistics only (quick CI gate)"
     )
     compare.add_argument("--runs-dir", help="where the comparison folder goes (default runs/)")
+
+    sweep = sub.add_parser(
+        "sweep", help="run a matrix of runs (a sweep file) on Ray, then compare them"
+    )
+    sweep.add_argument("file", type=given, help="the sweep file, e.g. sweeps/frameworks-small.yaml")
+    sweep.add_argument(
+        "--address",
+        help="a running Ray cluster to submit to (default: RAY_ADDRESS, else an embedded one)",
+    )
+    sweep.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="times a failed cell is tried again by a later invocation (default 1)",
+    )
+    sweep.add_argument(
+        "--runs-dir", help="where the sweep folder goes (default: the file's runs_dir, or runs/)"
+    )
     return top
 
 
@@ -328,6 +346,15 @@ def main(argv: list[str] | None = None) -> int:
             print(bundle(args.run, args.output))
         elif args.command == "compare":
             return compare_runs(args)
+        elif args.command == "sweep":
+            from repro.driver.sweep import sweep
+
+            if args.retries < 0:
+                raise UserError(f"--retries must be 0 or more, got {args.retries}")
+            outcome = sweep(args.file, args.address, args.retries, args.runs_dir)
+            print(f"sweep folder: {outcome.folder}")
+            if outcome.comparison:
+                print(f"comparison report: {outcome.comparison / 'report.html'}")
     except ReproError as error:
         print(f"repro: {error}", file=sys.stderr)
         return error.exit_code

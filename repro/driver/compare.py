@@ -27,12 +27,13 @@ from repro.paths import RUNS, TEMPLATES
 TEMPLATE = TEMPLATES / "compare.ipynb"
 
 
-def banner(runs: list[records.Run], differences: dict, run_context: dict) -> str:
+def banner(runs: list[records.Run], differences: dict, run_context: dict, note: str = "") -> str:
     lines = [
         f"**repro comparison `{run_context['run_id']}`** of {len(runs)} runs, baseline "
         f"`{runs[0].name}`; kernel `analysis`, git "
         f"`{(run_context['git'].get('commit') or 'unknown')[:10]}`",
         "Runs: " + ", ".join(f"`{r.folder}`" for r in runs),
+        *([note] if note else []),
     ]
     if differences:
         lines.append(
@@ -45,11 +46,16 @@ def banner(runs: list[records.Run], differences: dict, run_context: dict) -> str
 
 
 def write_report(
-    runs: list[records.Run], runs_dir: Path = RUNS, allow_mixed: bool = False, log=sys.stderr
+    runs: list[records.Run],
+    runs_dir: Path = RUNS,
+    allow_mixed: bool = False,
+    log=sys.stderr,
+    note: str = "",
 ) -> Path:
-    """Execute the comparison template over `runs` (the first is the baseline); return its
-    folder. The caller has already refused mixed contexts unless `allow_mixed`. Like a run, the
-    folder is finished (ok, failed or interrupted, with the reason on top) however it ends."""
+    """Execute the comparison template over `runs` (the first is the baseline), `note` (markdown:
+    how they were run) in the banner; return its folder. The caller has already refused mixed
+    contexts unless `allow_mixed`. Like a run, the folder is finished (ok, failed or
+    interrupted, with the reason on top) however it ends."""
     check_runs_dir(runs_dir)
     kernel = kernels.ensure("analysis", log)
     lock = kernels.verify(kernel)
@@ -66,7 +72,7 @@ def write_report(
             "runs": [str(r.folder.resolve()) for r in runs],
         }
         notebook = template.notebook()
-        first = banner(runs, records.context_differences(runs), run_context)
+        first = banner(runs, records.context_differences(runs), run_context, note)
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(first))
         print(
             f"comparison {folder.name}: executing {TEMPLATE.name} in {kernel.spec_name}", file=log

@@ -171,16 +171,17 @@ TERMINATED = "interrupted by SIGTERM"
 
 
 @contextmanager
-def signals_interrupt() -> Iterator[None]:
+def signals_interrupt(stop_children: bool = True) -> Iterator[None]:
     """Ctrl-C and SIGTERM (sent by `timeout`, CI cancellation, `docker stop`) stop the kernel at
-    once and raise KeyboardInterrupt with the reason. A SIGINT that this process was started to
-    ignore (a background job) stays ignored."""
+    once (with `stop_children`: every child process) and raise KeyboardInterrupt with the reason.
+    A SIGINT that this process was started to ignore (a background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum, frame):
-        stop_kernel()  # quietly: a kernel left running would print errors as the driver leaves
+        if stop_children:  # quietly: a kernel left running would print errors as the driver leaves
+            stop_kernel()
         raise KeyboardInterrupt(INTERRUPTED if signum == signal.SIGINT else TERMINATED)
 
     handled = [signal.SIGTERM]

@@ -216,15 +216,20 @@ SPEC_KEYS = (
 )
 
 
-def load_workload(path: Path) -> dict:
-    """One workload spec, or UserError naming the file and what to fix in it."""
+def read_yaml(path: Path, what: str):
+    """The YAML file at `path` as data (not yet checked), or UserError naming `what` and the line
+    that does not parse."""
     try:
-        spec = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except (OSError, ValueError, yaml.YAMLError) as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
-        raise UserError(f"cannot read workload file {path}: {where}{brief(error)}") from None
-    return check_spec(spec, f"workload file {path}")
+        raise UserError(f"cannot read {what} {path}: {where}{brief(error)}") from None
+
+
+def load_workload(path: Path) -> dict:
+    """One workload spec, or UserError naming the file and what to fix in it."""
+    return check_spec(read_yaml(path, "workload file"), f"workload file {path}")
 
 
 def check_spec(spec, where: str) -> dict:

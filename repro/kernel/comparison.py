@@ -201,8 +201,17 @@ def slant(ax) -> None:
         label.set(rotation=20, horizontalalignment="right")
 
 
+def heatmap_columns(frame: pd.DataFrame) -> list[str]:
+    """The settings that vary within a framework (a sweep's axes other than framework), in
+    frame order; none: workload. A setting tied to the framework (compile: eager vs jit) is
+    not a column of its own."""
+    within = frame.drop(columns=["samples/s"]).groupby("framework").nunique().max()
+    return [c for c in within.index if within[c] > 1] or ["workload"]
+
+
 def plot_heatmap(runs: list[records.Run]) -> str:
-    """Median throughput, framework × workload, or × batch size when only that varies."""
+    """Median throughput, framework × the settings that vary (workload, batch size, precision,
+    compile mode, ...: a sweep's axes)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     from IPython.display import Markdown, display
@@ -211,23 +220,26 @@ def plot_heatmap(runs: list[records.Run]) -> str:
         {
             "framework": r.metrics["framework"],
             "workload": r.metrics["workload"],
-            "batch size": r.metrics["params"]["batch_size"],
+            **{
+                name.replace("_", " "): str(value)
+                for name, value in r.metrics["params"].items()
+                if name not in ("seed", "country", "price_per_hour")
+            },
             "samples/s": r.metrics["summary"]["throughput"]["samples_per_s"],
         }
         for r in runs
     )
-    columns = (
-        "batch size"
-        if frame["workload"].nunique() == 1 and frame["batch size"].nunique() > 1
-        else "workload"
-    )
+    varying = heatmap_columns(frame)
+    columns = ", ".join(varying)
+    frame[columns] = frame[varying].apply(lambda row: ", ".join(row), axis=1)
     grid = frame.pivot_table(
-        index="framework", columns=columns, values="samples/s", aggfunc="median"
+        index="framework", columns=columns, values="samples/s", aggfunc="median", sort=False
     )
     fig, ax = plt.subplots(figsize=(max(4, 1.6 * grid.shape[1] + 2), 0.8 * grid.shape[0] + 1.8))
     sns.heatmap(grid, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": "samples/s"})
     ax.set_title(f"Median throughput (samples/s): framework × {columns}")
-    display(Markdown(f"Columns: **{columns}** ({grid.shape[1]} values, {len(runs)} runs)."))
+    slant(ax)
+    display(Markdown(f"Columns: **{escape(columns)}** ({grid.shape[1]} values, {len(runs)} runs)."))
     show_figure(
         fig,
         "heatmap",

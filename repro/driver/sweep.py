@@ -1,0 +1,639 @@
+"""`repro sweep`: a matrix of ordinary runs on Ray, then one comparison report (driver side).
+
+A sweep file (YAML, untrusted: every key and type checked) names fixed settings and axes; the
+product of the axes is the cells, each resolved with `plan.resolve` before any work starts. The
+sweep folder, <runs>/sweep_<name>_<digest of the cells>/, is found again by rerunning the same
+command: state.json records each cell's status, so done cells are skipped, failed ones retried
+up to --retries and interrupted ones resumed. Each cell is a Ray task that calls the ordinary
+`run()` in the worker; its run folders go to cells/<cell>/, its output to logs/. Ray's embedded
+local cluster is the default; --address (or RAY_ADDRESS) submits to a running cluster, whose
+nodes must share the runs folder and have the project's checkout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from repro import records
+from repro.driver import memory, plan
+from repro.driver.execute import signals_interrupt
+from repro.driver.folders import check_runs_dir, write
+from repro.errors import ReproError, RunFailed, UserError, brief
+from repro.markdown import escape
+from repro.paths import RUNS
+
+FIXED_KEYS = ("workload", "framework")
+TOP_KEYS = (
+    "name",
+    *FIXED_KEYS,
+    "params",
+    "axes",
+    "concurrency",
+    "num_gpus",
+    "template",
+    "runs_dir",
+)
+STATUSES = ("pending", "running", "done", "failed", "interrupted")
+SCALAR = (str, int, float, bool)
+MAX_CELLS = 1000  # a typo in an axis should not queue a month of runs
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+INSTALL = "Ray is not installed: run `make sweep`, or `pip install -e '.[sweep]'` in repro's venv"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    file: Path
+    cells: list[dict]  # each {"workload", "framework", "params": {name: text}, "axes": {...}}
+    axes: dict[str, list]
+    concurrency: int
+    num_gpus: float
+    template: str | None
+    runs_dir: Path
+
+    @property
+    def digest(self) -> str:
+        """What identifies the sweep's results: its cells and how they ran (not concurrency)."""
+        what = [self.name, self.cells, self.template, self.num_gpus]
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8]
+
+    @property
+    def folder(self) -> Path:
+        return self.runs_dir / f"sweep_{self.name}_{self.digest}"
+
+
+def label(cell: dict) -> str:
+    """`framework=torch batch_size=2`: the cell's values of the sweep's axes."""
+    return " ".join(f"{k}={v}" for k, v in cell["axes"].items())
+
+
+def key(index: int, cell: dict) -> str:
+    """The cell's folder and state name: its index and its axis values, file-system safe."""
+    values = "_".join(f"{k}={v}" for k, v in cell["axes"].items())
+    return f"{index:02d}_" + re.sub(r"[^A-Za-z0-9.=_-]", "-", values)[:80]
+
+
+def scalar(value, where: str) -> str:
+    """A YAML scalar as the text `plan.resolve` parses (true -> "true")."""
+    if not isinstance(value, SCALAR):
+        raise UserError(f"{where} must be a single value (text or number), got {value!r}")
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def mapping(value, where: str) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise UserError(f"{where} must be a mapping of names to values")
+    return value
+
+
+def number(data: dict, name: str, default, kind: type, where: str):
+    value = data.get(name, default)
+    if type(value) not in (kind, int) or not math.isfinite(value) or value < 0:
+        raise UserError(f"{where}: {name} must be a {kind.__name__} >= 0, got {value!r}")
+    return value
+
+
+def read_axes(axes, where: str) -> dict[str, list[str]]:
+    """The `axes` mapping checked: known names, each a non-empty list of distinct scalars."""
+    if not axes:
+        raise UserError(f"{where}: no axes; name at least one, e.g. axes: {{batch_size: [2, 4]}}")
+    valid = (*FIXED_KEYS, *plan.PARAMS)
+    checked = {}
+    for axis, values in mapping(axes, f"{where}: axes").items():
+        if axis not in valid:
+            raise UserError(f"{where}: unknown axis {axis!r}; valid axes: {', '.join(valid)}")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{where}: axes.{axis} must be a non-empty list, e.g. [a, b]")
+        checked[axis] = [scalar(v, f"{where}: axes.{axis}") for v in values]
+        if len(set(checked[axis])) < len(values):
+            raise UserError(f"{where}: axes.{axis} lists a value twice; list each once")
+    return checked
+
+
+def expand(fixed: dict[str, str], axes: dict[str, list[str]]) -> list[dict]:
+    """Every cell of the axes' product, in order (the last axis varies fastest)."""
+    cells = []
+    for values in itertools.product(*axes.values()):
+        varied = dict(zip(axes, values, strict=True))
+        params = {**fixed, **varied}
+        cells.append(
+            {
+                "workload": params.pop("workload", plan.DEFAULT_WORKLOAD),
+                "framework": params.pop("framework", plan.DEFAULT_FRAMEWORK),
+                "params": params,
+                "axes": varied,
+            }
+        )
+    return cells
+
+
+def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
+    """The sweep file at `path`, its keys and value types checked, expanded into cells (not yet
+    resolved: `check`); UserError naming the file and what to fix otherwise."""
+    path = Path(path)
+    where = f"sweep file {path}"
+    data = mapping(plan.read_yaml(path, "sweep file"), where)
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise UserError(f"{where}: name must be letters, digits, '.', '_' or '-', got {name!r}")
+    fixed = {
+        k: scalar(v, f"{where}: params.{k}")
+        for k, v in mapping(data.get("params", {}), f"{where}: params").items()
+    }
+    axes = read_axes(data.get("axes"), where)
+    for name_ in FIXED_KEYS:
+        if name_ in data:
+            fixed[name_] = scalar(data[name_], f"{where}: {name_}")
+    both = sorted(set(fixed) & set(axes))
+    if both:
+        raise UserError(f"{where}: {both[0]} is both fixed and an axis; give it in one place")
+    count = math.prod(len(values) for values in axes.values())
+    if count > MAX_CELLS:
+        raise UserError(f"{where}: {count:,} cells; at most {MAX_CELLS:,}, so split the sweep")
+    concurrency = number(data, "concurrency", 1, int, where)
+    if concurrency < 1:
+        raise UserError(f"{where}: concurrency must be at least 1 (cells run at once)")
+    template = data.get("template")
+    if template is not None and not isinstance(template, str):
+        raise UserError(f"{where}: template must be a notebook's path")
+    folder = runs_dir or data.get("runs_dir") or RUNS
+    if not isinstance(folder, str | Path):
+        raise UserError(f"{where}: runs_dir must be a folder's path")
+    return Sweep(
+        name=name,
+        file=path,
+        cells=expand(fixed, axes),
+        axes=axes,
+        concurrency=concurrency,
+        num_gpus=number(data, "num_gpus", 0, float, where),
+        template=str(Path(template).absolute()) if template else None,  # a worker's cwd differs
+        runs_dir=Path(folder).absolute(),
+    )
+
+
+def resolve_cell(sweep: Sweep, cell: dict, runs_dir: Path | None = None) -> plan.RunPlan:
+    """The cell's RunPlan, as `repro run` would resolve it. A cell given no GPU runs on the CPU
+    (device=auto would pick a CUDA kernel on a GPU node)."""
+    params = dict(cell["params"])
+    if not sweep.num_gpus and params.get("device", "auto") == "auto":
+        params["device"] = "cpu"
+    return plan.resolve(
+        cell["workload"],
+        cell["framework"],
+        params,
+        template=sweep.template,
+        runs_dir=runs_dir or sweep.runs_dir,
+    )
+
+
+def check(sweep: Sweep, remote: bool) -> None:
+    """Resolve every cell before anything runs: UserError naming the first bad cell. On a
+    cluster, device=gpu is checked by the worker, whose node has the GPU."""
+    for cell in sweep.cells:
+        params = cell["params"]
+        try:
+            if params.get("device") == "gpu" and not sweep.num_gpus:
+                raise UserError("device=gpu needs num_gpus >= 1 in the sweep file")
+            if remote and params.get("device") == "gpu":
+                cell = {**cell, "params": {**params, "device": "auto"}}
+            request = resolve_cell(sweep, cell)
+            if not remote:  # where it will run: this machine
+                memory.check(request.workload, request.params)
+        except UserError as error:
+            raise UserError(f"sweep file {sweep.file}: cell {label(cell)}: {error}") from None
+
+
+# --- in the Ray worker -----------------------------------------------------------------------
+
+
+def run_cell(sweep: Sweep, cell: dict, cell_dir: str, log_path: str, context: dict) -> dict:
+    """One cell, in a Ray worker: the ordinary `run()`, its output in `log_path`. Returns the
+    outcome (status done, failed or interrupted) and the run folder it left, if any."""
+    from repro.driver.run import Addendum, run
+
+    if not sweep.num_gpus:  # Ray no longer hides the GPUs from a task that asked for none
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    with contextlib.suppress(OSError):  # Ray starts workers at niceness 15: a cell is measured
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    write(Path(log_path).with_suffix(".pid"), str(os.getpid()))
+    folder = Path(cell_dir)
+    before = folders_in(folder)
+    status, error = "done", None
+    with (
+        interruptible(),
+        open(log_path, "a") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+        try:
+            request = resolve_cell(sweep, cell, folder)
+            argv = ["sweep", str(sweep.file), "--cell", label(cell)]
+            run(request, argv=argv, log=log, addendum=Addendum(context={"sweep": context}))
+        except KeyboardInterrupt as stop:
+            status, error = "interrupted", str(stop) or "interrupted"
+        except ReproError as failure:
+            status, error = "failed", str(failure)
+        except Exception as failure:  # a bug: its traceback in the cell's log
+            traceback.print_exc(file=log)
+            status, error = "failed", f"internal error: {type(failure).__name__}: {failure}"
+    left = newest(folder, before)
+    if left and status == "failed" and run_status(Path(left)) == "interrupted":
+        status = "interrupted"
+    outcome = {"status": status, "folder": left, "error": error}
+    write(outcome_file(log_path), json.dumps(outcome))  # for a driver that cancelled the task
+    return outcome
+
+
+def folders_in(folder: Path) -> set[Path]:
+    return set(folder.iterdir()) if folder.is_dir() else set()
+
+
+def newest(folder: Path, before: set[Path]) -> str | None:
+    """The run folder an attempt left in its cell's folder (the newest not in `before`)."""
+    new = sorted(folders_in(folder) - before)
+    return str(new[-1]) if new else None
+
+
+def outcome_file(log_path: str | Path) -> Path:
+    return Path(log_path).with_suffix(".outcome.json")
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Ray's workers block SIGINT: let it in, as Ctrl-C, while a cell runs (the driver's stop()
+    sends it; run() finishes an interrupted run folder)."""
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
+
+
+def run_status(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+def new_state(sweep: Sweep) -> dict:
+    return {
+        "sweep": sweep.name,
+        "file": str(sweep.file),
+        "digest": sweep.digest,
+        "axes": sweep.axes,
+        "max_concurrent": 0,
+        "comparison": None,
+        "cells": {
+            key(i, c): {
+                "label": label(c),
+                "status": "pending",
+                "attempts": 0,
+                "folder": None,
+                "error": None,
+            }
+            for i, c in enumerate(sweep.cells)
+        },
+    }
+
+
+def read_state(sweep: Sweep) -> dict:
+    """The sweep folder's state.json checked as data, or a new state; UserError if it is not
+    a state of this sweep."""
+    path = sweep.folder / "state.json"
+    fresh = new_state(sweep)
+    if not path.exists():
+        return fresh
+    fix = f"move {sweep.folder} aside to start the sweep again"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path}: {brief(error)}; {fix}") from None
+    if not valid_state(state, fresh):
+        raise UserError(f"{path} is not a state file of this sweep; {fix}")
+    cells = state["cells"]
+    for name, entry in cells.items():
+        entry["label"] = fresh["cells"][name]["label"]
+    return state
+
+
+def valid_state(state, fresh: dict) -> bool:
+    """Whether `state`, read from a file, has the shape `new_state` gives, for the same cells."""
+
+    def text(value) -> bool:
+        return value is None or isinstance(value, str)
+
+    def entry(e) -> bool:
+        return (
+            isinstance(e, dict)
+            and e.get("status") in STATUSES
+            and type(e.get("attempts")) is int
+            and text(e.get("folder", 0))
+            and text(e.get("error", 0))
+        )
+
+    if not isinstance(state, dict) or state.get("digest") != fresh["digest"]:
+        return False
+    cells, comparison = state.get("cells"), state.get("comparison", 0)
+    return (
+        isinstance(cells, dict)
+        and set(cells) == set(fresh["cells"])
+        and all(entry(e) for e in cells.values())
+        and type(state.get("max_concurrent")) is int
+        and (
+            comparison is None
+            or isinstance(comparison, dict)
+            and isinstance(comparison.get("folder"), str)
+            and isinstance(comparison.get("runs"), list)
+        )
+    )
+
+
+def save(sweep: Sweep, state: dict) -> None:
+    write(sweep.folder / "state.json", json.dumps(state, indent=1) + "\n")
+
+
+def still_done(sweep: Sweep, entry: dict) -> bool:
+    """A done cell whose run folder is still inside the sweep folder and finished."""
+    folder = Path(entry["folder"] or "")
+    inside = folder.resolve().is_relative_to(sweep.folder.resolve() / "cells")
+    return inside and records.not_finished(folder) is None
+
+
+# --- the driver ------------------------------------------------------------------------------
+
+
+class Progress:
+    """One line per cell event on stderr: done / running / failed of the total, and an ETA from
+    the cells finished so far."""
+
+    def __init__(self, sweep: Sweep, state: dict, log) -> None:
+        self.sweep, self.state, self.log = sweep, state, log
+        self.durations: list[float] = []
+
+    def line(self, event: str) -> None:
+        cells = self.state["cells"].values()
+        count = {s: sum(e["status"] == s for e in cells) for s in STATUSES}
+        left = count["pending"] + count["running"] + count["interrupted"]
+        eta = "?"
+        if self.durations:
+            eta = (
+                f"{sum(self.durations) / len(self.durations) * left / self.sweep.concurrency:.0f}s"
+            )
+        print(
+            f"sweep {self.sweep.name}: {event} [{count['done']} done, {count['running']} running, "
+            f"{count['failed']} failed of {len(self.state['cells'])}; ETA {eta}]",
+            file=self.log,
+            flush=True,
+        )
+
+
+def start_ray(address: str | None, sweep: Sweep, temp_dir: Path) -> str:
+    """Connect to the cluster at `address`, or start the embedded one; say which."""
+    import logging
+
+    try:
+        import ray
+    except ImportError:
+        raise UserError(INSTALL) from None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report home unless asked for
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # each cell has its log
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise UserError(f"cannot reach the Ray cluster at {address}: {brief(error)}") from None
+        return f"the Ray cluster at {address}"
+    ray.init(
+        num_cpus=max(sweep.concurrency, os.cpu_count() or 1),
+        include_dashboard=False,
+        object_store_memory=100 * 2**20,  # cells return a path, not data
+        _temp_dir=str(temp_dir),
+        **quiet,
+    )
+    return "an embedded Ray cluster on this machine"
+
+
+def todo(sweep: Sweep, state: dict, retries: int, progress: Progress) -> list[int]:
+    """The cells to run now: not done, and failed no more than `retries` times."""
+    chosen = []
+    for i, cell in enumerate(sweep.cells):
+        entry = state["cells"][key(i, cell)]
+        if entry["status"] == "done" and still_done(sweep, entry):
+            continue
+        if entry["status"] == "failed" and entry["attempts"] > retries:
+            progress.line(
+                f"{entry['label']}: failed {entry['attempts']} times, not retried (--retries "
+                f"{retries}; raise it to try again); see {entry['folder'] or 'its log'}"
+            )
+            continue
+        if entry["status"] in ("done", "running"):  # its folder is gone, or the driver was killed
+            entry["status"] = "interrupted"
+        chosen.append(i)
+    return chosen
+
+
+def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: int, log) -> None:
+    """Run the chosen cells on Ray, at most `concurrency` at once, recording each outcome."""
+    import ray
+
+    from repro.driver.integrity import check as verify
+
+    progress = Progress(sweep, state, log)
+    task = ray.remote(run_cell).options(
+        num_cpus=1,
+        num_gpus=sweep.num_gpus,
+        max_retries=retries,  # retries: a worker that died
+    )
+    context = {"name": sweep.name, "concurrency": sweep.concurrency, "engine": engine}
+    waiting, running = list(chosen), {}
+    (sweep.folder / "logs").mkdir(exist_ok=True)
+    try:
+        while waiting or running:
+            while waiting and len(running) < sweep.concurrency:
+                i = waiting.pop(0)
+                name = key(i, sweep.cells[i])
+                entry = state["cells"][name]
+                entry.update(status="running", attempts=entry["attempts"] + 1, error=None)
+                logfile = sweep.folder / "logs" / f"{name}.{entry['attempts']}.log"
+                cell_dir = sweep.folder / "cells" / name
+                ref = task.remote(
+                    sweep,
+                    sweep.cells[i],
+                    str(cell_dir),
+                    str(logfile),
+                    {**context, "cell": entry["label"]},
+                )
+                running[ref] = (name, time.monotonic(), logfile, folders_in(cell_dir))
+                state["max_concurrent"] = max(state["max_concurrent"], len(running))
+                save(sweep, state)
+                progress.line(f"{entry['label']}: started")
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            name, began, logfile, before = running.pop(ref)
+            outcome = collect(ray, ref)
+            outcome["folder"] = outcome["folder"] or newest(sweep.folder / "cells" / name, before)
+            if outcome["status"] == "done":
+                problems = verify(outcome["folder"])
+                if problems:
+                    outcome.update(status="failed", error=f"changed on arrival: {problems[0]}")
+            entry = state["cells"][name]
+            if outcome["status"] == "interrupted":
+                entry["attempts"] -= 1  # stopped by the user: not a failed attempt
+            entry.update(outcome)
+            save(sweep, state)
+            progress.durations.append(time.monotonic() - began)
+            why = f" ({brief(entry['error'])}; log {logfile})" if entry["error"] else ""
+            progress.line(f"{entry['label']}: {entry['status']}{why}")
+    except KeyboardInterrupt:
+        stop(ray, sweep, state, running, engine.startswith("an embedded"), log)
+        raise
+
+
+def collect(ray, ref) -> dict:
+    """A task's outcome; a task Ray lost (its node died, retries spent) is a failed cell."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        return {"status": "interrupted", "folder": None, "error": "cancelled"}
+    except ray.exceptions.RayError as error:
+        return {"status": "failed", "folder": None, "error": f"Ray: {brief(error)}"}
+
+
+def stop(ray, sweep: Sweep, state: dict, running: dict, embedded: bool, log) -> None:
+    """Ctrl-C: interrupt the running cells (SIGINT to their workers, here; ray.cancel on a
+    cluster), give each up to a minute to finish its run folder as interrupted, as a run's
+    Ctrl-C does, and leave every unfinished cell to be resumed."""
+    print(f"sweep {sweep.name}: stopping {len(running)} running cells", file=log, flush=True)
+    ours = set(memory.descendants(os.getpid()))  # the embedded cluster's processes
+    for ref, (_, _, logfile, _) in running.items():
+        pid = worker_pid(logfile)
+        if embedded and pid in ours:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGINT)
+        else:
+            ray.cancel(ref)
+    deadline = time.monotonic() + 60
+    for name, _, logfile, _ in running.values():
+        entry = state["cells"][name]
+        while not outcome_file(logfile).exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            outcome = json.loads(outcome_file(logfile).read_text())
+            entry.update(folder=str(outcome["folder"]), error=str(outcome["error"]))
+        entry.update(status="interrupted", attempts=entry["attempts"] - 1)
+    save(sweep, state)
+
+
+def worker_pid(logfile: Path) -> int | None:
+    try:
+        return int(logfile.with_suffix(".pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def compare(sweep: Sweep, state: dict, engine: str, log) -> Path | None:
+    """One comparison report over the done cells (the first is the baseline), unless the last
+    one covered the same cells."""
+    from repro.driver.compare import write_report
+
+    done = [e for e in state["cells"].values() if e["status"] == "done"]
+    folders = [e["folder"] for e in done]
+    previous = state["comparison"]
+    if previous and previous.get("runs") == folders and Path(previous["folder"]).is_dir():
+        return Path(previous["folder"])
+    if len(done) < 2:
+        print(f"sweep {sweep.name}: {len(done)} cell done, no comparison report", file=log)
+        return None
+    at_once = state["max_concurrent"]
+    caveat = (
+        "" if at_once == 1 else ": cells run at once on one machine disturb each other's timings"
+    )
+    note = (
+        f"Sweep `{sweep.name}` ({len(done)} of {len(state['cells'])} cells done) over "
+        f"{' × '.join(sweep.axes)}, run on {escape(engine)}: **at most {at_once} "
+        f"{'cell' if at_once == 1 else 'cells'} ran at once** (concurrency "
+        f"{sweep.concurrency}){caveat}."
+    )
+    runs = [records.load(f) for f in folders]
+    folder = write_report(runs, sweep.folder / "comparisons", allow_mixed=True, log=log, note=note)
+    state["comparison"] = {"folder": str(folder), "runs": folders}
+    save(sweep, state)
+    return folder
+
+
+@dataclass(frozen=True)
+class Outcome:
+    folder: Path
+    state: dict
+    comparison: Path | None
+
+
+def sweep(
+    path: str | Path,
+    address: str | None = None,
+    retries: int = 1,
+    runs_dir: str | Path | None = None,
+    log=sys.stderr,
+) -> Outcome:
+    """Run the sweep file at `path` (resuming its folder); RunFailed if a cell is not done."""
+    sweep = load(path, runs_dir)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    check(sweep, remote=bool(address))
+    check_runs_dir(sweep.runs_dir)
+    state = read_state(sweep)
+    progress = Progress(sweep, state, log)
+    chosen = todo(sweep, state, retries, progress)
+    engine = f"the Ray cluster at {address}" if address else "an embedded Ray cluster"
+    if chosen:
+        sweep.folder.mkdir(parents=True, exist_ok=True)
+        write(sweep.folder / "sweep.yaml", sweep.file.read_bytes())
+        temp = Path(tempfile.mkdtemp(prefix="repro-ray-"))
+        try:
+            engine = start_ray(address, sweep, temp)
+            with signals_interrupt(stop_children=False):  # after ray.init, which sets SIGTERM's
+                progress.line(f"{len(chosen)} cells to run on {engine} in {sweep.folder}")
+                execute(sweep, state, chosen, engine, retries, log)
+        finally:
+            shutdown(temp)
+    else:
+        progress.line(f"nothing to run in {sweep.folder}")
+    comparison = compare(sweep, state, engine, log)
+    failed = [e["label"] for e in state["cells"].values() if e["status"] != "done"]
+    if failed:
+        raise RunFailed(
+            f"sweep {sweep.name}: {len(failed)} of {len(sweep.cells)} cells not done "
+            f"({'; '.join(failed)}); see {sweep.folder / 'state.json'}, and rerun the same "
+            "command to retry them"
+        )
+    return Outcome(sweep.folder, state, comparison)
+
+
+def shutdown(temp: Path) -> None:
+    with contextlib.suppress(ImportError):
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)

@@ -1,0 +1,200 @@
+"""repro sweep: a sweep file is checked whole (every cell resolved) before anything runs; the
+cells run as ordinary runs on Ray's embedded cluster, then one comparison report; the sweep
+folder's state makes a rerun of the same command resume (done cells skipped, failed ones retried
+up to --retries)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
+
+from repro.driver.sweep import check, load
+from repro.errors import UserError
+
+SMALL = {"steps": 5, "warmup": 3, "repeats": 1, "threads": 1}
+
+
+def sweep_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+def given(tmp_path: Path, body: dict) -> Path:
+    return sweep_file(tmp_path, json.dumps(body))  # JSON is YAML
+
+
+def sweep(path: Path, runs_dir: Path, *more: str) -> subprocess.CompletedProcess:
+    return repro("sweep", str(path), "--runs-dir", str(runs_dir), *more)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (  # one bad cell among four: named, with the fix
+            {
+                "workload": "resnet-tiny",
+                "axes": {"framework": ["torch", "jax"], "compile": ["eager", "jit"]},
+            },
+            "cell framework=torch compile=jit: compile='jit' is not valid for torch; choose one of",
+        ),
+        (
+            {"workload": "resnet-tiny", "axes": {"batch_size": [2, 0]}},
+            "cell batch_size=0: batch_size must be >= 1, got 0",
+        ),
+        (
+            {"workload": "resnet-tiny", "axes": {"batch_size": [2.5]}},
+            "cell batch_size=2.5: batch_size must be an integer, got '2.5'",
+        ),
+        (
+            {"workload": "resnet-tiny", "axes": {"batch_size": [2]}, "concurency": 2},
+            "unknown key 'concurency'; valid keys: name, workload",
+        ),
+        ({"axes": {"batchsize": [2]}}, "unknown axis 'batchsize'; valid axes: workload, framework"),
+        ({"axes": {"batch_size": 2}}, "axes.batch_size must be a non-empty list"),
+        ({"axes": {"batch_size": [[2]]}}, "axes.batch_size must be a single value"),
+        ({"axes": {"batch_size": [2, 2]}}, "axes.batch_size lists a value twice"),
+        ({"params": {"steps": 5}}, "no axes; name at least one"),
+        ({"axes": ["steps"]}, "axes must be a mapping"),
+        ({"axes": {"steps": [5]}, "params": {"steps": 5}}, "steps is both fixed and an axis"),
+        ({"axes": {"steps": [5]}, "concurrency": 0}, "concurrency must be at least 1"),
+        ({"axes": {"steps": [5]}, "name": "../x"}, "name must be letters"),
+        ({"axes": {"steps": [5]}, "num_gpus": True}, "num_gpus must be a float >= 0, got True"),
+        ("axes: {steps: [5]}\nnum_gpus: .inf", "num_gpus must be a float >= 0, got inf"),
+        ({"axes": {"steps": list(range(1, 41)), "seed": list(range(30))}}, "1,200 cells; at most"),
+        ({"axes": {"device": ["gpu"]}}, "cell device=gpu: device=gpu needs num_gpus >= 1"),
+        ("axes: [", "cannot read sweep file"),
+        ("- a list", "must be a mapping"),
+    ],
+)
+def test_a_bad_sweep_is_refused_with_its_fix(text, message, tmp_path):
+    path = sweep_file(tmp_path, text) if isinstance(text, str) else given(tmp_path, text)
+    with pytest.raises(UserError) as refused:
+        check(load(path, tmp_path / "runs"), remote=False)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (  # one bad cell among four: nothing runs
+            {
+                "workload": "resnet-tiny",
+                "axes": {"framework": ["torch", "jax"], "batch_size": [2, 0]},
+            },
+            "cell framework=torch batch_size=0: batch_size must be >= 1, got 0",
+        ),
+        ({"axes": {"batch_size": [2]}, "concurency": 2}, "unknown key 'concurency'; valid keys"),
+    ],
+)
+def test_the_cli_refuses_a_bad_sweep_before_anything_runs(body, message, tmp_path):
+    done = sweep(given(tmp_path, body), tmp_path / "runs")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()  # one line, no traceback, nothing started
+    assert line.startswith("repro: sweep file ") and message in line, line
+    assert run_folders(tmp_path / "runs") == []
+
+
+def test_a_state_file_that_is_not_this_sweeps_is_refused(tmp_path):
+    path = given(tmp_path, {"workload": "resnet-tiny", "axes": {"batch_size": [2, 4]}})
+    state = load(path, tmp_path / "runs").folder / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"cells": {"00_batch_size=2": {"status": "done"}}}))
+    done = sweep(path, tmp_path / "runs")
+    assert done.returncode == 2
+    assert "is not a state file of this sweep; move" in done.stderr
+    assert repro("sweep", str(path), "--retries", "-1").returncode == 2
+
+
+@pytest.mark.kernel
+def test_a_sweep_runs_its_cells_compares_them_and_resumes(tmp_path):
+    body = {"workload": "resnet-tiny", "params": SMALL, "axes": {"batch_size": [2, 4]}}
+    path, runs_dir = given(tmp_path, body), tmp_path / "runs"
+    done = sweep(path, runs_dir)
+    assert done.returncode == 0, done.stderr
+    [folder] = run_folders(runs_dir)
+    state = json.loads((folder / "state.json").read_text())
+    assert state["max_concurrent"] == 1
+    cells = state["cells"]
+    assert [c["status"] for c in cells.values()] == ["done", "done"]
+    batches = [read_metrics(Path(c["folder"]))["params"]["batch_size"] for c in cells.values()]
+    assert batches == [2, 4]
+    assert "batch_size=4: done [2 done, 0 running, 0 failed of 2; ETA 0s]" in done.stderr
+    comparison = Path(state["comparison"]["folder"])
+    assert f"comparison report: {comparison / 'report.html'}" in done.stdout
+    notebook = nbformat.read(comparison / "report.ipynb", as_version=4)
+    assert "over batch_size" in notebook.cells[0].source
+    assert "at most 1 cell ran at once" in notebook.cells[0].source
+    heatmap = next(c for c in notebook.cells if "plot_heatmap" in c.source)
+    assert "Columns: **batch size**" in heatmap.outputs[0]["data"]["text/markdown"]
+    assert repro("verify", str(comparison)).returncode == 0
+    again = sweep(path, runs_dir)  # resumes: both cells done, the same report, no Ray
+    assert again.returncode == 0, again.stderr
+    assert "nothing to run" in again.stderr and str(comparison) in again.stdout
+    assert json.loads((folder / "state.json").read_text()) == state
+    assert len(list((folder / "comparisons").iterdir())) == 1
+
+
+@pytest.mark.kernel
+def test_a_failing_cell_is_recorded_and_retried_up_to_the_limit(tmp_path):
+    body = {
+        "workload": "resnet-tiny",
+        "template": str(FIXTURES / "failing.ipynb"),
+        "axes": {"batch_size": [2]},
+    }
+    path, runs_dir = given(tmp_path, body), tmp_path / "runs"
+    done = sweep(path, runs_dir)
+    assert done.returncode == 1
+    assert "repro: sweep s: 1 of 1 cells not done (batch_size=2)" in done.stderr.splitlines()[-1]
+    [folder] = run_folders(runs_dir)
+    [cell] = json.loads((folder / "state.json").read_text())["cells"].values()
+    assert cell["status"] == "failed" and cell["attempts"] == 1
+    assert "planted failure" in cell["error"]
+    assert read_metrics(Path(cell["folder"]))["status"] == "failed"  # its failed run folder
+    assert (folder / "logs" / "00_batch_size=2.1.log").is_file()
+    limited = sweep(path, runs_dir, "--retries", "0")  # tried once already: not again
+    assert limited.returncode == 1
+    assert "failed 1 times, not retried (--retries 0" in limited.stderr
+    assert json.loads((folder / "state.json").read_text())["cells"]["00_batch_size=2"] == cell
+
+
+@pytest.mark.kernel
+def test_ctrl_c_leaves_the_sweep_resumable(tmp_path):
+    body = {"workload": "resnet-tiny", "template": str(FIXTURES / "sleeping.ipynb")}
+    path, runs_dir = given(tmp_path, {**body, "axes": {"batch_size": [2, 4]}}), tmp_path / "runs"
+    stderr = tmp_path / "stderr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "repro", "sweep", str(path), "--runs-dir", str(runs_dir)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr.open("w"),
+        env=os.environ,
+        # Ctrl-C reaches it even where this test runs as a background job (SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    log = None
+    deadline = time.monotonic() + 90
+    while log is None or "sleeping now" not in log.read_text():  # the first cell is running
+        assert time.monotonic() < deadline and process.poll() is None, stderr.read_text()
+        time.sleep(0.5)
+        log = next(runs_dir.glob("*/logs/00_*.log"), None)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=90) == 130, stderr.read_text()
+    assert stderr.read_text().splitlines()[-1] == "repro: interrupted"
+    [folder] = run_folders(runs_dir)
+    cells = json.loads((folder / "state.json").read_text())["cells"]
+    assert [(c["status"], c["attempts"]) for c in cells.values()] == [
+        ("interrupted", 0),
+        ("pending", 0),
+    ]
+    [run] = run_folders(folder / "cells" / "00_batch_size=2")
+    assert read_metrics(run)["status"] == "interrupted"  # finalised, as a run's Ctrl-C leaves it
