@@ -149,7 +149,7 @@ def test_code_that_differs_is_shown_and_refused_until_trusted(small_runs, tmp_pa
     assert trusted.returncode == 0, trusted.stderr[-3000:]
     [folder] = run_folders(runs_dir)
     environment = json.loads((folder / "environment.json").read_text())
-    ran = nbformat.read(report, as_version=4).metadata.repro.driver.rerun.code.library.sha256
+    ran = nbformat.read(report, as_version=4).metadata.repro.rerun.code.library.sha256
     assert environment["run"]["code"]["library_sha256"] == ran  # the report's code ran
     code = read_metrics(folder)["rerun"]["environment"]["code"]
     assert code["repro library sha256"][1] == ran

@@ -103,7 +103,7 @@ def test_names_from_a_report_never_become_paths(edit, small_runs, tmp_path):
 
 def test_an_archive_that_is_not_the_code_it_claims_is_named_by_verify(small_runs, tmp_path):
     notebook = nbformat.read(small_runs["a"] / "report.ipynb", as_version=4)
-    library = notebook.metadata.repro.driver.rerun.code.library
+    library = notebook.metadata.repro.rerun.code.library
     files = snapshot.unarchive(library.archive)
     files["repro/kernel/measure.py"] += b"\nimport os  # planted\n"
     library.archive = snapshot.archive(files)  # the claimed sha256 is left as it was
