@@ -87,6 +87,9 @@ def read(path: Path) -> Any:
         raise RecordError(f"{path} cannot be read: {brief(error)}") from None
 
 
+SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss")
+
+
 @dataclass(frozen=True)
 class Summary:
     """The step-time summary repro's templates publish (repro.kernel.report.results): the
@@ -113,14 +116,13 @@ class Summary:
         throughput = typed(data, "throughput", dict, source)
         typed(latency, "median", NUMBER, f"{source} latency_ms")
         typed(throughput, "samples_per_s", NUMBER, f"{source} throughput")
-        typed(data, "processes", (dict, NONE), source, None)  # absent before repeats
+        for key in SECTIONS:  # null where not measured; processes absent before repeats
+            typed(data, key, (dict, NONE), source, None)
         warnings = typed(data, "warnings", (list, NONE), source, None) or []
         return cls(
             latency_ms=latency,
             throughput=throughput,
-            **{k: section(data, k) for k in ("processes", "compute", "memory", "energy")},
-            machine=section(data, "machine"),
-            loss=section(data, "loss"),
+            **{k: section(data, k) for k in SECTIONS},
             warnings=tuple(str(w) for w in warnings),
             warmup_steps=typed(data, "warmup_steps", (int, NONE), source, None),
             warmup_steady=typed(data, "warmup_steady", (bool, NONE), source, None),
