@@ -44,7 +44,7 @@ def check_schema(data: Any, source: str, schema: str) -> dict:
     if not isinstance(found, str) or found.split("/")[0] != kind:
         holds = "no schema" if found is None else f"schema {str(found)[:40]!r}"
         raise RecordError(f"{source} has {holds}: it is not a {kind} record this repro reads")
-    if found.split("/", 1)[1].split(".")[0] != major:
+    if found.partition("/")[2].split(".")[0] != major:
         raise RecordError(
             f"{source} is a {found} record, from another version of repro; this repro reads "
             f"{schema}: read it with the repro that wrote it"

@@ -65,6 +65,8 @@ def test_another_version_or_no_schema_is_refused_in_one_line(name):
     )
     records_of_1_1 = {**fixture(name), "schema": f"{kind}/1.1"}  # a minor version reads
     assert CLASSES[name].from_json(records_of_1_1, name)
+    with pytest.raises(records.RecordError, match=f"^{name} is a {kind} record, from another"):
+        CLASSES[name].from_json({**fixture(name), "schema": kind}, name)  # no version at all
     unschemed = {k: v for k, v in fixture(name).items() if k != "schema"}
     with pytest.raises(records.RecordError, match=f"^{name} has no schema: it is not a {kind} "):
         CLASSES[name].from_json(unschemed, name)
