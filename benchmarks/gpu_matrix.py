@@ -14,11 +14,12 @@ bf16 everywhere; batch sizes are GPU-sized (the workload specs' defaults are siz
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from repro import records
 
 BATCH = {  # workload -> (inference batch, training batch)
     "resnet-50": (256, 128),
@@ -82,34 +83,33 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
-def row(metrics: dict) -> list[str]:
-    p, s = metrics["params"], metrics["summary"]
-    mfu = (s.get("compute") or {}).get("mfu")
-    gpu = (s.get("energy") or {}).get("gpu") or {}
-    joules = gpu.get("joules_per_1000_samples") if gpu.get("status") == "measured" else None
-    peak = (s.get("memory") or {}).get("device_peak_bytes")
-    engine = f"{metrics['framework']} {p['compile']}"
+def row(metrics: records.Metrics, s: records.Summary) -> list[str]:
+    p, mfu = metrics.params, s.mfu
+    measured = records.section(s.energy, "gpu").get("status") == "measured"
+    joules = s.gpu_joules_per_1000_samples if measured else None
+    peak = s.memory.get("device_peak_bytes")
+    engine = f"{metrics.framework} {p['compile']}"
     return [
-        metrics["workload"] + (f" T={p['sequence_length']}" if p.get("sequence_length") else ""),
+        metrics.workload + (f" T={p['sequence_length']}" if p.get("sequence_length") else ""),
         p["mode"],
         engine,
-        p.get("attention", "-") if metrics["model"]["arch"] != "resnet" else "-",
+        p.get("attention", "-") if (metrics.model or {}).get("arch") != "resnet" else "-",
         str(p["batch_size"]),
-        f"{s['throughput']['samples_per_s']:,.0f}",
+        f"{s.throughput['samples_per_s']:,.0f}",
         f"{100 * mfu:.1f}%" if mfu is not None else "-",
         f"{joules:,.0f}" if joules is not None else "-",
         f"{peak / 2**30:.1f}" if peak else "-",
-        f"{s['first_call_s']:.1f}",
-        metrics["started_at"][:10],
+        f"{s.first_call_s:.1f}",
+        (metrics.started_at or "")[:10],
     ]
 
 
 def table(args) -> int:
     rows = []
     for path in sorted(p for d in args.runs_dirs for p in Path(d).glob("*/metrics.json")):
-        metrics = json.loads(path.read_text())
-        if metrics.get("status") == "ok":
-            rows.append(row(metrics))
+        metrics = records.Metrics.from_json(records.read(path), str(path))
+        if metrics.status == "ok":
+            rows.append(row(metrics, records.Summary.from_json(metrics.summary, str(path))))
     header = ["workload", "mode", "engine", "attention", "batch", "samples/s", "MFU"]
     header += ["J / 1,000 samples", "peak GiB", "first call s", "measured"]
     print("| " + " | ".join(header) + " |")

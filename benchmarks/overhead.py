@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from repro import records
 from repro.driver import kernels, plan
 from repro.paths import ROOT
 
@@ -41,9 +42,8 @@ def repro_run(framework: str, args, runs_dir: str) -> float:
     ]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     latest = max(Path(runs_dir).iterdir(), key=lambda p: p.stat().st_mtime)
-    return json.loads((latest / "metrics.json").read_text())["summary"]["throughput"][
-        "samples_per_s"
-    ]
+    metrics = records.Metrics.from_json(records.read(latest / "metrics.json"), str(latest))
+    return records.Summary.from_json(metrics.summary, str(latest)).throughput["samples_per_s"]
 
 
 def hand_loop(framework: str, args) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import statistics
@@ -25,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from repro import records
 from repro.kernel import repeat, verdict
 from repro.paths import KERNELS
 
@@ -47,19 +49,24 @@ def run(runs: Path, batch: int, args) -> Path:
     return folder
 
 
-def results(folder: Path) -> dict:
-    return verdict.record(json.loads((folder / "metrics.json").read_text()))
+def metrics_of(folder: Path) -> records.Metrics:
+    path = folder / "metrics.json"
+    return records.Metrics.from_json(records.read(path), str(path))
+
+
+def results(folder: Path) -> verdict.Measured:
+    return verdict.record(metrics_of(folder))
 
 
 def slowed(original: Path, args) -> dict:
     """`args.repeats` fresh processes of the original's measurement, each step spinning for
     `args.plant` times the original's median step: results as the verdict reads them."""
-    metrics = json.loads((original / "metrics.json").read_text())
-    model = {k: metrics["model"][k] for k in ("arch", "config")}
-    request = {**metrics["params"], "framework": metrics["framework"], "model": model}
+    metrics = metrics_of(original)
+    model = {k: metrics.model[k] for k in ("arch", "config")}
+    request = {**metrics.params, "framework": metrics.framework, "model": model}
     request = json.dumps({k: request[k] for k in repeat.PARAMS})
-    extra = args.plant * statistics.median(metrics["samples"]["step_s"])
-    python = KERNELS / metrics["kernel"] / "bin" / "python"
+    extra = args.plant * statistics.median(metrics.step_s)
+    python = KERNELS / metrics.kernel / "bin" / "python"
     processes = []
     for _ in range(args.repeats):
         done = subprocess.run(
@@ -99,7 +106,7 @@ def main() -> int:
         if done.returncode:
             sys.exit(done.stderr[-2000:])
         folder = Path(done.stdout.strip().rsplit(" -> ", 1)[1])
-        said = json.loads((folder / "metrics.json").read_text())["rerun"]
+        said = metrics_of(folder).rerun
         unchanged[said["class"]] += 1
         print(f"rerun {i + 1}: {said['verdict']}", flush=True)
 
@@ -107,7 +114,11 @@ def main() -> int:
     for i in range(args.reruns):
         slower = slowed(original, args)  # kept beside the runs, to decide again later
         (runs / f"planted-{i + 1}.json").write_text(json.dumps(slower))
-        decided = verdict.decide(results(original), slower, verdict.TOLERANCE)
+        base = results(original)  # the slowed processes' machine check, the original's figures
+        planted_run = verdict.Measured(
+            dataclasses.replace(base.summary, machine=slower["machine"]), slower["samples"]
+        )
+        decided = verdict.decide(base, planted_run, verdict.TOLERANCE)
         ratios.append(decided["shift"]["ratio"])
         caught = decided["class"] == "changed" and decided["shift"]["ratio"] > 1
         planted["caught" if caught else decided["class"]] += 1

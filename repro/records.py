@@ -1,23 +1,416 @@
-"""What a finished run folder records (its metrics.json and environment.json), read back as
-untrusted data: `load` checks a folder before anything reads it, so a comparison needs no
-framework, and `expand` finds the finished runs among paths given on the command line."""
+"""The records repro writes and reads back: a run's metrics.json and environment.json, the rerun
+record a report carries, and a comparison's comparison.json. Each is one frozen class whose
+`to_json` is the file on disk and whose `from_json` reads one back as untrusted data: it checks
+the schema string first (a file of another major version, or of none, is refused in one line),
+then the fields readers use, so a missing or mistyped key is named at the boundary instead of
+emptying a table cell later. `load` reads a finished run folder for a comparison, and `expand`
+finds the finished runs among paths given on the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 
 from repro.errors import UserError, brief
 
+METRICS_SCHEMA = "repro.metrics/1"
+ENVIRONMENT_SCHEMA = "repro.environment/1"
+RERUN_SCHEMA = "repro.rerun/1"
+COMPARISON_SCHEMA = "repro.comparison/1"
+NUMBER = (int, float)
+NONE = type(None)
+EMPTY: Mapping = MappingProxyType({})  # what a reader gets for a section not recorded
+
+
+class RecordError(UserError):
+    """A record from another version of repro, or without what it must hold (exit 2)."""
+
+
+def check_schema(data: Any, source: str, schema: str) -> dict:
+    """`data` as a JSON object of `schema`'s kind and major version, or RecordError naming
+    `source`, what it holds and the version this repro reads."""
+    kind, major = schema.split("/")
+    if not isinstance(data, dict):
+        raise RecordError(f"{source} is not a {kind} record: it holds {type(data).__name__}")
+    found = data.get("schema")
+    if not isinstance(found, str) or found.split("/")[0] != kind:
+        holds = "no schema" if found is None else f"schema {str(found)[:40]!r}"
+        raise RecordError(f"{source} has {holds}: it is not a {kind} record this repro reads")
+    if found.partition("/")[2].split(".")[0] != major:
+        raise RecordError(
+            f"{source} is a {found} record, from another version of repro; this repro reads "
+            f"{schema}: read it with the repro that wrote it"
+        )
+    return data
+
+
+def typed(data: dict, key: str, kind: type | tuple, source: str, absent: Any = ...) -> Any:
+    """`data[key]` if it is of `kind` (bool is no number), else RecordError naming the key;
+    `absent` (when given) stands in for a key an older file lacks."""
+    if key not in data:
+        if absent is not ...:
+            return absent
+        raise RecordError(f"{source} has no {key!r}")
+    value = data[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join("null" if k is NONE else k.__name__ for k in kinds)
+        raise RecordError(f"{source}: {key!r} is {type(value).__name__}, not {names}")
+    return value
+
+
+def section(data: Any, key: str) -> Mapping:
+    """`data[key]` where it is a JSON object, else an empty one (not recorded, or null)."""
+    value = data.get(key) if isinstance(data, Mapping) else None
+    return value if isinstance(value, Mapping) else EMPTY
+
+
+def positive(values: Any) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(v, NUMBER) and not isinstance(v, bool) and 0 < v < math.inf for v in values
+    )
+
+
+def read(path: Path) -> Any:
+    """A JSON file's content, or RecordError saying why it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RecordError(f"{path} cannot be read: {brief(error)}") from None
+
+
+SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The step-time summary repro's templates publish (repro.kernel.report.results): the
+    sections readers use, each a JSON object ({} where not recorded), with named accessors."""
+
+    latency_ms: Mapping  # median, median_ci95, p90, p95, p99, mean, std, cv, min, max, n
+    throughput: Mapping  # samples_per_s, ci95; tokens_per_s, tokens_ci95 for sequences
+    processes: Mapping  # repro.stats.spread: n, centre_ms, centre_ci95_ms, samples_per_s, ...
+    compute: Mapping  # achieved_tflops, mfu, peak_source, ...
+    memory: Mapping  # host_peak_rss_bytes, device_peak_bytes
+    energy: Mapping  # gpu {joules_per_1000_samples, status}, codecarbon {kwh_per_1000_samples}
+    machine: Mapping  # repro.kernel.machine.Check's result: busy, reference, warnings
+    loss: Mapping  # first, last, curve (training only)
+    warnings: tuple[str, ...]
+    warmup_steps: int | None
+    warmup_steady: bool | None
+    first_call_s: float | None
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> Summary:
+        if not isinstance(data, dict):
+            raise RecordError(f"{source} is not a step-time summary: {type(data).__name__}")
+        latency = typed(data, "latency_ms", dict, source)
+        throughput = typed(data, "throughput", dict, source)
+        typed(latency, "median", NUMBER, f"{source} latency_ms")
+        typed(throughput, "samples_per_s", NUMBER, f"{source} throughput")
+        for key in SECTIONS:  # null where not measured; processes absent before repeats
+            typed(data, key, (dict, NONE), source, None)
+        warnings = typed(data, "warnings", (list, NONE), source, None) or []
+        return cls(
+            latency_ms=latency,
+            throughput=throughput,
+            **{k: section(data, k) for k in SECTIONS},
+            warnings=tuple(str(w) for w in warnings),
+            warmup_steps=typed(data, "warmup_steps", (int, NONE), source, None),
+            warmup_steady=typed(data, "warmup_steady", (bool, NONE), source, None),
+            first_call_s=typed(data, "first_call_s", (*NUMBER, NONE), source, None),
+        )
+
+    @property
+    def process_count(self) -> int:
+        return self.processes.get("n", 1)
+
+    @property
+    def mfu(self) -> float | None:
+        return self.compute.get("mfu")
+
+    @property
+    def gpu_joules_per_1000_samples(self) -> float | None:
+        return section(self.energy, "gpu").get("joules_per_1000_samples")
+
+    @property
+    def kwh_per_1000_samples(self) -> float | None:
+        return section(self.energy, "codecarbon").get("kwh_per_1000_samples")
+
+    @property
+    def energy_method(self) -> str | None:
+        gpu, codecarbon = section(self.energy, "gpu"), section(self.energy, "codecarbon")
+        return codecarbon.get("status") or gpu.get("status")
+
+    @property
+    def busy(self) -> bool:
+        """Whether the machine was busy while the run measured (a verdict's first question)."""
+        return bool(self.machine.get("busy"))
+
+    @property
+    def reference_before(self) -> Mapping:
+        """The machine reference's timings before the measured phase ({} in an older report)."""
+        return section(section(self.machine, "reference"), "before")
+
+
+OPTIONAL = {  # metrics.json's fields that may be null, or absent from a file older than them
+    "error": (str, NONE),
+    "kernel_reason": (str, NONE),
+    "pinned": (bool, NONE),
+    "lock_ok": (bool, NONE),
+    "model": (dict, NONE),
+    "samples": (dict, NONE),
+    "started_at": (str, NONE),
+    "finished_at": (str, NONE),
+    "duration_s": (*NUMBER, NONE),
+    "rerun": (dict, NONE),
+}
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """metrics.json (repro.metrics/1): how a run ended, what it ran, and what it measured."""
+
+    schema: ClassVar[str] = METRICS_SCHEMA
+    status: str  # ok, failed or interrupted
+    error: str | None  # why it stopped
+    run_id: str
+    workload: str
+    framework: str
+    kernel: str
+    kernel_reason: str | None
+    pinned: bool | None
+    lock_ok: bool | None
+    params: Mapping[str, Any]  # every parameter, seeds included (repro.driver.plan)
+    model: Mapping | None  # what repro.kernel.report.model_summary published
+    summary: Any  # what the template published: repro's is a Summary (`step_summary`)
+    samples: Mapping | None  # batch_size, first_call_s, warmup_s, step_s, processes
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+    rerun: Mapping | None  # a rerun's verdict (repro.kernel.verdict.show)
+
+    def to_json(self) -> dict:
+        return {"schema": self.schema, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> Metrics:
+        data = check_schema(data, source, cls.schema)
+        values = {
+            k: typed(data, k, str, source)
+            for k in ("status", "run_id", "workload", "framework", "kernel")
+        }
+        values["params"] = typed(data, "params", dict, source)
+        values |= {k: typed(data, k, kind, source, None) for k, kind in OPTIONAL.items()}
+        metrics = cls(summary=data.get("summary"), **values)
+        if metrics.status == "ok":
+            metrics.check_samples(source)
+        if metrics.rerun is not None:
+            typed(metrics.rerun, "verdict", str, f"{source} rerun")
+        return metrics
+
+    def check_samples(self, source: str) -> None:
+        """What an ok run must hold: its measured step times, positive numbers."""
+        if self.samples is None:
+            raise RecordError(f"{source} is an ok run without samples")
+        typed(self.samples, "batch_size", int, f"{source} samples")
+        if not positive(typed(self.samples, "step_s", list, f"{source} samples")):
+            raise RecordError(f"{source} has no valid step times (samples.step_s)")
+
+    @property
+    def step_summary(self) -> Summary | None:
+        """repro's step-time summary, or None (not measured, or a template of one's own
+        published something else)."""
+        try:
+            return Summary.from_json(self.summary, "summary")
+        except RecordError:
+            return None
+
+    @property
+    def step_s(self) -> np.ndarray:
+        return np.asarray((self.samples or EMPTY).get("step_s", []), dtype=float)
+
+    @property
+    def verdict(self) -> str | None:
+        """A rerun's verdict in words, or None for a run that reran nothing."""
+        return self.rerun["verdict"] if self.rerun else None
+
+    @property
+    def model_config(self) -> Mapping | None:
+        return self.model.get("config") if self.model else None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """environment.json (repro.environment/1): the machine, software and settings a run had,
+    captured in its kernel (repro.kernel.capture, repro.kernel.report.environment)."""
+
+    schema: ClassVar[str] = ENVIRONMENT_SCHEMA
+    captured_at: str
+    system: Mapping  # os_pretty_name, platform, kernel, hostname, python {version, ...}
+    cpu: Mapping  # model, logical_cores, physical_cores, affinity, governor, lscpu
+    memory: Mapping  # total_bytes, available_bytes
+    gpu: Mapping  # present, reason, nvidia_smi {query: [...]}, nvml {driver_version, ...}
+    container: Mapping
+    env_vars: Mapping[str, str]  # the result-changing variables that were set
+    packages: tuple[str, ...]  # name==version, sorted
+    lscpu_text: str | None
+    framework: Mapping = field(default_factory=dict)  # name, version, cuda, ... (the kernel's)
+    settings: Mapping = field(default_factory=dict)  # the framework's process settings
+    run: Mapping = field(default_factory=dict)  # the run context: run_id, kernel, lock, git...
+
+    def to_json(self) -> dict:
+        data = {"schema": self.schema, **dataclasses.asdict(self)}
+        data["packages"] = list(self.packages)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> Environment:
+        data = check_schema(data, source, cls.schema)
+        values = {
+            k: typed(data, k, dict, source)
+            for k in ("system", "cpu", "memory", "gpu", "container", "env_vars")
+        }
+        values |= {k: typed(data, k, dict, source, {}) for k in ("framework", "settings", "run")}
+        packages = typed(data, "packages", list, source)
+        if not all(isinstance(p, str) for p in packages):
+            raise RecordError(f"{source}: 'packages' is not a list of names")
+        return cls(
+            captured_at=typed(data, "captured_at", str, source),
+            packages=tuple(packages),
+            lscpu_text=typed(data, "lscpu_text", (str, NONE), source, None),
+            **values,
+        )
+
+    @property
+    def gpu_names(self) -> list[str]:
+        return [str(g.get("name")) for g in self.gpu_query]
+
+    @property
+    def gpu_query(self) -> list[Mapping]:
+        query = section(self.gpu, "nvidia_smi").get("query")
+        return [g for g in query if isinstance(g, Mapping)] if isinstance(query, list) else []
+
+    @property
+    def driver_version(self) -> str | None:
+        return section(self.gpu, "nvml").get("driver_version")
+
+    @property
+    def lock_sha256(self) -> str | None:
+        return section(self.run, "lock").get("lock_sha256")
+
+    def facts(self) -> dict[str, dict]:
+        """What a run ran on and with, grouped as a rerun verdict reports it."""
+        run = self.run
+        return {
+            "hardware": {
+                "CPU": self.cpu.get("model"),
+                "logical cores": self.cpu.get("logical_cores"),
+                "memory (GiB)": round((self.memory.get("total_bytes") or 0) / 2**30, 1),
+                "GPU": self.gpu_names or None,
+            },
+            "driver": {
+                "NVIDIA driver": self.driver_version,
+                "CUDA (framework)": self.framework.get("cuda"),
+                "OS kernel": self.system.get("kernel"),
+            },
+            "packages": dict(p.split("==", 1) for p in self.packages if "==" in p),
+            "code": {
+                "repro library sha256": section(run, "code").get("library_sha256"),
+                "template sha256": section(run, "template").get("sha256"),
+                "lock sha256": self.lock_sha256,
+                "git commit": section(run, "git").get("commit"),
+            },
+            "settings": {k: v for k, v in self.settings.items() if k != "affinity"},
+        }
+
+
+@dataclass(frozen=True)
+class RerunRecord:
+    """The rerun record a report carries in its metadata (repro.rerun/1): what `repro rerun`
+    needs from the report alone. The rerun's trust gate (repro.driver.untrusted) checks its
+    content further: names, the spec, the lock's pins and the code's hashes."""
+
+    schema: ClassVar[str] = RERUN_SCHEMA
+    workload: Mapping  # the workload spec it ran
+    framework: str
+    kernel: str
+    params: Mapping[str, Any]  # every parameter, seeds included
+    lock: str | None  # the kernel's requirements.lock (None: unpinned)
+    code: Mapping  # repro.driver.snapshot.take: template {name, sha256, text}, library
+
+    def to_json(self) -> dict:
+        return {"schema": self.schema, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> RerunRecord:
+        data = check_schema(data, source, cls.schema)
+        return cls(
+            workload=typed(data, "workload", dict, source),
+            framework=typed(data, "framework", str, source),
+            kernel=typed(data, "kernel", str, source),
+            params=typed(data, "params", dict, source),
+            lock=typed(data, "lock", (str, NONE), source),
+            code=typed(data, "code", dict, source),
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """comparison.json (repro.comparison/1): how a comparison ended and what its report
+    published, by kind: `context` (the fields that differ) and `comparison` (each run against
+    the baseline: repro.kernel.comparison.against_baseline)."""
+
+    schema: ClassVar[str] = COMPARISON_SCHEMA
+    status: str
+    error: str | None
+    results: Mapping[str, Any]  # every published result by kind
+
+    def to_json(self) -> dict:
+        return {"schema": self.schema, "status": self.status, "error": self.error, **self.results}
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> Comparison:
+        data = check_schema(data, source, cls.schema)
+        status = typed(data, "status", str, source)
+        error = typed(data, "error", (str, NONE), source)
+        results = {k: v for k, v in data.items() if k not in ("schema", "status", "error")}
+        if status == "ok":
+            pairs = typed(typed(data, "comparison", dict, source), "pairs", list, source)
+            typed(typed(data, "context", dict, source), "differences", dict, source)
+            if not all(isinstance(p, dict) for p in pairs):
+                raise RecordError(f"{source}: 'pairs' is not a list of objects")
+        return cls(status, error, results)
+
+    @property
+    def differences(self) -> Mapping:
+        return section(self.results.get("context"), "differences")
+
+    @property
+    def baseline(self) -> str | None:
+        return section(self.results, "comparison").get("baseline")
+
+    @property
+    def pairs(self) -> list[Mapping]:
+        return list(section(self.results, "comparison").get("pairs") or [])
+
 
 @dataclass(frozen=True)
 class Run:
+    """A finished run folder, read back for a comparison."""
+
     folder: Path
-    metrics: dict
-    environment: dict
+    metrics: Metrics
+    environment: Environment
+    summary: Summary  # checked on load: what a comparison reads
 
     @property
     def name(self) -> str:
@@ -27,66 +420,58 @@ class Run:
     def label(self) -> str:
         """Short and unique: framework and compile mode, workload, batch size, explicit attention
         where it ran, and the run id's random suffix."""
-        m, p = self.metrics, self.metrics["params"]
+        m, p = self.metrics, self.metrics.params
         explicit = " explicit-attn" if p.get("attention") == "explicit" else ""
         return (
-            f"{m['framework']} {p.get('compile', '')} {m['workload']} bs{p['batch_size']}"
+            f"{m.framework} {p.get('compile', '')} {m.workload} bs{p['batch_size']}"
             f"{explicit} #{self.name.rsplit('_', 1)[-1]}"
         )
 
     @property
-    def samples(self) -> dict:
-        return self.metrics["samples"]
+    def samples(self) -> Mapping:
+        return self.metrics.samples or EMPTY
 
     @property
     def step_s(self) -> np.ndarray:
-        return np.asarray(self.metrics["samples"]["step_s"])
+        return self.metrics.step_s
 
     def context(self) -> dict:
         """What must match for two runs' numbers to be compared as like for like."""
-        env, params = self.environment, self.metrics["params"]
-        gpus = env.get("gpu", {}).get("nvidia_smi", {}).get("query", [])
+        env, params = self.environment, self.metrics.params
         return {
-            "cpu": env.get("cpu", {}).get("model"),
-            "gpu": [g.get("name") for g in gpus] or None,
-            "driver": (env.get("gpu", {}).get("nvml") or {}).get("driver_version"),
+            "cpu": env.cpu.get("model"),
+            "gpu": env.gpu_names or None,
+            "driver": env.driver_version,
             "precision": params["precision"],
             "mode": params["mode"],
             "batch_size": params["batch_size"],
             "sequence_length": params.get("sequence_length"),
-            "workload": self.metrics["workload"],
-            "model": (self.metrics.get("model") or {}).get("config"),
+            "workload": self.metrics.workload,
+            "model": self.metrics.model_config,
         }
 
 
 def load(folder: str | Path) -> Run:
     """A finished run folder, or UserError saying why it cannot be compared."""
     folder = Path(folder)
-    try:
-        metrics = json.loads((folder / "metrics.json").read_text())
-        environment = json.loads((folder / "environment.json").read_text())
-    except (OSError, ValueError) as error:
-        raise UserError(f"{folder} is not a complete run folder: {brief(error)}") from None
-    if not isinstance(metrics, dict) or "status" not in metrics:
-        raise UserError(f"{folder}/metrics.json is not a repro run's (it has no status)")
-    if metrics["status"] != "ok":
-        raise UserError(f"{folder} is a {metrics['status']} run: it has no measurements")
-    run = Run(folder, metrics, environment)
-    try:  # what comparing reads: the context, the label and every measured step time
-        run.context(), run.label
-        steps = run.step_s.astype(float)
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
-        raise UserError(f"{folder} lacks what a comparison reads: {brief(error)}") from None
-    if steps.ndim != 1 or steps.size == 0 or not np.all(np.isfinite(steps) & (steps > 0)):
-        raise UserError(f"{folder}/metrics.json has no valid step times (samples.step_s)")
-    return run
+    metrics = Metrics.from_json(read(folder / "metrics.json"), f"{folder}/metrics.json")
+    if metrics.status != "ok":
+        raise UserError(f"{folder} is a {metrics.status} run: it has no measurements")
+    environment = Environment.from_json(
+        read(folder / "environment.json"), f"{folder}/environment.json"
+    )
+    summary = Summary.from_json(metrics.summary, f"{folder}/metrics.json summary")
+    for key in ("precision", "mode", "batch_size"):  # what the context and the label read
+        typed(metrics.params, key, (str, int), f"{folder}/metrics.json params")
+    return Run(folder, metrics, environment, summary)
 
 
 RUN_FILES = ("metrics.json", "report.ipynb", "report.partial.ipynb", "comparison.json")
 
 
 def not_finished(path: Path) -> str | None:
-    """Why `path` is not a finished run folder that can be compared, or None if it is one."""
+    """Why `path` is not a finished run folder that can be compared, or None if it is one.
+    (Whether its records are of this version is `load`'s to say, in one line.)"""
     if not path.is_dir():
         bundle = " (a bundle: unpack it first)" if ".tar" in path.name else ""
         return f"a file, not a run folder{bundle}"
@@ -145,46 +530,15 @@ def context_differences(runs: list[Run]) -> dict[str, list]:
     }
     by_kernel: dict[str, set] = {}
     for r in runs:
-        by_kernel.setdefault(r.metrics["kernel"], set()).add(
-            (r.environment.get("run", {}).get("lock") or {}).get("lock_sha256")
-        )
+        by_kernel.setdefault(r.metrics.kernel, set()).add(r.environment.lock_sha256)
     if any(len(shas) > 1 for shas in by_kernel.values()):
-        diffs["lock"] = [
-            (r.environment.get("run", {}).get("lock") or {}).get("lock_sha256") for r in runs
-        ]
+        diffs["lock"] = [r.environment.lock_sha256 for r in runs]
     return diffs
 
 
-def environment_facts(env: dict) -> dict[str, dict]:
-    """What a run ran on and with, grouped as a rerun verdict reports it."""
-    gpu, run = env.get("gpu", {}), env.get("run", {})
-    packages = dict(p.split("==", 1) for p in env.get("packages", []) if "==" in p)
-    return {
-        "hardware": {
-            "CPU": env.get("cpu", {}).get("model"),
-            "logical cores": env.get("cpu", {}).get("logical_cores"),
-            "memory (GiB)": round((env.get("memory", {}).get("total_bytes") or 0) / 2**30, 1),
-            "GPU": [g.get("name") for g in gpu.get("nvidia_smi", {}).get("query", [])] or None,
-        },
-        "driver": {
-            "NVIDIA driver": (gpu.get("nvml") or {}).get("driver_version"),
-            "CUDA (framework)": env.get("framework", {}).get("cuda"),
-            "OS kernel": env.get("system", {}).get("kernel"),
-        },
-        "packages": packages,
-        "code": {
-            "repro library sha256": (run.get("code") or {}).get("library_sha256"),
-            "template sha256": (run.get("template") or {}).get("sha256"),
-            "lock sha256": (run.get("lock") or {}).get("lock_sha256"),
-            "git commit": (run.get("git") or {}).get("commit"),
-        },
-        "settings": {k: v for k, v in env.get("settings", {}).items() if k != "affinity"},
-    }
-
-
-def environment_differences(before: dict, after: dict) -> dict[str, dict[str, list]]:
+def environment_differences(before: Environment, after: Environment) -> dict[str, dict[str, list]]:
     """{group: {fact: [before, after]}} for every fact that differs between two environments."""
-    a, b = environment_facts(before), environment_facts(after)
+    a, b = before.facts(), after.facts()
     return {
         group: {
             k: [a[group].get(k), b[group].get(k)]

@@ -159,7 +159,10 @@ ROWS = [
         ["repro", "compare", "{d}/not-a-run", "{d}/not-a-run-2"],
         "got 0; skipping 2 that are not finished runs: {d}/not-a-run: a metrics.json that is not",
     ),
-    (["repro", "compare", "{d}/no-params", "{d}/no-params"], "lacks what a comparison reads"),
+    (
+        ["repro", "compare", "{d}/no-params", "{d}/no-params"],
+        "no-params/metrics.json has no 'run_id'",
+    ),
     (["repro", "compare", "{d}/notes.txt", "{d}/not-a-run"], "notes.txt: a file, not a run"),
     (["repro", "compare", "{d}/empty-folder"], "holds no finished run folders"),
     (["repro", "rerun", "{d}/missing.ipynb"], "cannot rerun"),

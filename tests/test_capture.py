@@ -437,7 +437,7 @@ def test_packages_like_pip_freeze() -> None:
 
 def test_capture_is_complete_json_and_never_hangs() -> None:
     start = time.perf_counter()
-    env = capture.capture()
+    env = capture.capture().to_json()
     elapsed = time.perf_counter() - start
     # a bound against a command that hangs until its timeout, not a benchmark: well under a
     # second on an idle machine, seconds on a loaded 2-core one
@@ -454,6 +454,9 @@ def test_capture_is_complete_json_and_never_hangs() -> None:
         "env_vars",
         "packages",
         "lscpu_text",
+        "framework",  # these three the report adds in the kernel
+        "settings",
+        "run",
     }
     assert env["captured_at"].endswith("+00:00")
     assert json.loads(json.dumps(env)) == env
@@ -508,7 +511,7 @@ def test_hardware_markdown_gpu_table_from_fake_nvidia_smi(bin_dir: Path) -> None
 
 
 def test_hardware_markdown_of_a_real_capture() -> None:
-    env = capture.capture()
+    env = capture.capture().to_json()
     md = capture.hardware_markdown(env)
     assert md.startswith("# Hardware and environment")
     assert env["lscpu_text"] in md

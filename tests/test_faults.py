@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -229,13 +230,11 @@ def test_a_truncated_partial_report_never_becomes_report_ipynb(tmp_path):
 
 
 def fake_run(folder: Path, status: str = "ok") -> Path:
-    """A run folder as compare reads it: metrics.json and environment.json."""
+    """A run folder as compare reads it: a real run's metrics.json and environment.json."""
     folder.mkdir(parents=True)
-    metrics = {"status": status, "framework": "torch", "workload": "resnet-tiny", "kernel": "k"}
-    metrics |= {"params": {"batch_size": 2, "precision": "fp32", "mode": "inference"}}
-    metrics["samples"] = {"step_s": [0.1, 0.11, 0.1, 0.12, 0.1, 0.11]}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "environment.json").write_text("{}")
+    metrics = json.loads((FIXTURES / "records" / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "status": status}))
+    shutil.copy(FIXTURES / "records" / "environment.json", folder)
     return folder
 
 

@@ -13,6 +13,7 @@ import pytest
 from repro.driver import finalize, folders, headline, integrity
 from repro.kernel import report
 from repro.paths import KERNELSPECS
+from repro.records import Environment, Metrics
 
 PARAMS = {  # as plan.resolve records them
     "batch_size": 2,
@@ -27,6 +28,7 @@ PARAMS = {  # as plan.resolve records them
     "threads": 2,
 }
 METRICS = {
+    "schema": "repro.metrics/1",
     "status": "ok",
     "error": None,
     "run_id": "20261123T025227Z_resnet-tiny_torch_1c6c22",
@@ -35,6 +37,7 @@ METRICS = {
     "kernel": "torch-cpu",
     "pinned": True,
     "params": PARAMS,
+    "samples": {"batch_size": 2, "step_s": [0.0079, 0.0081]},
     "summary": {
         "latency_ms": {"median": 7.94, "median_ci95": [7.87, 8.04]},
         "processes": {
@@ -52,12 +55,27 @@ METRICS = {
     },
 }
 ENVIRONMENT = {
+    "schema": "repro.environment/1",
+    "captured_at": "2026-11-23T02:52:27+00:00",
+    "container": {"inside": False},
+    "env_vars": {},
+    "packages": ["torch==2.13.0+cpu"],
     "cpu": {"model": "AMD EPYC", "logical_cores": 2},
     "memory": {"total_bytes": 25276514304},
     "gpu": {"present": False, "reason": "nvidia-smi not found"},
     "system": {"os_pretty_name": "Debian GNU/Linux 12 (bookworm)", "python": {"version": "3.11.7"}},
     "framework": {"name": "torch", "version": "2.13.0+cpu"},
 }
+
+
+def head(metrics: dict = METRICS, environment: dict | None = ENVIRONMENT) -> str:
+    """The summary cell of these records, read as repro reads them back."""
+    return headline.markdown(*records(metrics, environment))
+
+
+def records(metrics: dict, environment: dict | None) -> tuple:
+    env = Environment.from_json(environment, "environment.json") if environment else None
+    return Metrics.from_json(metrics, "metrics.json"), env
 
 
 def lines(markdown: str) -> dict[str, str]:
@@ -69,7 +87,7 @@ def lines(markdown: str) -> dict[str, str]:
 
 
 def test_the_summary_gives_this_runs_figures_with_their_cis_one_line_each():
-    summary = lines(headline.markdown(METRICS, ENVIRONMENT))
+    summary = lines(head())
     assert summary["Result"] == (
         "median step time **9.27 ms** across 3 processes (95% CI 7.34–11.70 ms) · "
         "throughput **215.8 samples/s** across the processes (95% CI 170.94–272.48) · "
@@ -93,21 +111,21 @@ def test_one_process_a_sequence_an_mfu_and_a_failed_run_each_say_so():
     metrics["summary"]["throughput"]["tokens_per_s"] = 52111.3
     metrics["summary"]["compute"] = {"mfu": 0.4123, "peak_source": "H100 SXM bf16 dense"}
     metrics["params"] = {**PARAMS, "sequence_length": 32, "repeats": 1}
-    result = lines(headline.markdown(metrics, ENVIRONMENT))["Result"]
+    result = lines(head(metrics))["Result"]
     assert "**7.94 ms** (95% CI 7.87–8.04 ms, from one process's steps)" in result
     assert "(95% CI 1,609.28–1,645.52, the kernel's process)" in result
     assert "52,111 tokens/s" in result and "MFU **41.2%** of H100 SXM bf16 dense" in result
-    assert "batch 2 × 32 tokens" in lines(headline.markdown(metrics, ENVIRONMENT))["Measured"]
+    assert "batch 2 × 32 tokens" in lines(head(metrics))["Measured"]
     failed = {
         **METRICS,
         "status": "failed",
         "error": "cell 7 raised ValueError: <x>",
         "summary": None,
     }
-    summary = lines(headline.markdown(failed, None))
+    summary = lines(head(failed, None))
     assert summary["Result"] == "not measured" and summary["Environment"] == "not recorded"
     for own in ({"tokens": 10, "processes": 3}, ["a list"], "text"):  # a template of one's own
-        theirs = lines(headline.markdown({**METRICS, "summary": own}, ENVIRONMENT))
+        theirs = lines(head({**METRICS, "summary": own}))
         assert theirs["Result"].startswith("this template published no step-time summary")
         assert theirs["Warnings"] == "none" and "20 steps × 3 processes" in theirs["Measured"]
     assert summary["Status"] == "failed: cell 7 raised ValueError: &lt;x&gt;"
@@ -145,12 +163,12 @@ def template_cells() -> list:
 
 def test_the_report_leads_with_its_summary_and_renders_in_a_browser(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=template_cells())
-    finalize.head(notebook, METRICS, ENVIRONMENT)
+    finalize.head(notebook, *records(METRICS, ENVIRONMENT))
     assert [c.metadata.get("tags", [None])[0] for c in notebook.cells[:2]] == [
         finalize.BANNER_TAG,
         finalize.SUMMARY_TAG,
     ]
-    assert notebook.cells[1].source == headline.markdown(METRICS, ENVIRONMENT)
+    assert notebook.cells[1].source == head()
     assert notebook.cells[2].source.startswith("# Image classification")  # then the template
     folders.seal(notebook, tmp_path, status="ok")
     html = (tmp_path / "report.html").read_text()
@@ -178,7 +196,7 @@ def test_why_a_run_stopped_or_a_busy_machine_stays_above_the_summary(error):
     notebook = nbformat.v4.new_notebook(cells=template_cells())
     summary = {**METRICS["summary"], "machine": {"busy": True, "warnings": ["Busy: 1.2 cores"]}}
     metrics = {**METRICS, "status": "failed" if error else "ok", "error": error, "summary": summary}
-    finalize.head(notebook, metrics, ENVIRONMENT)
+    finalize.head(notebook, *records(metrics, ENVIRONMENT))
     first = notebook.cells[0]
     assert first.metadata["tags"] == [finalize.STOP_TAG if error else finalize.BUSY_TAG]
     assert [c.metadata.get("tags", [None])[0] for c in notebook.cells[1:3]] == [

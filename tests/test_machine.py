@@ -10,6 +10,7 @@ from conftest import burner
 
 from repro.driver.finalize import BUSY_TAG, busy_banner
 from repro.kernel import machine
+from repro.records import Summary
 
 BURN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
 
@@ -61,10 +62,12 @@ def test_the_runs_own_child_processes_are_not_other_load():
 
 def test_a_busy_run_says_so_at_the_top_of_its_report():
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# report")])
-    busy_banner(notebook, {"busy": False, "warnings": []})
+    summary = {"latency_ms": {"median": 8.0}, "throughput": {"samples_per_s": 250.0}}
+    busy_banner(notebook, Summary.from_json({**summary, "machine": {"busy": False}}, "summary"))
     assert len(notebook.cells) == 1
     warning = "The machine was busy while this run was measured: <b>x</b> | y"
-    busy_banner(notebook, {"busy": True, "warnings": [warning]})
+    machine = {"busy": True, "warnings": [warning]}
+    busy_banner(notebook, Summary.from_json({**summary, "machine": machine}, "summary"))
     top = notebook.cells[0]
     assert top.metadata["tags"] == [BUSY_TAG] and "busy machine" in top.source
     assert "&lt;b&gt;" in top.source and "\\|" in top.source  # escaped as markdown

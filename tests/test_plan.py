@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import repro, run_folders
+from conftest import FIXTURES, repro, run_folders
 
 from repro import records
 from repro.driver import kernels, plan, templates
@@ -39,7 +40,7 @@ def test_parameters_are_typed_and_threads_resolved_to_a_number():
     assert p.params["threads"] == len(os.sched_getaffinity(0))
 
 
-def test_attention_is_a_run_parameter_built_into_attention_families_and_compared():
+def test_attention_is_a_run_parameter_built_into_attention_families_and_compared(tmp_path):
     p = plan.resolve("gpt-mini", "torch", {"attention": "explicit"})
     assert plan.resolve("gpt-mini", "torch").params["attention"] == "fused"  # the default
     assert p.notebook_parameters({})["attention"] == "explicit"  # what papermill injects
@@ -48,16 +49,21 @@ def test_attention_is_a_run_parameter_built_into_attention_families_and_compared
     with pytest.raises(ValueError, match="choose one of fused, explicit"):
         models.build_options("vit", "flash")
 
-    def run(attention, suffix):  # what compare reads of a run folder
-        params = {"precision": "fp32", "mode": "inference", "batch_size": 2, "compile": "eager"}
+    real = json.loads((FIXTURES / "records" / "metrics.json").read_text())  # resnet-tiny, bs 2
+    environment = json.loads((FIXTURES / "records" / "environment.json").read_text())
+
+    def run(attention, suffix):  # what compare reads of a run folder: a real one, changed
         metrics = {
-            "framework": "torch",
+            **real,
             "workload": "gpt-mini",
-            "kernel": "torch-cpu",
-            "params": {**params, "attention": attention},
+            "params": {**real["params"], "attention": attention},
             "model": {"config": {}, "attention": {"kind": attention, "kernel": "?"}},
         }
-        return records.Run(Path(f"20261122T000000Z_gpt-mini_torch_{suffix}"), metrics, {})
+        folder = tmp_path / f"20261122T000000Z_gpt-mini_torch_{suffix}"
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        (folder / "environment.json").write_text(json.dumps(environment))
+        return records.load(folder)
 
     # the same function computed two ways, like eager vs compile: compared, not a mixed context
     fused, explicit = run("fused", "aaaaaa"), run("explicit", "bbbbbb")

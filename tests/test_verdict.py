@@ -5,6 +5,7 @@ another process kept busy. The equivalence statistics are also checked on known 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -12,13 +13,16 @@ from conftest import burner, read_metrics, repro, run_folders
 
 from repro import stats
 from repro.kernel import verdict
+from repro.records import Metrics
 
 
-def results(folder, machine: bool = True) -> dict:
+def results(folder, machine: bool = True) -> verdict.Measured:
     """A run's summary and samples, as the verdict reads them; without the machine check when
     only the workload's verdict is under test (two runs' references may differ by chance)."""
-    record = verdict.record(read_metrics(folder))
-    return {k: v for k, v in record.items() if machine or k != "machine"}
+    record = verdict.record(Metrics.from_json(read_metrics(folder), "metrics.json"))
+    if machine:
+        return record
+    return dataclasses.replace(record, summary=dataclasses.replace(record.summary, machine={}))
 
 
 @pytest.mark.kernel
@@ -32,9 +36,9 @@ def test_the_verdict_classes_on_real_runs(small_runs):
     # the workload changed: run "a" with every step three times as long, its noise kept (a real
     # batch 4 against 2 was only 1.2 to 1.4 times slower, and with one outlier process among
     # three, in CI, its CI could not clear the margin: inconclusive, rightly)
-    slower = {**a, "samples": {"processes": [
-        {"step_s": [3 * t for t in p["step_s"]]} for p in a["samples"]["processes"]
-    ]}}  # fmt: skip
+    slower = dataclasses.replace(a, samples={"processes": [
+        {"step_s": [3 * t for t in p["step_s"]]} for p in a.samples["processes"]
+    ]})  # fmt: skip
     bigger = verdict.decide(a, slower, 0.10)
     assert bigger["class"] == "changed" and bigger["words"].startswith("changed by +200.0%")
     assert bigger["shift"]["ci95"][0] > 1.10

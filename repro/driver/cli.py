@@ -284,11 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                 argv=sys.argv[1:] if argv is None else argv,
                 force_memory=args.force_memory,
             )
-            thr = result.metrics["summary"]["throughput"]["samples_per_s"]
-            print(
-                f"{request.workload['name']} / {request.framework}: {thr:.2f} samples/s "
-                f"-> {result.folder}"
-            )
+            summary = result.metrics.step_summary  # None: a template of one's own
+            thr = f"{summary.throughput['samples_per_s']:.2f} samples/s " if summary else ""
+            print(f"{request.workload['name']} / {request.framework}: {thr}-> {result.folder}")
         elif args.command == "rerun":
             from repro.driver.rerun import rerun
 
@@ -299,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                 tolerance=parse_percentage(args.tolerance, "--tolerance"),
                 force_memory=args.force_memory,
             )
-            verdict = result.metrics["rerun"] or {}
-            print(f"rerun verdict: {verdict.get('verdict', 'none recorded')} -> {result.folder}")
+            verdict = result.metrics.verdict or "none recorded"
+            print(f"rerun verdict: {verdict} -> {result.folder}")
         elif args.command == "kernels":
             names = args.names
             if (

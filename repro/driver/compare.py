@@ -2,8 +2,8 @@
 
 The notebook runs with papermill in the pinned `analysis` kernel (statistics and plots, no
 framework) into its own folder under runs/: report.ipynb, the offline report.html,
-comparison.json (what the notebook published), plots/ and MANIFEST.sha256, so `repro verify`
-checks it like any run.
+comparison.json (how it ended and what the notebook published: repro.records.Comparison),
+plots/ and MANIFEST.sha256, so `repro verify` checks it like any run.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def write_report(
         results, plots = published(executed)
         for name, png in plots.items():
             write(folder / "plots" / f"{name}.png", png)
-        summary = {"status": status, "error": error, **results}
-        write(folder / "comparison.json", json.dumps(summary, indent=1) + "\n")
+        summary = records.Comparison(status, error, results)
+        write(folder / "comparison.json", json.dumps(summary.to_json(), indent=1) + "\n")
         executed.metadata["title"] = f"Comparison of {len(runs)} runs: {folder.name}"
         seal(executed, folder, run=run_context, status=status)
         write_manifest(folder)

@@ -28,9 +28,8 @@ from repro.driver.integrity import mapping
 from repro.driver.plan import RunPlan
 from repro.kernel.capture import hardware_markdown
 from repro.markdown import escape
+from repro.records import Environment, Metrics, RecordError, RerunRecord, Summary
 
-METRICS_SCHEMA = "repro.metrics/1"
-RERUN_SCHEMA = "repro.rerun/1"
 BANNER_TAG = "repro-banner"  # the first cell: what ran where (repro.driver.execute.banner)
 SUMMARY_TAG = "repro-summary"  # the cell after it: the result, status, warnings, environment
 STOP_TAG = "repro-stopped"  # the banner cell saying why a run did not finish
@@ -89,18 +88,10 @@ def run_script(plan: RunPlan, run_context: dict) -> str:
     )
 
 
-def rerun_record(plan: RunPlan, lock: str | None, code: dict) -> dict:
+def rerun_record(plan: RunPlan, lock: str | None, code: dict) -> RerunRecord:
     """What `repro rerun` needs, from the report alone: spec, parameters (seeds included), the
     kernel and its lock, the template and the library's code."""
-    return {
-        "schema": RERUN_SCHEMA,
-        "workload": plan.workload,
-        "framework": plan.framework,
-        "kernel": plan.kernel,
-        "params": plan.params,
-        "lock": lock,
-        "code": code,
-    }
+    return RerunRecord(plan.workload, plan.framework, plan.kernel, plan.params, lock, code)
 
 
 @dataclass
@@ -128,13 +119,14 @@ def stop_banner(notebook, status: str, reason: str) -> None:
     notebook.cells.insert(0, cell)
 
 
-def busy_banner(notebook, machine: dict | None) -> None:
+def busy_banner(notebook, summary: Summary | None) -> None:
     """Say at the top of the report that the machine was busy while the run was measured
-    (`machine`: repro.kernel.machine.Check's result, whose first warning says how busy)."""
-    if not (isinstance(machine, dict) and machine.get("busy") and machine.get("warnings")):
+    (the machine check's first warning says how busy)."""
+    warnings = summary.machine.get("warnings") if summary and summary.busy else None
+    if not (isinstance(warnings, list) and warnings):
         return
     cell = nbformat.v4.new_markdown_cell(
-        f"## ⚠️ Measured on a busy machine\n\n{escape(machine['warnings'][0])}"
+        f"## ⚠️ Measured on a busy machine\n\n{escape(warnings[0])}"
     )
     cell.metadata["tags"] = [BUSY_TAG]
     notebook.cells.insert(0, cell)
@@ -151,7 +143,7 @@ def fold_defaults(notebook) -> None:
                 cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
 
 
-def head(notebook, metrics: dict, environment: dict | None) -> None:
+def head(notebook, metrics: Metrics, environment: Environment | None) -> None:
     """Lead the report with its result: the summary cell after the banner (the template's cells
     follow, their default parameters folded away), why the run stopped or that the machine was
     busy above both, and a title naming the run for report.html's <title>."""
@@ -160,14 +152,22 @@ def head(notebook, metrics: dict, environment: dict | None) -> None:
     cell.metadata["tags"] = [SUMMARY_TAG]
     tags = [c.metadata.get("tags", []) for c in notebook.cells]
     notebook.cells.insert(next((i + 1 for i, t in enumerate(tags) if BANNER_TAG in t), 0), cell)
-    if metrics["error"]:
-        stop_banner(notebook, metrics["status"], metrics["error"])
+    if metrics.error:
+        stop_banner(notebook, metrics.status, metrics.error)
     else:
-        busy_banner(notebook, (metrics["summary"] or {}).get("machine"))
+        busy_banner(notebook, metrics.step_summary)
     notebook.metadata["title"] = (
-        f"{metrics['workload']} in {metrics['framework']} ({metrics['status']}): "
-        f"repro run {metrics['run_id']}"
+        f"{metrics.workload} in {metrics.framework} ({metrics.status}): repro run {metrics.run_id}"
     )
+
+
+def environment_of(published) -> Environment | None:
+    """The environment the kernel published, or None where it published none (or one that is
+    not repro's: the file keeps what was published, and reading it back says what is wrong)."""
+    try:
+        return Environment.from_json(published, "the report's environment")
+    except RecordError:
+        return None
 
 
 def finalize(
@@ -177,8 +177,8 @@ def finalize(
     code: dict,
     error: str | None = None,
     interrupted: bool = False,
-) -> dict:
-    """Write every file of the run folder from its report; return metrics.json's content.
+) -> Metrics:
+    """Write every file of the run folder from its report; return metrics.json's record.
     `error` is why the run stopped (`interrupted`: by a signal) and heads the report."""
     report = run_dir / "report.ipynb"
     notebook = nbformat.read(report, as_version=4) if report.is_file() else None
@@ -191,32 +191,34 @@ def finalize(
     if error and notebook is None:  # stopped before papermill saved anything
         notebook = nbformat.v4.new_notebook()
     papermill_meta = notebook.metadata.get("papermill", {}) if notebook else {}
-    metrics = {
-        "schema": METRICS_SCHEMA,
-        "status": status,
-        "error": error,
-        "run_id": run_context["run_id"],
-        "workload": plan.workload["name"],
-        "framework": plan.framework,
-        "kernel": plan.kernel,
-        "kernel_reason": plan.kernel_reason,
-        "pinned": run_context["lock"] is not None,
-        "lock_ok": (run_context["lock"] or {}).get("ok"),
-        "params": plan.params,
-        "model": results.get("model"),
-        "summary": measured or None,
-        "samples": samples,
-        "started_at": papermill_meta.get("start_time"),
-        "finished_at": papermill_meta.get("end_time"),
-        "duration_s": papermill_meta.get("duration"),
-        "rerun": results.get("rerun"),
-    }
-    environment = results.get("environment")
+    lock_check = run_context["lock"]
+    metrics = Metrics(
+        status=status,
+        error=error,
+        run_id=run_context["run_id"],
+        workload=plan.workload["name"],
+        framework=plan.framework,
+        kernel=plan.kernel,
+        kernel_reason=plan.kernel_reason,
+        pinned=lock_check is not None,
+        lock_ok=lock_check["ok"] if lock_check else None,
+        params=plan.params,
+        model=results.get("model"),
+        summary=measured or None,
+        samples=samples,
+        started_at=papermill_meta.get("start_time"),
+        finished_at=papermill_meta.get("end_time"),
+        duration_s=papermill_meta.get("duration"),
+        rerun=results.get("rerun"),
+    )
+    published_environment = results.get("environment")
+    environment = environment_of(published_environment)
     if notebook:
         head(notebook, metrics, environment)
+    if isinstance(published_environment, dict):  # as published: nothing recorded is lost
+        write(run_dir / "environment.json", json.dumps(published_environment, indent=1) + "\n")
     if environment:
-        write(run_dir / "environment.json", json.dumps(environment, indent=1) + "\n")
-        write(run_dir / "hardware.md", hardware_markdown(environment))
+        write(run_dir / "hardware.md", hardware_markdown(environment.to_json()))
     if samples:
         write(run_dir / "raw_metrics.csv", raw_csv(samples))
     for name, png in plots.items():
@@ -231,10 +233,10 @@ def finalize(
             notebook,
             run_dir,
             run=run_context,
-            status=metrics["status"],
-            environment=environment,
-            rerun=rerun_record(plan, lock, code),
+            status=metrics.status,
+            environment=published_environment,
+            rerun=rerun_record(plan, lock, code).to_json(),
         )
-    write(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    write(run_dir / "metrics.json", json.dumps(metrics.to_json(), indent=1) + "\n")
     write_manifest(run_dir)
     return metrics

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from repro.kernel.capture import gpu_names
 from repro.markdown import escape
+from repro.records import Environment, Metrics, Summary, section
 
 
 def ci(bounds, unit: str = "") -> str:
@@ -16,94 +17,84 @@ def ci(bounds, unit: str = "") -> str:
     return f"95% CI {bounds[0]:,.2f}–{bounds[1]:,.2f}{unit}"
 
 
-def step_time(summary: dict) -> str:
+def step_time(summary: Summary) -> str:
     """The median step time with the CI between processes, or between one process's steps."""
-    spread = summary.get("processes") or {}
-    if spread.get("n", 1) > 1:
+    spread = summary.processes
+    if summary.process_count > 1:
         return (
             f"median step time **{spread['centre_ms']:,.2f} ms** across {spread['n']} processes "
             f"({ci(spread['centre_ci95_ms'], ' ms')})"
         )
-    latency = summary["latency_ms"]
+    latency = summary.latency_ms
     return (
         f"median step time **{latency['median']:,.2f} ms** "
-        f"({ci(latency['median_ci95'], ' ms')}, from one process's steps)"
+        f"({ci(latency.get('median_ci95'), ' ms')}, from one process's steps)"
     )
 
 
-def ours(summary) -> dict:
-    """The summary repro's templates publish (report.results), or {} for what a template of
-    one's own published instead (anything at all)."""
-    if not isinstance(summary, dict):
-        return {}
-    need = {"latency_ms": dict, "throughput": dict, "processes": (dict, type(None))}
-    return summary if all(isinstance(summary.get(k), t) for k, t in need.items()) else {}
-
-
-def result(published) -> str:
-    if not published:
+def result(metrics: Metrics) -> str:
+    if not metrics.summary:
         return "not measured"
-    summary = ours(published)
+    summary = metrics.step_summary
     if not summary:
         return "this template published no step-time summary (see its own cells)"
-    throughput, compute = summary["throughput"], summary.get("compute") or {}
-    spread = summary.get("processes") or {}
+    throughput, spread = summary.throughput, summary.processes
     parts = [
         step_time(summary),
         f"throughput **{spread['samples_per_s']:,.1f} samples/s** across the processes "
         f"({ci(spread['samples_per_s_ci95'])})"
         if "samples_per_s" in spread  # a report older than it: the kernel's process only
         else f"throughput **{throughput['samples_per_s']:,.1f} samples/s** "
-        f"({ci(throughput['ci95'])}, the kernel's process)",
+        f"({ci(throughput.get('ci95'))}, the kernel's process)",
     ]
     if throughput.get("tokens_per_s"):
         parts.append(f"{throughput['tokens_per_s']:,.0f} tokens/s")
-    peak = escape(compute.get("peak_source"))
-    mfu = compute.get("mfu")
+    peak = escape(summary.compute.get("peak_source"))
+    mfu = summary.mfu
     parts.append(f"MFU **{mfu:.1%}** of {peak}" if mfu is not None else f"no MFU: {peak}")
     return " · ".join(parts)
 
 
-def measured(metrics: dict) -> str:
-    p, summary = metrics["params"], ours(metrics.get("summary"))
+def measured(metrics: Metrics) -> str:
+    p, summary = metrics.params, metrics.step_summary
     sequence = f" × {p['sequence_length']} tokens" if p.get("sequence_length") else ""
-    processes = (summary.get("processes") or {}).get("n", p.get("repeats"))
+    processes = summary.process_count if summary else p.get("repeats")
     warmup = (
-        f"warm-up {summary['warmup_steps']} steps "
-        + ("(settled)" if summary.get("warmup_steady") else f"(cap {p['warmup']}, not settled)")
-        if "warmup_steps" in summary
+        f"warm-up {summary.warmup_steps} steps "
+        + ("(settled)" if summary.warmup_steady else f"(cap {p['warmup']}, not settled)")
+        if summary and summary.warmup_steps is not None
         else f"warm-up up to {p['warmup']} steps"
     )
     return escape(
-        f"{metrics['workload']} in {metrics['framework']}, {p['mode']}, batch {p['batch_size']}"
+        f"{metrics.workload} in {metrics.framework}, {p['mode']}, batch {p['batch_size']}"
         f"{sequence}, {p['precision']}, compile {p['compile']}, {p['threads']} threads; "
         f"{p['steps']} steps × {processes} process{'es' if processes != 1 else ''}, {warmup}"
     )
 
 
-def machine(environment: dict | None, metrics: dict) -> str:
+def machine(environment: Environment | None, metrics: Metrics) -> str:
     if not environment:
         return "not recorded"
-    cpu, system = environment.get("cpu", {}), environment.get("system", {})
-    framework = environment.get("framework", {})
-    lock = "pinned" if metrics["pinned"] else "unpinned"
+    cpu, system, framework = environment.cpu, environment.system, environment.framework
+    lock = "pinned" if metrics.pinned else "unpinned"
     return escape(
         f"{cpu.get('model')} ({cpu.get('logical_cores')} logical cores), "
-        f"{environment.get('memory', {}).get('total_bytes', 0) / 2**30:.1f} GiB, "
-        f"GPU {gpu_names(environment.get('gpu', {}))}; {system.get('os_pretty_name')}, "
-        f"Python {system.get('python', {}).get('version')}, "
-        f"{framework.get('name')} {framework.get('version')}, kernel {metrics['kernel']} ({lock})"
+        f"{environment.memory.get('total_bytes', 0) / 2**30:.1f} GiB, "
+        f"GPU {gpu_names(environment.gpu)}; {system.get('os_pretty_name')}, "
+        f"Python {section(system, 'python').get('version')}, "
+        f"{framework.get('name')} {framework.get('version')}, kernel {metrics.kernel} ({lock})"
     )
 
 
-def markdown(metrics: dict, environment: dict | None) -> str:
+def markdown(metrics: Metrics, environment: Environment | None) -> str:
     """The summary cell's markdown: one line each, every value from the run's records."""
-    status = metrics["status"] + (f": {metrics['error']}" if metrics.get("error") else "")
-    warnings = ours(metrics.get("summary")).get("warnings") or []
+    status = metrics.status + (f": {metrics.error}" if metrics.error else "")
+    summary = metrics.step_summary
+    warnings = summary.warnings if summary else ()
     lines = {
-        "Result": result(metrics.get("summary")),
+        "Result": result(metrics),
         "Status": escape(status),
-        "Warnings": " · ".join(escape(str(w)) for w in warnings) if warnings else "none",
+        "Warnings": " · ".join(escape(w) for w in warnings) if warnings else "none",
         "Measured": measured(metrics),
         "Environment": machine(environment, metrics),
     }

@@ -108,8 +108,13 @@ def verdict_cells(original_run: str) -> tuple:
 def addendum(report: untrusted.Report, problems: list[str], tolerance: float) -> Addendum:
     """What a rerun adds to its run: the original's results and the verdict's settings in
     `original/` (what the verdict cells read), the verdict cells, and which run it reran."""
-    original = {**report.original, "integrity": problems, "verdict": {"tolerance": tolerance}}
-    run_id = report.original["metrics"]["run_id"]
+    original = {
+        "metrics": report.metrics.to_json(),
+        "environment": report.environment.to_json(),
+        "integrity": problems,
+        "verdict": {"tolerance": tolerance},
+    }
+    run_id = report.metrics.run_id
     return Addendum(
         files={f"original/{k}.json": json.dumps(v, indent=1) + "\n" for k, v in original.items()},
         cells=verdict_cells(run_id),
@@ -157,7 +162,7 @@ def rerun(
             spec=report.workload,
         )
         request = dataclasses.replace(request, lock=lock, code=code)
-        print(f"rerunning {report.original['metrics']['run_id']}", file=log)
+        print(f"rerunning {report.metrics.run_id}", file=log)
         return run(
             request,
             argv=["rerun", str(source)],

@@ -15,6 +15,7 @@ from repro.driver.folders import check_runs_dir, new_folder, write
 from repro.driver.plan import RunPlan, equivalence
 from repro.errors import RunFailed, brief
 from repro.paths import ROOT
+from repro.records import Metrics
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Result:
     """Where a run left its folder, and its metrics (status ok, failed or interrupted)."""
 
     folder: Path
-    metrics: dict
+    metrics: Metrics
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,8 @@ def run(
                 + (f" (the run itself: {error})" if error else "")
             ) from None
     print(f"run folder: {folder}", file=log)
-    if metrics["status"] != "ok":
+    if metrics.status != "ok":
         raise RunFailed(
-            f"run {metrics['status']}: {brief(metrics['error'])}; the partial report is in {folder}"
+            f"run {metrics.status}: {brief(metrics.error)}; the partial report is in {folder}"
         )
     return Result(folder, metrics)

@@ -22,6 +22,7 @@ from repro.driver.finalize import published
 from repro.errors import UserError
 from repro.lockfile import Pin, lock_changes, read_lock
 from repro.paths import KERNELSPECS
+from repro.records import Environment, Metrics, RerunRecord, Summary, positive
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"  # workloads, kernels, run ids: never a path
 TEMPLATE_NAME = NAME + r"\.ipynb"
@@ -37,7 +38,8 @@ class Report:
     params: dict[str, str]  # every parameter as text, for plan.resolve to validate
     pins: dict[str, Pin]  # its lock
     code: dict  # snapshot.take()'s shape: template {name, sha256, text}, library {sha256, ...}
-    original: dict  # metrics {run_id, samples, summary} and environment: what the verdict compares
+    metrics: Metrics  # the original's, as its metrics.json held them: what the verdict compares
+    environment: Environment
 
 
 def bad(what: str) -> UserError:
@@ -66,10 +68,9 @@ def parameter_text(key: str, value) -> str:
     raise bad(f"parameter {key!r} holds {type(value).__name__} {str(value)[:40]!r}")
 
 
-def checked_code(meta: dict) -> dict:
+def checked_code(meta: dict, code: dict) -> dict:
     """The template and library the report carries: a plain-named notebook, and both matching
     the sha256 recorded for them (integrity.embedded_problems, as `verify` checks them)."""
-    code = field(meta["rerun"], "code", dict)
     template = field(code, "template", dict, "code")
     name(field(template, "name", str, "template"), TEMPLATE_NAME, "template")
     try:
@@ -82,37 +83,39 @@ def checked_code(meta: dict) -> dict:
     return code
 
 
-def positive(values: list) -> bool:
-    return all(
-        isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf for v in values
-    )
-
-
-def objects(where: str, record: dict, keys: tuple[str, ...]) -> None:
-    """Each of `keys` in `record` is absent, null or a JSON object: what the verdict reads."""
-    for key in keys:
-        if record.get(key) is not None and not isinstance(record[key], dict):
-            raise bad(f"its {where} {key!r} is not a JSON object")
-
-
-def original_results(notebook, meta: dict) -> dict:
-    """The original's metrics and environment, checked to hold what the verdict reads."""
+def original_results(notebook, meta: dict, record: RerunRecord) -> tuple[Metrics, Environment]:
+    """The original's metrics and environment, read as its metrics.json and environment.json
+    (repro.records) and checked to hold what the verdict computes on."""
     results, _ = published(notebook)
-    metrics = dict(field(results, "metrics", dict, "the report's results"))
-    samples = field(metrics, "samples", dict, "metrics")
-    steps = field(samples, "step_s", list, "samples")
-    if not steps or not positive([*steps, samples.get("first_call_s")]):
-        raise bad("its step times are not positive numbers")
+    measured = dict(field(results, "metrics", dict, "the report's results"))
+    samples = measured.pop("samples", None)
+    model = results.get("model")
+    metrics = Metrics.from_json(
+        {
+            "schema": Metrics.schema,
+            "status": "ok",
+            "run_id": name(field(meta, "run", dict, "metadata").get("run_id"), NAME, "run id"),
+            "workload": record.workload.get("name"),
+            "framework": record.framework,
+            "kernel": record.kernel,
+            "params": record.params,
+            "model": model if isinstance(model, dict) else None,
+            "summary": measured,
+            "samples": samples,
+        },
+        "the report's metrics",
+    )
+    summary = Summary.from_json(measured, "the report's metrics")
     processes = samples.get("processes")  # absent in a report older than repeats
-    if processes is not None and not (
-        isinstance(processes, list)
-        and all(isinstance(p, dict) and p.get("step_s") for p in processes)
-        and all(isinstance(p["step_s"], list) and positive(p["step_s"]) for p in processes)
+    if not positive([samples.get("first_call_s")]) or not (
+        processes is None
+        or (
+            isinstance(processes, list)
+            and all(isinstance(p, dict) and positive(p.get("step_s")) for p in processes)
+        )
     ):
-        raise bad("its processes' step times are not lists of positive numbers")
-    metrics.pop("samples")
-    objects("summary", metrics, ("machine",))
-    reference = (metrics.get("machine") or {}).get("reference")
+        raise bad("its step times are not positive numbers")
+    reference = summary.machine.get("reference")
     if reference is not None and not (
         isinstance(reference, dict)
         and all(isinstance(reference.get(side), dict) for side in ("before", "after"))
@@ -123,17 +126,8 @@ def original_results(notebook, meta: dict) -> dict:
         )
     ):
         raise bad("its machine reference is not timings in positive numbers")
-    environment = field(meta, "environment", dict, "metadata")
-    objects("summary", metrics, ("latency_ms", "throughput", "memory", "energy", "loss"))
-    objects("environment", environment, ("cpu", "gpu", "memory", "system", "framework", "run"))
-    objects("environment", environment, ("settings",))
-    if not all(isinstance(p, str) for p in environment.get("packages") or []):
-        raise bad("its environment's packages are not a list of names")
-    run_id = name(field(meta, "run", dict, "metadata").get("run_id"), NAME, "run id")
-    return {
-        "metrics": {"run_id": run_id, "samples": samples, "summary": metrics},
-        "environment": environment,
-    }
+    environment = Environment.from_json(meta.get("environment"), "the report's environment")
+    return metrics, environment
 
 
 def read(notebook) -> Report:
@@ -145,28 +139,29 @@ def read(notebook) -> Report:
         )
     if meta.get("status") != "ok":
         raise UserError(f"the report is a {meta.get('status')} run: it has nothing to reproduce")
-    record = field(meta, "rerun", dict, "metadata")
-    kernel = name(field(record, "kernel", str), NAME, "kernel")
-    if kernel == "unpinned":
+    record = RerunRecord.from_json(meta["rerun"], "the report's rerun record")
+    kernel = name(record.kernel, NAME, "kernel")
+    if kernel == "unpinned" or record.lock is None:
         raise UserError(
             "the report ran unpinned: it has no lock to rebuild its kernel from; rerun it with "
             "`repro run --unpinned` and the parameters in its run.sh"
         )
-    spec = plan.check_spec(record.get("workload"), "the report's workload spec")
+    spec = plan.check_spec(record.workload, "the report's workload spec")
     name(spec["name"], NAME, "workload")
     try:
-        pins = read_lock(field(record, "lock", str))
+        pins = read_lock(record.lock)
     except ValueError as error:
         raise bad(f"its lock is refused: {error}") from None
-    params = field(record, "params", dict)
+    metrics, environment = original_results(notebook, meta, record)
     return Report(
         workload=spec,
-        framework=field(record, "framework", str),
+        framework=record.framework,
         kernel=kernel,
-        params={k: parameter_text(k, v) for k, v in params.items() if v is not None},
+        params={k: parameter_text(k, v) for k, v in record.params.items() if v is not None},
         pins=pins,
-        code=checked_code(meta),
-        original=original_results(notebook, meta),
+        code=checked_code(meta, record.code),
+        metrics=metrics,
+        environment=environment,
     )
 
 

@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "repro.environment/1"
+from repro.records import Environment
+
 TIMEOUT_S: float = 10
 CPUINFO = Path("/proc/cpuinfo")
 MEMINFO = Path("/proc/meminfo")
@@ -341,20 +342,20 @@ def packages() -> list[str]:
     return [seen[key] for key in sorted(seen)]
 
 
-def capture() -> dict:
-    """The whole environment record (schema ``repro.environment/1``)."""
-    return {
-        "schema": SCHEMA,
-        "captured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "system": system(),
-        "cpu": cpu(),
-        "memory": memory(),
-        "gpu": gpus(),
-        "container": container(),
-        "env_vars": env_vars(),
-        "packages": packages(),
-        "lscpu_text": lscpu_text(),
-    }
+def capture() -> Environment:
+    """The machine and software, as environment.json records them (repro.records.Environment;
+    the framework, its settings and the run context are added by repro.kernel.report)."""
+    return Environment(
+        captured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        system=system(),
+        cpu=cpu(),
+        memory=memory(),
+        gpu=gpus(),
+        container=container(),
+        env_vars=env_vars(),
+        packages=tuple(packages()),
+        lscpu_text=lscpu_text(),
+    )
 
 
 def _ranges(ids: list[int]) -> str:
@@ -442,4 +443,4 @@ Captured at {env.get("captured_at", "unknown")}.
 
 
 if __name__ == "__main__":
-    print(json.dumps(capture(), indent=2))
+    print(json.dumps(capture().to_json(), indent=2))

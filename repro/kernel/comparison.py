@@ -50,42 +50,44 @@ def context(runs: list[records.Run], allow_mixed: bool) -> dict:
 
 def metric_rows(run: records.Run) -> dict:
     """The headline figures of one run, as numbers (None where not measured)."""
-    s = run.metrics["summary"]
-    lat, thr, mem = s["latency_ms"], s["throughput"], s.get("memory") or {}
-    energy = s.get("energy") or {}
-    gpu_energy = energy.get("gpu") or {}
-    cc = energy.get("codecarbon") or {}
+    s = run.summary
+    lat, thr, mem = s.latency_ms, s.throughput, s.memory
     return {
         "throughput (samples/s)": thr["samples_per_s"],
-        "throughput 95% CI": tuple(round(b, 2) for b in thr["ci95"]) if thr["ci95"] else None,
+        "throughput 95% CI": rounded(thr.get("ci95"), 2),
         "tokens/s": thr.get("tokens_per_s"),
         "median step (ms)": lat["median"],
-        "median 95% CI (ms)": tuple(round(b, 3) for b in lat["median_ci95"])
-        if lat["median_ci95"]
+        "median 95% CI (ms)": rounded(lat.get("median_ci95"), 3),
+        "p90 / p99 step (ms)": f"{lat['p90']:.3f} / {lat['p99']:.3f}"
+        if "p90" in lat and "p99" in lat
         else None,
-        "p90 / p99 step (ms)": f"{lat['p90']:.3f} / {lat['p99']:.3f}",
-        "CV of step time": lat["cv"],
-        "measured steps": lat["n"],
-        "first call (s)": s.get("first_call_s"),
-        "achieved TFLOP/s": (s.get("compute") or {}).get("achieved_tflops"),
-        "MFU": (s.get("compute") or {}).get("mfu"),
+        "CV of step time": lat.get("cv"),
+        "measured steps": lat.get("n"),
+        "first call (s)": s.first_call_s,
+        "achieved TFLOP/s": s.compute.get("achieved_tflops"),
+        "MFU": s.mfu,
         "peak host RSS (MiB)": (mem.get("host_peak_rss_bytes") or 0) / 2**20 or None,
         "peak device memory (MiB)": (mem.get("device_peak_bytes") or 0) / 2**20 or None,
-        "GPU energy (J / 1,000 samples)": gpu_energy.get("joules_per_1000_samples"),
-        "energy estimate (kWh / 1,000 samples)": cc.get("kwh_per_1000_samples"),
-        "energy method": cc.get("status") or gpu_energy.get("status"),
+        "GPU energy (J / 1,000 samples)": s.gpu_joules_per_1000_samples,
+        "energy estimate (kWh / 1,000 samples)": s.kwh_per_1000_samples,
+        "energy method": s.energy_method,
     }
+
+
+def rounded(bounds, digits: int) -> tuple | None:
+    """A CI's bounds rounded, or None where it has none."""
+    return tuple(round(b, digits) for b in bounds) if bounds else None
 
 
 def side_by_side(runs: list[records.Run]) -> pd.DataFrame:
     """Every headline metric per run, then the settings and environment facts that differ."""
     table = pd.DataFrame({r.label: metric_rows(r) for r in runs})
-    settings = {r.label: {**r.metrics["params"], "kernel": r.metrics["kernel"]} for r in runs}
+    settings = {r.label: {**r.metrics.params, "kernel": r.metrics.kernel} for r in runs}
     for r in runs:
-        for group, facts in records.environment_facts(r.environment).items():
+        for group, facts in r.environment.facts().items():
             if group != "packages":
                 settings[r.label].update({f"{group}: {k}": v for k, v in facts.items()})
-        settings[r.label]["framework version"] = r.environment.get("framework", {}).get("version")
+        settings[r.label]["framework version"] = r.environment.framework.get("version")
     frame = pd.DataFrame(settings).astype(str)
     differing = frame[frame.nunique(axis=1) > 1]
     if differing.empty:
@@ -144,9 +146,9 @@ def plot_throughput(runs: list[records.Run]) -> None:
     frame = pd.DataFrame(
         {
             "run": r.label,
-            "framework": r.metrics["framework"],
-            "samples/s": r.metrics["summary"]["throughput"]["samples_per_s"],
-            "ci": r.metrics["summary"]["throughput"]["ci95"] or [np.nan, np.nan],
+            "framework": r.metrics.framework,
+            "samples/s": r.summary.throughput["samples_per_s"],
+            "ci": r.summary.throughput.get("ci95") or [np.nan, np.nan],
         }
         for r in runs
     )
@@ -218,14 +220,14 @@ def plot_heatmap(runs: list[records.Run]) -> str:
 
     frame = pd.DataFrame(
         {
-            "framework": r.metrics["framework"],
-            "workload": r.metrics["workload"],
+            "framework": r.metrics.framework,
+            "workload": r.metrics.workload,
             **{
                 name.replace("_", " "): str(value)
-                for name, value in r.metrics["params"].items()
+                for name, value in r.metrics.params.items()
                 if name not in ("seed", "country", "price_per_hour")
             },
-            "samples/s": r.metrics["summary"]["throughput"]["samples_per_s"],
+            "samples/s": r.summary.throughput["samples_per_s"],
         }
         for r in runs
     )

@@ -8,6 +8,7 @@ Plots are PNG outputs tagged with a name, so the run folder's `plots/` comes fro
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -77,20 +78,22 @@ def settings(fw, mode: str) -> None:
 
 def environment(fw, run_context: dict) -> dict:
     """Capture the machine, software and settings; show the essentials; record everything."""
-    env = capture.capture()
-    env["framework"] = {"name": fw.name, **fw.info()}
-    env["settings"] = fw.settings()
-    env["run"] = run_context
+    env = dataclasses.replace(
+        capture.capture(),
+        framework={"name": fw.name, **fw.info()},
+        settings=fw.settings(),
+        run=run_context,
+    )
     lock = run_context.get("lock") or {}
     rows = {
-        "CPU": env["cpu"].get("model"),
-        "cores (logical) / affinity": f"{env['cpu'].get('logical_cores')} / "
-        f"{len(env['settings']['affinity'])} used",
-        "memory": f"{env['memory'].get('total_bytes', 0) / 2**30:.1f} GiB",
-        "GPU": capture.gpu_names(env["gpu"]),
-        "OS / kernel": f"{env['system']['os_pretty_name']} / {env['system']['kernel']}",
-        "Python": env["system"]["python"]["version"],
-        f"{fw.name}": env["framework"]["version"],
+        "CPU": env.cpu.get("model"),
+        "cores (logical) / affinity": f"{env.cpu.get('logical_cores')} / "
+        f"{len(env.settings['affinity'])} used",
+        "memory": f"{env.memory.get('total_bytes', 0) / 2**30:.1f} GiB",
+        "GPU": capture.gpu_names(env.gpu),
+        "OS / kernel": f"{env.system['os_pretty_name']} / {env.system['kernel']}",
+        "Python": env.system["python"]["version"],
+        f"{fw.name}": env.framework["version"],
         "device used": fw.device,
         "threads": fw.threads,
         "seed": fw.seed,
@@ -102,11 +105,11 @@ def environment(fw, run_context: dict) -> dict:
             else "unpinned: no lock"
         ),
         "git commit": run_context.get("git", {}).get("commit"),
-        "packages": f"{len(env['packages'])} installed (full list in environment.json)",
+        "packages": f"{len(env.packages)} installed (full list in environment.json)",
     }
-    variables = table(env["env_vars"], ("variable", "value")) if env["env_vars"] else "none set"
+    variables = table(env.env_vars, ("variable", "value")) if env.env_vars else "none set"
     markdown = f"{table(rows, ('what', 'value'))}\n\n**Result-changing environment variables:**"
-    return publish("environment", env, f"{markdown}\n\n{variables}")
+    return publish("environment", env.to_json(), f"{markdown}\n\n{variables}")
 
 
 def model_summary(

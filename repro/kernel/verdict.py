@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,30 +43,41 @@ SAMPLED = {  # name: the statistic of a run's step times (seconds) and batch siz
 CLASSES = ("reproduced", "changed", "inconclusive", "machine changed")
 
 
-def record(metrics: dict) -> dict:
-    """What the verdict reads of a run's metrics.json: its summary, with its samples."""
-    return {**metrics["summary"], "samples": metrics["samples"]}
+@dataclass(frozen=True)
+class Measured:
+    """What the verdict reads of one run: its step-time summary and its samples."""
+
+    summary: records.Summary
+    samples: Mapping  # batch_size, first_call_s, step_s, processes
 
 
-def machine_change(original: dict, rerun: dict) -> dict | None:
+def record(metrics: records.Metrics) -> Measured:
+    """What the verdict reads of a run's metrics.json."""
+    source = f"run {metrics.run_id}'s metrics"
+    return Measured(records.Summary.from_json(metrics.summary, source), metrics.samples or {})
+
+
+def published(metrics: dict) -> Measured:
+    """What the verdict reads of this run's own results (repro.kernel.report.results)."""
+    return Measured(records.Summary.from_json(metrics, "this run's metrics"), metrics["samples"])
+
+
+def machine_change(original: Measured, rerun: Measured) -> dict | None:
     """How the rerun's machine differed from the original's: the reference's fastest times
     (before the measured phase) against their noise, and whether the rerun's machine was busy.
     None where the original recorded no reference (a report older than it)."""
-    before = ((original.get("machine") or {}).get("reference") or {}).get("before")
-    after = ((rerun.get("machine") or {}).get("reference") or {}).get("before")
+    before, after = original.summary.reference_before, rerun.summary.reference_before
     if not before or not after or set(before) != set(after):
         return None
     changes = machine.drift(before, after)
     moved = {k: d["change"] for k, d in changes.items() if abs(d["change"]) > d["threshold"]}
-    busy = bool((rerun.get("machine") or {}).get("busy"))
+    busy = rerun.summary.busy
     return {"reference": changes, "moved": moved, "busy": busy, "changed": bool(moved) or busy}
 
 
-def decide(original: dict, rerun: dict, tolerance: float) -> dict:
+def decide(original: Measured, rerun: Measured, tolerance: float) -> dict:
     """The verdict's class and words: the machine first, then the workload (repro.stats)."""
-    shift = stats.shift(
-        stats.medians(original["samples"]), stats.medians(rerun["samples"]), tolerance
-    )
+    shift = stats.shift(stats.medians(original.samples), stats.medians(rerun.samples), tolerance)
     host = machine_change(original, rerun)
     if not host or not host["changed"]:
         return {"class": shift["kind"], "words": shift["words"], "shift": shift, "machine": host}
@@ -84,25 +97,23 @@ def decide(original: dict, rerun: dict, tolerance: float) -> dict:
     return {"class": "machine changed", "words": words, "shift": shift, "machine": host}
 
 
-def scalars(metrics: dict) -> dict:
-    energy = metrics.get("energy") or {}
-    kwh = (energy.get("codecarbon") or {}).get("kwh_per_1000_samples")
-    loss = metrics.get("loss") or {}
+def scalars(run: Measured) -> dict:
+    summary = run.summary
     return {
-        "first call: compile / cold start (s)": metrics["samples"]["first_call_s"],
-        "peak host RSS (bytes)": (metrics.get("memory") or {}).get("host_peak_rss_bytes"),
-        "peak device memory (bytes)": (metrics.get("memory") or {}).get("device_peak_bytes"),
-        "energy (kWh per 1,000 samples)": kwh,
-        "final training loss": loss.get("last"),
+        "first call: compile / cold start (s)": run.samples["first_call_s"],
+        "peak host RSS (bytes)": summary.memory.get("host_peak_rss_bytes"),
+        "peak device memory (bytes)": summary.memory.get("device_peak_bytes"),
+        "energy (kWh per 1,000 samples)": summary.kwh_per_1000_samples,
+        "final training loss": summary.loss.get("last"),
     }
 
 
-def metric_ratios(original: dict, rerun: dict, seed: int = 0) -> list[dict]:
+def metric_ratios(original: Measured, rerun: Measured, seed: int = 0) -> list[dict]:
     """Per metric, for reading: original, rerun, ratio rerun/original, and for step-time
     statistics a bootstrap 95% CI over the steps of the kernel's process (within-process noise
     only: a new process shifts more, which is why these rows do not decide)."""
-    before, after = original["samples"]["step_s"], rerun["samples"]["step_s"]
-    batch = rerun["samples"]["batch_size"]  # a rerun keeps the original's parameters
+    before, after = original.samples["step_s"], rerun.samples["step_s"]
+    batch = rerun.samples["batch_size"]  # a rerun keeps the original's parameters
     rows = []
     for name, of in SAMPLED.items():
         statistic = lambda x, of=of: of(x, batch)  # noqa: E731 (binds this metric's function)
@@ -203,13 +214,13 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(original: dict, rerun: dict) -> None:
+def plot(original: Measured, rerun: Measured) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for label, m in (("original", original), ("rerun", rerun)):
-        sns.ecdfplot(x=np.asarray(m["samples"]["step_s"]) * 1e3, ax=ax, label=label)
+        sns.ecdfplot(x=np.asarray(m.samples["step_s"]) * 1e3, ax=ax, label=label)
     ax.set(xlabel="time per measured step (ms)", ylabel="fraction of steps")
     ax.set_title("Step times, original vs rerun")
     ax.legend()
@@ -217,30 +228,35 @@ def plot(original: dict, rerun: dict) -> None:
         fig,
         "rerun_step_times",
         "Empirical CDF of the measured step times (ms) of the original run and of the rerun "
-        f"({len(original['samples']['step_s'])} and {len(rerun['samples']['step_s'])} steps).",
+        f"({len(original.samples['step_s'])} and {len(rerun.samples['step_s'])} steps).",
     )
 
 
 def show(metrics: dict, environment: dict, original_dir: str | Path = "original") -> dict:
-    """Compare this run with the original in `original_dir`; show and record the verdict."""
+    """Compare this run (its published metrics and environment) with the original in
+    `original_dir`, whose records `repro rerun` put there; show and record the verdict."""
     folder = Path(original_dir)
-    original_metrics = json.loads((folder / "metrics.json").read_text())
-    original = record(original_metrics)
+    original_metrics = records.Metrics.from_json(
+        records.read(folder / "metrics.json"), f"{folder}/metrics.json"
+    )
+    original, rerun = record(original_metrics), published(metrics)
+    before = records.Environment.from_json(
+        records.read(folder / "environment.json"), f"{folder}/environment.json"
+    )
+    after = records.Environment.from_json(environment, "this run's environment")
     settings = json.loads((folder / "verdict.json").read_text())
-    decided = decide(original, metrics, settings["tolerance"])
+    decided = decide(original, rerun, settings["tolerance"])
     result = {
-        "original_run": original_metrics["run_id"],
+        "original_run": original_metrics.run_id,
         "tolerance": settings["tolerance"],
         "verdict": decided["words"],
         "class": decided["class"],
         "shift": decided["shift"],
         "machine": decided["machine"],
-        "metrics": metric_ratios(original, metrics),
-        "environment": records.environment_differences(
-            json.loads((folder / "environment.json").read_text()), environment
-        ),
+        "metrics": metric_ratios(original, rerun),
+        "environment": records.environment_differences(before, after),
         "original_integrity": json.loads((folder / "integrity.json").read_text()),
     }
-    published = publish("rerun", result, markdown(result))
-    plot(original, metrics)
-    return published
+    shown = publish("rerun", result, markdown(result))
+    plot(original, rerun)
+    return shown

@@ -1,0 +1,175 @@
+"""The records repro writes and reads back (repro.records), without a kernel: real files of a
+run and of a comparison (tests/fixtures/records/, written by an earlier repro) read back and
+written again unchanged; a file of another schema version, or without one, refused in one line
+through `repro compare` and `repro rerun`; a missing or mistyped key named at the boundary."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import FIXTURES, repro
+
+from repro import records
+from repro.driver import integrity, snapshot, templates
+from repro.paths import TEMPLATES
+
+RECORDS = FIXTURES / "records"
+CLASSES = {
+    "metrics.json": records.Metrics,
+    "environment.json": records.Environment,
+    "rerun.json": records.RerunRecord,  # a report's rerun record, its lock and code cut short
+    "comparison.json": records.Comparison,
+}
+
+
+def fixture(name: str) -> dict:
+    return json.loads((RECORDS / name).read_text())
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_real_records_read_back_and_write_the_same_file(name):
+    data = fixture(name)
+    record = CLASSES[name].from_json(data, name)
+    assert record.to_json() == data
+    assert json.loads(json.dumps(record.to_json())) == data  # plain JSON, as on disk
+
+
+def test_what_readers_read_has_a_name():
+    metrics = records.Metrics.from_json(fixture("metrics.json"), "metrics.json")
+    summary = metrics.step_summary
+    assert summary.process_count == 2 and summary.latency_ms["median"] > 0
+    assert summary.kwh_per_1000_samples == summary.energy["codecarbon"]["kwh_per_1000_samples"]
+    assert summary.gpu_joules_per_1000_samples is None  # no GPU: not measured
+    assert summary.energy_method == "estimated" and summary.reference_before
+    assert metrics.model_config == metrics.model["config"] and metrics.verdict is None
+    environment = records.Environment.from_json(fixture("environment.json"), "environment.json")
+    facts = environment.facts()
+    assert facts["hardware"]["CPU"] == environment.cpu["model"]
+    assert facts["code"]["lock sha256"] == environment.run["lock"]["lock_sha256"]
+    comparison = records.Comparison.from_json(fixture("comparison.json"), "comparison.json")
+    assert comparison.differences == {} and comparison.baseline == comparison.pairs[0]["base"]
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_another_version_or_no_schema_is_refused_in_one_line(name):
+    kind = CLASSES[name].schema.split("/")[0]
+    with pytest.raises(records.RecordError) as raised:
+        CLASSES[name].from_json({**fixture(name), "schema": f"{kind}/2"}, f"runs/x/{name}")
+    assert str(raised.value) == (
+        f"runs/x/{name} is a {kind}/2 record, from another version of repro; this repro reads "
+        f"{kind}/1: read it with the repro that wrote it"
+    )
+    records_of_1_1 = {**fixture(name), "schema": f"{kind}/1.1"}  # a minor version reads
+    assert CLASSES[name].from_json(records_of_1_1, name)
+    with pytest.raises(records.RecordError, match=f"^{name} is a {kind} record, from another"):
+        CLASSES[name].from_json({**fixture(name), "schema": kind}, name)  # no version at all
+    unschemed = {k: v for k, v in fixture(name).items() if k != "schema"}
+    with pytest.raises(records.RecordError, match=f"^{name} has no schema: it is not a {kind} "):
+        CLASSES[name].from_json(unschemed, name)
+    other = "repro.environment/1" if kind == "repro.metrics" else "repro.metrics/1"
+    with pytest.raises(records.RecordError, match=f"schema '{other}': it is not a {kind} record"):
+        CLASSES[name].from_json({**fixture(name), "schema": other}, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("metrics.json", {"workload": None}, "'workload' is NoneType, not str"),
+        ("metrics.json", {"params": [2]}, "'params' is list, not dict"),
+        ("metrics.json", {"pinned": "yes"}, "'pinned' is str, not bool or null"),
+        ("metrics.json", {"samples": None}, "is an ok run without samples"),
+        ("environment.json", {"packages": ["torch==2", 3]}, "'packages' is not a list of names"),
+        ("rerun.json", {"lock": 1}, "'lock' is int, not str or null"),
+        ("comparison.json", {"comparison": {"baseline": "a"}}, "has no 'pairs'"),
+    ],
+)
+def test_a_wrong_key_is_named_at_the_boundary(name, change, message):
+    with pytest.raises(records.RecordError, match=message):
+        CLASSES[name].from_json({**fixture(name), **change}, name)
+    if name == "metrics.json":
+        for key in ("status", "run_id", "workload", "framework", "kernel", "params"):
+            data = {k: v for k, v in fixture(name).items() if k != key}
+            with pytest.raises(records.RecordError, match=f"^metrics.json has no '{key}'$"):
+                records.Metrics.from_json(data, name)
+
+
+def test_older_files_lack_fields_added_since():
+    data = fixture("metrics.json")
+    old = {k: v for k, v in data.items() if k not in ("kernel_reason", "lock_ok", "rerun")}
+    metrics = records.Metrics.from_json(old, "metrics.json")
+    assert metrics.kernel_reason is None and metrics.rerun is None
+
+
+def run_copy(tmp_path: Path, name: str, metrics=None, environment=None) -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps(metrics or fixture("metrics.json")))
+    (folder / "environment.json").write_text(json.dumps(environment or fixture("environment.json")))
+    return str(folder)
+
+
+def refused(done) -> str:
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("repro: ") and "Traceback" not in done.stderr
+    return line
+
+
+def test_compare_refuses_a_run_of_another_version_in_one_line(tmp_path):
+    base = run_copy(tmp_path, "base")
+    newer = run_copy(tmp_path, "newer", {**fixture("metrics.json"), "schema": "repro.metrics/2"})
+    assert refused(repro("compare", base, newer, "--no-report")) == (
+        f"repro: {newer}/metrics.json is a repro.metrics/2 record, from another version of "
+        "repro; this repro reads repro.metrics/1: read it with the repro that wrote it"
+    )
+    lacking = {k: v for k, v in fixture("metrics.json").items() if k != "framework"}
+    line = refused(repro("compare", base, run_copy(tmp_path, "lacking", lacking), "--no-report"))
+    assert line.endswith("lacking/metrics.json has no 'framework'")
+
+
+def test_loading_a_run_names_what_its_records_lack(tmp_path):
+    assert records.load(run_copy(tmp_path, "base")).summary.process_count == 2
+    environment = {**fixture("environment.json"), "schema": "repro.environment/3"}
+    with pytest.raises(records.RecordError, match="environment.json is a repro.environment/3 "):
+        records.load(run_copy(tmp_path, "other", environment=environment))
+    summary = {**fixture("metrics.json")["summary"], "latency_ms": {"mean": 2.0}}
+    renamed = run_copy(tmp_path, "renamed", {**fixture("metrics.json"), "summary": summary})
+    with pytest.raises(records.RecordError, match="summary latency_ms has no 'median'$"):
+        records.load(renamed)
+    params = {**fixture("metrics.json")["params"], "mode": None}
+    moded = run_copy(tmp_path, "moded", {**fixture("metrics.json"), "params": params})
+    with pytest.raises(records.RecordError, match="params: 'mode' is NoneType, not str or int"):
+        records.load(moded)
+
+
+def report_of_another_version(tmp_path: Path) -> Path:
+    """A sealed report, intact for `verify`, whose rerun record is of schema repro.rerun/2."""
+    code = snapshot.take(templates.from_file(TEMPLATES / "compare.ipynb"))
+    record = {**fixture("rerun.json"), "schema": "repro.rerun/2", "lock": None, "code": code}
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# a report")])
+    meta = {"status": "ok", "rerun": record, "run": {"run_id": "r", **snapshot.hashes(code)}}
+    notebook.metadata["repro"] = {**meta, "integrity": integrity.seal(meta, notebook)}
+    nbformat.write(notebook, tmp_path / "report.ipynb")
+    return tmp_path / "report.ipynb"
+
+
+def test_rerun_refuses_a_report_of_another_version_in_one_line(tmp_path):
+    report = report_of_another_version(tmp_path)
+    assert repro("verify", str(report)).returncode == 0  # intact: only its version differs
+    assert refused(repro("rerun", str(report), "--runs-dir", str(tmp_path / "runs"))) == (
+        "repro: the report's rerun record is a repro.rerun/2 record, from another version of "
+        "repro; this repro reads repro.rerun/1: read it with the repro that wrote it"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_comparison_json_records_its_schema_first(tmp_path):
+    comparison = records.Comparison("failed", "interrupted", {})
+    assert list(comparison.to_json()) == ["schema", "status", "error"]
+    assert comparison.to_json()["schema"] == "repro.comparison/1" == records.COMPARISON_SCHEMA
+    shutil.copy(RECORDS / "comparison.json", tmp_path)
+    assert records.not_finished(tmp_path) == "a comparison, not a run"
