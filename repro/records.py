@@ -87,6 +87,7 @@ def read(path: Path) -> Any:
         raise RecordError(f"{path} cannot be read: {brief(error)}") from None
 
 
+UNMEASURED = ("devices", "seed", "country", "price_per_hour")  # params that set no measured work
 SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss")
 
 
@@ -432,6 +433,18 @@ class Run:
         return self.metrics.samples or EMPTY
 
     @property
+    def devices(self) -> int:
+        """Data-parallel devices (runs from before `devices` ran on one)."""
+        return self.metrics.params.get("devices") or 1
+
+    def setting(self) -> str:
+        """Everything that decides what was measured, but the device count: a data-parallel run
+        and its one-device twin share it (repro.stats.efficiency)."""
+        params = {k: v for k, v in self.metrics.params.items() if k not in UNMEASURED}
+        context = {k: v for k, v in self.context().items() if k != "devices"}
+        return json.dumps([self.metrics.framework, context, params], sort_keys=True, default=str)
+
+    @property
     def step_s(self) -> np.ndarray:
         return self.metrics.step_s
 
@@ -445,6 +458,7 @@ class Run:
             "precision": params["precision"],
             "mode": params["mode"],
             "batch_size": params["batch_size"],
+            "devices": self.devices,
             "sequence_length": params.get("sequence_length"),
             "workload": self.metrics.workload,
             "model": self.metrics.model_config,

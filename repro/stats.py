@@ -144,9 +144,8 @@ def ratio_ci(new, base, statistic=np.median, seed: int = 0) -> tuple[float, floa
 def versus(base: dict, new: dict, seed: int = 0) -> dict:
     """How `new`'s step time compares with `base`'s (each a run's metrics' samples; > 1: slower),
     with a 95% CI, a p-value and a verdict in words. Where both runs measured two processes or
-    more, from their
-    process-level values (repro.stats: Welch's t on log median step times); otherwise from the
-    steps of one process each (bootstrap CI of the ratio of medians, Mann-Whitney U), which
+    more, from their process-level values (Welch's t on log median step times); otherwise from
+    the steps of one process each (bootstrap CI of the ratio of medians, Mann-Whitney U), which
     leaves out the noise between processes and says so."""
     a, b = medians(base), medians(new)
     if min(len(a), len(b)) >= 2:
@@ -179,3 +178,17 @@ def slower(result: dict, threshold: float) -> bool:
     return (
         result["p_value"] < ALPHA and result["ci95"][0] > 1 and result["time_ratio"] > 1 + threshold
     )
+
+
+def efficiency(one: dict, many: dict, seed: int = 0) -> dict:
+    """Weak-scaling efficiency E(N) = throughput_N / (N x throughput_1) of a data-parallel run
+    (`many`: its samples) against its one-device twin (`one`), each device taking the twin's
+    batch. With the per-device batch fixed, E(N) = step time_1 / step time_N, so its 95% CI is
+    the inverse of the step-time ratio's (`versus`)."""
+    moved = versus(one, many, seed)
+    low, high = moved["ci95"]
+    return {
+        "efficiency": 1 / moved["time_ratio"],
+        "ci95": [1 / high, 1 / low],
+        "basis": moved["basis"],
+    }

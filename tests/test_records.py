@@ -10,10 +10,11 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from conftest import FIXTURES, repro
 
-from repro import records
+from repro import records, stats
 from repro.driver import integrity, snapshot, templates
 from repro.paths import TEMPLATES
 
@@ -173,3 +174,31 @@ def test_comparison_json_records_its_schema_first(tmp_path):
     assert comparison.to_json()["schema"] == "repro.comparison/1" == records.COMPARISON_SCHEMA
     shutil.copy(RECORDS / "comparison.json", tmp_path)
     assert records.not_finished(tmp_path) == "a comparison, not a run"
+
+
+def with_params(steps_s: list[float], **params) -> dict:
+    metrics = fixture("metrics.json")
+    samples = {**metrics["samples"], "step_s": steps_s, "processes": None}  # one process
+    return {**metrics, "params": {**metrics["params"], **params}, "samples": samples}
+
+
+def test_a_data_parallel_run_finds_its_one_device_twin_and_its_efficiency(tmp_path):
+    rng = np.random.default_rng(0)
+    one = list(0.010 * (1 + 0.02 * rng.standard_normal(40)))
+    two = list(0.0125 * (1 + 0.02 * rng.standard_normal(40)))  # E(2) = 0.010 / 0.0125 = 0.8
+    twin, parallel, other = (
+        records.load(run_copy(tmp_path, name, with_params(steps, **params)))
+        for name, steps, params in [
+            ("one", one, {"devices": 1}),
+            ("two", two, {"devices": 2, "seed": 7}),  # a seed sets no measured work
+            ("other", two, {"devices": 2, "precision": "bf16"}),
+        ]
+    )
+    assert twin.setting() == parallel.setting() != other.setting()
+    assert records.context_differences([twin, parallel]) == {"devices": [1, 2]}
+    e = stats.efficiency(twin.samples, parallel.samples)
+    assert e["efficiency"] == pytest.approx(0.8, rel=0.02)
+    assert e["ci95"][0] < e["efficiency"] < e["ci95"][1] and e["ci95"][1] - e["ci95"][0] < 0.05
+    older = fixture("metrics.json")  # written before `devices`: one device
+    assert "devices" not in older["params"]
+    assert records.load(run_copy(tmp_path, "older", older)).devices == 1

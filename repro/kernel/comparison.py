@@ -2,7 +2,8 @@
 
 `templates/compare.ipynb` calls these on run folders: the context check, the side-by-side table,
 each run against the baseline (repro.stats.versus: from process-level values where both runs
-measured several processes, else from one process's steps), and seaborn
+measured several processes, else from one process's steps), data-parallel scaling efficiency
+where a run's one-device twin is among the runs (repro.stats.efficiency), and seaborn
 plots. Each result is displayed once, readable and machine-readable (`repro.kernel.report.publish`);
 plots are tagged PNGs, so `repro.driver.compare` finds them in the executed notebook.
 """
@@ -137,6 +138,43 @@ def against_baseline(runs: list[records.Run]) -> dict:
         "summaries": {r.name: metric_rows(r) for r in runs},
     }
     return publish("comparison", data, "\n".join(lines))
+
+
+def scaling(runs: list[records.Run]) -> dict:
+    """Weak-scaling efficiency E(N) of each data-parallel run whose one-device twin (the same
+    settings with devices=1) is among the runs (repro.stats.efficiency)."""
+    twins = {r.setting(): r for r in runs if r.devices == 1}
+    pairs = [(twins[r.setting()], r) for r in runs if r.devices > 1 and r.setting() in twins]
+    if not pairs:
+        return publish(
+            "scaling",
+            {"pairs": []},
+            "No data-parallel run here has its one-device twin (the same settings with "
+            "`devices=1`) among the runs: no scaling efficiency to give.",
+        )
+    lines = [
+        "Weak scaling: each device takes the one-device run's batch, so E(N) = throughput_N / "
+        "(N × throughput_1) = step time_1 / step time_N (1 is perfect), with the inverse of the "
+        "step-time ratio's 95% CI.",
+        "",
+        "| run | devices | one-device twin | E(N) | 95% CI | from |",
+        "|---|---|---|---|---|---|",
+    ]
+    data = []
+    for one, many in pairs:
+        e = stats.efficiency(one.samples, many.samples)
+        data.append({"run": many.name, "twin": one.name, "devices": many.devices, **e})
+        lines.append(
+            f"| {escape(many.label)} | {many.devices} | {escape(one.label)} | "
+            f"{e['efficiency']:.3f} | {e['ci95'][0]:.3f}–{e['ci95'][1]:.3f} | {e['basis']} |"
+        )
+    if any(not many.environment.gpu_names for _, many in pairs):
+        lines += [
+            "",
+            "CPU devices share this machine's cores: their E(N) tests correctness, "
+            "not how a framework scales.",
+        ]
+    return publish("scaling", {"pairs": data}, "\n".join(lines))
 
 
 def plot_throughput(runs: list[records.Run]) -> None:
