@@ -183,12 +183,15 @@ def slower(result: dict, threshold: float) -> bool:
 def efficiency(one: dict, many: dict, seed: int = 0) -> dict:
     """Weak-scaling efficiency E(N) = throughput_N / (N x throughput_1) of a data-parallel run
     (`many`: its samples) against its one-device twin (`one`), each device taking the twin's
-    batch. With the per-device batch fixed, E(N) = step time_1 / step time_N, so its 95% CI is
-    the inverse of the step-time ratio's (`versus`)."""
-    moved = versus(one, many, seed)
-    low, high = moved["ci95"]
-    return {
-        "efficiency": 1 / moved["time_ratio"],
-        "ci95": [1 / high, 1 / low],
-        "basis": moved["basis"],
-    }
+    batch, so E(N) = step time_1 / step time_N for the statistic each throughput comes from:
+    the processes' centre where both measured several (the inverse of `versus`'s ratio and CI),
+    else the mean step of one process each (a run's throughput is its samples over its time),
+    with a bootstrap CI."""
+    if min(len(medians(one)), len(medians(many))) >= 2:
+        moved = versus(one, many, seed)
+        low, high = moved["ci95"]
+        value, ci, basis = 1 / moved["time_ratio"], [1 / high, 1 / low], moved["basis"]
+    else:
+        value, *ci = ratio_ci(one["step_s"], many["step_s"], statistic=np.mean, seed=seed)
+        basis = "mean steps of one process each: noise between processes not measured"
+    return {"efficiency": value, "ci95": ci, "basis": basis}

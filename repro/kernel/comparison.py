@@ -154,8 +154,8 @@ def scaling(runs: list[records.Run]) -> dict:
         )
     lines = [
         "Weak scaling: each device takes the one-device run's batch, so E(N) = throughput_N / "
-        "(N × throughput_1) = step time_1 / step time_N (1 is perfect), with the inverse of the "
-        "step-time ratio's 95% CI.",
+        "(N × throughput_1) = step time_1 / step time_N (1 is perfect), for the statistic each "
+        "throughput comes from, with its 95% CI.",
         "",
         "| run | devices | one-device twin | E(N) | 95% CI | from |",
         "|---|---|---|---|---|---|",
