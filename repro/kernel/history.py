@@ -235,7 +235,7 @@ def plot(lines: Mapping[str, list[dict]], by: str) -> None:
             for name, points in group.items():
                 draw(ax, points, key, ci, name.split(" · ", 1)[1])
             ax.set(xlabel=by.replace("_", " "), ylabel=label, title=f"{workload}: {label}")
-            ax.set_xticks(list(ticks)[::every], [str(t)[:16] for t in ticks.values()][::every])
+            ax.set_xticks(list(ticks)[::every], [str(t)[:16].replace("T", " ") for t in ticks.values()][::every])
             ax.tick_params(axis="x", labelrotation=20)
         axes[0].legend(fontsize=7)
         flagged = sum(p["regression"] for points in group.values() for p in points)
