@@ -259,15 +259,15 @@ def parser() -> argparse.ArgumentParser:
         "history", help="throughput and latency of every run over time, regressions flagged"
     )
     hist.add_argument(
+        "--by",
+        default="time",
+        help="order each series' points by time (the default), commit or framework_version",
+    )
+    hist.add_argument(
         "folders",
         nargs="*",
         type=given,
         help="run folders or folders of them, sweeps' included (default: the runs folder)",
-    )
-    hist.add_argument(
-        "--by",
-        default="time",
-        help="order each series' points by time (the default), commit or framework_version",
     )
     hist.add_argument(
         "--threshold",

@@ -231,11 +231,12 @@ def plot(lines: Mapping[str, list[dict]], by: str) -> None:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4))
         ticks = dict(sorted({p["x"]: p["at"] for ps in group.values() for p in ps}.items()))
         every = max(1, len(ticks) // 12)  # at most about 12 labels
+        names = [str(t)[:16].replace("T", " ") for t in ticks.values()]
         for ax, (key, ci, label) in zip(axes, PLOTTED.values(), strict=True):
             for name, points in group.items():
                 draw(ax, points, key, ci, name.split(" · ", 1)[1])
             ax.set(xlabel=by.replace("_", " "), ylabel=label, title=f"{workload}: {label}")
-            ax.set_xticks(list(ticks)[::every], [str(t)[:16].replace("T", " ") for t in ticks.values()][::every])
+            ax.set_xticks(list(ticks)[::every], names[::every])
             ax.tick_params(axis="x", labelrotation=20)
         axes[0].legend(fontsize=7)
         flagged = sum(p["regression"] for points in group.values() for p in points)
