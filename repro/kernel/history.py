@@ -49,7 +49,7 @@ def series(runs: list[records.Run]) -> dict[str, list[records.Run]]:
         twins = [json.loads(k) for k in groups if names[k] == names[key]]
         own = json.loads(key)
         apart = [f for f in own if len({json.dumps(t.get(f), default=str) for t in twins}) > 1]
-        named[names[key] + "".join(f", {f}={own[f]}" for f in apart)] = group
+        named[names[key] + "".join(f", {f}={str(own[f])[:40]}" for f in apart)] = group
     return named
 
 
