@@ -114,6 +114,7 @@ def test_runs_are_found_in_sweeps_and_what_does_not_load_is_listed(tmp_path):
     ("args", "message"),
     [
         (["{tmp}/missing"], "{tmp}/missing does not exist"),
+        (["--runs-dir", "{tmp}/none"], "history found no runs: {tmp}/none does not exist"),
         (["{tmp}"], "history found no finished run in {tmp}"),
         (["{tmp}", "--by", "date"], "--by takes one of time, commit, framework_version"),
         (["{tmp}", "--threshold", "lots"], "--threshold takes a percentage"),

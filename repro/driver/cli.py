@@ -116,6 +116,10 @@ def history(args) -> int:
 
     runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS
     threshold = parse_percentage(args.threshold, "--threshold")
+    if not args.folders and not runs_dir.is_dir():
+        raise UserError(
+            f"history found no runs: {runs_dir} does not exist; make one with `make run`"
+        )
     folder = write_history(args.folders or [str(runs_dir)], args.by, threshold, runs_dir)
     for r in regressions(folder):
         print(f"regression: {r['series']}: {r['run']}: {r['versus_previous']['verdict']}")

@@ -33,10 +33,11 @@ def found(paths: list[str], log=sys.stderr) -> tuple[list[records.Run], list[str
             passed.append(f"{folder}: {error}")
     passed = [line.strip() for line in skipped.getvalue().splitlines()[1:]] + passed
     if not runs:
+        more = f", and {len(passed) - 1} more" if len(passed) > 1 else ""
+        why = f" (passed over: {passed[0]}{more})" if passed else ""
         raise UserError(
-            f"history found no finished run in {', '.join(map(str, paths))}"
-            + (f" ({len(passed)} folders passed over: {passed[0]}, ...)" if passed else "")
-            + "; make one with `make run`"
+            f"history found no finished run in {', '.join(map(str, paths))}{why}; "
+            "make one with `make run`"
         )
     for line in passed:
         print(f"passed over: {line}", file=log)
