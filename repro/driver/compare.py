@@ -98,7 +98,6 @@ def write_analysis(
     kernel = kernels.ensure("analysis", log)
     lock = kernels.verify(kernel)
     template = templates.from_file(analysis.template)  # read once: the text hashed is the text run
-    template_name = analysis.template.name
     with signals_interrupt():
         folder = new_folder(runs_dir, analysis.prefix)
         run_context = {
@@ -113,7 +112,8 @@ def write_analysis(
         notebook = template.notebook()
         notebook.cells.insert(0, nbformat.v4.new_markdown_cell(analysis.banner(run_context)))
         what = analysis.record.split(".")[0]  # comparison, history
-        print(f"{what} {folder.name}: executing {template_name} in {kernel.spec_name}", file=log)
+        name = analysis.template.name
+        print(f"{what} {folder.name}: executing {name} in {kernel.spec_name}", file=log)
         parameters = {"runs": run_context["runs"], **analysis.parameters}
         with attempt() as outcome:
             run_notebook(notebook, kernel, folder, {**parameters, "run_context": run_context})
