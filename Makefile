@@ -69,6 +69,10 @@ compare: venv ## Comparison report, first run = baseline: make compare RUNS="run
 	$(REPRO) compare $$RUNS $(if $(FAIL_IF_SLOWER),--fail-if-slower "$$FAIL_IF_SLOWER") \
 		$(if $(ALLOW_MIXED),--allow-mixed) $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
 
+history: venv ## Throughput and latency of every run over time, regressions flagged: make history [RUNS="runs/a runs/sweep_x"] [BY=commit] [THRESHOLD=5%]
+	$(REPRO) history $$RUNS $(if $(BY),--by "$$BY") $(if $(THRESHOLD),--threshold "$$THRESHOLD") \
+		$(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
+
 sweep: $(VENV)/.sweep ## Run a sweep's matrix on Ray, then compare: make sweep SWEEP=sweeps/x.yaml [ADDRESS=host:6379]
 	$(REPRO) sweep "$$SWEEP" $(if $(ADDRESS),--address "$$ADDRESS") \
 		$(if $(RETRIES),--retries "$$RETRIES") $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
@@ -94,4 +98,4 @@ lab: venv ## Open JupyterLab with the project's kernels
 clean: ## Remove built environments (runs/ is kept)
 	rm -rf $(VENV) .kernels .jupyter
 
-.PHONY: help venv run list kernels lock test test-fast lint compare sweep rerun verify bundle lab clean
+.PHONY: help venv run list kernels lock test test-fast lint compare history sweep rerun verify bundle lab clean

@@ -480,7 +480,13 @@ def load(folder: str | Path) -> Run:
     return Run(folder, metrics, environment, summary)
 
 
-RUN_FILES = ("metrics.json", "report.ipynb", "report.partial.ipynb", "comparison.json")
+RUN_FILES = (
+    "metrics.json",
+    "report.ipynb",
+    "report.partial.ipynb",
+    "comparison.json",
+    "history.json",
+)
 
 
 def not_finished(path: Path) -> str | None:
@@ -491,6 +497,8 @@ def not_finished(path: Path) -> str | None:
         return f"a file, not a run folder{bundle}"
     if (path / "comparison.json").is_file():
         return "a comparison, not a run"
+    if (path / "history.json").is_file():
+        return "a history, not a run"
     if not (path / "metrics.json").is_file():
         if (path / "report.ipynb").is_file() or (path / "report.partial.ipynb").is_file():
             return "an unfinished run (no metrics.json: its driver was killed)"
@@ -507,20 +515,18 @@ def not_finished(path: Path) -> str | None:
     return f"{'an' if str(status)[:1] in 'aeiou' else 'a'} {status} run"
 
 
-def expand(paths: list[str | Path], log=None) -> list[Path]:
-    """Finished run folders from `paths`: each a run folder, or a folder of them (in name order).
-    Anything else (unfinished, failed or interrupted runs, comparisons, bundles, stray files) is
-    skipped and listed on `log`; the caller decides whether enough runs remain."""
+def expand(paths: list[str | Path], log=None, depth: int = 1) -> list[Path]:
+    """Finished run folders from `paths`: each a run folder, or a folder of them (in name order),
+    looked for `depth` folders down (a sweep's runs are in <sweep>/cells/<cell>/). Anything else
+    (unfinished, failed or interrupted runs, comparisons, bundles, stray files given) is skipped
+    and listed on `log`; the caller decides whether enough runs remain."""
     folders, skipped = [], []
     for path in map(Path, paths):
         if not path.exists():
             raise UserError(f"{path} does not exist")
-        if path.is_dir() and not any((path / name).exists() for name in RUN_FILES):
-            candidates = sorted(path.iterdir())  # a folder of runs
-            if not any(not_finished(c) is None for c in candidates):
-                skipped.append(f"{path}: holds no finished run folders")
-        else:
-            candidates = [path]
+        candidates = found(path, depth)
+        if candidates != [path] and not any(not_finished(c) is None for c in candidates):
+            skipped.append(f"{path}: holds no finished run folders")
         for candidate in candidates:
             why = not_finished(candidate)
             if why:
@@ -532,6 +538,17 @@ def expand(paths: list[str | Path], log=None) -> list[Path]:
         for line in skipped:
             print(f"  {line}", file=log)
     return folders
+
+
+def found(path: Path, depth: int) -> list[Path]:
+    """`path` if it is a file or holds a run's (or a comparison's) files, else the folders under
+    it to `depth` (the files beside them are no runs, and are passed over)."""
+    if not path.is_dir() or any((path / name).exists() for name in RUN_FILES):
+        return [path]
+    children = sorted(path.iterdir())
+    if depth <= 1:
+        return children
+    return [c for child in children if child.is_dir() for c in found(child, depth - 1)]
 
 
 def context_differences(runs: list[Run]) -> dict[str, list]:

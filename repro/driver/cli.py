@@ -8,6 +8,7 @@ import argparse
 import io
 import sys
 import traceback
+from pathlib import Path
 from typing import NoReturn
 
 from repro.driver import kernels, plan
@@ -107,6 +108,23 @@ def compare_runs(args) -> int:
         folder = write_report([base, *runs], args.runs_dir or RUNS, args.allow_mixed)
         print(f"comparison report: {folder / 'report.html'}")
     return 1 if failed else 0
+
+
+def history(args) -> int:
+    """Write the history report over the finished runs under the given folders (runs/)."""
+    from repro.driver.history import regressions, write_history
+
+    runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS
+    threshold = parse_percentage(args.threshold, "--threshold")
+    if not args.folders and not runs_dir.is_dir():
+        raise UserError(
+            f"history found no runs: {runs_dir} does not exist; make one with `make run`"
+        )
+    folder = write_history(args.folders or [str(runs_dir)], args.by, threshold, runs_dir)
+    for r in regressions(folder):
+        print(f"regression: {r['series']}: {r['run']}: {r['versus_previous']['verdict']}")
+    print(f"history report: {folder / 'report.html'}")
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -241,6 +259,28 @@ def parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--runs-dir", help="where the comparison folder goes (default runs/)")
 
+    hist = sub.add_parser(
+        "history", help="throughput and latency of every run over time, regressions flagged"
+    )
+    hist.add_argument(
+        "--by",
+        default="time",
+        help="order each series' points by time (the default), commit or framework_version",
+    )
+    hist.add_argument(
+        "folders",
+        nargs="*",
+        type=given,
+        help="run folders or folders of them, sweeps' included (default: the runs folder)",
+    )
+    hist.add_argument(
+        "--threshold",
+        default="5%",
+        metavar="PCT",
+        help="flag a point significantly slower than the one before by more than PCT (5%%)",
+    )
+    hist.add_argument("--runs-dir", help="where the history folder goes (default runs/)")
+
     sweep = sub.add_parser(
         "sweep", help="run a matrix of runs (a sweep file) on Ray, then compare them"
     )
@@ -344,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             print(bundle(args.run, args.output))
         elif args.command == "compare":
             return compare_runs(args)
+        elif args.command == "history":
+            return history(args)
         elif args.command == "sweep":
             from repro.driver.sweep import sweep
 

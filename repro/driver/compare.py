@@ -1,4 +1,5 @@
-"""Write a comparison report: templates/compare.ipynb executed over run folders (driver side).
+"""Write a comparison report: templates/compare.ipynb executed over run folders (driver side);
+`write_analysis` writes any report over run folders this way (repro.driver.history's too).
 
 The notebook runs with papermill in the pinned `analysis` kernel (statistics and plots, no
 framework) into its own folder under runs/: report.ipynb, the offline report.html,
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -56,12 +59,47 @@ def write_report(
     how they were run) in the banner; return its folder. The caller has already refused mixed
     contexts unless `allow_mixed`. Like a run, the folder is finished (ok, failed or
     interrupted, with the reason on top) however it ends."""
+    return write_analysis(
+        Analysis(
+            TEMPLATE,
+            f"compare_{len(runs)}-runs",
+            f"Comparison of {len(runs)} runs",
+            lambda context: banner(runs, records.context_differences(runs), context, note),
+            {"allow_mixed": allow_mixed},
+            "comparison.json",
+            lambda status, error, results: records.Comparison(status, error, results).to_json(),
+        ),
+        runs,
+        runs_dir,
+        log,
+    )
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A report over run folders, executed in the `analysis` kernel: a comparison or a history."""
+
+    template: Path
+    prefix: str  # of its folder's name
+    title: str
+    banner: Callable[[dict], str]  # the run context -> the markdown cell on top
+    parameters: dict  # the template's, beside `runs` and `run_context`
+    record: str  # the file that says how it ended: comparison.json, history.json
+    to_json: Callable[[str, str | None, dict], dict]  # status, error, results -> its content
+
+
+def write_analysis(
+    analysis: Analysis, runs: list[records.Run], runs_dir: Path = RUNS, log=sys.stderr
+) -> Path:
+    """Execute `analysis` over `runs` into a new folder under `runs_dir`: report.ipynb, the
+    offline report.html, its record, plots/ and MANIFEST.sha256; return the folder, or
+    RunFailed (exit 1) with the partial report, finished, in it."""
     check_runs_dir(runs_dir)
     kernel = kernels.ensure("analysis", log)
     lock = kernels.verify(kernel)
-    template = templates.from_file(TEMPLATE)  # read once: the text hashed is the text run
+    template = templates.from_file(analysis.template)  # read once: the text hashed is the text run
     with signals_interrupt():
-        folder = new_folder(runs_dir, f"compare_{len(runs)}-runs")
+        folder = new_folder(runs_dir, analysis.prefix)
         run_context = {
             "run_id": folder.name,
             "repro_version": __version__,
@@ -72,12 +110,11 @@ def write_report(
             "runs": [str(r.folder.resolve()) for r in runs],
         }
         notebook = template.notebook()
-        first = banner(runs, records.context_differences(runs), run_context, note)
-        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(first))
-        print(
-            f"comparison {folder.name}: executing {TEMPLATE.name} in {kernel.spec_name}", file=log
-        )
-        parameters = {"runs": run_context["runs"], "allow_mixed": allow_mixed}
+        notebook.cells.insert(0, nbformat.v4.new_markdown_cell(analysis.banner(run_context)))
+        what = analysis.record.split(".")[0]  # comparison, history
+        name = analysis.template.name
+        print(f"{what} {folder.name}: executing {name} in {kernel.spec_name}", file=log)
+        parameters = {"runs": run_context["runs"], **analysis.parameters}
         with attempt() as outcome:
             run_notebook(notebook, kernel, folder, {**parameters, "run_context": run_context})
     error, status = outcome.error, outcome.status
@@ -90,11 +127,11 @@ def write_report(
         results, plots = published(executed)
         for name, png in plots.items():
             write(folder / "plots" / f"{name}.png", png)
-        summary = records.Comparison(status, error, results)
-        write(folder / "comparison.json", json.dumps(summary.to_json(), indent=1) + "\n")
-        executed.metadata["title"] = f"Comparison of {len(runs)} runs: {folder.name}"
+        record = analysis.to_json(status, error, results)
+        write(folder / analysis.record, json.dumps(record, indent=1) + "\n")
+        executed.metadata["title"] = f"{analysis.title}: {folder.name}"
         seal(executed, folder, run=run_context, status=status)
         write_manifest(folder)
     if error:
-        raise RunFailed(f"comparison {status}: {brief(error)}; the partial report is in {folder}")
+        raise RunFailed(f"{what} {status}: {brief(error)}; the partial report is in {folder}")
     return folder

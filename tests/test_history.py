@@ -1,0 +1,150 @@
+"""repro history: runs grouped into series (one line per workload, framework, settings and
+machine context), ordered by time, commit or framework version, each point against the one
+before with compare's test; without a kernel on real records (tests/fixtures/records/, changed),
+then one real report over real runs."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, repro
+
+from repro import records
+from repro.driver import history as driver
+from repro.kernel import history
+
+RECORDS = FIXTURES / "records"
+
+
+def planted(
+    source: Path,
+    folder: Path,
+    started: str,
+    slower: float = 1.0,
+    cpu: str | None = None,
+    version: str | None = None,
+    **params,
+) -> Path:
+    """A copy of `source`'s records started at `started`, every step `slower` times as long (its
+    summary's throughput and p90 with them), on another `cpu` or framework `version`."""
+    metrics = json.loads((source / "metrics.json").read_text())
+    environment = json.loads((source / "environment.json").read_text())
+    metrics["started_at"] = started
+    metrics["params"].update(params)
+    samples, summary = metrics["samples"], metrics["summary"]
+    for steps in (samples, *samples.get("processes", [])):
+        steps["step_s"] = [t * slower for t in steps["step_s"]]
+    throughput = summary["throughput"]
+    throughput["samples_per_s"] /= slower
+    throughput["ci95"] = [b / slower for b in throughput["ci95"]]
+    summary["latency_ms"]["p90"] *= slower
+    environment["cpu"]["model"] = cpu or environment["cpu"]["model"]
+    environment["framework"]["version"] = version or environment["framework"]["version"]
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "environment.json").write_text(json.dumps(environment))
+    return folder
+
+
+def day(n: int) -> str:
+    return f"2026-11-{n:02d}T00:00:00+00:00"
+
+
+def test_series_keep_contexts_apart_and_flag_a_regression_with_compares_test(tmp_path):
+    runs = [
+        planted(RECORDS, tmp_path / "a", day(20)),
+        planted(RECORDS, tmp_path / "b", day(21), 1.02, steps=50, seed=3),  # measuring longer
+        planted(RECORDS, tmp_path / "c", day(22), 2.0),  # the regression
+        planted(RECORDS, tmp_path / "d", day(21), cpu="Other CPU"),
+        planted(RECORDS, tmp_path / "e", day(23), 0.5, precision="bf16"),
+    ]
+    lines = history.history([records.load(r) for r in runs], "time", 0.05)
+    points = {name: [p["run"] for p in ps] for name, ps in lines.items()}
+    model = records.load(runs[0]).environment.cpu["model"]
+    assert points == {
+        f"resnet-tiny · torch eager · bs2 fp32 inference, cpu={model}": ["a", "b", "c"],
+        "resnet-tiny · torch eager · bs2 fp32 inference, cpu=Other CPU": ["d"],
+        "resnet-tiny · torch eager · bs2 bf16 inference": ["e"],  # faster, but another line
+    }
+    [regression] = history.regressions(lines)
+    assert regression["run"] == "c" and regression["versus_previous"]["previous"] == "b"
+    assert regression["versus_previous"]["verdict"].startswith("slower by")
+    first, second, _ = next(iter(lines.values()))
+    assert first["versus_previous"] is None and not second["regression"]
+    assert [p["x"] for ps in lines.values() for p in ps] == [0, 1, 2, 1, 3]  # one time axis
+    tolerant = history.history([records.load(r) for r in runs], "time", 1.5)
+    assert history.regressions(tolerant) == []  # 2x slower is not slower by more than 150%
+
+
+def test_points_in_order_of_framework_version_or_commit(tmp_path):
+    runs = [
+        planted(RECORDS, tmp_path / "new", day(20), version="2.10.0"),
+        planted(RECORDS, tmp_path / "old", day(21), version="2.9.1"),
+        planted(RECORDS, tmp_path / "odd", day(22), version="nightly"),
+    ]
+    loaded = [records.load(r) for r in runs]
+    [by_version] = history.history(loaded, "framework_version").values()
+    assert [p["run"] for p in by_version] == ["old", "new", "odd"]  # 2.9.1 < 2.10.0, then text
+    [by_commit] = history.history(loaded, "commit").values()
+    assert [p["at"] for p in by_commit] == ["256a596d6a"] * 3  # one commit: in order of time
+    assert [p["run"] for p in by_commit] == ["new", "old", "odd"]
+
+
+def test_runs_are_found_in_sweeps_and_what_does_not_load_is_listed(tmp_path):
+    planted(RECORDS, tmp_path / "runs" / "a", day(20))
+    planted(RECORDS, tmp_path / "runs" / "sweep_x" / "cells" / "c1" / "b", day(21))
+    newer = planted(RECORDS, tmp_path / "runs" / "newer", day(22))
+    metrics = json.loads((newer / "metrics.json").read_text())
+    (newer / "metrics.json").write_text(json.dumps({**metrics, "schema": "repro.metrics/2"}))
+    (tmp_path / "runs" / "sweep_x" / "state.json").write_text("{}")
+    log = io.StringIO()
+    runs, passed = driver.found([str(tmp_path / "runs")], log)
+    assert [r.name for r in runs] == ["a", "b"]
+    [line] = passed
+    assert line.startswith(f"{newer}: ") and "repro.metrics/2" in line
+    assert log.getvalue() == f"passed over: {line}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{tmp}/missing"], "{tmp}/missing does not exist"),
+        (["--runs-dir", "{tmp}/none"], "history found no runs: {tmp}/none does not exist"),
+        (["{tmp}"], "history found no finished run in {tmp}"),
+        (["{tmp}", "--by", "date"], "--by takes one of time, commit, framework_version"),
+        (["{tmp}", "--threshold", "lots"], "--threshold takes a percentage"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, args, message):
+    done = repro("history", *(a.format(tmp=tmp_path) for a in args))
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("repro: " + message.format(tmp=tmp_path)), line
+
+
+@pytest.mark.kernel
+def test_the_history_report_of_real_runs(small_runs, tmp_path):
+    runs = tmp_path / "runs"
+    for name, started in (("a", 20), ("b", 21), ("jax", 20)):
+        planted(small_runs[name], runs / name, day(started))
+    planted(small_runs["b"], runs / "sweep_x" / "cells" / "c" / "slow", day(22), 1.5)
+    done = repro("history", str(runs), "--runs-dir", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "regression: resnet-tiny · torch eager · bs2 fp32 inference: slow: slower by" in (
+        done.stdout
+    )
+    [folder] = (tmp_path / "out").iterdir()
+    page = (folder / "report.html").read_text()
+    text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+    assert "4 runs in 2 series, in order of time" in text
+    assert re.search(r"slow\s+\S+\s+\S+\s+[\d.]+\s+\S+.*⚠️ REGRESSION: slower by", text, re.S)
+    [alt] = re.findall(r'<img[^>]*alt="([^"]*)"', page)
+    assert "p90 step time" in html.unescape(alt) and re.search(r"\d+ regressions marked", alt)
+    record = json.loads((folder / "history.json").read_text())
+    assert record["status"] == "ok" and len(record["history"]["regressions"]) >= 1
+    assert (folder / "plots" / "history_resnet-tiny.png").is_file()
