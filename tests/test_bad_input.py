@@ -200,6 +200,9 @@ ROWS = [
     (["make", "compare"], "the following arguments are required: runs"),
     (["make", "bundle", "RUN=$(touch {d}/pwned)"], "is not a finalised run folder"),
     (["make", "rerun", "REPORT={d}/x", "TOLERANCE=5%;touch {d}/pwned"], "takes a percentage"),
+    (["make", "history", "RUNS={d}/x;touch {d}/pwned"], "{d}/x;touch does not exist"),
+    (["make", "history", "RUNS={d}", "BY=size;touch {d}/pwned"], "--by takes one of time,"),
+    (["make", "history", "RUNS={d}", "THRESHOLD=5%;touch {d}/pwned"], "takes a percentage"),
 ]
 
 
