@@ -87,7 +87,7 @@ def read(path: Path) -> Any:
         raise RecordError(f"{path} cannot be read: {brief(error)}") from None
 
 
-UNMEASURED = ("devices", "seed", "country", "price_per_hour")  # params that set no measured work
+UNMEASURED = ("seed", "country", "price_per_hour")  # params that set no measured work
 SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss")
 
 
@@ -440,7 +440,7 @@ class Run:
     def setting(self) -> str:
         """Everything that decides what was measured, but the device count: a data-parallel run
         and its one-device twin share it (repro.stats.efficiency)."""
-        params = {k: v for k, v in self.metrics.params.items() if k not in UNMEASURED}
+        params = {k: v for k, v in self.metrics.params.items() if k not in (*UNMEASURED, "devices")}
         context = {k: v for k, v in self.context().items() if k != "devices"}
         return json.dumps([self.metrics.framework, context, params], sort_keys=True, default=str)
 

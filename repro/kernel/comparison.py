@@ -263,7 +263,7 @@ def plot_heatmap(runs: list[records.Run]) -> str:
             **{
                 name.replace("_", " "): str(value)
                 for name, value in r.metrics.params.items()
-                if name not in ("seed", "country", "price_per_hour")
+                if name not in records.UNMEASURED
             },
             "samples/s": r.summary.throughput["samples_per_s"],
         }

@@ -22,7 +22,7 @@ from repro.markdown import escape
 
 ORDERS = ("time", "commit", "framework_version")
 # Parameters that set how long a run measures, not what it measures: no new series.
-MEASURING = ("seed", "steps", "warmup", "repeats", "country", "price_per_hour")
+MEASURING = (*records.UNMEASURED, "steps", "warmup", "repeats")
 
 
 def load(folders: list[str]) -> list[records.Run]:
