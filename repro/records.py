@@ -423,9 +423,10 @@ class Run:
         where it ran, and the run id's random suffix."""
         m, p = self.metrics, self.metrics.params
         explicit = " explicit-attn" if p.get("attention") == "explicit" else ""
+        spread = f" ×{self.devices} {self.scaling}" if self.scaling else ""
         return (
             f"{m.framework} {p.get('compile', '')} {m.workload} bs{p['batch_size']}"
-            f"{explicit} #{self.name.rsplit('_', 1)[-1]}"
+            f"{spread}{explicit} #{self.name.rsplit('_', 1)[-1]}"
         )
 
     @property
@@ -437,11 +438,20 @@ class Run:
         """Data-parallel devices (runs from before `devices` ran on one)."""
         return self.metrics.params.get("devices") or 1
 
+    @property
+    def scaling(self) -> str | None:
+        """How a data-parallel run spread its batch_size (weak: on each device; strong: over all
+        of them); None on one device, the twin of either (runs from before `scaling`: weak)."""
+        return (self.metrics.params.get("scaling") or "weak") if self.devices > 1 else None
+
     def setting(self) -> str:
-        """Everything that decides what was measured, but the device count: a data-parallel run
-        and its one-device twin share it (repro.stats.efficiency)."""
-        params = {k: v for k, v in self.metrics.params.items() if k not in (*UNMEASURED, "devices")}
-        context = {k: v for k, v in self.context().items() if k != "devices"}
+        """Everything that decides what was measured, but how many devices and how the batch is
+        spread over them: a data-parallel run and its one-device twin share it (`twins`). The
+        twin runs batch_size samples on one device, which is each device's batch under weak
+        scaling and the global batch under strong scaling."""
+        spread = ("devices", "scaling")
+        params = {k: v for k, v in self.metrics.params.items() if k not in (*UNMEASURED, *spread)}
+        context = {k: v for k, v in self.context().items() if k not in spread}
         return json.dumps([self.metrics.framework, context, params], sort_keys=True, default=str)
 
     @property
@@ -459,6 +469,7 @@ class Run:
             "mode": params["mode"],
             "batch_size": params["batch_size"],
             "devices": self.devices,
+            "scaling": self.scaling,
             "sequence_length": params.get("sequence_length"),
             "workload": self.metrics.workload,
             "model": self.metrics.model_config,
@@ -549,6 +560,13 @@ def found(path: Path, depth: int) -> list[Path]:
     if depth <= 1:
         return children
     return [c for child in children if child.is_dir() for c in found(child, depth - 1)]
+
+
+def twins(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """(one-device twin, data-parallel run) for each run on several devices whose twin (the
+    same setting on one device) is among `runs` (repro.stats.efficiency)."""
+    one = {r.setting(): r for r in runs if r.devices == 1}
+    return [(one[r.setting()], r) for r in runs if r.devices > 1 and r.setting() in one]
 
 
 def context_differences(runs: list[Run]) -> dict[str, list]:

@@ -180,13 +180,14 @@ def slower(result: dict, threshold: float) -> bool:
     )
 
 
-def efficiency(one: dict, many: dict, seed: int = 0) -> dict:
-    """Weak-scaling efficiency E(N) = throughput_N / (N x throughput_1) of a data-parallel run
-    (`many`: its samples) against its one-device twin (`one`), each device taking the twin's
-    batch, so E(N) = step time_1 / step time_N for the statistic each throughput comes from:
-    the processes' centre where both measured several (the inverse of `versus`'s ratio and CI),
-    else the mean step of one process each (a run's throughput is its samples over its time),
-    with a bootstrap CI."""
+def efficiency(one: dict, many: dict, seed: int = 0, shared: int = 1) -> dict:
+    """Scaling efficiency E(N) = throughput_N / (N x throughput_1) of a data-parallel run
+    (`many`: its samples) against its one-device twin (`one`). Weak scaling (`shared` = 1): each
+    device takes the twin's batch, so E(N) = step time_1 / step time_N; strong scaling (`shared`
+    = N): the N devices share the twin's batch, so E(N) = step time_1 / (N x step time_N). The
+    step times are the statistic each throughput comes from: the processes' centre where both
+    measured several (the inverse of `versus`'s ratio and CI), else the mean step of one process
+    each (a run's throughput is its samples over its time), with a bootstrap CI."""
     if min(len(medians(one)), len(medians(many))) >= 2:
         moved = versus(one, many, seed)
         low, high = moved["ci95"]
@@ -194,4 +195,4 @@ def efficiency(one: dict, many: dict, seed: int = 0) -> dict:
     else:
         value, *ci = ratio_ci(one["step_s"], many["step_s"], statistic=np.mean, seed=seed)
         basis = "mean steps of one process each: noise between processes not measured"
-    return {"efficiency": value, "ci95": ci, "basis": basis}
+    return {"efficiency": value / shared, "ci95": [c / shared for c in ci], "basis": basis}

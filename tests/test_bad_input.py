@@ -126,6 +126,22 @@ ROWS = [
         [*RUN, "-p", "devices=2", "-p", "mode=training", "-p", "repeats=3"],
         "devices=2 is measured by one process; use repeats=1",
     ),
+    (
+        [
+            *RUN,
+            "-p",
+            "devices=2",
+            "-p",
+            "mode=training",
+            "-p",
+            "scaling=strong",
+            "-p",
+            "batch_size=3",
+        ],
+        "scaling=strong splits batch_size=3 evenly over devices=2, and it does not divide; give a "
+        "batch_size divisible by 2",
+    ),
+    ([*RUN, "-p", "scaling=both"], "scaling='both' is not valid; choose one of: weak, strong"),
     pytest.param([*RUN, "-p", "device=gpu"], "this machine has no NVIDIA GPU", marks=NO_GPU),
     ([*RUN, "--kernel", "torch-rocm"], "unknown kernel 'torch-rocm' for torch"),
     ([*RUN, "--template", "{d}/notes.txt"], "cannot read template {d}/notes.txt as a notebook"),

@@ -195,10 +195,47 @@ def test_a_data_parallel_run_finds_its_one_device_twin_and_its_efficiency(tmp_pa
         ]
     )
     assert twin.setting() == parallel.setting() != other.setting()
-    assert records.context_differences([twin, parallel]) == {"devices": [1, 2]}
+    assert records.twins([twin, parallel, other]) == [(twin, parallel)]
+    assert records.context_differences([twin, parallel]) == {
+        "devices": [1, 2],
+        "scaling": [None, "weak"],
+    }
     e = stats.efficiency(twin.samples, parallel.samples)
     assert e["efficiency"] == pytest.approx(0.8, rel=0.02)
     assert e["ci95"][0] < e["efficiency"] < e["ci95"][1] and e["ci95"][1] - e["ci95"][0] < 0.05
     older = fixture("metrics.json")  # written before `devices`: one device
     assert "devices" not in older["params"]
     assert records.load(run_copy(tmp_path, "older", older)).devices == 1
+
+
+def test_weak_and_strong_runs_each_find_the_one_device_twin_of_their_batch_size(tmp_path):
+    """Weak: the twin runs one device's batch; strong: the global batch. Both are the one-device
+    run with the same batch_size, which records no scaling, so it is the twin of either."""
+    rng = np.random.default_rng(1)
+
+    def steps(mean: float) -> list[float]:
+        return list(mean * (1 + 0.02 * rng.standard_normal(40)))
+
+    one, weak, strong, small, old = (
+        records.load(run_copy(tmp_path, name, with_params(steps(mean), **params)))
+        for name, mean, params in [
+            ("one", 0.010, {"devices": 1, "batch_size": 4, "scaling": None}),
+            ("weak", 0.0125, {"devices": 2, "batch_size": 4, "scaling": "weak"}),
+            ("strong", 0.00625, {"devices": 2, "batch_size": 4, "scaling": "strong"}),
+            ("small", 0.005, {"devices": 1, "batch_size": 2, "scaling": None}),
+            ("old", 0.0125, {"devices": 2, "batch_size": 2}),  # before `scaling`: weak
+        ]
+    )
+    assert records.twins([small, one, weak, strong, old]) == [
+        (one, weak),
+        (one, strong),
+        (small, old),
+    ]
+    assert [r.scaling for r in (one, weak, strong, old)] == [None, "weak", "strong", "weak"]
+    assert records.context_differences([weak, strong]) == {"scaling": ["weak", "strong"]}
+    assert "×2 strong" in strong.label and "×" not in one.label
+    e = stats.efficiency(one.samples, strong.samples, shared=2)  # 0.010 / (2 x 0.00625) = 0.8
+    assert e["efficiency"] == pytest.approx(0.8, rel=0.02)
+    assert e["ci95"][0] < e["efficiency"] < e["ci95"][1] < 0.9
+    weak_e = stats.efficiency(one.samples, weak.samples)  # 0.010 / 0.0125 = 0.8
+    assert weak_e["efficiency"] == pytest.approx(0.8, rel=0.02)

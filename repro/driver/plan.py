@@ -18,7 +18,7 @@ import yaml
 
 from repro.driver import kernels
 from repro.errors import UserError, brief
-from repro.kernel import models
+from repro.kernel import models, parallel
 from repro.kernel.frameworks import COMPILE_MODES, DATA_PARALLEL_COMPILE_MODES, FRAMEWORKS
 from repro.paths import KERNELSPECS, ROOT, RUNS, WORKLOADS
 
@@ -163,11 +163,19 @@ PARAMS = {
         Param(
             "devices",
             int,
-            "data-parallel devices (training): batch_size samples on each, one global batch; "
+            "data-parallel devices (training), one global batch (see scaling); "
             "CPU devices share its cores, so they test correctness only",
             1,
             minimum=1,
             maximum=64,
+        ),
+        Param(
+            "scaling",
+            str,
+            "with devices > 1: weak = batch_size samples on each device; strong = batch_size "
+            "is the global batch, split evenly (recorded as null with one device)",
+            "weak",
+            choices=("weak", "strong"),
         ),
         Param(
             "price_per_hour",
@@ -181,9 +189,10 @@ PARAMS = {
 }
 
 # A report made before a parameter existed ran what its code did then, recorded as this value.
-FORMERLY = {  # attention was written out before it was a choice; one process measured
-    "attention": "explicit",
+FORMERLY = {  # attention was written out before it was a choice; one process measured; each
+    "attention": "explicit",  # device took batch_size samples
     "repeats": 1,
+    "scaling": "weak",
 }
 # repeats=0: 3 processes for inference on a CPU; 1 for training (each process compiles again) and
 # on a GPU (each process would hold GPU memory while the next one runs; JAX preallocates 75%)
@@ -383,6 +392,10 @@ def check_data_parallel(framework: str, resolved: dict) -> None:
         )
     if resolved["repeats"] > 1:
         raise UserError(f"devices={devices} is measured by one process; use repeats=1")
+    try:
+        parallel.batches(resolved["batch_size"], devices, resolved["scaling"])
+    except ValueError as error:
+        raise UserError(f"{error}; give a batch_size divisible by {devices}") from None
     gpus = nvidia_gpus() if resolved["device"] in ("auto", "gpu") else 0
     if gpus and devices > gpus:
         raise UserError(f"devices={devices}, but nvidia-smi lists {gpus} GPU(s); use at most that")
@@ -439,6 +452,8 @@ def resolve(
         )
     if resolved["devices"] > 1:
         check_data_parallel(framework, resolved)
+    else:  # one device is both kinds of scaling: the twin of a weak and of a strong run alike
+        resolved["scaling"] = None
     if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
         raise UserError(
             f"country must be a 3-letter ISO code such as USA or FRA, got {resolved['country']!r}"

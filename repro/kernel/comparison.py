@@ -141,10 +141,10 @@ def against_baseline(runs: list[records.Run]) -> dict:
 
 
 def scaling(runs: list[records.Run]) -> dict:
-    """Weak-scaling efficiency E(N) of each data-parallel run whose one-device twin (the same
-    settings with devices=1) is among the runs (repro.stats.efficiency)."""
-    twins = {r.setting(): r for r in runs if r.devices == 1}
-    pairs = [(twins[r.setting()], r) for r in runs if r.devices > 1 and r.setting() in twins]
+    """Scaling efficiency E(N) of each data-parallel run whose one-device twin (the same settings
+    with devices=1: its per-device batch under weak scaling, its global batch under strong) is
+    among the runs (records.twins, repro.stats.efficiency)."""
+    pairs = records.twins(runs)
     if not pairs:
         return publish(
             "scaling",
@@ -153,20 +153,36 @@ def scaling(runs: list[records.Run]) -> dict:
             "`devices=1`) among the runs: no scaling efficiency to give.",
         )
     lines = [
-        "Weak scaling: each device takes the one-device run's batch, so E(N) = throughput_N / "
-        "(N × throughput_1) = step time_1 / step time_N (1 is perfect), for the statistic each "
-        "throughput comes from, with its 95% CI.",
+        "E(N) = throughput_N / (N × throughput_1), 1 is perfect, for the statistic each "
+        "throughput comes from, with its 95% CI. Weak scaling: each device takes the one-device "
+        "run's batch, so E(N) = step time_1 / step time_N. Strong scaling: the N devices split "
+        "the one-device run's batch, so E(N) = step time_1 / (N × step time_N).",
         "",
-        "| run | devices | one-device twin | E(N) | 95% CI | from |",
-        "|---|---|---|---|---|---|",
+        "| run | devices | scaling | batch per device / global | one-device twin | E(N) | "
+        "95% CI | from |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     data = []
     for one, many in pairs:
-        e = stats.efficiency(one.samples, many.samples)
-        data.append({"run": many.name, "twin": one.name, "devices": many.devices, **e})
+        shared = many.devices if many.scaling == "strong" else 1  # devices sharing one batch
+        e = stats.efficiency(one.samples, many.samples, shared=shared)
+        total = one.metrics.params["batch_size"] * many.devices // shared
+        per_device = total // many.devices
+        data.append(
+            {
+                "run": many.name,
+                "twin": one.name,
+                "devices": many.devices,
+                "scaling": many.scaling,
+                "per_device_batch": per_device,
+                "global_batch": total,
+                **e,
+            }
+        )
         lines.append(
-            f"| {escape(many.label)} | {many.devices} | {escape(one.label)} | "
-            f"{e['efficiency']:.3f} | {e['ci95'][0]:.3f}–{e['ci95'][1]:.3f} | {e['basis']} |"
+            f"| {escape(many.label)} | {many.devices} | {many.scaling} | {per_device} / {total} | "
+            f"{escape(one.label)} | {e['efficiency']:.3f} | "
+            f"{e['ci95'][0]:.3f}–{e['ci95'][1]:.3f} | {e['basis']} |"
         )
     if any(not many.environment.gpu_names for _, many in pairs):
         lines += [

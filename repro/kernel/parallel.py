@@ -1,6 +1,7 @@
 """Data-parallel training over N devices (in-kernel side): one global batch split evenly across
-the devices, each device computing the loss and gradients of its part, the gradients averaged,
-and every replica applying the same update to the same weights. The adapters build the model,
+the devices (weak scaling: batch_size samples on each; strong: a global batch of batch_size),
+each device computing the loss and gradients of its part, the gradients averaged, and every
+replica applying the same update to the same weights. The adapters build the model,
 the optimizer and the step (`repro.kernel.frameworks`); this module only replicates them:
 
 - torch: DistributedDataParallel, one process per device (gloo on a CPU, NCCL on GPUs, untried). The
@@ -48,6 +49,20 @@ class Replicated:
 
     def weights(self) -> list[np.ndarray]:
         return trained_weights(self.fw, self.net, self.step)
+
+
+def batches(batch_size: int, devices: int, scaling: str | None) -> tuple[int, int]:
+    """(per-device batch, global batch) of a run: weak scaling (and one device) puts batch_size
+    samples on each device; strong scaling splits a global batch of batch_size evenly, or raises
+    ValueError."""
+    if scaling != "strong":
+        return batch_size, batch_size * devices
+    if batch_size % devices:
+        raise ValueError(
+            f"scaling=strong splits batch_size={batch_size} evenly over devices={devices}, "
+            "and it does not divide"
+        )
+    return batch_size // devices, batch_size
 
 
 def split(array: np.ndarray, devices: int, rank: int) -> np.ndarray:

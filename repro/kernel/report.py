@@ -181,11 +181,12 @@ def results(
     tokens_per_sample: int | None = None,
     seed: int = 0,
     devices: int = 1,
+    scaling: str | None = "weak",
 ) -> dict:
     """Summarise a measurement, show its table, warnings and plots, and record it. `repeats` are
     the measurements of the run's further processes (repro.kernel.repeat), this kernel's being the
-    first; `devices` > 1: a data-parallel step over that many devices (`m` counts every device's
-    samples; the FLOPs are one device's)."""
+    first; `devices` > 1: a data-parallel step over that many devices with `scaling` weak or
+    strong (`m` counts every device's samples; the FLOPs are one device's)."""
     summary = measure.summarize(m, seed=seed)
     processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
     processes += [
@@ -255,11 +256,14 @@ def results(
         tokens = f"{thr['tokens_per_s']:.1f}{ci(thr['tokens_ci95'], '{:.1f}')}"
         rows = {"throughput (tokens/s)": tokens, **rows}
     if devices > 1:
-        summary["data_parallel"] = parallel(fw, devices, thr["samples_per_s"], summary["warnings"])
+        summary["data_parallel"] = dp = parallel(
+            fw, devices, scaling, m.batch_size, thr["samples_per_s"], summary["warnings"]
+        )
         rows.update(
             {
-                "devices (data parallel)": f"{devices} × {m.batch_size // devices} samples",
-                "throughput per device (samples/s)": f"{thr['samples_per_s'] / devices:.2f}",
+                "devices (data parallel)": f"{devices} × {dp['per_device_batch']} samples = a "
+                f"global batch of {m.batch_size} ({SCALING[scaling]})",
+                "throughput per device (samples/s)": f"{dp['samples_per_s_per_device']:.2f}",
             }
         )
     if losses:
@@ -276,7 +280,15 @@ def results(
     return published
 
 
-def parallel(fw, devices: int, samples_per_s: float, warnings: list[str]) -> dict:
+SCALING = {
+    "weak": "weak scaling: batch_size samples on each device",
+    "strong": "strong scaling: batch_size is the global batch",
+}
+
+
+def parallel(
+    fw, devices: int, scaling: str, global_batch: int, samples_per_s: float, warnings: list[str]
+) -> dict:
     """A data-parallel run's own figures; on a CPU, a warning that they test correctness only."""
     if fw.device == "cpu":
         warnings.append(
@@ -285,6 +297,9 @@ def parallel(fw, devices: int, samples_per_s: float, warnings: list[str]) -> dic
         )
     return {
         "devices": devices,
+        "scaling": scaling,
+        "per_device_batch": global_batch // devices,
+        "global_batch": global_batch,
         "samples_per_s_per_device": samples_per_s / devices,
         "cpu_devices_share_cores": fw.device == "cpu",
     }
