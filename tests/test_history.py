@@ -9,6 +9,7 @@ import html
 import io
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,12 @@ def planted(
     slower: float = 1.0,
     cpu: str | None = None,
     version: str | None = None,
+    git: dict | None = None,
     **params,
 ) -> Path:
     """A copy of `source`'s records started at `started`, every step `slower` times as long (its
-    summary's throughput and p90 with them), on another `cpu` or framework `version`."""
+    summary's throughput and p90 with them), on another `cpu` or framework `version`, or with
+    another `git` state."""
     metrics = json.loads((source / "metrics.json").read_text())
     environment = json.loads((source / "environment.json").read_text())
     metrics["started_at"] = started
@@ -45,6 +48,7 @@ def planted(
     summary["latency_ms"]["p90"] *= slower
     environment["cpu"]["model"] = cpu or environment["cpu"]["model"]
     environment["framework"]["version"] = version or environment["framework"]["version"]
+    environment["run"]["git"] = git or environment["run"]["git"]
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "environment.json").write_text(json.dumps(environment))
@@ -93,6 +97,75 @@ def test_points_in_order_of_framework_version_or_commit(tmp_path):
     [by_commit] = history.history(loaded, "commit").values()
     assert [p["at"] for p in by_commit] == ["256a596d6a"] * 3  # one commit: in order of time
     assert [p["run"] for p in by_commit] == ["new", "old", "odd"]
+
+
+def repository(folder: Path, commits: int) -> list[str]:
+    """A throwaway git repository of `commits` empty commits; their names, oldest first."""
+    folder.mkdir()
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    for i in range(commits):
+        subprocess.run(
+            ["git", "-C", str(folder), *identity, "commit", "-q", "--allow-empty", "-m", str(i)],
+            check=True,
+        )
+    listed = ["git", "-C", str(folder), "rev-list", "--reverse", "HEAD"]
+    return subprocess.run(listed, capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_commits_follow_the_repository_history_and_the_rest_the_order_they_first_ran(tmp_path):
+    first, second, third = repository(tmp_path / "repo", 3)
+    foreign, odd = "f" * 40, "HEAD; touch pwned"  # a commit it lacks; no commit at all
+    given = [  # (name, day, commit, dirty), run in another order than the commits were made
+        ("c3", 20, third, False),
+        ("x", 21, foreign, False),
+        ("c1", 22, first, False),
+        ("c3-dirty", 23, third, True),
+        ("odd", 24, odd, False),
+        ("c2", 25, second, False),
+        ("c1-again", 26, first, False),
+    ]
+    runs = [
+        records.load(planted(RECORDS, tmp_path / n, day(d), git={"commit": c, "dirty": dirty}))
+        for n, d, c, dirty in given
+    ]
+    commits, order = driver.commit_order(runs, tmp_path / "repo")
+    assert commits == [first, second, third]
+    assert order == (
+        f"commits in the order of the history of {tmp_path / 'repo'} (git rev-list "
+        "--topo-order), oldest first; 2 commits it does not hold follow, in the order they "
+        "first ran"
+    )
+    assert not (tmp_path / "repo" / "pwned").exists()
+    [points] = history.history(runs, "commit", commits=commits).values()
+    assert [p["run"] for p in points] == ["c1", "c1-again", "c2", "c3", "c3-dirty", "x", "odd"]
+    assert [p["x"] for p in points] == [0, 0, 1, 2, 3, 4, 5]
+    [fallback] = history.history(runs, "commit").values()  # no repository: as they first ran
+    assert [p["run"] for p in fallback] == ["c3", "c3-dirty", "x", "c1", "c1-again", "odd", "c2"]
+
+
+def test_without_git_or_a_checkout_commits_keep_the_order_they_first_ran(tmp_path, monkeypatch):
+    run = records.load(planted(RECORDS, tmp_path / "a", day(20)))
+    commits, order = driver.commit_order([run], tmp_path)  # no checkout here
+    assert commits == [] and order.startswith(
+        f"commits in the order they first ran: git cannot read the history of {tmp_path} ("
+    )
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    commits, order = driver.commit_order([run], tmp_path)
+    assert commits == [] and order.startswith("commits in the order they first ran: git could not")
+    short = records.load(planted(RECORDS, tmp_path / "b", day(21), git={"commit": "256a596"}))
+    assert driver.commit_order([short], tmp_path) == (
+        [],
+        "commits in the order they first ran: no run records a full git commit",
+    )
+
+
+def test_a_time_axis_is_to_scale_in_utc(tmp_path):
+    points = [{"time": t} for t in (day(20), "2026-11-20T06:00:00+05:00", "2026-11-22T12:00:00")]
+    start, later, naive = history.moments(points)  # 00:00, 01:00 UTC, then 2.5 days on
+    assert (later - start).total_seconds() == 3600
+    assert naive.tzinfo is not None and (naive - start).total_seconds() == 2.5 * 86400
+    assert history.moments([{"time": "yesterday"}]) is None
 
 
 def test_runs_are_found_in_sweeps_and_what_does_not_load_is_listed(tmp_path):

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 from repro import records
 from repro.driver.compare import Analysis, write_analysis
-from repro.errors import UserError
-from repro.kernel.history import ORDERS
-from repro.paths import RUNS, TEMPLATES
+from repro.errors import UserError, brief
+from repro.kernel.history import ORDERS, revision
+from repro.paths import ROOT, RUNS, TEMPLATES
 
 TEMPLATE = TEMPLATES / "history.ipynb"
 SCHEMA = "repro.history/1"
 DEPTH = 4  # runs/sweep_<name>/cells/<cell>/<run>
+OBJECT_NAME = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256: what a run records
 
 
 def found(paths: list[str], log=sys.stderr) -> tuple[list[records.Run], list[str]]:
@@ -44,6 +47,39 @@ def found(paths: list[str], log=sys.stderr) -> tuple[list[records.Run], list[str
     return runs, passed
 
 
+def commit_order(runs: list[records.Run], repository: Path = ROOT) -> tuple[list[str], str]:
+    """The runs' commits that `repository` holds, in its history's order (oldest first), and a
+    sentence saying how the history orders commits. A commit comes from a run folder, so only a
+    full hex object name reaches git, as an argument; the others, and every commit when git
+    cannot answer, follow in the order they first ran."""
+    recorded = {revision(run) for run in runs}
+    valid = sorted(c for c in recorded if c and OBJECT_NAME.fullmatch(c))
+    first_ran = "in the order they first ran"
+    if not valid:
+        return [], f"commits {first_ran}: no run records a full git commit"
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(repository), "rev-list", "--topo-order", "--reverse"]
+            + ["--ignore-missing", *valid, "--"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return [], f"commits {first_ran}: git could not be run ({brief(error)})"
+    if listed.returncode != 0:
+        why = (listed.stderr.strip().splitlines() or ["no reason given"])[-1][:200]
+        return [], f"commits {first_ran}: git cannot read the history of {repository} ({why})"
+    wanted = set(valid)
+    order = [c for c in listed.stdout.split() if c in wanted]
+    others = len(recorded) - len(order)
+    return order, (
+        f"commits in the order of the history of {repository} (git rev-list --topo-order), "
+        "oldest first"
+        + (f"; {others} commits it does not hold follow, {first_ran}" if others else "")
+    )
+
+
 def banner(runs: list[records.Run], paths: list[str], by: str, threshold: float, context) -> str:
     return (
         f"**repro history `{context['run_id']}`** of {len(runs)} runs found in "
@@ -60,17 +96,20 @@ def write_history(
     threshold: float = 0.05,
     runs_dir: Path = RUNS,
     log=sys.stderr,
+    repository: Path = ROOT,
 ) -> Path:
-    """Execute the history template over the finished runs under `paths`; return its folder."""
+    """Execute the history template over the finished runs under `paths`; return its folder.
+    `--by commit` orders commits by `repository`'s history where it holds them (commit_order)."""
     if by not in ORDERS:
         raise UserError(f"--by takes one of {', '.join(ORDERS)}, got {by!r}")
     runs, passed = found(paths, log)
+    commits, order = commit_order(runs, repository) if by == "commit" else ([], "")
     analysis = Analysis(
         TEMPLATE,
         f"history_{len(runs)}-runs",
         f"History of {len(runs)} runs",
         lambda context: banner(runs, paths, by, threshold, context),
-        {"by": by, "threshold": threshold, "skipped": passed},
+        {"by": by, "threshold": threshold, "skipped": passed, "commits": commits, "order": order},
         "history.json",
         lambda status, error, results: {
             "schema": SCHEMA,

@@ -12,7 +12,8 @@ a kernel.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -61,9 +62,18 @@ def short(run: records.Run) -> str:
     )
 
 
+def git(run: records.Run) -> Mapping:
+    return records.section(run.environment.run, "git")
+
+
+def revision(run: records.Run) -> str | None:
+    """The git commit the run's code was at, as its folder records it (untrusted text)."""
+    value = git(run).get("commit")
+    return value if isinstance(value, str) else None
+
+
 def commit(run: records.Run) -> str:
-    git = records.section(run.environment.run, "git")
-    return str(git.get("commit") or "unknown")[:10] + ("+dirty" if git.get("dirty") else "")
+    return str(revision(run) or "unknown")[:10] + ("+dirty" if git(run).get("dirty") else "")
 
 
 def time(run: records.Run) -> str:
@@ -74,18 +84,19 @@ def framework_version(run: records.Run) -> str:
     return str(run.environment.framework.get("version") or "unknown")
 
 
-def ordered(runs: list[records.Run], by: str) -> list[records.Run]:
-    """`runs` in order of time, of git commit (commits in the order they first ran: a run folder
-    does not say which commit came first in the repository) or of framework version; runs of one
-    commit or version in order of time."""
+def ordered(runs: list[records.Run], by: str, commits: Sequence[str] = ()) -> list[records.Run]:
+    """`runs` in order of time, of git commit or of framework version; runs of one commit or
+    version in order of time. Commits follow `commits` (those the repository holds, oldest first:
+    a run folder does not say which commit came first, so the driver asks git), then the others
+    in the order they first ran; a commit's runs from a dirty tree follow its clean ones."""
     if by not in ORDERS:
         raise ValueError(f"by must be one of {', '.join(ORDERS)}, got {by!r}")
     runs = sorted(runs, key=time)
     if by == "commit":
-        first: dict[str, int] = {}
-        for i, run in enumerate(runs):
-            first.setdefault(commit(run), i)
-        return sorted(runs, key=lambda r: first[commit(r)])
+        place: dict[str | None, int] = {c: i for i, c in enumerate(commits)}
+        for run in runs:
+            place.setdefault(revision(run), len(place))
+        return sorted(runs, key=lambda r: (place[revision(r)], bool(git(r).get("dirty"))))
     if by == "framework_version":
         return sorted(runs, key=lambda r: version_key(framework_version(r)))
     return runs
@@ -138,14 +149,17 @@ def point(run: records.Run, before: records.Run | None, threshold: float) -> dic
     }
 
 
-def history(runs: list[records.Run], by: str = "time", threshold: float = 0.05) -> dict:
-    """{series name: its points in order}, each point against the one before it and placed at
-    `x`, its time, commit or version's rank among all the runs' (one axis for every series)."""
+def history(
+    runs: list[records.Run], by: str = "time", threshold: float = 0.05, commits: Sequence[str] = ()
+) -> dict:
+    """{series name: its points in order (`ordered`)}, each point against the one before it and
+    placed at `x`, its time, commit or version's rank among all the runs' (one order for every
+    series; the plot puts times to scale)."""
     value = {"time": time, "commit": commit, "framework_version": framework_version}[by]
-    ranks = {v: i for i, v in enumerate(dict.fromkeys(map(value, ordered(runs, by))))}
+    ranks = {v: i for i, v in enumerate(dict.fromkeys(map(value, ordered(runs, by, commits))))}
     lines = {}
     for name, group in series(runs).items():
-        group = ordered(group, by)
+        group = ordered(group, by, commits)
         lines[name] = [
             {**point(run, before, threshold), "x": ranks[value(run)], "at": value(run)}
             for before, run in zip([None, *group[:-1]], group, strict=True)
@@ -176,9 +190,10 @@ def ci_text(bounds, digits: int) -> str:
     return f"{bounds[0]:.{digits}f}–{bounds[1]:.{digits}f}" if bounds else "—"
 
 
-def table(lines: Mapping[str, list[dict]], by: str, threshold: float) -> dict:
+def table(lines: Mapping[str, list[dict]], by: str, threshold: float, order: str = "") -> dict:
     """Every run, series by series in order: when, the code, throughput with its CI, p90 latency,
-    and the verdict against the point before; regressions in bold."""
+    and the verdict against the point before; regressions in bold. `order`: how commits were
+    ordered (the driver's repro.driver.history.commit_order), said when `by` is commit."""
     rows = [
         "| series | time | run | throughput (samples/s) | 95% CI | p90 step (ms) | 95% CI | "
         "repro | git commit | framework | vs previous |",
@@ -200,7 +215,9 @@ def table(lines: Mapping[str, list[dict]], by: str, threshold: float) -> dict:
     found = regressions(lines)
     head = (
         f"{sum(map(len, lines.values()))} runs in {len(lines)} series, in order of "
-        f"{by.replace('_', ' ')}; "
+        f"{by.replace('_', ' ')}"
+        + (f" ({escape(order)})" if order and by == "commit" else "")
+        + "; "
         + (
             f"**{len(found)} regressions** (significantly slower than the point before by more "
             f"than {threshold:.0%})"
@@ -209,7 +226,7 @@ def table(lines: Mapping[str, list[dict]], by: str, threshold: float) -> dict:
         )
         + "."
     )
-    data = {"by": by, "threshold": threshold, "series": lines, "regressions": found}
+    data = {"by": by, "order": order, "threshold": threshold, "series": lines, "regressions": found}
     return publish("history", data, head + "\n\n" + "\n".join(rows))
 
 
@@ -220,8 +237,10 @@ PLOTTED = {  # metric: (its key in a point, its CI's, the axis label)
 
 
 def plot(lines: Mapping[str, list[dict]], by: str) -> None:
-    """For each workload, throughput and p90 latency of each of its series along `by`, each
-    point's 95% CI as a band and an error bar, regressions marked with a red triangle."""
+    """For each workload, throughput and p90 latency of each of its series along `by` (a time
+    axis to scale; commits and versions in order, one tick each), each point's 95% CI as a band
+    and an error bar, regressions marked with a red triangle."""
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     workloads: dict[str, dict[str, list[dict]]] = {}
@@ -229,22 +248,31 @@ def plot(lines: Mapping[str, list[dict]], by: str) -> None:
         workloads.setdefault(name.split(" · ")[0], {})[name] = points
     for workload, group in workloads.items():
         fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+        on_time = by == "time" and all(moments(points) for points in group.values())
         ticks = dict(sorted({p["x"]: p["at"] for ps in group.values() for p in ps}.items()))
         every = max(1, len(ticks) // 12)  # at most about 12 labels
-        names = [str(t)[:16].replace("T", " ") for t in ticks.values()]
+        names = [str(t)[:16] for t in ticks.values()]
         for ax, (key, ci, label) in zip(axes, PLOTTED.values(), strict=True):
             for name, points in group.items():
-                draw(ax, points, key, ci, name.split(" · ", 1)[1])
-            ax.set(xlabel=by.replace("_", " "), ylabel=label, title=f"{workload}: {label}")
-            ax.set_xticks(list(ticks)[::every], names[::every])
-            ax.tick_params(axis="x", labelrotation=20)
+                x = moments(points) if on_time else [p["x"] for p in points]
+                draw(ax, points, x, key, ci, name.split(" · ", 1)[1])
+            ax.set(xlabel=AXES[by], ylabel=label, title=f"{workload}: {label}")
+            if on_time:
+                locator = mdates.AutoDateLocator()
+                ax.xaxis.set(
+                    major_locator=locator, major_formatter=mdates.ConciseDateFormatter(locator)
+                )
+            else:
+                ax.set_xticks(list(ticks)[::every], names[::every])
+                ax.tick_params(axis="x", labelrotation=20)
         axes[0].legend(fontsize=7)
         flagged = sum(p["regression"] for points in group.values() for p in points)
         show_figure(
             fig,
             f"history_{workload}",
             f"Line charts of {workload}'s throughput (samples/s, left) and p90 step time (ms, "
-            f"right) by {by.replace('_', ' ')}, {len(group)} series ("
+            f"right) by {AXES[by] if on_time or by != 'time' else 'order of time'}, "
+            f"{len(group)} series ("
             + "; ".join(
                 f"{name.split(' · ', 1)[1]}: {len(points)} points, from "
                 f"{points[0]['samples_per_s']:.1f} to {points[-1]['samples_per_s']:.1f} samples/s"
@@ -254,9 +282,26 @@ def plot(lines: Mapping[str, list[dict]], by: str) -> None:
         )
 
 
-def draw(ax, points: list[dict], key: str, ci: str, label: str) -> None:
-    """One series on `ax`, each point at its rank `x`."""
-    x = np.array([p["x"] for p in points])
+AXES = {  # by: the x axis's label
+    "time": "start time (UTC, to scale)",
+    "commit": "git commit (in order)",
+    "framework_version": "framework version (in order)",
+}
+
+
+def moments(points: list[dict]) -> list[datetime] | None:
+    """Each point's start time in UTC (a time without a zone taken as UTC), or None when one is
+    not an ISO 8601 time (the plot then falls back to the order of time)."""
+    try:
+        parsed = [datetime.fromisoformat(p["time"]) for p in points]
+    except (TypeError, ValueError):
+        return None
+    return [t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC) for t in parsed]
+
+
+def draw(ax, points: list[dict], x: list, key: str, ci: str, label: str) -> None:
+    """One series on `ax`, each point at its `x` (a time, or its rank)."""
+    x = np.array(x)
     y = np.array([p[key] if p[key] is not None else np.nan for p in points], float)
     low = np.array([(p[ci] or [np.nan])[0] for p in points], float)
     high = np.array([(p[ci] or [np.nan, np.nan])[1] for p in points], float)
