@@ -133,8 +133,8 @@ def test_commits_follow_the_repository_history_and_the_rest_the_order_they_first
     assert commits == [first, second, third]
     assert order == (
         f"commits in the order of the history of {tmp_path / 'repo'} (git rev-list "
-        "--topo-order), oldest first; 2 commits it does not hold follow, in the order they "
-        "first ran"
+        "--topo-order), oldest first; the 2 commit(s) it does not hold follow, in the order "
+        "they first ran"
     )
     assert not (tmp_path / "repo" / "pwned").exists()
     [points] = history.history(runs, "commit", commits=commits).values()

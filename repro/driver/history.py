@@ -76,7 +76,7 @@ def commit_order(runs: list[records.Run], repository: Path = ROOT) -> tuple[list
     return order, (
         f"commits in the order of the history of {repository} (git rev-list --topo-order), "
         "oldest first"
-        + (f"; {others} commits it does not hold follow, {first_ran}" if others else "")
+        + (f"; the {others} commit(s) it does not hold follow, {first_ran}" if others else "")
     )
 
 
