@@ -28,7 +28,7 @@ from conftest import SMALL, in_kernel, read_metrics, repro, run_folders
 
 from repro.driver import plan
 from repro.errors import UserError
-from repro.kernel import parallel
+from repro.kernel.frameworks import parallel_batches
 
 CHECK = Path(__file__).with_name("parallel_check.py")
 MODEL = json.dumps(plan.workloads()["gpt-mini"]["model"])
@@ -39,11 +39,11 @@ GRAD_RTOL = 1e-5  # measured: 5e-7 of the largest gradient (torch)
 
 
 def test_weak_scaling_puts_batch_size_on_each_device_and_strong_splits_it():
-    assert parallel.batches(4, 2, "weak") == (4, 8)
-    assert parallel.batches(4, 2, "strong") == (2, 4)
-    assert parallel.batches(4, 1, None) == (4, 4)  # one device: recorded without a scaling
+    assert parallel_batches(4, 2, "weak") == (4, 8)
+    assert parallel_batches(4, 2, "strong") == (2, 4)
+    assert parallel_batches(4, 1, None) == (4, 4)  # one device: recorded without a scaling
     with pytest.raises(ValueError, match="batch_size=6 evenly over devices=4"):
-        parallel.batches(6, 4, "strong")
+        parallel_batches(6, 4, "strong")
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_a_run_on_two_cpu_devices_reports_per_device_throughput_and_says_it_test
     runs_dir,
 ):
     """Strong scaling (the global batch of 4 split over 2 devices: the same work as weak scaling
-    with batch_size=2, whose batches `parallel.batches` gives through the same cells)."""
+    with batch_size=2, whose batches `frameworks.parallel_batches` gives through the same cells)."""
     small = [a.replace("batch_size=2", "batch_size=4") for a in SMALL]
     done = repro(
         "run", "gpt-mini", "-f", "torch", *small, "-p", "mode=training", "-p", "devices=2",

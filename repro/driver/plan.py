@@ -18,8 +18,13 @@ import yaml
 
 from repro.driver import kernels
 from repro.errors import UserError, brief
-from repro.kernel import models, parallel
-from repro.kernel.frameworks import COMPILE_MODES, DATA_PARALLEL_COMPILE_MODES, FRAMEWORKS
+from repro.kernel import models
+from repro.kernel.frameworks import (
+    COMPILE_MODES,
+    DATA_PARALLEL_COMPILE_MODES,
+    FRAMEWORKS,
+    parallel_batches,
+)
 from repro.paths import KERNELSPECS, ROOT, RUNS, WORKLOADS
 
 if TYPE_CHECKING:
@@ -393,7 +398,7 @@ def check_data_parallel(framework: str, resolved: dict) -> None:
     if resolved["repeats"] > 1:
         raise UserError(f"devices={devices} is measured by one process; use repeats=1")
     try:
-        parallel.batches(resolved["batch_size"], devices, resolved["scaling"])
+        parallel_batches(resolved["batch_size"], devices, resolved["scaling"])
     except ValueError as error:
         raise UserError(f"{error}; give a batch_size divisible by {devices}") from None
     gpus = nvidia_gpus() if resolved["device"] in ("auto", "gpu") else 0

@@ -51,20 +51,6 @@ class Replicated:
         return trained_weights(self.fw, self.net, self.step)
 
 
-def batches(batch_size: int, devices: int, scaling: str | None) -> tuple[int, int]:
-    """(per-device batch, global batch) of a run: weak scaling (and one device) puts batch_size
-    samples on each device; strong scaling splits a global batch of batch_size evenly, or raises
-    ValueError."""
-    if scaling != "strong":
-        return batch_size, batch_size * devices
-    if batch_size % devices:
-        raise ValueError(
-            f"scaling=strong splits batch_size={batch_size} evenly over devices={devices}, "
-            "and it does not divide"
-        )
-    return batch_size // devices, batch_size
-
-
 def split(array: np.ndarray, devices: int, rank: int) -> np.ndarray:
     """Device `rank`'s part of a global batch (its leading axis split evenly)."""
     if len(array) % devices:

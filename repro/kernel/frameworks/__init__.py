@@ -38,6 +38,20 @@ DETERMINISM_ENV = {  # read when the framework initialises its GPU backend
 }
 
 
+def parallel_batches(batch_size: int, devices: int, scaling: str | None) -> tuple[int, int]:
+    """(per-device batch, global batch) of a run on `devices` (repro.kernel.parallel): weak
+    scaling (and one device) puts batch_size samples on each device; strong scaling splits a
+    global batch of batch_size evenly, or raises ValueError."""
+    if scaling != "strong":
+        return batch_size, batch_size * devices
+    if batch_size % devices:
+        raise ValueError(
+            f"scaling=strong splits batch_size={batch_size} evenly over devices={devices}, "
+            "and it does not divide"
+        )
+    return batch_size // devices, batch_size
+
+
 def prepare_process(threads: int, deterministic: bool) -> int:
     """Pin the thread count (and CPU affinity) and set determinism variables; return threads."""
     available = sorted(os.sched_getaffinity(0))
