@@ -116,6 +116,12 @@ def test_one_process_a_sequence_an_mfu_and_a_failed_run_each_say_so():
     assert "(95% CI 1,609.28–1,645.52, the kernel's process)" in result
     assert "52,111 tokens/s" in result and "MFU **41.2%** of H100 SXM bf16 dense" in result
     assert "batch 2 × 32 tokens" in lines(head(metrics))["Measured"]
+    for scaling, said in [
+        ("weak", "batch 2 on each of 2 devices (weak scaling) × 32 tokens"),
+        ("strong", "a global batch of 2 over 2 devices (strong scaling) × 32 tokens"),
+    ]:
+        metrics["params"] = {**metrics["params"], "devices": 2, "scaling": scaling}
+        assert said in lines(head(metrics))["Measured"]
     failed = {
         **METRICS,
         "status": "failed",

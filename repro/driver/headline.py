@@ -5,6 +5,8 @@ reader sees are this run's, not the template's default parameters."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from repro.kernel.capture import gpu_names
 from repro.markdown import escape
 from repro.records import Environment, Metrics, Summary, section
@@ -66,10 +68,20 @@ def measured(metrics: Metrics) -> str:
         else f"warm-up up to {p['warmup']} steps"
     )
     return escape(
-        f"{metrics.workload} in {metrics.framework}, {p['mode']}, batch {p['batch_size']}"
+        f"{metrics.workload} in {metrics.framework}, {p['mode']}, {batch(p)}"
         f"{sequence}, {p['precision']}, compile {p['compile']}, {p['threads']} threads; "
         f"{p['steps']} steps × {processes} process{'es' if processes != 1 else ''}, {warmup}"
     )
+
+
+def batch(p: Mapping) -> str:
+    """The batch a run measured: on one device, or spread over several (weak or strong)."""
+    devices = p.get("devices") or 1
+    if devices == 1:
+        return f"batch {p['batch_size']}"
+    if p.get("scaling") == "strong":
+        return f"a global batch of {p['batch_size']} over {devices} devices (strong scaling)"
+    return f"batch {p['batch_size']} on each of {devices} devices (weak scaling)"
 
 
 def machine(environment: Environment | None, metrics: Metrics) -> str:
