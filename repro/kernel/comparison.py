@@ -284,7 +284,7 @@ def plot_heatmap(runs: list[records.Run]) -> str:
             "samples/s": r.summary.throughput["samples_per_s"],
         }
         for r in runs
-    )
+    ).fillna("not recorded")  # a parameter newer than some of the runs
     varying = heatmap_columns(frame)
     columns = ", ".join(varying)
     frame[columns] = frame[varying].apply(lambda row: ", ".join(row), axis=1)
