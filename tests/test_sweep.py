@@ -1,15 +1,18 @@
 """repro sweep: a sweep file is checked whole (every cell resolved) before anything runs; the
 cells run as ordinary runs on Ray's embedded cluster, then one comparison report; the sweep
 folder's state makes a rerun of the same command resume (done cells skipped, failed ones retried
-up to --retries)."""
+up to --retries). A cell on another Ray node sends its run folder back as a bundle, which the
+driver takes in as untrusted input; a real second node checks it end to end."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -17,7 +20,10 @@ import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 
-from repro.driver.sweep import check, load
+from repro.driver import integrity
+from repro.driver import sweep as sweeps
+from repro.driver.folders import write_manifest
+from repro.driver.sweep import check, landed, load
 from repro.errors import UserError
 
 SMALL = {"steps": 5, "warmup": 3, "repeats": 1, "threads": 1}
@@ -74,12 +80,22 @@ def sweep(path: Path, runs_dir: Path, *more: str) -> subprocess.CompletedProcess
         ({"axes": {"device": ["gpu"]}}, "cell device=gpu: device=gpu needs num_gpus >= 1"),
         ("axes: [", "cannot read sweep file"),
         ("- a list", "must be a mapping"),
+        ({"axes": {"steps": [5]}, "shared_dir": "runs"}, "shared_dir must be an absolute path"),
+        ({"axes": {"steps": [5]}, "shared_dir": ["/a"]}, "shared_dir must be an absolute path"),
+        (
+            {"axes": {"steps": [5]}, "shared_dir": "/nonexistent/mount"},
+            "shared_dir /nonexistent/mount is not a folder here; mount the shared file system",
+        ),
+        (
+            {"axes": {"steps": [5]}, "shared_dir": "/tmp", "runs_dir": "/tmp"},
+            "shared_dir is where the sweep goes (on every node); drop runs_dir or --runs-dir",
+        ),
     ],
 )
 def test_a_bad_sweep_is_refused_with_its_fix(text, message, tmp_path):
     path = sweep_file(tmp_path, text) if isinstance(text, str) else given(tmp_path, text)
     with pytest.raises(UserError) as refused:
-        check(load(path, tmp_path / "runs"), remote=False)
+        check(load(path, None if "shared_dir" in str(text) else tmp_path / "runs"), remote=False)
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
@@ -104,15 +120,128 @@ def test_the_cli_refuses_a_bad_sweep_before_anything_runs(body, message, tmp_pat
     assert run_folders(tmp_path / "runs") == []
 
 
-def test_a_state_file_that_is_not_this_sweeps_is_refused(tmp_path):
-    path = given(tmp_path, {"workload": "resnet-tiny", "axes": {"batch_size": [2, 4]}})
-    state = load(path, tmp_path / "runs").folder / "state.json"
-    state.parent.mkdir(parents=True)
-    state.write_text(json.dumps({"cells": {"00_batch_size=2": {"status": "done"}}}))
-    done = sweep(path, tmp_path / "runs")
-    assert done.returncode == 2
-    assert "is not a state file of this sweep; move" in done.stderr
-    assert repro("sweep", str(path), "--retries", "-1").returncode == 2
+def test_a_shared_dir_is_where_the_sweep_goes(tmp_path):
+    path = given(tmp_path, {"axes": {"batch_size": [2]}, "shared_dir": str(tmp_path)})
+    loaded = load(path)
+    assert loaded.shared_dir == tmp_path and loaded.folder.parent == tmp_path
+
+
+# --- run folders sent back from another node: untrusted until they pass the gate --------------
+
+RUN = "20261123T000000Z_resnet-tiny_torch_a1b2c3"
+CELL = "00_batch_size=2"
+NODE = "ab" * 28  # a Ray node id
+
+
+def finished(parent: Path, name: str = RUN) -> Path:
+    """A finalised run folder as `verify` sees one: files and their MANIFEST.sha256."""
+    folder = parent / name
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"status": "ok"}))
+    (folder / "report.html").write_text("<p>report</p>")
+    write_manifest(folder)
+    return folder
+
+
+def packed(folder: Path) -> bytes:
+    return integrity.bundle(folder, folder.parent / "b.tar.gz").read_bytes()
+
+
+def tar(members: dict[str, bytes], kind: bytes = tarfile.REGTYPE) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.size, info.linkname = kind, len(data), "/etc/passwd"
+            archive.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    return buffer.getvalue()
+
+
+def sent(bundle: bytes | None, **more) -> dict:
+    """What `send_back` returns from another node."""
+    outcome = {"status": "done", "folder": None, "error": None, "node": NODE, "log": "its log\n"}
+    return {**outcome, "bundle": bundle, **more}
+
+
+def arrive(tmp_path: Path, outcome: dict) -> tuple[dict, Path]:
+    loaded = load(given(tmp_path, {"axes": {"batch_size": [2]}}), tmp_path / "runs")
+    log = loaded.folder / "logs" / f"{CELL}.1.log"
+    return landed(loaded, outcome, CELL, log, set()), loaded.folder
+
+
+def test_a_run_folder_sent_back_arrives_as_an_ordinary_verified_run_folder(tmp_path):
+    data = packed(finished(tmp_path / "node"))
+    outcome, folder = arrive(tmp_path, sent(data))
+    cell = folder / "cells" / CELL
+    assert outcome == {
+        "node": NODE,
+        "status": "done",
+        "folder": str(cell / RUN),
+        "error": None,
+        "bundle_bytes": len(data),
+    }
+    assert [p.name for p in cell.iterdir()] == [RUN]  # nothing else left in the cell's folder
+    assert integrity.check(cell / RUN) == []
+    assert (folder / "logs" / f"{CELL}.1.log").read_text() == "its log\n"
+
+
+def test_a_failed_cell_on_another_node_comes_back_failed_with_its_error_and_log(tmp_path):
+    outcome, folder = arrive(tmp_path, sent(None, status="failed", error="kernel torch-cpu: no"))
+    assert outcome["status"] == "failed" and outcome["error"] == "kernel torch-cpu: no"
+    assert outcome["folder"] is None and outcome["node"] == NODE
+    assert (folder / "logs" / f"{CELL}.1.log").read_text() == "its log\n"
+
+
+@pytest.mark.parametrize(
+    "make, limit, message",
+    [
+        (lambda t: tar({"../escape": b"x", f"{RUN}/a": b""}), None, "is outside the destination"),
+        (lambda t: tar({f"{RUN}/link": b""}, tarfile.SYMTYPE), None, "is a link or device"),
+        (lambda t: tar({"a/x": b"", "b/y": b""}), None, "does not hold exactly one run folder"),
+        (lambda t: tar({f"{RUN}/x": b"", "stray": b""}), None, "not hold one plainly named run"),
+        (lambda t: tar({"-x/y": b""}), None, "does not hold one plainly named run folder"),
+        (lambda t: b"\x1f\x8b not a tar.gz", None, "as a bundle"),
+        # small limits, not gigabytes of test data
+        (lambda t: packed(finished(t)), (sweeps, "MAX_BUNDLE", 100), "more than 0.00 MiB"),
+        (lambda t: packed(finished(t)), (integrity, "MAX_UNPACKED", 10), "unpacks to more than"),
+        (lambda t: packed(finished(t)), (integrity, "MAX_MEMBERS", 2), "more than 2 files"),
+    ],
+)
+def test_a_bundle_from_another_node_is_refused_on_arrival(
+    make, limit, message, tmp_path, monkeypatch
+):
+    if limit:
+        monkeypatch.setattr(*limit)
+    outcome, folder = arrive(tmp_path, sent(make(tmp_path / "node")))
+    assert outcome["status"] == "failed" and outcome["folder"] is None
+    assert outcome["error"].startswith("its run folder was refused: ")
+    assert message in outcome["error"] and "\n" not in outcome["error"]
+    cell = folder / "cells" / CELL
+    assert not cell.exists() or list(cell.iterdir()) == []  # no scratch, nothing half-placed
+    assert not (tmp_path / "escape").exists() and not (folder / "cells" / "escape").exists()
+
+
+def test_a_bundle_changed_on_the_way_or_clashing_is_failed_and_nothing_overwritten(tmp_path):
+    folder = finished(tmp_path / "node")
+    (folder / "metrics.json").write_text(json.dumps({"status": "ok", "throughput": 1e9}))
+    outcome, sweep_folder = arrive(tmp_path, sent(packed(folder)))
+    assert outcome["status"] == "failed"
+    assert outcome["error"] == "changed on arrival: metrics.json was modified"
+    kept = sweep_folder / "cells" / CELL / RUN  # kept where it landed, for a look; not done
+    again, _ = arrive(tmp_path, sent(packed(finished(tmp_path / "other"))))
+    assert again["status"] == "failed" and f"{kept} exists already" in again["error"]
+    assert "throughput" in (kept / "metrics.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"status": "bogus"}, {"node": "../x"}, {"bundle": "text"}, {"log": None}, {"error": 1}],
+)
+def test_an_outcome_that_is_not_one_is_a_failed_cell(change, tmp_path):
+    outcome, folder = arrive(tmp_path, sent(None) | change)
+    assert outcome["status"] == "failed" and outcome["folder"] is None
+    assert "sent back an outcome that is not one" in outcome["error"]
+    assert not (folder / "cells").exists()
 
 
 @pytest.mark.kernel
