@@ -6,13 +6,18 @@ driver takes in as untrusted input; a real second node checks it end to end."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +25,7 @@ import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 
-from repro.driver import integrity
+from repro.driver import integrity, memory
 from repro.driver import sweep as sweeps
 from repro.driver.folders import write_manifest
 from repro.driver.sweep import check, landed, load
@@ -327,3 +332,106 @@ def test_ctrl_c_leaves_the_sweep_resumable(tmp_path):
     ]
     [run] = run_folders(folder / "cells" / "00_batch_size=2")
     assert read_metrics(run)["status"] == "interrupted"  # finalised, as a run's Ctrl-C leaves it
+
+
+# --- a real second Ray node on this machine -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_node(folder: Path, env: dict, *args: str) -> subprocess.Popen:
+    """`ray start --block` in its own session, with its own temporary `folder` (short: Ray's
+    socket paths must fit in 107 bytes) and ports; all the node's processes run below it."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("ray")), "start", "--block", *args]
+        + ["--temp-dir", str(folder), "--disable-usage-stats"]
+        + ["--dashboard-agent-listen-port", str(free_port()), f"--object-store-memory={80 << 20}"],
+        cwd=folder,
+        env=env,
+        stdout=(folder / "ray-start.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def started(node: subprocess.Popen, deadline: float) -> None:
+    log = Path(node.args[node.args.index("--temp-dir") + 1]) / "ray-start.log"
+    while "Ray runtime started" not in log.read_text():
+        assert node.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def kill_node(node: subprocess.Popen) -> None:
+    """Kill a node's processes by their PIDs (and its own session's group): `ray stop` would
+    stop every Ray on this machine, other users' included."""
+    for pid in [*memory.descendants(node.pid), node.pid]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.killpg(node.pid, signal.SIGKILL)
+    node.wait(timeout=30)
+
+
+@pytest.fixture
+def two_nodes(monkeypatch):
+    """A head node with no CPU for tasks and a second node with one, both on loopback with their
+    own token, ports and temporary folders, so every task runs on the second node. Started at
+    once (the second waits for the head). Yields the address and the second node's TMPDIR."""
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    for name, value in token.items():
+        monkeypatch.setenv(name, value)  # for the driver too
+    env = {**os.environ, **token, "RAY_USAGE_STATS_ENABLED": "0"}
+    port, nodes = free_port(), []
+    short = Path(tempfile.mkdtemp(prefix="repro-ray-"))  # the kernels' sockets are there too
+    head, second, worker_tmp = (Path(tempfile.mkdtemp(dir=short)) for _ in range(3))
+    try:
+        nodes.append(
+            start_node(
+                head,
+                env,
+                *("--head", "--num-cpus=0", "--node-ip-address=127.0.0.1", f"--port={port}"),
+                *("--include-dashboard=false", f"--dashboard-port={free_port()}"),
+            )
+        )
+        nodes.append(
+            start_node(
+                second,
+                {**env, "TMPDIR": str(worker_tmp)},
+                *(f"--address=127.0.0.1:{port}", "--num-cpus=1", "--node-ip-address=127.0.0.2"),
+            )
+        )
+        deadline = time.monotonic() + 90
+        for node in nodes:
+            started(node, deadline)
+        yield f"127.0.0.1:{port}", worker_tmp
+    finally:
+        for node in reversed(nodes):
+            kill_node(node)
+        shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.mark.kernel
+def test_a_cell_on_another_node_sends_its_run_folder_back_as_a_bundle(two_nodes, tmp_path):
+    """The cell runs on the second node (the head has no CPU for it), in a temporary folder
+    there, and its run folder comes back through the bundle path, verified."""
+    address, worker_tmp = two_nodes
+    body = {"workload": "resnet-tiny", "params": SMALL, "axes": {"batch_size": [2]}}
+    path, runs_dir = given(tmp_path, body), tmp_path / "runs"
+    done = sweep(path, runs_dir, "--address", address)
+    assert done.returncode == 0, done.stderr
+    [folder] = run_folders(runs_dir)
+    [cell] = json.loads((folder / "state.json").read_text())["cells"].values()
+    assert cell["status"] == "done" and cell["bundle_bytes"] > 0, cell
+    line = f"batch_size=2: done, sent back from node {cell['node'][:8]} as a bundle of"
+    assert line in done.stderr
+    run = Path(cell["folder"])
+    assert run.parent == folder / "cells" / "00_batch_size=2"
+    assert integrity.check(run) == []  # as `repro verify` checks it
+    report = nbformat.read(run / "report.ipynb", as_version=4)
+    assert report.metadata.repro.run.sweep.node == cell["node"]  # the second node ran it
+    assert "executing" in (folder / "logs" / "00_batch_size=2.1.log").read_text()
+    assert list(worker_tmp.glob("repro-cell-*")) == []  # the node's temporary folder is gone
