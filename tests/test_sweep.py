@@ -138,6 +138,10 @@ CELL = "00_batch_size=2"
 NODE = "ab" * 28  # a Ray node id
 
 
+def bundled(parent: Path) -> bytes:
+    return sweeps.packed(finished(parent))
+
+
 def finished(parent: Path, name: str = RUN) -> Path:
     """A finalised run folder as `verify` sees one: files and their MANIFEST.sha256."""
     folder = parent / name
@@ -146,10 +150,6 @@ def finished(parent: Path, name: str = RUN) -> Path:
     (folder / "report.html").write_text("<p>report</p>")
     write_manifest(folder)
     return folder
-
-
-def packed(folder: Path) -> bytes:
-    return integrity.bundle(folder, folder.parent / "b.tar.gz").read_bytes()
 
 
 def tar(members: dict[str, bytes], kind: bytes = tarfile.REGTYPE) -> bytes:
@@ -175,7 +175,7 @@ def arrive(tmp_path: Path, outcome: dict) -> tuple[dict, Path]:
 
 
 def test_a_run_folder_sent_back_arrives_as_an_ordinary_verified_run_folder(tmp_path):
-    data = packed(finished(tmp_path / "node"))
+    data = bundled(tmp_path / "node")
     outcome, folder = arrive(tmp_path, sent(data))
     cell = folder / "cells" / CELL
     assert outcome == {
@@ -188,6 +188,17 @@ def test_a_run_folder_sent_back_arrives_as_an_ordinary_verified_run_folder(tmp_p
     assert [p.name for p in cell.iterdir()] == [RUN]  # nothing else left in the cell's folder
     assert integrity.check(cell / RUN) == []
     assert (folder / "logs" / f"{CELL}.1.log").read_text() == "its log\n"
+
+
+def test_a_node_sends_back_no_unfinished_or_oversized_run_folder(tmp_path, monkeypatch):
+    folder = finished(tmp_path)
+    (folder / "MANIFEST.sha256").unlink()  # a run whose driver was killed
+    with pytest.raises(UserError, match="is not a finalised run folder"):
+        sweeps.packed(folder)
+    monkeypatch.setattr(sweeps, "MAX_BUNDLE", 100)
+    with pytest.raises(UserError, match=r"its run folder packs to 0.00 MiB, more than 0.00 MiB"):
+        sweeps.packed(finished(tmp_path / "other"))
+    assert list((tmp_path / "other").iterdir()) == [tmp_path / "other" / RUN]  # no archive left
 
 
 def test_a_failed_cell_on_another_node_comes_back_failed_with_its_error_and_log(tmp_path):
@@ -207,17 +218,18 @@ def test_a_failed_cell_on_another_node_comes_back_failed_with_its_error_and_log(
         (lambda t: tar({"-x/y": b""}), None, "does not hold one plainly named run folder"),
         (lambda t: b"\x1f\x8b not a tar.gz", None, "as a bundle"),
         # small limits, not gigabytes of test data
-        (lambda t: packed(finished(t)), (sweeps, "MAX_BUNDLE", 100), "more than 0.00 MiB"),
-        (lambda t: packed(finished(t)), (integrity, "MAX_UNPACKED", 10), "unpacks to more than"),
-        (lambda t: packed(finished(t)), (integrity, "MAX_MEMBERS", 2), "more than 2 files"),
+        (bundled, (sweeps, "MAX_BUNDLE", 100), "more than 0.00 MiB"),
+        (bundled, (integrity, "MAX_UNPACKED", 10), "unpacks to more than"),
+        (bundled, (integrity, "MAX_MEMBERS", 2), "more than 2 files"),
     ],
 )
 def test_a_bundle_from_another_node_is_refused_on_arrival(
     make, limit, message, tmp_path, monkeypatch
 ):
+    data = make(tmp_path / "node")
     if limit:
         monkeypatch.setattr(*limit)
-    outcome, folder = arrive(tmp_path, sent(make(tmp_path / "node")))
+    outcome, folder = arrive(tmp_path, sent(data))
     assert outcome["status"] == "failed" and outcome["folder"] is None
     assert outcome["error"].startswith("its run folder was refused: ")
     assert message in outcome["error"] and "\n" not in outcome["error"]
@@ -229,11 +241,11 @@ def test_a_bundle_from_another_node_is_refused_on_arrival(
 def test_a_bundle_changed_on_the_way_or_clashing_is_failed_and_nothing_overwritten(tmp_path):
     folder = finished(tmp_path / "node")
     (folder / "metrics.json").write_text(json.dumps({"status": "ok", "throughput": 1e9}))
-    outcome, sweep_folder = arrive(tmp_path, sent(packed(folder)))
+    outcome, sweep_folder = arrive(tmp_path, sent(sweeps.packed(folder)))
     assert outcome["status"] == "failed"
     assert outcome["error"] == "changed on arrival: metrics.json was modified"
     kept = sweep_folder / "cells" / CELL / RUN  # kept where it landed, for a look; not done
-    again, _ = arrive(tmp_path, sent(packed(finished(tmp_path / "other"))))
+    again, _ = arrive(tmp_path, sent(bundled(tmp_path / "other")))
     assert again["status"] == "failed" and f"{kept} exists already" in again["error"]
     assert "throughput" in (kept / "metrics.json").read_text()
 

@@ -282,18 +282,22 @@ def send_back(sweep: Sweep, cell: dict, name: str, context: dict) -> dict:
     its log and its run folder packed as a bundle (the bytes of `repro bundle`'s .tar.gz). A run
     folder that cannot be packed is kept on the node, and the error says where."""
     scratch = Path(tempfile.mkdtemp(prefix="repro-cell-"))
-    log = scratch / f"{name}.log"
-    outcome = attempt(sweep, cell, str(scratch / name), str(log), context)
-    sent = {**outcome, "folder": None, "node": context["node"], "log": tail(log), "bundle": None}
-    if outcome["folder"]:
+    keep = False
+    try:
+        log = scratch / f"{name}.log"
+        outcome = attempt(sweep, cell, str(scratch / name), str(log), context)
+        sent = {**outcome, "folder": None, "node": context["node"], "log": tail(log)}
         try:
-            sent["bundle"] = packed(Path(outcome["folder"]))
+            sent["bundle"] = packed(Path(outcome["folder"])) if outcome["folder"] else None
         except UserError as error:
-            kept = f"{error}; its run folder is kept on node {context['node'][:8]}"
-            errors = [e for e in (outcome["error"], f"{kept} at {outcome['folder']}") if e]
-            return {**sent, "status": "failed", "error": "; ".join(errors)}
-    shutil.rmtree(scratch, ignore_errors=True)
-    return sent
+            keep = True
+            kept = f"{error}; it is kept on node {context['node'][:8]} at {outcome['folder']}"
+            errors = [e for e in (outcome["error"], kept) if e]
+            return {**sent, "bundle": None, "status": "failed", "error": "; ".join(errors)}
+        return sent
+    finally:
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def packed(folder: Path) -> bytes:
