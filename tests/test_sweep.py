@@ -360,7 +360,7 @@ def start_node(folder: Path, env: dict, *args: str) -> subprocess.Popen:
     socket paths must fit in 107 bytes) and ports; all the node's processes run below it."""
     return subprocess.Popen(
         [str(Path(sys.executable).with_name("ray")), "start", "--block", *args]
-        + ["--temp-dir", str(folder), "--disable-usage-stats"]
+        + ["--temp-dir", str(folder), "--disable-usage-stats", "--include-log-monitor=false"]
         + ["--dashboard-agent-listen-port", str(free_port()), f"--object-store-memory={80 << 20}"],
         cwd=folder,
         env=env,
