@@ -131,6 +131,27 @@ def test_a_shared_dir_is_where_the_sweep_goes(tmp_path):
     assert loaded.shared_dir == tmp_path and loaded.folder.parent == tmp_path
 
 
+def test_a_node_that_does_not_see_the_shared_dir_fails_its_cell_writing_nothing(
+    tmp_path, monkeypatch
+):
+    ray = pytest.importorskip("ray")  # the [sweep] extra
+
+    class OtherNode:  # what Ray says in a task on another node than the driver's
+        def get_node_id(self) -> str:
+            return NODE
+
+    monkeypatch.setattr(ray, "get_runtime_context", OtherNode)
+    loaded = load(given(tmp_path, {"axes": {"batch_size": [2]}, "shared_dir": str(tmp_path)}))
+    cell_dir, log = loaded.folder / "cells" / CELL, loaded.folder / "logs" / f"{CELL}.1.log"
+    outcome = sweeps.run_cell(loaded, loaded.cells[0], str(cell_dir), str(log), {}, "cd" * 28)
+    assert outcome["status"] == "failed" and outcome["node"] == NODE
+    assert (
+        f"node abababab does not see the sweep folder {loaded.folder} (shared_dir)"
+        in (outcome["error"])
+    )
+    assert not loaded.folder.exists()
+
+
 # --- run folders sent back from another node: untrusted until they pass the gate --------------
 
 RUN = "20261123T000000Z_resnet-tiny_torch_a1b2c3"
