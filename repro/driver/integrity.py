@@ -325,14 +325,39 @@ def bundle(folder: str | Path, output: str | Path | None = None) -> Path:
     return output
 
 
-def unpack(archive: Path, into: Path) -> Path:
-    """Extract a bundle safely (no absolute paths or links out); return its run folder."""
+# A run folder is about 1 MB: what unpacks to more, or holds more files, is not one (a gzip bomb).
+MAX_UNPACKED = 2**30
+MAX_MEMBERS = 10_000
+
+
+def unpack(archive: Path, into: Path, shown: str | None = None) -> Path:
+    """Extract a bundle safely (files and folders only, nothing outside `into`, within the
+    limits above); return its run folder. `shown` names the bundle in errors (its path)."""
+    shown = shown or str(archive)
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(into, filter="data")
+            problem = members_problem(tar.getmembers())
+            if problem is None:
+                tar.extractall(into, filter="data")
+    except tarfile.OutsideDestinationError as error:
+        problem = f"{error.tarinfo.name[:80]!r} is outside the destination"
     except NOT_A_BUNDLE as error:
-        raise UserError(f"cannot read {archive} as a bundle: {brief(error)}") from None
+        raise UserError(f"cannot read {shown} as a bundle: {brief(error)}") from None
+    if problem:
+        raise UserError(f"cannot read {shown} as a bundle: {problem}")
     folders = [p for p in into.iterdir() if p.is_dir()]
     if len(folders) != 1:
-        raise UserError(f"{archive} does not hold exactly one run folder")
+        raise UserError(f"{shown} does not hold exactly one run folder")
     return folders[0]
+
+
+def members_problem(members: list[tarfile.TarInfo]) -> str | None:
+    """What makes a bundle's members no run folder: a link or device, too many, too large."""
+    if len(members) > MAX_MEMBERS:
+        return f"it holds more than {MAX_MEMBERS:,} files"
+    odd = next((m.name for m in members if not (m.isfile() or m.isdir())), None)
+    if odd is not None:
+        return f"{odd[:80]!r} is a link or device, not a file"
+    if sum(m.size for m in members) > MAX_UNPACKED:
+        return f"it unpacks to more than {MAX_UNPACKED // 2**20:,} MiB"
+    return None

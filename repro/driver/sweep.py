@@ -7,7 +7,10 @@ command: state.json records each cell's status, so done cells are skipped, faile
 up to --retries and interrupted ones resumed. Each cell is a Ray task that calls the ordinary
 `run()` in the worker; its run folders go to cells/<cell>/, its output to logs/. Ray's embedded
 local cluster is the default; --address (or RAY_ADDRESS) submits to a running cluster, whose
-nodes must share the runs folder and have the project's checkout.
+nodes have the project's checkout. A cell on another node than the driver's runs into a temporary
+folder there and sends its run folder back as a bundle (`repro bundle`'s format), which the
+driver unpacks as untrusted input and verifies; a sweep whose `shared_dir` every node sees is
+written there directly instead.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro import records
-from repro.driver import memory, plan
+from repro.driver import integrity, memory, plan
 from repro.driver.execute import signals_interrupt
 from repro.driver.folders import check_runs_dir, write
+from repro.driver.untrusted import NAME as PLAIN_NAME
 from repro.errors import ReproError, RunFailed, UserError, brief
 from repro.markdown import escape
 from repro.paths import RUNS
@@ -46,11 +50,14 @@ TOP_KEYS = (
     "num_gpus",
     "template",
     "runs_dir",
+    "shared_dir",
 )
 STATUSES = ("pending", "running", "done", "failed", "interrupted")
 SCALAR = (str, int, float, bool)
 MAX_CELLS = 1000  # a typo in an axis should not queue a month of runs
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_BUNDLE = 256 * 2**20  # a run folder packs to about 0.5 MB; a node sends back no more than this
+MAX_LOG = 2**20  # the end of a cell's log that a node sends back
 INSTALL = "Ray is not installed: run `make sweep`, or `pip install -e '.[sweep]'` in repro's venv"
 
 
@@ -64,6 +71,7 @@ class Sweep:
     num_gpus: float
     template: str | None
     runs_dir: Path
+    shared_dir: Path | None  # runs_dir, on a file system every node sees: nothing sent back
 
     @property
     def digest(self) -> str:
@@ -173,7 +181,8 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
     template = data.get("template")
     if template is not None and not isinstance(template, str):
         raise UserError(f"{where}: template must be a notebook's path")
-    folder = runs_dir or data.get("runs_dir") or RUNS
+    shared = shared_folder(data, runs_dir, where)
+    folder = shared or runs_dir or data.get("runs_dir") or RUNS
     if not isinstance(folder, str | Path):
         raise UserError(f"{where}: runs_dir must be a folder's path")
     return Sweep(
@@ -185,7 +194,31 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
         num_gpus=number(data, "num_gpus", 0, float, where),
         template=str(Path(template).absolute()) if template else None,  # a worker's cwd differs
         runs_dir=Path(folder).absolute(),
+        shared_dir=shared,
     )
+
+
+def shared_folder(data: dict, runs_dir, where: str) -> Path | None:
+    """The file's shared_dir: an absolute path to a folder (a mount every node has), which is
+    then where the sweep goes; None if it names none."""
+    shared = data.get("shared_dir")
+    if shared is None:
+        return None
+    if not (isinstance(shared, str) and Path(shared).is_absolute()):
+        raise UserError(
+            f"{where}: shared_dir must be an absolute path every node sees, got {shared!r}"
+        )
+    if runs_dir or data.get("runs_dir"):
+        raise UserError(
+            f"{where}: shared_dir is where the sweep goes (on every node); drop runs_dir "
+            "or --runs-dir"
+        )
+    if not Path(shared).is_dir():
+        raise UserError(
+            f"{where}: shared_dir {shared} is not a folder here; mount the shared file system "
+            "there, or drop shared_dir to have other nodes send their run folders back"
+        )
+    return Path(shared)
 
 
 def resolve_cell(sweep: Sweep, cell: dict, runs_dir: Path | None = None) -> plan.RunPlan:
@@ -223,8 +256,76 @@ def check(sweep: Sweep, remote: bool) -> None:
 # --- in the Ray worker -----------------------------------------------------------------------
 
 
-def run_cell(sweep: Sweep, cell: dict, cell_dir: str, log_path: str, context: dict) -> dict:
-    """One cell, in a Ray worker: the ordinary `run()`, its output in `log_path`. Returns the
+def run_cell(
+    sweep: Sweep, cell: dict, cell_dir: str, log_path: str, context: dict, driver_node: str
+) -> dict:
+    """One cell, in a Ray worker. On the driver's node, or where the sweep is in a shared_dir,
+    it writes into its cell's folder; on another node it runs in a temporary folder there and
+    sends its run folder back (`send_back`). Returns the outcome and the node's id."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    context = {**context, "node": node}
+    if node != driver_node and not sweep.shared_dir:
+        return send_back(sweep, cell, Path(cell_dir).name, context)
+    if node != driver_node and not (sweep.folder / "sweep.yaml").is_file():
+        error = (
+            f"node {node[:8]} does not see the sweep folder {sweep.folder} (shared_dir): mount "
+            "it there, or drop shared_dir to have run folders sent back"
+        )
+        return {"status": "failed", "folder": None, "error": error, "node": node}
+    return {**attempt(sweep, cell, cell_dir, log_path, context), "node": node}
+
+
+def send_back(sweep: Sweep, cell: dict, name: str, context: dict) -> dict:
+    """Run the cell in a temporary folder on this node, and return its outcome with the end of
+    its log and its run folder packed as a bundle (the bytes of `repro bundle`'s .tar.gz). A run
+    folder that cannot be packed is kept on the node, and the error says where."""
+    scratch = Path(tempfile.mkdtemp(prefix="repro-cell-"))
+    keep = False
+    try:
+        log = scratch / f"{name}.log"
+        outcome = attempt(sweep, cell, str(scratch / name), str(log), context)
+        sent = {**outcome, "folder": None, "node": context["node"], "log": tail(log)}
+        try:
+            sent["bundle"] = packed(Path(outcome["folder"])) if outcome["folder"] else None
+        except UserError as error:
+            keep = True
+            kept = f"{error}; it is kept on node {context['node'][:8]} at {outcome['folder']}"
+            errors = [e for e in (outcome["error"], kept) if e]
+            return {**sent, "bundle": None, "status": "failed", "error": "; ".join(errors)}
+        return sent
+    finally:
+        if not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def packed(folder: Path) -> bytes:
+    """The run folder as a bundle's bytes; UserError if it is unfinished or too large to send."""
+    archive = integrity.bundle(folder)
+    data = archive.read_bytes()
+    archive.unlink()
+    if len(data) > MAX_BUNDLE:
+        raise UserError(f"its run folder packs to {mb(len(data))}, more than {mb(MAX_BUNDLE)}")
+    return data
+
+
+def mb(size: int) -> str:
+    return f"{size / 2**20:,.2f} MiB"
+
+
+def tail(log: Path) -> str:
+    """The last MAX_LOG bytes of a log, as text."""
+    try:
+        with log.open("rb") as file:
+            file.seek(max(0, log.stat().st_size - MAX_LOG))
+            return file.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def attempt(sweep: Sweep, cell: dict, cell_dir: str, log_path: str, context: dict) -> dict:
+    """The ordinary `run()` of one cell into `cell_dir`, its output in `log_path`. Returns the
     outcome (status done, failed or interrupted) and the run folder it left, if any."""
     from repro.driver.run import Addendum, run
 
@@ -313,6 +414,8 @@ def new_state(sweep: Sweep) -> dict:
                 "attempts": 0,
                 "folder": None,
                 "error": None,
+                "node": None,  # the Ray node it ran on
+                "bundle_bytes": None,  # the size of the bundle it came back in, from another node
             }
             for i, c in enumerate(sweep.cells)
         },
@@ -459,8 +562,6 @@ def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: 
     """Run the chosen cells on Ray, at most `concurrency` at once, recording each outcome."""
     import ray
 
-    from repro.driver.integrity import check as verify
-
     progress = Progress(sweep, state, log)
     task = ray.remote(run_cell).options(
         num_cpus=1,
@@ -468,6 +569,7 @@ def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: 
         max_retries=retries,  # retries: a worker that died
     )
     context = {"name": sweep.name, "concurrency": sweep.concurrency, "engine": engine}
+    driver_node = ray.get_runtime_context().get_node_id()
     waiting, running = list(chosen), {}
     (sweep.folder / "logs").mkdir(exist_ok=True)
     try:
@@ -485,6 +587,7 @@ def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: 
                     str(cell_dir),
                     str(logfile),
                     {**context, "cell": entry["label"]},
+                    driver_node,
                 )
                 running[ref] = (name, time.monotonic(), logfile, folders_in(cell_dir))
                 state["max_concurrent"] = max(state["max_concurrent"], len(running))
@@ -492,12 +595,7 @@ def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: 
                 progress.line(f"{entry['label']}: started")
             [ref], _ = ray.wait(list(running), num_returns=1)
             name, began, logfile, before = running.pop(ref)
-            outcome = collect(ray, ref)
-            outcome["folder"] = outcome["folder"] or newest(sweep.folder / "cells" / name, before)
-            if outcome["status"] == "done":
-                problems = verify(outcome["folder"])
-                if problems:
-                    outcome.update(status="failed", error=f"changed on arrival: {problems[0]}")
+            outcome = landed(sweep, collect(ray, ref), name, logfile, before)
             entry = state["cells"][name]
             if outcome["status"] == "interrupted":
                 entry["attempts"] -= 1  # stopped by the user: not a failed attempt
@@ -505,10 +603,84 @@ def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: 
             save(sweep, state)
             progress.durations.append(time.monotonic() - began)
             why = f" ({brief(entry['error'])}; log {logfile})" if entry["error"] else ""
-            progress.line(f"{entry['label']}: {entry['status']}{why}")
+            progress.line(f"{entry['label']}: {entry['status']}{why}{arrival(entry)}")
     except KeyboardInterrupt:
         stop(ray, sweep, state, running, engine.startswith("an embedded"), log)
         raise
+
+
+def landed(sweep: Sweep, outcome: dict, name: str, logfile: Path, before: set[Path]) -> dict:
+    """What to record of a finished task's `outcome`: {status, folder, error, node, bundle_bytes}.
+    A run folder sent back from another node is unpacked into the cell's folder first; every
+    done or sent-back run folder is verified (`repro verify`'s check) on arrival."""
+    if "bundle" in outcome:
+        outcome = received(sweep, name, outcome, logfile)
+    else:
+        outcome = {**outcome, "bundle_bytes": None}
+        outcome["folder"] = outcome["folder"] or newest(sweep.folder / "cells" / name, before)
+    if outcome["folder"] and (outcome["status"] == "done" or outcome["bundle_bytes"]):
+        problems = integrity.check(outcome["folder"])
+        if problems:
+            outcome.update(status="failed", error=f"changed on arrival: {problems[0]}")
+    return {"node": None, **outcome}
+
+
+def arrival(entry: dict) -> str:
+    """`, sent back from node 1a2b3c4d as a bundle of 0.4 MiB`, for a cell from another node."""
+    if not entry.get("bundle_bytes"):
+        return ""
+    return f", sent back from node {entry['node'][:8]} as a bundle of {mb(entry['bundle_bytes'])}"
+
+
+def received(sweep: Sweep, name: str, sent: dict, logfile: Path) -> dict:
+    """What a cell on another node sent back, read as untrusted data: its log written to
+    `logfile`, its run folder unpacked from the bundle into the cell's folder."""
+    status, error, node = sent.get("status"), sent.get("error"), sent.get("node")
+    log, data = sent.get("log"), sent.get("bundle")
+    if not (
+        status in ("done", "failed", "interrupted")
+        and isinstance(error, str | None)
+        and isinstance(node, str)
+        and re.fullmatch(r"[0-9a-f]{1,128}", node)
+        and isinstance(log, str)
+        and isinstance(data, bytes | None)
+    ):
+        error = "its node sent back an outcome that is not one (a different repro version?)"
+        return {"status": "failed", "folder": None, "error": error, "bundle_bytes": None}
+    write(logfile, log)
+    outcome = {"status": status, "folder": None, "error": error and error[:2000], "node": node}
+    outcome["bundle_bytes"] = len(data) if data else None
+    if data:
+        try:
+            shown = f"the bundle from node {node[:8]}"
+            outcome["folder"] = str(unbundle(data, sweep.folder / "cells" / name, shown))
+        except UserError as refused:
+            outcome.update(status="failed", error=f"its run folder was refused: {refused}")
+    return outcome
+
+
+def unbundle(data: bytes, cell_dir: Path, shown: str) -> Path:
+    """A bundle's bytes unpacked into `cell_dir` as an ordinary run folder, through the checks
+    `repro verify` and `rerun` apply to a bundle (integrity.unpack: files only, no path out,
+    size limits), and a plain name no other run folder has; UserError otherwise."""
+    if len(data) > MAX_BUNDLE:
+        raise UserError(f"{shown} holds {mb(len(data))}, more than {mb(MAX_BUNDLE)}")
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".arriving-", dir=cell_dir))
+    try:
+        archive, into = scratch / "bundle.tar.gz", scratch / "run"
+        archive.write_bytes(data)
+        into.mkdir()
+        folder = integrity.unpack(archive, into, shown)
+        if list(into.iterdir()) != [folder] or not re.fullmatch(PLAIN_NAME, folder.name):
+            raise UserError(f"{shown} does not hold one plainly named run folder")
+        target = cell_dir / folder.name
+        if target.exists():
+            raise UserError(f"{target} exists already")
+        folder.rename(target)
+        return target
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def collect(ray, ref) -> dict:
@@ -535,15 +707,27 @@ def stop(ray, sweep: Sweep, state: dict, running: dict, embedded: bool, log) -> 
         else:
             ray.cancel(ref)
     deadline = time.monotonic() + 60
-    for name, _, logfile, _ in running.values():
+    for ref, (name, _, logfile, before) in running.items():
         entry = state["cells"][name]
-        while not outcome_file(logfile).exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        if returned(ray, None if embedded else ref, logfile, deadline):
+            entry.update(landed(sweep, collect(ray, ref), name, logfile, before))
         with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
             outcome = json.loads(outcome_file(logfile).read_text())
             entry.update(folder=str(outcome["folder"]), error=str(outcome["error"]))
-        entry.update(status="interrupted", attempts=entry["attempts"] - 1)
+        if entry["status"] != "done":
+            entry.update(status="interrupted", attempts=entry["attempts"] - 1)
     save(sweep, state)
+
+
+def returned(ray, ref, logfile: Path, deadline: float) -> bool:
+    """Wait until the interrupted cell wrote its outcome file or (`ref`, on a cluster, where a
+    cell on another node sends its outcome back instead) its task returned: whether it did."""
+    while not outcome_file(logfile).exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ray.exceptions.RayError):
+            if ref is not None and ray.wait([ref], timeout=0)[0]:
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def worker_pid(logfile: Path) -> int | None:
