@@ -12,7 +12,7 @@ the last completes; served synchronously, inside LoadGen's `issue_queries`. Offl
 holding every sample; served synchronously too, in chunks of `batch_size` (the last chunk padded,
 so no new shape is compiled while LoadGen times), each chunk completed as it finishes. With
 mlcommons-loadgen 6.0.17, completing a batch of samples with one `QuerySamplesComplete` call from
-a worker thread in Offline segfaults (an open upstream issue); served this way it does not.
+a worker thread in Offline is reported to segfault (an open upstream issue): repro does not.
 Server: queries of one sample arrive on LoadGen's schedule; `issue_queries` only queues them, so
 the schedule is kept, and one worker thread serves them in order and completes each one.
 
@@ -108,21 +108,23 @@ def targets(sut: Sut, scenario: str, target_qps: float, target_latency_ms: float
         )
     share = SERVER_QPS_SHARE if scenario == "server" else 1
     factor = LATENCY_FACTOR.get(scenario, 1)
+    derived = {  # name: (as given, derived, how)
+        "target_qps": (
+            target_qps,
+            rate * share,
+            f"{share:g} × the rate of warm calls of {size} sample(s) ({rate:.2f}/s)",
+        ),
+        "target_latency_ms": (
+            target_latency_ms,
+            latency_ms * factor,
+            f"{factor:g} × the median warm call of 1 sample ({latency_ms:.2f} ms)",
+        ),
+    }
     found = {"warm_latency_ms": latency_ms, "warm_samples": size}
-    if scenario in APPLIES["target_qps"]:
-        found["target_qps"] = target_qps or rate * share
-        found["target_qps_source"] = (
-            "given"
-            if target_qps
-            else (f"auto: {share:g} × the rate of warm calls of {size} sample(s) ({rate:.2f}/s)")
-        )
-    if scenario in APPLIES["target_latency_ms"]:
-        found["target_latency_ms"] = target_latency_ms or latency_ms * factor
-        found["target_latency_source"] = (
-            "given"
-            if target_latency_ms
-            else (f"auto: {factor:g} × the median warm call of 1 sample ({latency_ms:.2f} ms)")
-        )
+    for name, (given, auto, how) in derived.items():
+        if scenario in APPLIES[name]:
+            found[name] = given or auto
+            found[f"{name}_source"] = "given" if given else f"auto: {how}"
     return found
 
 

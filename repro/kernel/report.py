@@ -312,8 +312,8 @@ def beside(loadgen: dict, latency: dict, throughput: dict, batch_size: int) -> s
         ),
     ]
     targets = ", ".join(
-        f"{name} {s[name]:.4g} ({s[f'{source}_source']})"
-        for name, source in (("target_qps", "target_qps"), ("target_latency_ms", "target_latency"))
+        f"{name} {s[name]:.4g} ({s[f'{name}_source']})"
+        for name in ("target_qps", "target_latency_ms")
         if name in s
     )
     lines = [
