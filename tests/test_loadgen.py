@@ -1,16 +1,18 @@
 """MLPerf LoadGen scenarios (`scenario=`, repro.kernel.loadgen): LoadGen's summaries parsed (real
 files of mlcommons-loadgen 6.0.17, tests/fixtures/loadgen/), the parameters checked before any
-work, the parsed result read back through its record; and in real kernels, one short run per
-framework, each scenario once, on the small presets of both task templates."""
+work, the parsed result read back through its record. The runs in real kernels are three of
+tests/test_run.py's family runs, each with a short scenario (`scenario_params`), checked here
+(`check_scenario_run`): each scenario and framework once, on image and language presets."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import FIXTURES, read_metrics, repro, run_folders
+from conftest import FIXTURES, read_metrics, repro
 
 from repro import records
 from repro.driver import plan
@@ -154,28 +156,21 @@ def test_only_loadgens_own_log_names_are_written_from_a_report():
     assert loadgen_logs({"loadgen_logs": "junk"}) == {} == loadgen_logs({})
 
 
-# One short run per framework and scenario, an image and two language presets; LoadGen runs for
-# at least 300 ms after repro's two steps.
-RUNS = [
-    ("resnet-tiny", "torch", "offline"),
-    ("bert-mini", "jax", "single-stream"),
-    ("gpt-mini", "tensorflow", "server"),
-]
-SHORT = ["steps=2", "warmup=0", "repeats=1", "batch_size=2", "min_duration_ms=300"]
+def scenario_params(scenario: str | None) -> list[str]:
+    """A short LoadGen run of `scenario` (none: no parameters): at least 300 ms, 16 queries."""
+    if scenario is None:
+        return []
+    counted = [] if scenario == "offline" else ["min_query_count=16"]
+    return [f"scenario={scenario}", "min_duration_ms=300", *counted]
 
 
-@pytest.mark.kernel
-@pytest.mark.parametrize(("workload", "framework", "scenario"), RUNS)
-def test_a_loadgen_scenario_runs_beside_the_protocol(workload, framework, scenario, runs_dir):
-    params = [*SHORT, f"scenario={scenario}"] + (
-        [] if scenario == "offline" else ["min_query_count=16"]
-    )
-    args = [a for p in params for a in ("-p", p)]
-    done = repro("run", workload, "-f", framework, *args, "--runs-dir", str(runs_dir))
-    assert done.returncode == 0, done.stderr[-3000:]
-    [folder] = run_folders(runs_dir)
+def check_scenario_run(folder: Path, scenario: str) -> None:
+    """A finished run that ran LoadGen's `scenario` (`scenario_params`) after the protocol: its
+    logs in the folder and manifest, its parsed summary in metrics.json and through its record,
+    LoadGen's own summary and the table beside the protocol's in the report, and the summary
+    cell's LoadGen line. tests/test_run.py runs each scenario once, in one framework each."""
     metrics = read_metrics(folder)
-    result = metrics["summary"]["loadgen"]
+    result, batch = metrics["summary"]["loadgen"], metrics["params"]["batch_size"]
     logged = loadgen.parse_summary((folder / "mlperf_log_summary.txt").read_text())
     assert {k: result[k] for k in logged} == logged  # metrics.json: LoadGen's own summary, parsed
     assert result["scenario"] == scenario and result["loadgen_version"] == "6.0.17"
@@ -183,9 +178,9 @@ def test_a_loadgen_scenario_runs_beside_the_protocol(workload, framework, scenar
     assert result["valid"] == (result["result"] == "VALID") == (not result["failed"])
     assert result["samples_per_s"] > 0 and result["latency_ns"]["p50"] > 0
     assert result["parameters"]["min_duration (ms)"] == 300
-    assert result["parameters"]["performance_sample_count"] == 2  # the QSL: the run's batch
+    assert result["parameters"]["performance_sample_count"] == batch  # the QSL: the run's batch
     settings = result["settings"]
-    assert settings["batch_size"] == (2 if scenario == "offline" else 1)
+    assert settings["batch_size"] == (batch if scenario == "offline" else 1)
     if scenario != "single-stream":  # a QPS target, derived from warm calls
         assert settings["target_qps"] > 0 and settings["target_qps_source"].startswith("auto")
     detail = (folder / "mlperf_log_detail.txt").read_text()
