@@ -92,6 +92,44 @@ SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss")
 
 
 @dataclass(frozen=True)
+class Scenario:
+    """An MLPerf LoadGen scenario's result (repro.kernel.loadgen.run: LoadGen's summary parsed,
+    with the settings it ran): summary.loadgen in metrics.json, absent before `scenario`."""
+
+    scenario: str  # single-stream, offline or server
+    result: str  # VALID or INVALID, as LoadGen says
+    failed: tuple[str, ...]  # the constraints LoadGen found not satisfied
+    metric: Mapping  # the scenario's own figure: name, value (90th percentile, samples/s)
+    samples_per_s: float | None
+    latency_ns: Mapping  # min, max, mean, p50, p90, p95, p97, p99, p99.9
+    settings: Mapping  # min_duration_ms, min_query_count, target_qps, target_latency_ms, ...
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> Scenario:
+        if not isinstance(data, dict):
+            raise RecordError(f"{source} is not a LoadGen result: {type(data).__name__}")
+        metric = typed(data, "metric", dict, source)
+        typed(metric, "value", NUMBER, f"{source} metric")
+        failed = typed(data, "failed", list, source)
+        latency = typed(data, "latency_ns", dict, source)
+        if not all(isinstance(v, NUMBER) for v in latency.values()):
+            raise RecordError(f"{source}: 'latency_ns' holds a value that is not a number")
+        return cls(
+            scenario=typed(data, "scenario", str, source),
+            result=typed(data, "result", str, source),
+            failed=tuple(str(f) for f in failed),
+            metric=metric,
+            samples_per_s=typed(data, "samples_per_s", (*NUMBER, NONE), source, None),
+            latency_ns=latency,
+            settings=typed(data, "settings", dict, source),
+        )
+
+    @property
+    def valid(self) -> bool:
+        return self.result == "VALID"
+
+
+@dataclass(frozen=True)
 class Summary:
     """The step-time summary repro's templates publish (repro.kernel.report.results): the
     sections readers use, each a JSON object ({} where not recorded), with named accessors."""
@@ -108,6 +146,7 @@ class Summary:
     warmup_steps: int | None
     warmup_steady: bool | None
     first_call_s: float | None
+    loadgen: Scenario | None = None  # a LoadGen scenario's result (scenario=...)
 
     @classmethod
     def from_json(cls, data: Any, source: str) -> Summary:
@@ -128,6 +167,9 @@ class Summary:
             warmup_steps=typed(data, "warmup_steps", (int, NONE), source, None),
             warmup_steady=typed(data, "warmup_steady", (bool, NONE), source, None),
             first_call_s=typed(data, "first_call_s", (*NUMBER, NONE), source, None),
+            loadgen=None
+            if data.get("loadgen") is None
+            else Scenario.from_json(data["loadgen"], f"{source} loadgen"),
         )
 
     @property

@@ -89,9 +89,10 @@ def test_a_signal_finalises_the_run_as_interrupted(signum, reason, tmp_path):
 
 
 @pytest.mark.kernel
-def test_a_kernel_killed_mid_cell_is_reported_as_dead(tmp_path):
+@pytest.mark.parametrize("fixture", ["dying", "segfaulting"])  # SIGKILL; SIGSEGV, as a C bug
+def test_a_kernel_killed_mid_cell_is_reported_as_dead(fixture, tmp_path):
     runs_dir = tmp_path / "runs"
-    folder = finished_run(start_run("dying", runs_dir, tmp_path / "err"), runs_dir, exit_code=1)
+    folder = finished_run(start_run(fixture, runs_dir, tmp_path / "err"), runs_dir, exit_code=1)
     metrics = read_metrics(folder)
     assert metrics["status"] == "failed" and metrics["error"].startswith("kernel died")
     assert "peak RSS" in metrics["error"] and "Run failed: kernel died" in banner(folder)

@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, SMALL, read_metrics, repro, run_folders
+from test_loadgen import check_scenario_run, scenario_params
 
 from repro.driver import kernels, plan
 
@@ -273,22 +274,34 @@ FAMILY_RUNS = [
 ]
 
 
+# Three of the inference runs also run an MLPerf LoadGen scenario after the protocol, each
+# scenario and framework once, an image and two language presets (tests/test_loadgen.py checks)
+SCENARIO_RUNS = {
+    ("vit-tiny", "torch"): "offline",
+    ("bert-mini", "jax"): "single-stream",
+    ("gpt-mini", "tensorflow"): "server",
+}
+
+
 @pytest.mark.parametrize(("workload", "framework", "mode"), FAMILY_RUNS)
 def test_every_family_runs_in_every_framework_and_both_modes(workload, framework, mode, runs_dir):
-    metrics = read_metrics(
-        run_ok(
-            runs_dir,
-            workload,
-            "-f",
-            framework,
-            "-p",
-            "steps=3",
-            "-p",
-            "warmup=1",
-            "-p",
-            f"mode={mode}",
-        )
+    scenario = SCENARIO_RUNS.get((workload, framework))
+    folder = run_ok(
+        runs_dir,
+        workload,
+        "-f",
+        framework,
+        "-p",
+        "steps=3",
+        "-p",
+        "warmup=1",
+        "-p",
+        f"mode={mode}",
+        *(a for p in scenario_params(scenario) for a in ("-p", p)),
     )
+    if scenario:
+        check_scenario_run(folder, scenario)
+    metrics = read_metrics(folder)
     summary = metrics["summary"]
     assert (
         metrics["status"] == "ok"

@@ -27,6 +27,7 @@ from repro.driver.folders import seal, write, write_manifest
 from repro.driver.integrity import mapping
 from repro.driver.plan import RunPlan
 from repro.kernel.capture import hardware_markdown
+from repro.kernel.loadgen import LOG_FILES
 from repro.markdown import escape
 from repro.records import Environment, Metrics, RecordError, RerunRecord, Summary
 
@@ -71,6 +72,13 @@ def raw_csv(samples: dict) -> str:
         for i, seconds in enumerate(times):
             rows.writerow([phase, i, f"{seconds:.9f}", batch, f"{batch / seconds:.4f}"])
     return buffer.getvalue()
+
+
+def loadgen_logs(results: dict) -> dict[str, str]:
+    """The LoadGen logs a scenario run published (repro.kernel.loadgen), by their file names:
+    only LoadGen's own names, only text (a report read from elsewhere may hold anything)."""
+    logs = mapping(results.get("loadgen_logs"))
+    return {name: logs[name] for name in LOG_FILES if isinstance(logs.get(name), str)}
 
 
 def run_script(plan: RunPlan, run_context: dict) -> str:
@@ -223,6 +231,8 @@ def finalize(
         write(run_dir / "raw_metrics.csv", raw_csv(samples))
     for name, png in plots.items():
         write(run_dir / "plots" / f"{name}.png", png)
+    for name, text in loadgen_logs(results).items():
+        write(run_dir / name, text)
     lock = plan.lock_path.read_text() if plan.lock_path else None
     if lock is not None:
         write(run_dir / "requirements.lock", lock)

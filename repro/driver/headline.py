@@ -57,6 +57,19 @@ def result(metrics: Metrics) -> str:
     return " · ".join(parts)
 
 
+def scenario(summary: Summary) -> str:
+    """A LoadGen scenario's verdict and figures, one line."""
+    s = summary.loadgen
+    failed = f" (not satisfied: {', '.join(s.failed)})" if s.failed else ""
+    rate = f", {s.samples_per_s:,.1f} samples/s" if s.samples_per_s else ""
+    p90 = s.latency_ns.get("p90")
+    latency = f", p90 latency {p90 / 1e6:,.2f} ms" if p90 is not None else ""
+    return f"{escape(s.scenario)} **{escape(s.result)}**" + escape(
+        f"{failed}{rate}{latency}; min_duration_ms {s.settings.get('min_duration_ms')} (an "
+        "MLPerf run's: 600000): not an MLPerf submission"
+    )
+
+
 def measured(metrics: Metrics) -> str:
     p, summary = metrics.params, metrics.step_summary
     sequence = f" × {p['sequence_length']} tokens" if p.get("sequence_length") else ""
@@ -105,6 +118,7 @@ def markdown(metrics: Metrics, environment: Environment | None) -> str:
     warnings = summary.warnings if summary else ()
     lines = {
         "Result": result(metrics),
+        **({"LoadGen": scenario(summary)} if summary and summary.loadgen else {}),
         "Status": escape(status),
         "Warnings": " · ".join(escape(w) for w in warnings) if warnings else "none",
         "Measured": measured(metrics),

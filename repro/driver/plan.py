@@ -25,6 +25,7 @@ from repro.kernel.frameworks import (
     FRAMEWORKS,
     parallel_batches,
 )
+from repro.kernel.loadgen import APPLIES, SCENARIOS
 from repro.paths import KERNELSPECS, ROOT, RUNS, WORKLOADS
 
 if TYPE_CHECKING:
@@ -190,6 +191,47 @@ PARAMS = {
             minimum=0,
         ),
         Param("country", str, "ISO 3166 alpha-3 code for codecarbon's CO2 estimate", "USA"),
+        Param(
+            "scenario",
+            str,
+            "an MLPerf LoadGen scenario run after repro's protocol (inference); none: only "
+            "repro's protocol",
+            "none",
+            choices=("none", *SCENARIOS),
+        ),
+        Param(
+            "min_duration_ms",
+            int,
+            "LoadGen's shortest run; short, so not an MLPerf submission (LoadGen's default, "
+            "which a submission runs: 600000, 10 minutes)",
+            1000,
+            minimum=1,
+            maximum=3_600_000,
+        ),
+        Param(
+            "min_query_count",
+            int,
+            "LoadGen's fewest queries (single-stream, server)",
+            64,
+            minimum=1,
+            maximum=10_000_000,
+        ),
+        Param(
+            "target_qps",
+            float,
+            "LoadGen's expected QPS (offline) or target QPS (server); 0 = from warm calls",
+            0.0,
+            minimum=0,
+            maximum=1e7,
+        ),
+        Param(
+            "target_latency_ms",
+            float,
+            "LoadGen's expected latency (single-stream) or p99 bound (server); 0 = from warm calls",
+            0.0,
+            minimum=0,
+            maximum=3_600_000,
+        ),
     ]
 }
 
@@ -406,6 +448,22 @@ def check_data_parallel(framework: str, resolved: dict) -> None:
         raise UserError(f"devices={devices}, but nvidia-smi lists {gpus} GPU(s); use at most that")
 
 
+def check_scenario(resolved: dict) -> None:
+    """A LoadGen scenario drives inference; its parameters, set away from their defaults, must
+    apply to the scenario chosen (repro.kernel.loadgen.APPLIES)."""
+    scenario = resolved["scenario"]
+    if scenario != "none" and resolved["mode"] != "inference":
+        raise UserError(
+            f"scenario={scenario} drives inference, not training; use mode=inference or "
+            "scenario=none"
+        )
+    for name, scenarios in APPLIES.items():
+        if resolved[name] != PARAMS[name].default and scenario not in scenarios:
+            raise UserError(
+                f"{name} applies to scenario={'|'.join(scenarios)}, not scenario={scenario}"
+            )
+
+
 def resolve(
     workload: str = DEFAULT_WORKLOAD,
     framework: str = DEFAULT_FRAMEWORK,
@@ -459,6 +517,7 @@ def resolve(
         check_data_parallel(framework, resolved)
     else:  # one device is both kinds of scaling: the twin of a weak and of a strong run alike
         resolved["scaling"] = None
+    check_scenario(resolved)
     if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
         raise UserError(
             f"country must be a 3-letter ISO code such as USA or FRA, got {resolved['country']!r}"

@@ -182,11 +182,14 @@ def results(
     seed: int = 0,
     devices: int = 1,
     scaling: str | None = "weak",
+    loadgen: dict | None = None,
 ) -> dict:
     """Summarise a measurement, show its table, warnings and plots, and record it. `repeats` are
     the measurements of the run's further processes (repro.kernel.repeat), this kernel's being the
     first; `devices` > 1: a data-parallel step over that many devices with `scaling` weak or
-    strong (`m` counts every device's samples; the FLOPs are one device's)."""
+    strong (`m` counts every device's samples; the FLOPs are one device's); `loadgen`: a LoadGen
+    scenario's parsed summary (repro.kernel.loadgen.run), recorded and shown beside repro's
+    figures."""
     summary = measure.summarize(m, seed=seed)
     processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
     processes += [
@@ -268,16 +271,68 @@ def results(
         )
     if losses:
         rows["training loss, first → last step"] = f"{losses[0]:.4f} → {losses[-1]:.4f}"
+    scenario_md = ""
+    if loadgen:
+        summary["loadgen"] = loadgen
+        summary["warnings"].append(loadgen["warning"])
+        scenario_md = "\n\n" + beside(loadgen, lat, thr, m.batch_size)
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
     energy_md = "\n\n**Energy**\n\n" + energy.markdown(summary["energy"]) if meter else ""
     data = {**summary, "memory": memory, "samples": {**m.to_dict(), "processes": processes}}
-    published = publish("metrics", data, table(rows, ("metric", "value")) + notes + energy_md)
+    markdown = table(rows, ("metric", "value")) + scenario_md + notes + energy_md
+    published = publish("metrics", data, markdown)
     plot_steps(m)
     if len(processes) > 1:
         plot_processes(processes)
     if losses:
         plot_loss(losses, m)
     return published
+
+
+def beside(loadgen: dict, latency: dict, throughput: dict, batch_size: int) -> str:
+    """LoadGen's figures for its scenario beside repro's protocol's, as a three-column table."""
+    ns, s = loadgen["latency_ns"], loadgen["settings"]
+    queries = (
+        f"1 query of {loadgen['parameters'].get('samples_per_query')} samples, served in "
+        f"batches of {s['batch_size']}; latency: from its issue to each sample's completion"
+        if loadgen["scenario"] == "offline"
+        else "queries of 1 sample, each from its issue to its completion"
+    )
+    result = loadgen["result"] + (
+        f" (not satisfied: {', '.join(loadgen['failed'])})" if loadgen["failed"] else ""
+    )
+    rate = f"{loadgen['samples_per_s']:.2f}" if loadgen["samples_per_s"] else "—"
+    rows = [
+        ("what is timed", queries, f"steps of {batch_size} samples"),
+        ("result", result, "—"),
+        ("samples/s", rate, f"{throughput['samples_per_s']:.2f}"),
+        *[
+            (f"{q} latency (ms)", f"{ns[q] / 1e6:.2f}" if q in ns else "—", f"{latency[q]:.2f}")
+            for q in ("p50", "p90", "p99")
+        ],
+        (
+            "min / max latency (ms)",
+            f"{ns['min'] / 1e6:.2f} / {ns['max'] / 1e6:.2f}",
+            f"{latency['min']:.2f} / {latency['max']:.2f}",
+        ),
+    ]
+    targets = ", ".join(
+        f"{name} {s[name]:.4g} ({s[f'{name}_source']})"
+        for name in ("target_qps", "target_latency_ms")
+        if name in s
+    )
+    lines = [
+        f"**MLPerf LoadGen, {loadgen['scenario']} scenario** (LoadGen "
+        f"{loadgen['loadgen_version']}; min_duration_ms {s['min_duration_ms']:,}"
+        + (f", min_query_count {s['min_query_count']:,}" if s["min_query_count"] else "")
+        + (f"; {targets}" if targets else "")
+        + ")",
+        "",
+        "| | LoadGen | repro's protocol |",
+        "|---|---|---|",
+        *[f"| {escape(a)} | {escape(b)} | {escape(c)} |" for a, b, c in rows],
+    ]
+    return "\n".join(lines)
 
 
 SCALING = {

@@ -64,7 +64,14 @@ class Adapter:
                     "fp16 training needs loss scaling, which repro does not do: use bf16"
                 )
             return self.training_step(net, inputs, labels, compile, lr_table)
-        return self.inference_step(net, inputs, compile)
+        infer = self.inference_function(net, compile)
+        return lambda: infer(inputs)
+
+    def inference_function(self, net, compile: str):
+        """The inference step as a function of its inputs (a batch on the device), compiled
+        as `compile` says: `step` binds it to one batch, a LoadGen SUT (repro.kernel.loadgen)
+        calls it on each query's samples."""
+        raise NotImplementedError
 
     # -- attention ---------------------------------------------------------------------------
     def probe(self, model: dict):

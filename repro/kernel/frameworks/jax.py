@@ -112,10 +112,10 @@ class Adapter(Base):
     def compiled(fn, compile: str):
         return jax.jit(fn) if compile == "jit" else fn
 
-    def inference_step(self, net, inputs, compile: str):
+    def inference_function(self, net, compile: str):
         _, variables = net
         predict = self.compiled(self._functions(net)[0], compile)
-        return lambda: predict(variables, inputs)
+        return lambda inputs: predict(variables, inputs)
 
     def training_step(self, net, inputs, labels, compile: str, lr_table):
         _, variables = net

@@ -83,9 +83,8 @@ class Adapter(Base):
             return fn
         return tf.function(fn, jit_compile=compile == "xla")
 
-    def inference_step(self, net, inputs, compile: str):
-        forward = self.compiled(lambda x: net(x, training=False), compile)
-        return lambda: forward(inputs)
+    def inference_function(self, net, compile: str):
+        return self.compiled(lambda x: net(x, training=False), compile)
 
     def training_step(self, net, inputs, labels, compile: str, lr_table):
         train = self.compiled(self.train_function(net, lr_table), compile)

@@ -105,16 +105,16 @@ class Adapter(Base):
         dtype = LOW_PRECISION.get(self.precision)
         return torch.autocast(self.torch_device.type, dtype=dtype, enabled=dtype is not None)
 
-    def inference_step(self, net, inputs, compile: str):
+    def inference_function(self, net, compile: str):
         net.eval()
         forward = torch.compile(net) if compile == "compile" else net
 
         @torch.inference_mode()
-        def step():
+        def infer(inputs):
             with self.autocast():
                 return forward(inputs)
 
-        return step
+        return infer
 
     def training_step(self, net, inputs, labels, compile: str, lr_table):
         net.train()
