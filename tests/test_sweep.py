@@ -28,7 +28,7 @@ from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 from repro.driver import integrity, memory
 from repro.driver import sweep as sweeps
 from repro.driver.folders import write_manifest
-from repro.driver.sweep import check, landed, load
+from repro.driver.sweep import check, label, landed, load
 from repro.errors import UserError
 
 SMALL = {"steps": 5, "warmup": 3, "repeats": 1, "threads": 1}
@@ -102,6 +102,25 @@ def test_a_bad_sweep_is_refused_with_its_fix(text, message, tmp_path):
     with pytest.raises(UserError) as refused:
         check(load(path, None if "shared_dir" in str(text) else tmp_path / "runs"), remote=False)
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_cells_that_resolve_to_the_same_run_run_once(tmp_path):
+    """scaling means nothing on one device: devices=1 x {weak, strong} is one run."""
+    text = {
+        "workload": "gpt-mini",
+        "params": {"mode": "training", "batch_size": 2},
+        "axes": {"devices": [1, 2], "scaling": ["weak", "strong"]},
+    }
+    log = io.StringIO()
+    sweep = check(load(given(tmp_path, text), tmp_path / "runs"), remote=False, log=log)
+    assert [label(c) for c in sweep.cells] == [
+        "devices=1 scaling=weak",
+        "devices=2 scaling=weak",
+        "devices=2 scaling=strong",
+    ]
+    assert log.getvalue() == (
+        "cell devices=1 scaling=strong is the same run as devices=1 scaling=weak: it runs once\n"
+    )
 
 
 @pytest.mark.parametrize(

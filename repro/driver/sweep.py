@@ -16,6 +16,7 @@ written there directly instead.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -236,9 +237,11 @@ def resolve_cell(sweep: Sweep, cell: dict, runs_dir: Path | None = None) -> plan
     )
 
 
-def check(sweep: Sweep, remote: bool) -> None:
+def check(sweep: Sweep, remote: bool, log=sys.stderr) -> Sweep:
     """Resolve every cell before anything runs: UserError naming the first bad cell. On a
-    cluster, device=gpu is checked by the worker, whose node has the GPU."""
+    cluster, device=gpu is checked by the worker, whose node has the GPU. Cells that resolve to
+    the same run (scaling on one device) run once: the sweep of the distinct cells."""
+    distinct: dict[str, dict] = {}
     for cell in sweep.cells:
         params = cell["params"]
         try:
@@ -251,6 +254,18 @@ def check(sweep: Sweep, remote: bool) -> None:
                 memory.check(request.workload, request.params)
         except UserError as error:
             raise UserError(f"sweep file {sweep.file}: cell {label(cell)}: {error}") from None
+        same = json.dumps(
+            [request.workload["name"], request.framework, request.params],
+            sort_keys=True,
+            default=str,
+        )
+        if same in distinct:
+            log.write(
+                f"cell {label(cell)} is the same run as {label(distinct[same])}: it runs once\n"
+            )
+        else:
+            distinct[same] = cell
+    return dataclasses.replace(sweep, cells=list(distinct.values()))
 
 
 # --- in the Ray worker -----------------------------------------------------------------------
@@ -784,7 +799,7 @@ def sweep(
     """Run the sweep file at `path` (resuming its folder); RunFailed if a cell is not done."""
     sweep = load(path, runs_dir)
     address = address or os.environ.get("RAY_ADDRESS") or None
-    check(sweep, remote=bool(address))
+    sweep = check(sweep, remote=bool(address), log=log)
     check_runs_dir(sweep.runs_dir)
     state = read_state(sweep)
     progress = Progress(sweep, state, log)
