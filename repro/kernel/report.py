@@ -181,11 +181,13 @@ def results(
     tokens_per_sample: int | None = None,
     seed: int = 0,
     devices: int = 1,
+    sections: dict | None = None,
 ) -> dict:
     """Summarise a measurement, show its table, warnings and plots, and record it. `repeats` are
     the measurements of the run's further processes (repro.kernel.repeat), this kernel's being the
     first; `devices` > 1: a data-parallel step over that many devices (`m` counts every device's
-    samples; the FLOPs are one device's)."""
+    samples; the FLOPs are one device's); `sections`: a template's own, recorded in the summary
+    over repro's (repro.kernel.accuracy's time to accuracy)."""
     summary = measure.summarize(m, seed=seed)
     processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
     processes += [
@@ -266,7 +268,8 @@ def results(
         rows["training loss, first → last step"] = f"{losses[0]:.4f} → {losses[-1]:.4f}"
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
     energy_md = "\n\n**Energy**\n\n" + energy.markdown(summary["energy"]) if meter else ""
-    data = {**summary, "memory": memory, "samples": {**m.to_dict(), "processes": processes}}
+    data = {**summary, **(sections or {}), "memory": memory}
+    data["samples"] = {**m.to_dict(), "processes": processes}
     published = publish("metrics", data, table(rows, ("metric", "value")) + notes + energy_md)
     plot_steps(m)
     if len(processes) > 1:
