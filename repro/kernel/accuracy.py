@@ -203,15 +203,17 @@ def results(
     seed: int,
     batch_size: int,
     warmup: int,
+    data: dict,
 ) -> dict:
     """Show and record the time to accuracy (the kernel's process, then the spread over every
-    process), its curve, and the training steps' times through repro.kernel.report.results."""
+    process), its curve, and the training steps' times through repro.kernel.report.results;
+    `data` is what show_data published, recorded with them."""
     step_s, losses = outcome["step_s"], outcome["losses"]
     outcome = {k: v for k, v in outcome.items() if k not in ("step_s", "losses")}
     outcomes = [outcome, *(r["time_to_accuracy"] for r in others)]
     window = meter.result(outcome["samples"])
     spent = cost_and_energy(outcome, window, price_per_hour)
-    section = {**outcome, "processes": spread(outcomes), **spent}
+    section = {**outcome, "processes": spread(outcomes), **spent, "data": data}
     show(section, window)
     plot_curves(outcomes, outcome["target"])
     steps = phases(step_s, warmup, batch_size)
