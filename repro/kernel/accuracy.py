@@ -106,16 +106,9 @@ def train_to_target(
 def once(p: dict, log=sys.stderr) -> dict:
     """One fresh process's time to accuracy, as the template measures it in its kernel
     (repro.kernel.repeat runs this for mode=train-to-accuracy)."""
-    from repro.kernel import frameworks, machine, models
+    from repro.kernel import machine, models, repeat
 
-    fw = frameworks.load(
-        p["framework"],
-        device=p["device"],
-        threads=p["threads"],
-        seed=p["seed"],
-        precision=p["precision"],
-        deterministic=p["deterministic"],
-    )
+    fw = repeat.framework(p)
     dataset = images.load(p["data"], models.config(p["model"]).image_size)
     net = fw.build(with_classes(p["model"], dataset), p["attention"])
     train, predict = fw.trainer(net, p["compile"], schedule(p["lr"], p["max_steps"]))
@@ -247,6 +240,7 @@ def phases(step_s: list[float], warmup: int, batch_size: int) -> measure.Measure
 def show(section: dict, window: dict) -> None:
     """The time-to-accuracy table; a cap reached without the target is said first."""
     p, target = section["processes"], section["target"]
+    goal = "target" if section["reached"] else "the cap"
     if section["reached"]:
         result = f"**{section['time_to_target_s']:.2f} s** to {target:.1%} held-out accuracy"
     else:
@@ -261,10 +255,10 @@ def show(section: dict, window: dict) -> None:
         "training / evaluation time (s)": f"{section['train_s']:.2f} / {section['eval_s']:.2f}",
         "final held-out accuracy": f"{section['final_accuracy']:.2%}",
         "evaluated every": f"{section['eval_every']} steps",
-        "cost to target": f"{section['cost']:.6f} (at {section['price_per_hour']}/hour)"
+        f"cost to {goal}": f"{section['cost']:.6f} (at {section['price_per_hour']}/hour)"
         if section["cost"] is not None
         else "no price_per_hour given",
-        "energy to target": f"{section['energy_kwh']:.3g} kWh ({section['energy_status']})"
+        f"energy to {goal}": f"{section['energy_kwh']:.3g} kWh ({section['energy_status']})"
         if section["energy_kwh"] is not None
         else f"unavailable: {section['energy_reason']}",
         "processes": process_row(p),

@@ -46,18 +46,11 @@ def once(p: dict, log=sys.stderr) -> dict:
     the measurement (the attention probe, the FLOP count): without the FLOP count's forward,
     torch's resnet-tiny steps ran at 4.9 to 6.7 ms in fresh processes against 3.7 to 5.1 ms with
     it (three processes each, 2-core VM), a bias a verdict would read as noise or change."""
-    from repro.kernel import accuracy, frameworks, machine, measure, models
+    from repro.kernel import accuracy, machine, measure, models
 
     if p["mode"] == "train-to-accuracy":  # train from scratch to the target instead
         return accuracy.once(p, log)
-    fw = frameworks.load(
-        p["framework"],
-        device=p["device"],
-        threads=p["threads"],
-        seed=p["seed"],
-        precision=p["precision"],
-        deterministic=p["deterministic"],
-    )
+    fw = framework(p)
     net = fw.build(p["model"], p["attention"])
     batch, labels = models.synthetic_batch(models.config(p["model"]), p["batch_size"], p["seed"])
     horizon = 1 + p["warmup"] + p["steps"]
@@ -72,6 +65,20 @@ def once(p: dict, log=sys.stderr) -> dict:
             step, fw.sync, batch_size=p["batch_size"], warmup=p["warmup"], steps=p["steps"], log=log
         )
     return {"first_call_s": m.first_call_s, "step_s": list(m.step_s), "machine": check.result()}
+
+
+def framework(p: dict):
+    """The framework's adapter, set up as the kernel's was (threads, seeds, precision...)."""
+    from repro.kernel import frameworks
+
+    return frameworks.load(
+        p["framework"],
+        device=p["device"],
+        threads=p["threads"],
+        seed=p["seed"],
+        precision=p["precision"],
+        deterministic=p["deterministic"],
+    )
 
 
 def measure(params: dict, more: int, log=sys.stdout) -> list[dict]:
