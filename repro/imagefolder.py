@@ -37,8 +37,7 @@ class ImageFolder:
     root: Path
     classes: tuple[str, ...]  # sorted: class i is the i-th folder name
     files: tuple[tuple[str, int], ...]  # (path relative to root, class index), sorted
-    bytes: int  # every image file's size, summed
-    ignored: int  # hidden files and files at the top level, passed over
+    bytes: int  # every image file's size, summed (hidden files and top-level files are skipped)
 
     def counts(self) -> list[int]:
         """Images per class."""
@@ -85,7 +84,7 @@ def scan(path: str | Path, *, check_headers: bool = True) -> ImageFolder:
         raise UserError(
             f"{where} has {len(classes)} class folder(s); an image-folder tree needs 2 or more"
         )
-    files, size, ignored, limit = [], 0, len(entries) - len(classes), max_bytes()
+    files, size, limit = [], 0, max_bytes()
     for label, folder in enumerate(classes):
         found = list_class(root, folder.name, label, check_headers)
         if len(found[0]) < 2:
@@ -95,22 +94,20 @@ def scan(path: str | Path, *, check_headers: bool = True) -> ImageFolder:
             )
         files += found[0]
         size += found[1]
-        ignored += found[2]
         if size > limit or len(files) > MAX_FILES:
             raise UserError(
                 f"{where} holds more than {limit / 2**20:.0f} MB or {MAX_FILES:,} images; "
                 f"use a smaller tree or raise {MAX_BYTES_VARIABLE}"
             )
-    return ImageFolder(root, tuple(c.name for c in classes), tuple(files), size, ignored)
+    return ImageFolder(root, tuple(c.name for c in classes), tuple(files), size)
 
 
 def list_class(root: Path, name: str, label: int, check_headers: bool):
-    """(files, bytes, hidden files passed over) of one class folder, or UserError."""
-    files, size, hidden = [], 0, 0
+    """(files, bytes) of one class folder, hidden files skipped, or UserError."""
+    files, size = [], 0
     for entry in sorted(os.scandir(root / name), key=lambda e: e.name):
         relative = f"{name}/{entry.name}"
         if entry.name.startswith("."):
-            hidden += 1
             continue
         info = entry.stat(follow_symlinks=False)
         if not stat.S_ISREG(info.st_mode):
@@ -125,7 +122,7 @@ def list_class(root: Path, name: str, label: int, check_headers: bool):
             check_header(root / relative, relative, suffix)
         files.append((relative, label))
         size += info.st_size
-    return files, size, hidden
+    return files, size
 
 
 def check_header(path: Path, relative: str, suffix: str) -> None:
