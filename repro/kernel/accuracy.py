@@ -226,11 +226,12 @@ def results(
 
 def phases(step_s: list[float], warmup: int, batch_size: int) -> measure.Measurement:
     """The training steps' times in the protocol's phases (repro.kernel.measure): the first step
-    (compilation), warm-up steps until the times settle (its rule, at most `warmup`), the rest
-    measured; a run of one or two steps measures its last."""
+    (compilation), warm-up steps until the times settle (its rule, at most `warmup` and half the
+    rest, so a short run keeps steps to measure), the rest measured; a run of one step measures
+    it."""
     first, rest = step_s[0], step_s[1:]
     warm: list[float] = []
-    while len(warm) < min(warmup, len(rest) - 1) and not measure.is_steady(warm):
+    while len(warm) < min(warmup, len(rest) // 2) and not measure.is_steady(warm):
         warm.append(rest[len(warm)])
     steady = measure.is_steady(warm) or len(warm) < warmup
     measured = rest[len(warm) :] or [first]
