@@ -21,7 +21,7 @@ import pytest
 from conftest import KERNEL_ENV, ROOT, read_metrics, repro, run_folders
 
 from repro import imagefolder
-from repro.driver import headline, kernels, plan
+from repro.driver import datasets, headline, kernels, plan
 from repro.errors import UserError
 from repro.kernel import accuracy, images
 
@@ -47,6 +47,13 @@ def test_repro_data_digits_writes_the_digits_as_an_image_folder_tree_once(digits
     again = repro("data", "digits", str(digits))  # never overwritten
     assert again.returncode == 2 and again.stderr.count("\n") == 1
     assert "already exists" in again.stderr and folder == imagefolder.scan(digits)
+
+
+def test_without_scikit_learn_the_digits_command_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match=r"pip install -e '.\[data\]'"):
+        datasets.write_digits(tmp_path / "digits")
+    assert not (tmp_path / "digits").exists()
 
 
 def tree(root: Path, classes: dict[str, int]) -> Path:

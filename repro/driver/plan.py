@@ -178,7 +178,7 @@ PARAMS = {
         Param(
             "price_per_hour",
             float,
-            "machine price per hour for cost per 1,000 samples; 0 = not given",
+            "machine price per hour for cost per 1,000 samples (and to target); 0 = not given",
             0.0,
             minimum=0,
         ),
