@@ -10,7 +10,7 @@ SWEEP ?= sweeps/frameworks-small.yaml
 # exported, and quoted in recipes as "$$NAME", so no value is pasted into a shell command.
 # An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
 USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR REBUILD \
-	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES
+	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES DEST
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 export JUPYTER_PATH := $(CURDIR)/.jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
@@ -33,6 +33,10 @@ $(VENV)/.sweep: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e ".[dev,sweep]"
 	touch $@
 
+$(VENV)/.data: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e ".[dev,data]"
+	touch $@
+
 venv: $(VENV)/.installed ## Create the project's own environment (driver: papermill, nbconvert, uv)
 
 run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on first use)
@@ -50,14 +54,17 @@ kernels: venv ## Build (if needed), register and verify every pinned kernel; REB
 lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (uv, hashes; seconds)
 	$(REPRO) lock
 
-test: venv $(VENV)/.sweep ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)
+test: venv $(VENV)/.sweep $(VENV)/.data ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(REPRO) kernels
 	$(VENV)/bin/python -m pytest
 
-test-fast: lint ## Lint, then every test that starts no kernel (under a minute)
+test-fast: lint $(VENV)/.data ## Lint, then every test that starts no kernel (under a minute)
 	$(VENV)/bin/python -m pytest -m "not kernel"
+
+data: $(VENV)/.data ## Write scikit-learn's digits as an image-folder tree: make data DEST=data/digits
+	$(REPRO) data digits "$$DEST"
 
 lint: venv ## Check style with ruff
 	$(VENV)/bin/ruff check .
@@ -98,4 +105,4 @@ lab: venv ## Open JupyterLab with the project's kernels
 clean: ## Remove built environments (runs/ is kept)
 	rm -rf $(VENV) .kernels .jupyter
 
-.PHONY: help venv run list kernels lock test test-fast lint compare history sweep rerun verify bundle lab clean
+.PHONY: help venv run list kernels lock test test-fast data lint compare history sweep rerun verify bundle lab clean

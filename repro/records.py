@@ -88,7 +88,7 @@ def read(path: Path) -> Any:
 
 
 UNMEASURED = ("seed", "country", "price_per_hour")  # params that set no measured work
-SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss")
+SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss", "time_to_accuracy")
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,7 @@ class Summary:
     energy: Mapping  # gpu {joules_per_1000_samples, status}, codecarbon {kwh_per_1000_samples}
     machine: Mapping  # repro.kernel.machine.Check's result: busy, reference, warnings
     loss: Mapping  # first, last, curve (training only)
+    time_to_accuracy: Mapping  # reached, time_to_target_s, steps, curve, processes (its mode)
     warnings: tuple[str, ...]
     warmup_steps: int | None
     warmup_steady: bool | None

@@ -201,6 +201,10 @@ def parser() -> argparse.ArgumentParser:
         "--have", help="`pip list --format=freeze` taken on the target: what it need not get"
     )
 
+    data = sub.add_parser("data", help="write a small real data set as an image-folder tree")
+    data.add_argument("name", choices=["digits"], help="digits: scikit-learn's 8x8 digits")
+    data.add_argument("dest", type=given, help="the folder to create (must not exist)")
+
     verify = sub.add_parser("verify", help="check a run folder, bundle or report for edits")
     verify.add_argument(
         "path", type=given, help="a run folder, a .tar.gz bundle, or a report.ipynb"
@@ -370,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
 
             have = Path(args.have) if args.have else None
             wheelhouse.build(Path(args.out), args.python_version, have)
+        elif args.command == "data":
+            from repro.driver.datasets import write_digits
+
+            print(f"{write_digits(args.dest):,} images -> {args.dest}")
         elif args.command == "verify":
             from repro.driver.integrity import check
 

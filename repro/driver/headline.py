@@ -34,6 +34,24 @@ def step_time(summary: Summary) -> str:
     )
 
 
+def time_to_accuracy(section) -> str:
+    """mode=train-to-accuracy's result: the time to the target over the processes, or that the
+    cap came first."""
+    processes, target = section.get("processes") or {}, section.get("target", 0)
+    if not processes.get("reached"):
+        return (
+            f"target {target:.1%} held-out accuracy **NOT reached** within the caps "
+            f"({processes.get('n', 1)} process(es)); best {section.get('best_accuracy', 0):.2%}"
+        )
+    n, reached = processes["n"], processes["reached"]
+    return (
+        f"time to {target:.1%} held-out accuracy **{processes['median_s']:,.2f} s** (median of "
+        f"{reached} of {n} process{'es' if n > 1 else ''} that reached it; range "
+        f"{processes['min_s']:,.2f}–{processes['max_s']:,.2f} s), "
+        f"{processes['median_steps']:,.0f} steps"
+    )
+
+
 def result(metrics: Metrics) -> str:
     if not metrics.summary:
         return "not measured"
@@ -41,7 +59,8 @@ def result(metrics: Metrics) -> str:
     if not summary:
         return "this template published no step-time summary (see its own cells)"
     throughput, spread = summary.throughput, summary.processes
-    parts = [
+    parts = [time_to_accuracy(summary.time_to_accuracy)] if summary.time_to_accuracy else []
+    parts += [
         step_time(summary),
         f"throughput **{spread['samples_per_s']:,.1f} samples/s** across the processes "
         f"({ci(spread['samples_per_s_ci95'])})"
@@ -80,10 +99,16 @@ def measured(metrics: Metrics) -> str:
         if summary and summary.warmup_steps is not None
         else f"warm-up up to {p['warmup']} steps"
     )
+    plural = "es" if processes != 1 else ""
+    how_long = f"{p['steps']} steps × {processes} process{plural}, {warmup}"
+    if p["mode"] == "train-to-accuracy":
+        how_long = (
+            f"to {p['target_accuracy']:.1%} on {p['data']}, caps {p['max_steps']} steps and "
+            f"{p['max_seconds']:g} s, × {processes} process{plural}"
+        )
     return escape(
         f"{metrics.workload} in {metrics.framework}, {p['mode']}, {batch(p)}"
-        f"{sequence}, {p['precision']}, compile {p['compile']}, {p['threads']} threads; "
-        f"{p['steps']} steps × {processes} process{'es' if processes != 1 else ''}, {warmup}"
+        f"{sequence}, {p['precision']}, compile {p['compile']}, {p['threads']} threads; {how_long}"
     )
 
 

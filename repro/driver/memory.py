@@ -40,7 +40,7 @@ def estimate(workload: dict, params: dict) -> tuple[int, str]:
 
     n = models.config(workload["model"]).num_params()
     per = 4 + (2 if params["precision"] in ("bf16", "fp16") else 0)
-    per += 12 if params["mode"] == "training" else 0
+    per += 12 if params["mode"] != "inference" else 0
     how = f"{n / 1e9:.2f} B parameters x {per} bytes ({params['mode']}, {params['precision']})"
     return n * per + ALLOWANCE, f"{how} + {gib(ALLOWANCE)}"
 

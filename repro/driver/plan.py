@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from repro.driver import kernels
+from repro.driver import accuracy, kernels
+from repro.driver.accuracy import TRAIN_TO_ACCURACY
 from repro.errors import UserError, brief
 from repro.kernel import models
 from repro.kernel.frameworks import (
@@ -108,7 +109,12 @@ PARAMS = {
             minimum=0,
             maximum=10000,
         ),
-        Param("mode", str, "what is measured", choices=("inference", "training")),
+        Param(
+            "mode",
+            str,
+            "what is measured; train-to-accuracy: time to a held-out accuracy on data=PATH",
+            choices=("inference", "training", TRAIN_TO_ACCURACY),
+        ),
         Param(
             "compile",
             str,
@@ -186,7 +192,7 @@ PARAMS = {
         Param(
             "price_per_hour",
             float,
-            "machine price per hour for cost per 1,000 samples; 0 = not given",
+            "machine price per hour for cost per 1,000 samples (and to target); 0 = not given",
             0.0,
             minimum=0,
         ),
@@ -232,6 +238,40 @@ PARAMS = {
             minimum=0,
             maximum=3_600_000,
         ),
+        # mode=train-to-accuracy (repro.driver.accuracy): the data, the target and the caps
+        Param("data", str, "an image-folder tree (train-to-accuracy): class folders of images", ""),
+        Param(
+            "target_accuracy",
+            float,
+            "held-out accuracy that ends training (train-to-accuracy)",
+            0.9,
+            minimum=0.01,
+            maximum=1,
+        ),
+        Param(
+            "eval_every",
+            int,
+            "steps between held-out evaluations (train-to-accuracy); 0 = once per epoch",
+            0,
+            minimum=0,
+            maximum=10**7,
+        ),
+        Param(
+            "max_steps",
+            int,
+            "step cap, and the learning-rate schedule's length (train-to-accuracy)",
+            1000,
+            minimum=1,
+            maximum=10**7,
+        ),
+        Param(
+            "max_seconds",
+            float,
+            "wall-time cap in seconds (train-to-accuracy)",
+            600.0,
+            minimum=1,
+            maximum=7 * 86400,
+        ),
     ]
 }
 
@@ -243,7 +283,7 @@ FORMERLY = {  # attention was written out before it was a choice; one process me
 }
 # repeats=0: 3 processes for inference on a CPU; 1 for training (each process compiles again) and
 # on a GPU (each process would hold GPU memory while the next one runs; JAX preallocates 75%)
-REPEATS = {"inference": 3, "training": 1}
+REPEATS = {"inference": 3, "training": 1, TRAIN_TO_ACCURACY: 3}  # time to accuracy: its spread
 
 
 def workloads() -> dict[str, dict]:
@@ -508,11 +548,12 @@ def resolve(
             f"compile={resolved['compile']!r} is not valid for {framework}; choose one of: "
             f"auto, {', '.join(modes)}"
         )
-    if resolved["mode"] == "training" and resolved["precision"] == "fp16":
+    if resolved["mode"] != "inference" and resolved["precision"] == "fp16":
         raise UserError(
             "precision=fp16 is for inference only (training would need loss "
             "scaling); choose one of: fp32, tf32, bf16"
         )
+    accuracy.check(spec, resolved, params or {})  # data=PATH and the rest of train-to-accuracy
     if resolved["devices"] > 1:
         check_data_parallel(framework, resolved)
     else:  # one device is both kinds of scaling: the twin of a weak and of a strong run alike
@@ -557,6 +598,8 @@ def resolve(
             raise UserError(f"template not found: {template}")
         read_notebook(template, "template")  # not a notebook: said now, before any kernel
         to_run = templates.from_file(Path(template))
+    elif resolved["mode"] == TRAIN_TO_ACCURACY:  # a notebook of its own: training, not steps
+        to_run = templates.from_file(accuracy.TEMPLATE)
     else:
         to_run = templates.assembled(TASK_TEMPLATES[spec["task"]])
     return RunPlan(

@@ -33,6 +33,11 @@ PARAMS = (  # what a fresh process needs to measure exactly what the kernel meas
     "batch_size",
     "warmup",
     "steps",
+    "data",  # mode=train-to-accuracy (repro.kernel.accuracy)
+    "target_accuracy",
+    "eval_every",
+    "max_steps",
+    "max_seconds",
 )
 
 
@@ -41,16 +46,11 @@ def once(p: dict, log=sys.stderr) -> dict:
     the measurement (the attention probe, the FLOP count): without the FLOP count's forward,
     torch's resnet-tiny steps ran at 4.9 to 6.7 ms in fresh processes against 3.7 to 5.1 ms with
     it (three processes each, 2-core VM), a bias a verdict would read as noise or change."""
-    from repro.kernel import frameworks, machine, measure, models
+    from repro.kernel import accuracy, machine, measure, models
 
-    fw = frameworks.load(
-        p["framework"],
-        device=p["device"],
-        threads=p["threads"],
-        seed=p["seed"],
-        precision=p["precision"],
-        deterministic=p["deterministic"],
-    )
+    if p["mode"] == "train-to-accuracy":  # train from scratch to the target instead
+        return accuracy.once(p, log)
+    fw = framework(p)
     net = fw.build(p["model"], p["attention"])
     batch, labels = models.synthetic_batch(models.config(p["model"]), p["batch_size"], p["seed"])
     horizon = 1 + p["warmup"] + p["steps"]
@@ -65,6 +65,20 @@ def once(p: dict, log=sys.stderr) -> dict:
             step, fw.sync, batch_size=p["batch_size"], warmup=p["warmup"], steps=p["steps"], log=log
         )
     return {"first_call_s": m.first_call_s, "step_s": list(m.step_s), "machine": check.result()}
+
+
+def framework(p: dict):
+    """The framework's adapter, set up as the kernel's was (threads, seeds, precision...)."""
+    from repro.kernel import frameworks
+
+    return frameworks.load(
+        p["framework"],
+        device=p["device"],
+        threads=p["threads"],
+        seed=p["seed"],
+        precision=p["precision"],
+        deterministic=p["deterministic"],
+    )
 
 
 def measure(params: dict, more: int, log=sys.stdout) -> list[dict]:
@@ -83,8 +97,11 @@ def measure(params: dict, more: int, log=sys.stdout) -> list[dict]:
         result = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(result)
         median_ms = 1e3 * statistics.median(result["step_s"])
+        reached = result.get("time_to_accuracy", {}).get("time_to_target_s")
         print(
-            f"process {i + 2}/{more + 1}: median {median_ms:.1f} ms per step "
+            f"process {i + 2}/{more + 1}: median {median_ms:.1f} ms per step"
+            + (f", target reached at {reached:.1f} s" if reached else "")
+            + " "
             f"({time.perf_counter() - start:.1f} s with start-up)",
             file=log,
             flush=True,

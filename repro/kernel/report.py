@@ -183,13 +183,15 @@ def results(
     devices: int = 1,
     scaling: str | None = "weak",
     loadgen: dict | None = None,
+    sections: dict | None = None,
 ) -> dict:
     """Summarise a measurement, show its table, warnings and plots, and record it. `repeats` are
     the measurements of the run's further processes (repro.kernel.repeat), this kernel's being the
     first; `devices` > 1: a data-parallel step over that many devices with `scaling` weak or
     strong (`m` counts every device's samples; the FLOPs are one device's); `loadgen`: a LoadGen
     scenario's parsed summary (repro.kernel.loadgen.run), recorded and shown beside repro's
-    figures."""
+    figures; `sections`: a template's own, recorded in the summary over repro's
+    (repro.kernel.accuracy's time to accuracy)."""
     summary = measure.summarize(m, seed=seed)
     processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
     processes += [
@@ -278,7 +280,8 @@ def results(
         scenario_md = "\n\n" + beside(loadgen, lat, thr, m.batch_size)
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
     energy_md = "\n\n**Energy**\n\n" + energy.markdown(summary["energy"]) if meter else ""
-    data = {**summary, "memory": memory, "samples": {**m.to_dict(), "processes": processes}}
+    data = {**summary, **(sections or {}), "memory": memory}
+    data["samples"] = {**m.to_dict(), "processes": processes}
     markdown = table(rows, ("metric", "value")) + scenario_md + notes + energy_md
     published = publish("metrics", data, markdown)
     plot_steps(m)

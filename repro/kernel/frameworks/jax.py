@@ -118,8 +118,19 @@ class Adapter(Base):
         return lambda inputs: predict(variables, inputs)
 
     def training_step(self, net, inputs, labels, compile: str, lr_table):
+        train, _ = self.trainer(net, compile, lr_table)
+
+        def step():
+            return train(inputs, labels)
+
+        step.params = train.params  # the trained weights (repro.kernel.parallel reads them)
+        return step
+
+    def trainer(self, net, compile: str, lr_table):
+        """(train(x, y) -> loss, predict(x) -> class indices as numpy): one AdamW step on a
+        batch, and the trained weights' eval-mode prediction."""
         _, variables = net
-        _, loss_and_stats = self._functions(net)
+        predict, loss_and_stats = self._functions(net)
         table = jnp.asarray(lr_table)
         o = OPTIMIZER
         optimizer = optax.adamw(
@@ -147,13 +158,19 @@ class Adapter(Base):
         else:  # data parallel: the state (and the loss) stay replicated
             train = jax.jit(train, out_shardings=self.replicated) if compile == "jit" else train
 
-        def step():
+        def step(x, y):
             nonlocal state
-            state, loss = train(state, inputs, labels)
+            state, loss = train(state, x, y)
             return loss
 
-        step.params = lambda: state[0]  # the trained weights (repro.kernel.parallel reads them)
-        return step
+        classes = self.compiled(lambda v, x: jnp.argmax(predict(v, x), -1), compile)
+
+        def predict_classes(x) -> np.ndarray:
+            params, stats, _ = state
+            return np.asarray(classes({"params": params, **stats}, x))
+
+        step.params = lambda: state[0]
+        return step, predict_classes
 
     def count_flops(self, net, inputs, labels, mode: str) -> dict:
         """FLOPs of one step from XLA's cost analysis of the lowered computation."""

@@ -87,8 +87,15 @@ class Adapter(Base):
         return self.compiled(lambda x: net(x, training=False), compile)
 
     def training_step(self, net, inputs, labels, compile: str, lr_table):
-        train = self.compiled(self.train_function(net, lr_table), compile)
+        train, _ = self.trainer(net, compile, lr_table)
         return lambda: train(inputs, labels)
+
+    def trainer(self, net, compile: str, lr_table):
+        """(train(x, y) -> loss, predict(x) -> class indices as numpy): one AdamW step on a
+        batch, and the trained model's inference-mode prediction."""
+        train = self.compiled(self.train_function(net, lr_table), compile)
+        forward = self.compiled(lambda x: tf.argmax(net(x, training=False), -1), compile)
+        return train, lambda x: forward(x).numpy()
 
     def train_function(self, net, lr_table):
         """One training step (x, y) -> loss, not compiled: repro.kernel.parallel runs it on each

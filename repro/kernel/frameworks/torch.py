@@ -117,6 +117,12 @@ class Adapter(Base):
         return infer
 
     def training_step(self, net, inputs, labels, compile: str, lr_table):
+        train, _ = self.trainer(net, compile, lr_table)
+        return lambda: train(inputs, labels)
+
+    def trainer(self, net, compile: str, lr_table):
+        """(train(x, y) -> loss, predict(x) -> class indices as numpy): one AdamW step on a
+        batch, and the trained model's eval-mode prediction (it then trains on)."""
         net.train()
         forward = torch.compile(net) if compile == "compile" else net
         o = OPTIMIZER
@@ -129,7 +135,7 @@ class Adapter(Base):
         )
         count = 0
 
-        def step():
+        def train(inputs, labels):
             nonlocal count
             for group in optimizer.param_groups:  # the shared schedule (repro.kernel.measure)
                 group["lr"] = float(lr_table[min(count, len(lr_table) - 1)])
@@ -141,7 +147,15 @@ class Adapter(Base):
             count += 1
             return loss.detach()
 
-        return step
+        @torch.inference_mode()
+        def predict(inputs) -> np.ndarray:
+            net.eval()
+            with self.autocast():
+                classes = forward(inputs).argmax(-1)
+            net.train()
+            return classes.cpu().numpy()
+
+        return train, predict
 
     def count_flops(self, net, inputs, labels, mode: str) -> dict:
         """FLOPs of one step from torch's FlopCounterMode (forward, plus backward in training)."""

@@ -1,0 +1,278 @@
+"""mode=train-to-accuracy: time to a held-out accuracy on real data (an image-folder tree).
+
+Without a kernel: the digits tree `repro data digits` writes, every bad `data=` refused in one
+line before anything starts, the training loop's stopping rules (target, step cap, time cap) on a
+stand-in model, the fixed held-out split and the seeded order. In the kernels: torch reaches 90%
+on the digits through `repro run` (two processes: the spread), TensorFlow and JAX through the
+same per-process code the repeats run (repro.kernel.repeat), and an image that does not decode is
+one line naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import KERNEL_ENV, ROOT, read_metrics, repro, run_folders
+
+from repro import imagefolder
+from repro.driver import datasets, headline, kernels, plan
+from repro.errors import UserError
+from repro.kernel import accuracy, images
+
+# the digits per class, 0 to 9, as scikit-learn's load_digits() counts them
+DIGITS_PER_CLASS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+TTA = {"mode": "train-to-accuracy", "batch_size": "32"}
+PNG_HEADER_ONLY = b"\x89PNG\r\n\x1a\n" + bytes(40)  # what the driver checks; no image behind
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    dest = tmp_path_factory.mktemp("data") / "digits"
+    done = repro("data", "digits", str(dest))
+    assert done.returncode == 0, done.stderr
+    return dest
+
+
+def test_repro_data_digits_writes_the_digits_as_an_image_folder_tree_once(digits):
+    folder = imagefolder.scan(digits)  # every file starts as a PNG
+    assert folder.classes == tuple("0123456789")
+    assert folder.counts() == DIGITS_PER_CLASS
+    assert folder.held_out() == sum(round(n * imagefolder.HOLDOUT) for n in DIGITS_PER_CLASS)
+    again = repro("data", "digits", str(digits))  # never overwritten
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "already exists" in again.stderr and folder == imagefolder.scan(digits)
+
+
+def test_without_scikit_learn_the_digits_command_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match=r"pip install -e '.\[data\]'"):
+        datasets.write_digits(tmp_path / "digits")
+    assert not (tmp_path / "digits").exists()
+
+
+def tree(root: Path, classes: dict[str, int]) -> Path:
+    """A tree of files that start as PNGs do (the header is all the driver reads)."""
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            (root / name / f"{i}.png").write_bytes(PNG_HEADER_ONLY)
+    return root
+
+
+def refusal(data, params: dict | None = None, workload: str = "resnet-tiny") -> str:
+    with pytest.raises(UserError) as error:
+        plan.resolve(workload, "torch", {**TTA, "data": str(data), **(params or {})})
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_data_is_refused_in_one_line_naming_the_fix(tmp_path, monkeypatch):
+    good = tree(tmp_path / "good", {"a": 20, "b": 20})
+    assert plan.resolve("resnet-tiny", "torch", {**TTA, "data": str(good)}).params["data"]
+    assert "is not a directory" in refusal(tmp_path / "missing")
+    assert "is not a directory" in refusal(good / "a" / "0.png")
+    assert "1 class folder(s)" in refusal(tree(tmp_path / "one", {"a": 5}))
+    assert "class 'b' has 1 image(s)" in refusal(tree(tmp_path / "few", {"a": 5, "b": 1}))
+    odd = tree(tmp_path / "odd", {"a": 5, "b": 5})
+    (odd / "a" / "notes.txt").write_text("x")
+    assert "a/notes.txt is not an image file" in refusal(odd)
+    fake = tree(tmp_path / "fake", {"a": 5, "b": 5})
+    (fake / "b" / "3.png").write_bytes(b"GIF89a")
+    assert "b/3.png is not a PNG image" in refusal(fake)
+    linked = tree(tmp_path / "linked", {"a": 5, "b": 5})
+    (linked / "a" / "9.png").symlink_to("/etc/passwd")
+    assert "a/9.png is a link" in refusal(linked)
+    (linked / "a" / "9.png").unlink()
+    (linked / "c").symlink_to(linked / "a")
+    assert "c is a link" in refusal(linked)
+    nested = tree(tmp_path / "nested", {"a": 5, "b": 5})
+    (nested / "a" / "deeper").mkdir()
+    assert "a/deeper is not a regular file" in refusal(nested)
+    assert "fewer than one batch" in refusal(good, {"batch_size": "33"})
+    monkeypatch.setenv(imagefolder.MAX_BYTES_VARIABLE, "0.0001")
+    assert "raise REPRO_DATA_MAX_MB" in refusal(good)
+    monkeypatch.delenv(imagefolder.MAX_BYTES_VARIABLE)
+    assert "needs data=PATH" in refusal("")
+    assert "bert-mini is a sequence-classification workload" in refusal(good, workload="bert-mini")
+    assert "use devices=1" in refusal(good, {"devices": "2"})
+    with pytest.raises(UserError, match="data applies to mode=train-to-accuracy only"):
+        plan.resolve("resnet-tiny", "torch", {"data": str(good)})
+    with pytest.raises(UserError, match="max_steps applies to mode=train-to-accuracy only"):
+        plan.resolve("resnet-tiny", "torch", {"max_steps": "5"})
+
+
+def test_the_cli_refuses_bad_data_with_exit_2_and_creates_nothing(tmp_path, runs_dir):
+    done = repro(
+        "run", "resnet-tiny", "-p", "mode=train-to-accuracy", "-p", f"data={tmp_path / 'none'}",
+        "--runs-dir", str(runs_dir),
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.startswith("repro: data=")
+    assert done.stderr.count("\n") == 1 and run_folders(runs_dir) == []
+
+
+def test_the_template_declares_every_parameter_a_run_injects(digits, tmp_path):
+    import papermill
+
+    p = plan.resolve("resnet-tiny", "jax", {**TTA, "data": str(digits)})
+    path = tmp_path / "template.ipynb"
+    path.write_text(p.template.text)
+    assert p.template.name == "train-to-accuracy.ipynb" and p.params["repeats"] == 3
+    assert set(papermill.inspect_notebook(str(path))) == set(p.notebook_parameters({}))
+
+
+class Stand:
+    """A framework and model stand-in: the held-out images are their own labels, and the model
+    predicts each right once it has trained `learn` steps per percent of them."""
+
+    def __init__(self, learn: float = 0.1) -> None:
+        self.steps, self.learn = 0, learn
+
+    to_native = staticmethod(np.asarray)
+    sync = staticmethod(lambda out: None)
+    to_float = staticmethod(float)
+
+    def train(self, x, y) -> float:
+        self.steps += 1
+        return 1.0 / self.steps
+
+    def predict(self, x) -> np.ndarray:
+        known = min(1.0, self.steps * self.learn / 100)
+        labels = x[:, 0, 0, 0].astype(int)
+        return np.where(np.arange(len(x)) < known * len(x), labels, -1)
+
+
+def stand_data(n: int = 100) -> images.Dataset:
+    labels = np.arange(n) % 4
+    x = np.broadcast_to(labels[:, None, None, None], (n, 1, 1, 3)).astype(np.float32)
+    return images.Dataset(("a", "b", "c", "d"), x, labels, x, labels, "0" * 64, (25,) * 4)
+
+
+def loop(stand: Stand, clock=None, **settings) -> dict:
+    options = dict(batch_size=100, target=0.9, eval_every=5, max_steps=1000, max_seconds=60)
+    options |= {"seed": 0, **settings}
+    kwargs = {"clock": clock} if clock else {}
+    log = open(os.devnull, "w")  # noqa: SIM115 (closed with the test's process)
+    return accuracy.train_to_target(
+        stand.train, stand.predict, stand, stand_data(), **options, log=log, **kwargs
+    )
+
+
+def test_training_stops_at_the_evaluation_that_reaches_the_target_or_at_a_cap():
+    reached = loop(Stand(learn=10))  # 10% more right per step: 90% at step 9, seen at step 10
+    assert reached["reached"] and reached["stopped_by"] == "target"
+    assert reached["steps"] == 10 and [c["step"] for c in reached["curve"]] == [5, 10]
+    assert reached["time_to_target_s"] == reached["curve"][-1]["seconds"] > 0
+    assert reached["samples"] == 1000 and reached["epochs"] == 10 and len(reached["step_s"]) == 10
+
+    capped = loop(Stand(learn=1), max_steps=12)  # 12% right at the cap: evaluated there too
+    assert not capped["reached"] and capped["stopped_by"] == "max_steps"
+    assert capped["time_to_target_s"] is None and capped["final_accuracy"] == 0.12
+    assert [c["step"] for c in capped["curve"]] == [5, 10, 12]
+
+    ticks = iter(range(10**6))  # a clock that moves one second per reading
+    timed = loop(Stand(learn=1), clock=lambda: float(next(ticks)), max_seconds=30)
+    assert timed["stopped_by"] == "max_seconds" and not timed["reached"]
+    assert timed["wall_s"] >= 30 and timed["steps"] < 30
+
+    per_epoch = loop(Stand(learn=10), batch_size=25, eval_every=0)  # 0: once per epoch
+    assert per_epoch["eval_every"] == 4 and per_epoch["steps"] == 12
+
+    spread = accuracy.spread([reached, capped, {**reached, "time_to_target_s": 3.0}])
+    assert spread["n"] == 3 and spread["reached"] == 2 and spread["max_s"] == 3.0
+
+
+def test_the_held_out_split_is_fixed_and_the_order_follows_the_seed():
+    labels = np.repeat(np.arange(3), [10, 6, 2])
+    held = images.split(labels)
+    assert [int(held[labels == c].sum()) for c in range(3)] == [2, 1, 1]
+    assert (images.split(labels) == held).all()  # the same whatever the run's seed
+    data = stand_data(12)
+    first = [y.tolist() for _, y in islice(data.batches(4, seed=1), 3)]
+    again = [y.tolist() for _, y in islice(data.batches(4, seed=1), 3)]
+    other = [y.tolist() for _, y in islice(data.batches(4, seed=2), 3)]
+    assert first == again != other
+    assert sorted(sum(first, [])) == sorted(data.train_y.tolist())  # one epoch: each once
+
+
+def test_the_headline_says_the_time_to_target_or_that_the_cap_came_first():
+    section = {
+        "target": 0.9,
+        "best_accuracy": 0.5,
+        "processes": {"n": 3, "reached": 0},
+    }
+    assert "**NOT reached** within the caps (3 process(es)); best 50.00%" in (
+        headline.time_to_accuracy(section)
+    )
+    section["processes"] = {
+        "n": 3, "reached": 3, "median_s": 8.5, "min_s": 7.1, "max_s": 10.4, "median_steps": 50,
+    }  # fmt: skip
+    assert headline.time_to_accuracy(section) == (
+        "time to 90.0% held-out accuracy **8.50 s** (median of 3 of 3 processes that reached "
+        "it; range 7.10–10.40 s), 50 steps"
+    )
+
+
+@pytest.mark.kernel
+def test_torch_reaches_90_percent_on_the_digits_in_two_processes(digits, runs_dir):
+    done = repro(
+        "run", "resnet-tiny", "-f", "torch", "--runs-dir", str(runs_dir),
+        "--params", f"mode=train-to-accuracy data={digits} batch_size=32 eval_every=10 "
+        "max_steps=300 max_seconds=300 repeats=2 threads=1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = run_folders(runs_dir)[0]
+    metrics = read_metrics(folder)
+    section = metrics["summary"]["time_to_accuracy"]
+    assert metrics["status"] == "ok" and section["reached"] and section["stopped_by"] == "target"
+    assert section["final_accuracy"] >= 0.9 and section["steps"] < 300
+    assert section["processes"]["n"] == section["processes"]["reached"] == 2
+    assert section["data"]["sha256"] and section["data"]["held_out"] == 359  # 20% of each class
+    assert metrics["model"]["config"]["num_classes"] == 10
+    assert (folder / "plots" / "accuracy_curve.png").is_file()
+    assert "time to 90.0% held-out accuracy **" in (folder / "report.ipynb").read_text()
+
+
+def per_process(framework: str, digits: Path) -> dict:
+    """One process's time to accuracy in `framework`'s kernel, as a repeat measures it."""
+    request = {
+        "framework": framework, "device": "cpu", "threads": 2, "seed": 0, "precision": "fp32",
+        "deterministic": False, "model": plan.workloads()["resnet-tiny"]["model"],
+        "attention": "fused", "mode": "train-to-accuracy", "compile": "auto", "lr": 1e-3,
+        "batch_size": 32, "warmup": 50, "steps": 0, "data": str(digits),
+        "target_accuracy": 0.9, "eval_every": 10, "max_steps": 300, "max_seconds": 300.0,
+    }  # fmt: skip
+    request["compile"] = {"tensorflow": "function", "jax": "jit"}[framework]
+    python = kernels.ensure(f"{framework}-cpu").python
+    done = subprocess.run(
+        [python, "-m", "repro.kernel.repeat", json.dumps(request)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=KERNEL_ENV,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])["time_to_accuracy"]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("framework", ["tensorflow", "jax"])
+def test_tensorflow_and_jax_reach_90_percent_on_the_digits(framework, digits):
+    outcome = per_process(framework, digits)
+    assert outcome["reached"] and outcome["final_accuracy"] >= 0.9 and outcome["steps"] < 300
+
+
+@pytest.mark.kernel
+def test_an_image_that_does_not_decode_is_one_line_naming_it(tmp_path):
+    bad = tree(tmp_path / "bad", {"a": 2, "b": 2})  # PNG headers, nothing decodable behind them
+    script = f"from repro.kernel import images\nimages.load({str(bad)!r}, 8)"
+    python = kernels.ensure("torch-cpu").python
+    done = subprocess.run(
+        [python, "-c", script], capture_output=True, text=True, cwd=ROOT, env=KERNEL_ENV
+    )
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1
+    assert last.startswith("repro.kernel.images.DataError: data: a/0.png cannot be decoded")
