@@ -88,7 +88,7 @@ def read(path: Path) -> Any:
 
 
 UNMEASURED = ("seed", "country", "price_per_hour")  # params that set no measured work
-SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss")
+SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss", "generation")
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class Summary:
     energy: Mapping  # gpu {joules_per_1000_samples, status}, codecarbon {kwh_per_1000_samples}
     machine: Mapping  # repro.kernel.machine.Check's result: busy, reference, warnings
     loss: Mapping  # first, last, curve (training only)
+    generation: Mapping  # mode=generate: ttft_ms, tpot_ms, e2e_ms (n, mean, p50, p90, p99), ...
     warnings: tuple[str, ...]
     warmup_steps: int | None
     warmup_steady: bool | None

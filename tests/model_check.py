@@ -9,7 +9,10 @@ torch's fused attention, and torch's explicit attention with the same weights, a
 Flax's fused and explicit attention with the transferred weights, are each diffed against it.
 Train mode is diffed too: the outputs (batch statistics where a family has BatchNorm; no family
 has dropout) and every running mean afterwards (BatchNorm momentum), compared sorted, so without
-a name map.
+a name map. Families that generate (repro.kernel.generation.ARCHS) also run greedy generation with
+the KV cache through the framework adapter's own code (`mode=generate`'s), with each attention:
+the tokens must be torch's, and the cache path's logits (a prompt, then one token at a time, fed
+the reference's tokens) must match the full forward pass.
 
 MODEL is a workload's `model` entry as JSON ({"arch": ..., "config": {...}}); MODELS a JSON
 object of them by workload name, counted in one process (a framework import costs seconds).
@@ -26,11 +29,12 @@ import sys
 
 import numpy as np
 
-from repro.kernel import models
+from repro.kernel import frameworks, generation, models
 from repro.kernel.models.attention import KINDS
 from repro.kernel.models.transfer import TransferError, load_torch_state
 
 BATCH, SEED = 2, 0
+PROMPT, NEW_TOKENS = 8, 16  # generation: a prompt of the input's first tokens, tokens decoded
 
 
 def count(framework: str, model: dict) -> int:
@@ -75,6 +79,7 @@ def reference(model: dict, path: str) -> dict:
     range, which would hide a wrong nonlinearity), its inputs and its eval-mode outputs."""
     import torch
 
+    fw = adapter("torch", model)
     cfg, native = models.config(model), models.native(model["arch"], "torch")
     torch.manual_seed(SEED)
     net = native.build(cfg).eval()
@@ -93,14 +98,16 @@ def reference(model: dict, path: str) -> dict:
         y = net(inputs).numpy()
         diffs = {}
         for kind in KINDS[1:] if models.has_attention(model["arch"]) else ():
-            other = native.build(cfg, attention=kind).eval()
-            other.load_state_dict(net.state_dict())
+            other = torch_build(native, cfg, kind, net)
             diffs[kind] = float(np.max(np.abs(other(inputs).numpy() - y)))
         state = {f"state/{k}": v.numpy().copy() for k, v in net.state_dict().items()}
         y_train = net.train()(inputs).numpy()  # batch statistics; updates the running ones
         means = [b.numpy() for n, b in net.named_buffers() if n.endswith("running_mean")]
+        generated = generate_all(fw, model, lambda kind: torch_build(native, cfg, kind, net), x)
     np.savez(path, x=x, y=y, y_train=y_train, running_means=sorted_values(means), **state)
+    np.savez(path.removesuffix(".npz") + ".tokens.npz", **generated.pop("tokens"))
     return {
+        "generation": generated,
         "output_std": float(y.std()),
         "output_max_abs": float(np.max(np.abs(y))),
         "tensors": len(state),
@@ -108,7 +115,87 @@ def reference(model: dict, path: str) -> dict:
     }
 
 
+def torch_build(native, cfg, kind: str, net):
+    other = native.build(cfg, attention=kind).eval()
+    other.load_state_dict(net.state_dict())
+    return other
+
+
+def full_and_cached_logits(framework: str, net, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The logits of the full forward pass over x (N, T), and the same positions computed with
+    the KV cache: the first PROMPT tokens at once, then each further token of x on its own."""
+    n, t = x.shape
+    length = t  # the cache holds the whole sequence
+    if framework == "torch":
+        import torch
+
+        cache = models.native("gpt", "torch").new_cache(net.cfg, n, length)
+        ids = torch.from_numpy(x)
+        with torch.no_grad():
+            full = net(ids).numpy()
+            pieces = [net(ids[:, :PROMPT], cache, torch.tensor(0))[0].numpy()]
+            for i in range(PROMPT, t):
+                pieces.append(net(ids[:, i : i + 1], cache, torch.tensor(i))[0].numpy())
+    elif framework == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        module, variables = net
+        cache = models.native("gpt", "jax").new_cache(module.cfg, n, length)
+        full = np.asarray(module.apply(variables, x))
+        cached = jax.jit(lambda v, ids, c, pos: module.apply(v, ids, cache=c, pos=pos))
+
+        def apply(ids, pos):
+            nonlocal cache
+            logits, cache = cached(variables, ids, cache, jnp.int32(pos))
+            return np.asarray(logits)
+
+        pieces = [apply(x[:, :PROMPT], 0)] + [apply(x[:, i : i + 1], i) for i in range(PROMPT, t)]
+    else:
+        cache = models.native("gpt", "tensorflow").new_cache(net.cfg, n, length)
+        full = np.asarray(net(x, training=False))
+
+        def apply(ids, pos):
+            nonlocal cache
+            logits, cache = net(ids, training=False, cache=cache, pos=np.int32(pos))
+            return np.asarray(logits)
+
+        pieces = [apply(x[:, :PROMPT], 0)] + [apply(x[:, i : i + 1], i) for i in range(PROMPT, t)]
+    return full, np.concatenate(pieces, axis=1)
+
+
+def adapter(framework: str, model: dict):
+    """The framework's adapter, for the families that generate: loaded first, before the
+    framework runs anything (TensorFlow sets its thread pools only before it starts)."""
+    if model["arch"] in generation.ARCHS:
+        return frameworks.load(framework, seed=SEED)
+    return None
+
+
+def generate_all(fw, model: dict, build, x: np.ndarray) -> dict:
+    """For each attention, with `build(kind)`'s net: the greedy tokens of the adapter's generation
+    (its default compile mode) on the first PROMPT tokens of x, and the cache path's logits
+    against the full forward pass. {"tokens": {}} for a family that does not generate."""
+    if fw is None:
+        return {"tokens": {}}
+    framework = fw.name
+    compile = frameworks.COMPILE_MODES[framework][0]
+    result, tokens = {"tokens": {}}, {}
+    for kind in KINDS:
+        net = build(kind)
+        tokens[kind] = generation.greedy(fw, net, fw.to_native(x[:, :PROMPT]), NEW_TOKENS, compile)
+        full, cached = full_and_cached_logits(framework, net, x)
+        result[kind] = {
+            "tokens": tokens[kind].tolist(),
+            "kv_max_abs_diff": max_abs_diff(cached, full),
+            "logits_max_abs": float(np.max(np.abs(full))),
+        }
+    result["tokens"] = tokens
+    return result
+
+
 def compare(framework: str, model: dict, path: str) -> dict:
+    fw = adapter(framework, model)
     cfg, native = models.config(model), models.native(model["arch"], framework)
     ref = np.load(path)
     state = {k.removeprefix("state/"): ref[k] for k in ref.files if k.startswith("state/")}
@@ -162,6 +249,9 @@ def compare(framework: str, model: dict, path: str) -> dict:
             max_abs_diff(sorted_values(means), ref["running_means"]),
         )
 
+    def transferred(kind: str):
+        return load_torch_state(model["arch"], framework, state, build(kind))
+
     others = KINDS[1:] if models.has_attention(model["arch"]) else ()
     train, running = train_diffs(net)
     return {
@@ -174,7 +264,20 @@ def compare(framework: str, model: dict, path: str) -> dict:
         "running_means": int(ref["running_means"].size),
         "refused": refused,
         "attention_max_abs_diff": {kind: diff(build(kind)) for kind in others},
+        "generation": generated(fw, model, ref["x"], path, transferred),
     }
+
+
+def generated(fw, model: dict, x: np.ndarray, path: str, build) -> dict:
+    """generate_all with `build(kind)`'s transferred weights, each attention's tokens checked
+    against those of torch's fused attention (same_tokens)."""
+    result = generate_all(fw, model, build, x)
+    result.pop("tokens")
+    reference = np.load(path.removesuffix(".npz") + ".tokens.npz")
+    for kind in set(result) & set(KINDS):
+        result[kind]["same_tokens"] = result[kind]["tokens"] == reference["fused"].tolist()
+        result[kind]["torch_tokens"] = reference["fused"].tolist()
+    return result
 
 
 if __name__ == "__main__":

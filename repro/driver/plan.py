@@ -18,7 +18,7 @@ import yaml
 
 from repro.driver import kernels
 from repro.errors import UserError, brief
-from repro.kernel import models
+from repro.kernel import generation, models
 from repro.kernel.frameworks import COMPILE_MODES, DATA_PARALLEL_COMPILE_MODES, FRAMEWORKS
 from repro.paths import KERNELSPECS, ROOT, RUNS, WORKLOADS
 
@@ -102,7 +102,29 @@ PARAMS = {
             minimum=0,
             maximum=10000,
         ),
-        Param("mode", str, "what is measured", choices=("inference", "training")),
+        Param(
+            "mode",
+            str,
+            "what is measured; generate: greedy decoding with a KV cache (causal LMs), one "
+            "request per step",
+            choices=("inference", "training", "generate"),
+        ),
+        Param(
+            "prompt_length",
+            int,
+            "mode=generate: prompt tokens prefilled per sequence",
+            128,
+            minimum=1,
+            maximum=1048576,
+        ),
+        Param(
+            "new_tokens",
+            int,
+            "mode=generate: tokens generated per request (the first from the prefill)",
+            128,
+            minimum=2,
+            maximum=1048576,
+        ),
         Param(
             "compile",
             str,
@@ -187,7 +209,8 @@ FORMERLY = {  # attention was written out before it was a choice; one process me
 }
 # repeats=0: 3 processes for inference on a CPU; 1 for training (each process compiles again) and
 # on a GPU (each process would hold GPU memory while the next one runs; JAX preallocates 75%)
-REPEATS = {"inference": 3, "training": 1}
+REPEATS = {"inference": 3, "training": 1, "generate": 3}
+GENERATION_PARAMS = ("prompt_length", "new_tokens")  # recorded as null in the other modes
 
 
 def workloads() -> dict[str, dict]:
@@ -388,6 +411,35 @@ def check_data_parallel(framework: str, resolved: dict) -> None:
         raise UserError(f"devices={devices}, but nvidia-smi lists {gpus} GPU(s); use at most that")
 
 
+def check_generation(workload: str, spec: dict, resolved: dict, given: dict) -> None:
+    """mode=generate: a causal LM whose context holds the prompt and the new tokens; the prompt
+    is the input sequence (sequence_length is set to prompt_length). Other modes take neither
+    prompt_length nor new_tokens (they are recorded as null)."""
+    if resolved["mode"] != "generate":
+        for name in GENERATION_PARAMS:
+            if name in given:
+                raise UserError(f"{name} applies to mode=generate only, not {resolved['mode']}")
+            resolved[name] = None
+        return
+    if spec["model"]["arch"] not in generation.ARCHS:
+        causal = [n for n, s in workloads().items() if s["model"]["arch"] in generation.ARCHS]
+        raise UserError(
+            f"mode=generate is for causal language models ({', '.join(causal)}), not {workload}"
+        )
+    prompt, new = resolved["prompt_length"], resolved["new_tokens"]
+    if "sequence_length" in given and resolved["sequence_length"] != prompt:
+        raise UserError(
+            "with mode=generate the input is the prompt: give prompt_length, not sequence_length"
+        )
+    context = models.config(spec["model"]).context
+    if prompt + new > context:
+        raise UserError(
+            f"prompt_length + new_tokens = {prompt} + {new} exceed {workload}'s context of "
+            f"{context} positions; lower prompt_length or new_tokens"
+        )
+    resolved["sequence_length"] = prompt
+
+
 def resolve(
     workload: str = DEFAULT_WORKLOAD,
     framework: str = DEFAULT_FRAMEWORK,
@@ -439,6 +491,7 @@ def resolve(
         )
     if resolved["devices"] > 1:
         check_data_parallel(framework, resolved)
+    check_generation(workload, spec, resolved, params or {})
     if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
         raise UserError(
             f"country must be a 3-letter ISO code such as USA or FRA, got {resolved['country']!r}"

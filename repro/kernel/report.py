@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from repro import MIME, stats
-from repro.kernel import capture, energy, measure, models
+from repro.kernel import capture, energy, generation, measure, models
 from repro.markdown import escape
 
 
@@ -150,12 +150,23 @@ def model_summary(
     return publish("model", info, table(rows, ("model", "")))
 
 
-def flops(fw, net, inputs, labels, model: dict, batch_size: int, mode: str) -> dict:
-    """FLOPs per step from the framework's counter, cross-checked with the analytic formula."""
-    analytic = (
-        models.config(model).flops_per_sample() * batch_size * (3 if mode == "training" else 1)
-    )
-    counted = fw.count_flops(net, inputs, labels, mode)
+def flops(
+    fw, net, inputs, labels, model: dict, batch_size: int, mode: str, new_tokens=None
+) -> dict:
+    """FLOPs per step from the framework's counter, cross-checked with the analytic formula; a
+    generation request (mode=generate) is counted analytically only."""
+    cfg = models.config(model)
+    if mode == "generate":
+        analytic = cfg.generation_flops(cfg.sequence_length, new_tokens) * batch_size
+        counted = {
+            "flops": None,
+            "method": "analytic",
+            "reason": "a request is a prefill and a loop of decode steps, which no framework "
+            "counter takes as one computation",
+        }
+    else:
+        analytic = cfg.flops_per_sample() * batch_size * (3 if mode == "training" else 1)
+        counted = fw.count_flops(net, inputs, labels, mode)
     ratio = counted["flops"] / analytic if counted["flops"] else None
     info = {**counted, "analytic": analytic, "ratio_to_analytic": ratio}
     rows = {
@@ -163,7 +174,10 @@ def flops(fw, net, inputs, labels, model: dict, batch_size: int, mode: str) -> d
         if counted["flops"]
         else f"unavailable: {counted.get('reason')}",
         "analytic (2×MACs of convs and fc"
-        + ("; training = 3× forward)" if mode == "training" else ")"): f"{analytic / 1e9:,.3f}",
+        + {
+            "training": "; training = 3× forward)",
+            "generate": "; prefill + decode steps over the fixed-size cache)",
+        }.get(mode, ")"): f"{analytic / 1e9:,.3f}",
         "counter / analytic": f"{ratio:.3f}" if ratio else "—",
     }
     return publish("flops", info, table(rows, ("GFLOPs per step", "")))
@@ -181,11 +195,13 @@ def results(
     tokens_per_sample: int | None = None,
     seed: int = 0,
     devices: int = 1,
+    generated: dict | None = None,
 ) -> dict:
     """Summarise a measurement, show its table, warnings and plots, and record it. `repeats` are
     the measurements of the run's further processes (repro.kernel.repeat), this kernel's being the
     first; `devices` > 1: a data-parallel step over that many devices (`m` counts every device's
-    samples; the FLOPs are one device's)."""
+    samples; the FLOPs are one device's); `generated`: mode=generate's record of every request,
+    a step being one request (repro.kernel.generation.step)."""
     summary = measure.summarize(m, seed=seed)
     processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
     processes += [
@@ -264,6 +280,13 @@ def results(
         )
     if losses:
         rows["training loss, first → last step"] = f"{losses[0]:.4f} → {losses[-1]:.4f}"
+    summary["generation"] = None
+    if generated:  # the measured requests are the last ones
+        measured = generated["requests"][-len(m.step_s) :]
+        summary["generation"] = figures = generation.summarize(
+            measured, m.step_s, m.batch_size, generated["prompt_length"]
+        )
+        rows = {**generation.rows(figures), **rows}
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
     energy_md = "\n\n**Energy**\n\n" + energy.markdown(summary["energy"]) if meter else ""
     data = {**summary, "memory": memory, "samples": {**m.to_dict(), "processes": processes}}

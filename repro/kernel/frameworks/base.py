@@ -54,10 +54,15 @@ class Adapter:
         """The GPU's name (for its peak FLOP/s), or None on a CPU."""
         raise NotImplementedError
 
-    def step(self, net, inputs, labels, *, mode: str, compile: str, lr_table=None):
-        """A zero-argument callable running one inference or training step."""
+    def step(self, net, inputs, labels, *, mode: str, compile: str, lr_table=None, new_tokens=None):
+        """A zero-argument callable running one inference or training step, or (generate) one
+        greedy generation of `new_tokens` tokens after the prompt `inputs`."""
         if compile not in COMPILE_MODES[self.name]:
             raise ValueError(f"compile={compile!r}; {self.name} offers {COMPILE_MODES[self.name]}")
+        if mode == "generate":
+            from repro.kernel import generation
+
+            return generation.step(self, net, inputs, new_tokens, compile)
         if mode == "training":
             if self.precision == "fp16":
                 raise ValueError(
@@ -65,6 +70,13 @@ class Adapter:
                 )
             return self.training_step(net, inputs, labels, compile, lr_table)
         return self.inference_step(net, inputs, compile)
+
+    def generation(self, net, prompt, new_tokens: int, compile: str):
+        """(prefill, decode, cache) for repro.kernel.generation: prefill(cache) -> (cache, first
+        token) runs the prompt (N, P); decode(cache, token, i) -> (cache, next token) feeds token
+        i + 1 at position P + i; cache is a fixed-size KV cache of P + new_tokens positions.
+        Tokens are (N,) ids, greedy (argmax), on the device."""
+        raise NotImplementedError
 
     # -- attention ---------------------------------------------------------------------------
     def probe(self, model: dict):

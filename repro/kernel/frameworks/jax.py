@@ -117,6 +117,34 @@ class Adapter(Base):
         predict = self.compiled(self._functions(net)[0], compile)
         return lambda: predict(variables, inputs)
 
+    def generation(self, net, prompt, new_tokens: int, compile: str):
+        """A fixed-size cache updated by lax.dynamic_update_slice; jit compiles the prefill and
+        the decode step once each (the position is traced) and takes the cache's buffers over
+        (donate_argnums), so each step writes it in place."""
+        gpt = models.native("gpt", self.name)
+        module, variables = net
+        n, p = prompt.shape
+        dtype = LOW_PRECISION.get(self.precision, jnp.float32)
+        cache = jax.device_put(gpt.new_cache(module.cfg, n, p + new_tokens, dtype), self.jax_device)
+        # decode i is at p + i: each position a device scalar of its own, made before timing
+        positions = [jax.device_put(np.int32(i), self.jax_device) for i in range(p, p + new_tokens)]
+        zero = jax.device_put(np.int32(0), self.jax_device)
+
+        def forward(variables, idx, cache, pos):
+            logits, cache = module.apply(self.cast(variables), idx, cache=cache, pos=pos)
+            return cache, jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)  # (N,) greedy
+
+        if compile == "jit":
+            forward = jax.jit(forward, donate_argnums=2)
+
+        def prefill(cache):
+            return forward(variables, prompt, cache, zero)
+
+        def decode(cache, token, i):
+            return forward(variables, token[:, None], cache, positions[i])
+
+        return prefill, decode, cache
+
     def training_step(self, net, inputs, labels, compile: str, lr_table):
         _, variables = net
         _, loss_and_stats = self._functions(net)

@@ -116,6 +116,38 @@ class Adapter(Base):
 
         return step
 
+    def generation(self, net, prompt, new_tokens: int, compile: str):
+        """A static cache, written in place; torch.compile traces the prefill and the decode step
+        once each (dynamic=False: two fixed shapes, the position a tensor, so no recompiles)."""
+        gpt = models.native("gpt", self.name)
+        net.eval()
+        n, p = prompt.shape
+        dtype = LOW_PRECISION.get(self.precision, torch.float32)
+        device = self.torch_device
+        with torch.inference_mode():
+            cache = gpt.new_cache(net.cfg, n, p + new_tokens, dtype, device)
+            positions = torch.arange(p, p + new_tokens, device=device)  # decode i is at p + i
+            zero = torch.tensor(0, device=device)
+
+        def forward(idx, cache, pos):
+            with self.autocast():
+                logits, cache = net(idx, cache, pos)
+            return logits[:, -1].argmax(dim=-1)  # (N,) greedy
+
+        first, next_ = forward, forward
+        if compile == "compile":  # one graph per shape: the prompt's and one token's
+            first, next_ = (torch.compile(forward, dynamic=False) for _ in range(2))
+
+        @torch.inference_mode()
+        def prefill(cache):
+            return cache, first(prompt, cache, zero)
+
+        @torch.inference_mode()
+        def decode(cache, token, i):
+            return cache, next_(token[:, None], cache, positions[i])
+
+        return prefill, decode, cache
+
     def training_step(self, net, inputs, labels, compile: str, lr_table):
         net.train()
         forward = torch.compile(net) if compile == "compile" else net
