@@ -440,8 +440,13 @@ class Run:
 
     def setting(self) -> str:
         """Everything that decides what was measured, but the device count: a data-parallel run
-        and its one-device twin share it (repro.stats.efficiency)."""
-        params = {k: v for k, v in self.metrics.params.items() if k not in (*UNMEASURED, "devices")}
+        and its one-device twin share it (repro.stats.efficiency). A null parameter (one that
+        does not apply) counts as absent, as in a run from before it existed."""
+        params = {
+            k: v
+            for k, v in self.metrics.params.items()
+            if k not in (*UNMEASURED, "devices") and v is not None
+        }
         context = {k: v for k, v in self.context().items() if k != "devices"}
         return json.dumps([self.metrics.framework, context, params], sort_keys=True, default=str)
 
@@ -461,6 +466,7 @@ class Run:
             "batch_size": params["batch_size"],
             "devices": self.devices,
             "sequence_length": params.get("sequence_length"),
+            "new_tokens": params.get("new_tokens"),  # mode=generate (null otherwise)
             "workload": self.metrics.workload,
             "model": self.metrics.model_config,
         }
