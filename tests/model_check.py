@@ -11,8 +11,8 @@ Train mode is diffed too: the outputs (batch statistics where a family has Batch
 has dropout) and every running mean afterwards (BatchNorm momentum), compared sorted, so without
 a name map. Families that generate (repro.kernel.generation.ARCHS) also run greedy generation with
 the KV cache through the framework adapter's own code (`mode=generate`'s), with each attention:
-the tokens must be torch's, and the cache path's logits (a prompt, then one token at a time, fed
-the reference's tokens) must match the full forward pass.
+the tokens must be torch's, and the logits the cache gave each token (the prompt at once, then
+one token at a time) must match one full forward pass over the prompt and the tokens fed back.
 
 MODEL is a workload's `model` entry as JSON ({"arch": ..., "config": {...}}); MODELS a JSON
 object of them by workload name, counted in one process (a framework import costs seconds).
@@ -23,6 +23,7 @@ abstract build and allocates the weights.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -34,7 +35,7 @@ from repro.kernel.models.attention import KINDS
 from repro.kernel.models.transfer import TransferError, load_torch_state
 
 BATCH, SEED = 2, 0
-PROMPT, NEW_TOKENS = 8, 16  # generation: a prompt of the input's first tokens, tokens decoded
+PROMPT, NEW_TOKENS = 8, 16  # generation: the first tokens of the input as the prompt; tokens made
 
 
 def count(framework: str, model: dict) -> int:
@@ -121,47 +122,17 @@ def torch_build(native, cfg, kind: str, net):
     return other
 
 
-def full_and_cached_logits(framework: str, net, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The logits of the full forward pass over x (N, T), and the same positions computed with
-    the KV cache: the first PROMPT tokens at once, then each further token of x on its own."""
-    n, t = x.shape
-    length = t  # the cache holds the whole sequence
+def full_logits(framework: str, net, ids: np.ndarray) -> np.ndarray:
+    """The logits of one full forward pass (no cache) over ids (N, T)."""
     if framework == "torch":
         import torch
 
-        cache = models.native("gpt", "torch").new_cache(net.cfg, n, length)
-        ids = torch.from_numpy(x)
         with torch.no_grad():
-            full = net(ids).numpy()
-            pieces = [net(ids[:, :PROMPT], cache, torch.tensor(0))[0].numpy()]
-            for i in range(PROMPT, t):
-                pieces.append(net(ids[:, i : i + 1], cache, torch.tensor(i))[0].numpy())
-    elif framework == "jax":
-        import jax
-        import jax.numpy as jnp
-
+            return net(torch.from_numpy(ids)).numpy()
+    if framework == "jax":
         module, variables = net
-        cache = models.native("gpt", "jax").new_cache(module.cfg, n, length)
-        full = np.asarray(module.apply(variables, x))
-        cached = jax.jit(lambda v, ids, c, pos: module.apply(v, ids, cache=c, pos=pos))
-
-        def apply(ids, pos):
-            nonlocal cache
-            logits, cache = cached(variables, ids, cache, jnp.int32(pos))
-            return np.asarray(logits)
-
-        pieces = [apply(x[:, :PROMPT], 0)] + [apply(x[:, i : i + 1], i) for i in range(PROMPT, t)]
-    else:
-        cache = models.native("gpt", "tensorflow").new_cache(net.cfg, n, length)
-        full = np.asarray(net(x, training=False))
-
-        def apply(ids, pos):
-            nonlocal cache
-            logits, cache = net(ids, training=False, cache=cache, pos=np.int32(pos))
-            return np.asarray(logits)
-
-        pieces = [apply(x[:, :PROMPT], 0)] + [apply(x[:, i : i + 1], i) for i in range(PROMPT, t)]
-    return full, np.concatenate(pieces, axis=1)
+        return np.asarray(module.apply(variables, ids))
+    return np.asarray(net(ids, training=False))
 
 
 def adapter(framework: str, model: dict):
@@ -174,8 +145,9 @@ def adapter(framework: str, model: dict):
 
 def generate_all(fw, model: dict, build, x: np.ndarray) -> dict:
     """For each attention, with `build(kind)`'s net: the greedy tokens of the adapter's generation
-    (its default compile mode) on the first PROMPT tokens of x, and the cache path's logits
-    against the full forward pass. {"tokens": {}} for a family that does not generate."""
+    (its default compile mode) on the first PROMPT tokens of x, and the logits the cache gave
+    each of them against one full forward pass (no cache) over the prompt and the tokens fed
+    back. {"tokens": {}} for a family that does not generate."""
     if fw is None:
         return {"tokens": {}}
     framework = fw.name
@@ -183,8 +155,11 @@ def generate_all(fw, model: dict, build, x: np.ndarray) -> dict:
     result, tokens = {"tokens": {}}, {}
     for kind in KINDS:
         net = build(kind)
-        tokens[kind] = generation.greedy(fw, net, fw.to_native(x[:, :PROMPT]), NEW_TOKENS, compile)
-        full, cached = full_and_cached_logits(framework, net, x)
+        prompt = x[:, :PROMPT]
+        tokens[kind], cached = generation.greedy(fw, net, fw.to_native(prompt), NEW_TOKENS, compile)
+        # the same logits from one pass over the prompt and every fed token, without a cache
+        sequence = np.concatenate([prompt, tokens[kind][:, :-1]], axis=1)
+        full = full_logits(framework, net, sequence)[:, PROMPT - 1 :]
         result[kind] = {
             "tokens": tokens[kind].tolist(),
             "kv_max_abs_diff": max_abs_diff(cached, full),
@@ -200,6 +175,7 @@ def compare(framework: str, model: dict, path: str) -> dict:
     ref = np.load(path)
     state = {k.removeprefix("state/"): ref[k] for k in ref.files if k.startswith("state/")}
 
+    @functools.cache  # each attention's model built once (the transfers rewrite every weight)
     def build(kind: str):
         options = models.build_options(model["arch"], kind)
         return native.build(cfg, **options, **({} if framework == "tensorflow" else {"seed": SEED}))

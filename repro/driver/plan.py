@@ -398,7 +398,9 @@ def check_data_parallel(framework: str, resolved: dict) -> None:
     it is built for, measured by one process."""
     devices, modes = resolved["devices"], DATA_PARALLEL_COMPILE_MODES[framework]
     if resolved["mode"] != "training":
-        raise UserError(f"devices={devices} is for training (mode=training); inference uses one")
+        raise UserError(
+            f"devices={devices} is for training (mode=training); {resolved['mode']} uses one"
+        )
     if resolved["compile"] not in modes:
         raise UserError(
             f"devices={devices} with {framework} runs compile={' or '.join(modes)}, "

@@ -29,21 +29,25 @@ def request(
     new_tokens: int,
     cache,
     clock: Callable[[], float] = time.perf_counter,
+    logits: list | None = None,
 ) -> tuple[list, object, float, list[float]]:
     """One greedy generation: the tokens (each (N,), on the device), the cache for the next
-    request, the TTFT and the gaps between consecutive output tokens (s)."""
+    request, the TTFT and the gaps between consecutive output tokens (s). `logits`, if given,
+    gains each output token's logits (N, vocab_size), left on the device."""
     start = clock()
-    cache, token = prefill(cache)  # the prompt; its last position gives the first token
+    cache, token, last = prefill(cache)  # the prompt; its last position gives the first token
     sync(token)
-    last = clock()
-    ttft, tokens, gaps = last - start, [token], []
+    now = clock()
+    ttft, tokens, gaps = now - start, [token], []
+    keep = (lambda x: None) if logits is None else logits.append
+    keep(last)
     for i in range(new_tokens - 1):
-        cache, token = decode(cache, token, i)  # the next token from this one, at prompt + i
+        cache, token, last = decode(cache, token, i)  # the next token from this one
         sync(token)
-        now = clock()
-        gaps.append(now - last)
+        then, now = now, clock()
+        gaps.append(now - then)
         tokens.append(token)
-        last = now
+        keep(last)
     return tokens, cache, ttft, gaps
 
 
@@ -65,11 +69,16 @@ def step(fw, net, prompt, new_tokens: int, compile: str) -> Callable[[], object]
     return run
 
 
-def greedy(fw, net, prompt, new_tokens: int, compile: str) -> np.ndarray:
-    """The greedy tokens of one request, (N, new_tokens), as numpy (the equivalence check)."""
+def greedy(fw, net, prompt, new_tokens: int, compile: str) -> tuple[np.ndarray, np.ndarray]:
+    """The greedy tokens of one request, (N, new_tokens), and the logits each came from,
+    (N, new_tokens, vocab_size), as numpy (the equivalence check)."""
     prefill, decode, cache = fw.generation(net, prompt, new_tokens, compile)
-    tokens = request(prefill, decode, fw.sync, new_tokens, cache)[0]
-    return np.stack([np.asarray(t) for t in tokens], axis=1).astype(np.int64)
+    logits: list = []
+    tokens = request(prefill, decode, fw.sync, new_tokens, cache, logits=logits)[0]
+    return (
+        np.stack([np.asarray(t) for t in tokens], axis=1).astype(np.int64),
+        np.stack([np.asarray(x, dtype=np.float32) for x in logits], axis=1),
+    )
 
 
 def _percentiles(ms: np.ndarray) -> dict:

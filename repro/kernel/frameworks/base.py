@@ -73,9 +73,10 @@ class Adapter:
 
     def generation(self, net, prompt, new_tokens: int, compile: str):
         """(prefill, decode, cache) for repro.kernel.generation: prefill(cache) -> (cache, first
-        token) runs the prompt (N, P); decode(cache, token, i) -> (cache, next token) feeds token
-        i + 1 at position P + i; cache is a fixed-size KV cache of P + new_tokens positions.
-        Tokens are (N,) ids, greedy (argmax), on the device."""
+        token, logits) runs the prompt (N, P); decode(cache, token, i) -> (cache, next token,
+        logits) feeds output token i at position P + i; cache is a fixed-size KV cache of
+        P + new_tokens positions. Tokens are (N,) greedy ids (the argmax of the last position's
+        logits, (N, vocab_size)), on the device."""
         raise NotImplementedError
 
     # -- attention ---------------------------------------------------------------------------

@@ -132,7 +132,8 @@ class Adapter(Base):
 
         def forward(variables, idx, cache, pos):
             logits, cache = module.apply(self.cast(variables), idx, cache=cache, pos=pos)
-            return cache, jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)  # (N,) greedy
+            last = logits[:, -1]  # (N, vocab_size)
+            return cache, jnp.argmax(last, axis=-1).astype(jnp.int32), last  # greedy: (N,)
 
         if compile == "jit":
             forward = jax.jit(forward, donate_argnums=2)

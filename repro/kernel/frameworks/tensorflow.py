@@ -100,7 +100,8 @@ class Adapter(Base):
 
         def forward(idx, cache, pos):
             logits, cache = net(idx, training=False, cache=cache, pos=pos)
-            return cache, tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)  # (N,) greedy
+            last = logits[:, -1]  # (N, vocab_size)
+            return cache, tf.argmax(last, axis=-1, output_type=tf.int32), last  # greedy: (N,)
 
         forward = self.compiled(forward, compile)
 

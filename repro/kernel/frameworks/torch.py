@@ -132,7 +132,8 @@ class Adapter(Base):
         def forward(idx, cache, pos):
             with self.autocast():
                 logits, cache = net(idx, cache, pos)
-            return logits[:, -1].argmax(dim=-1)  # (N,) greedy
+            last = logits[:, -1]  # (N, vocab_size)
+            return last.argmax(dim=-1), last  # greedy: (N,)
 
         first, next_ = forward, forward
         if compile == "compile":  # one graph per shape: the prompt's and one token's
@@ -140,11 +141,11 @@ class Adapter(Base):
 
         @torch.inference_mode()
         def prefill(cache):
-            return cache, first(prompt, cache, zero)
+            return cache, *first(prompt, cache, zero)
 
         @torch.inference_mode()
         def decode(cache, token, i):
-            return cache, next_(token[:, None], cache, positions[i])
+            return cache, *next_(token[:, None], cache, positions[i])
 
         return prefill, decode, cache
 
