@@ -1,10 +1,10 @@
 """mode=generate: greedy decoding with a KV cache, one request per step of the protocol.
 
 The request loop and its figures are checked without a kernel, on a fake model and clock; a
-small real run in every framework (gpt-mini, each in a compile mode that traces the prefill and
-the decode step once) checks the report's figures against each other. That every framework
-generates the same tokens as torch, and that the cache gives the full forward pass's logits, is
-tests/test_models.py's (greedy generation); refused requests are tests/test_bad_input.py's rows.
+small real run (gpt-mini) checks the report's figures against each other. That every framework
+generates (the adapters' own prefill and decode) the same tokens as torch, with each attention,
+and that the cache gives the full forward pass's logits, is tests/test_models.py's; refused
+requests are tests/test_bad_input.py's rows.
 """
 
 from __future__ import annotations
@@ -113,14 +113,14 @@ def test_old_reports_read_without_generation_figures_and_new_ones_show_them():
 
 GENERATE = ["-p", "mode=generate", "-p", "prompt_length=8", "-p", "new_tokens=8"]
 SHORT = ["-p", "batch_size=2", "-p", "steps=3", "-p", "warmup=1", "-p", "repeats=1"]
-COMPILED = {"torch": "eager", "tensorflow": "xla", "jax": "jit"}
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("framework", list(COMPILED))
-def test_generation_runs_in_every_framework_and_its_figures_agree(framework, runs_dir):
-    compile = COMPILED[framework]
-    args = ["gpt-mini", "-f", framework, *GENERATE, *SHORT, "-p", f"compile={compile}"]
+def test_a_generation_run_reports_figures_that_agree(runs_dir):
+    """One run, in JAX (asynchronous dispatch: without a sync after every token its clock would
+    read dispatch times). The other frameworks run the same generation code in
+    tests/test_models.py; a run costs ~35 s here, so one stands for the report's plumbing."""
+    args = ["gpt-mini", "-f", "jax", *GENERATE, *SHORT]
     done = repro("run", *args, "--runs-dir", str(runs_dir))
     assert done.returncode == 0, done.stderr[-3000:]
     (folder,) = list(runs_dir.iterdir())

@@ -126,7 +126,9 @@ class Adapter(Base):
         device = self.torch_device
         with torch.inference_mode():
             cache = gpt.new_cache(net.cfg, n, p + new_tokens, dtype, device)
-            positions = torch.arange(p, p + new_tokens, device=device)  # decode i is at p + i
+            # decode i is at p + i: each position a tensor of its own (a view of one would differ
+            # in storage offset, and torch.compile would compile again for each)
+            positions = [torch.tensor(i, device=device) for i in range(p, p + new_tokens)]
             zero = torch.tensor(0, device=device)
 
         def forward(idx, cache, pos):
@@ -135,17 +137,16 @@ class Adapter(Base):
             last = logits[:, -1]  # (N, vocab_size)
             return last.argmax(dim=-1), last  # greedy: (N,)
 
-        first, next_ = forward, forward
         if compile == "compile":  # one graph per shape: the prompt's and one token's
-            first, next_ = (torch.compile(forward, dynamic=False) for _ in range(2))
+            forward = torch.compile(forward, dynamic=False)
 
         @torch.inference_mode()
         def prefill(cache):
-            return cache, *first(prompt, cache, zero)
+            return cache, *forward(prompt, cache, zero)
 
         @torch.inference_mode()
         def decode(cache, token, i):
-            return cache, *next_(token[:, None], cache, positions[i])
+            return cache, *forward(token[:, None], cache, positions[i])
 
         return prefill, decode, cache
 
