@@ -296,7 +296,36 @@ def results(
         plot_processes(processes)
     if losses:
         plot_loss(losses, m)
+    if generated:
+        plot_tokens(generated["requests"][-len(m.step_s) :])
     return published
+
+
+def plot_tokens(requests: list[dict]) -> None:
+    """mode=generate: the time of each output token by its place in the request (the first is
+    the prefill), median and p10-p90 band over the measured requests."""
+    import matplotlib.pyplot as plt
+
+    ms = 1e3 * np.asarray([[r["ttft_s"], *r["tpot_s"]] for r in requests])  # (requests, tokens)
+    place = np.arange(1, ms.shape[1] + 1)
+    low, median, high = np.percentile(ms, [10, 50, 90], axis=0)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.fill_between(place, low, high, alpha=0.3, label="p10–p90")
+    ax.plot(place, median, marker=".", label="median")
+    ax.set(
+        title="Time of each output token (1: the prefill, then one decode step each)",
+        xlabel="output token",
+        ylabel="ms",
+        yscale="log" if median[0] > 10 * np.median(median[1:]) else "linear",
+    )
+    ax.legend()
+    show_figure(
+        fig,
+        "token_times",
+        f"Line plot of the time of each of the {ms.shape[1]} output tokens over "
+        f"{ms.shape[0]} measured requests: the first (prefill) {median[0]:.2f} ms median, the "
+        f"decode steps {np.median(median[1:]):.2f} ms median, with a p10 to p90 band.",
+    )
 
 
 def parallel(fw, devices: int, samples_per_s: float, warnings: list[str]) -> dict:
