@@ -151,7 +151,7 @@ PARAMS = {
             "repeats",
             int,
             "processes measuring the same steps (each fresh, the model rebuilt): verdicts rest "
-            "on their spread; 0 = 3 for inference on a CPU, else 1",
+            "on their spread; 0 = 3 for inference or generate on a CPU, else 1",
             0,
             minimum=0,
             maximum=100,
