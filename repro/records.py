@@ -88,7 +88,16 @@ def read(path: Path) -> Any:
 
 
 UNMEASURED = ("seed", "country", "price_per_hour")  # params that set no measured work
-SECTIONS = ("processes", "compute", "memory", "energy", "machine", "loss", "time_to_accuracy")
+SECTIONS = (
+    "processes",
+    "compute",
+    "memory",
+    "energy",
+    "machine",
+    "loss",
+    "time_to_accuracy",
+    "generation",
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,7 @@ class Summary:
     machine: Mapping  # repro.kernel.machine.Check's result: busy, reference, warnings
     loss: Mapping  # first, last, curve (training only)
     time_to_accuracy: Mapping  # reached, time_to_target_s, steps, curve, processes (its mode)
+    generation: Mapping  # mode=generate: ttft_ms, tpot_ms, e2e_ms (n, mean, p50, p90, p99), ...
     warnings: tuple[str, ...]
     warmup_steps: int | None
     warmup_steady: bool | None
@@ -491,9 +501,14 @@ class Run:
         """Everything that decides what was measured, but how many devices and how the batch is
         spread over them: a data-parallel run and its one-device twin share it (`twins`). The
         twin runs batch_size samples on one device, which is each device's batch under weak
-        scaling and the global batch under strong scaling."""
+        scaling and the global batch under strong scaling. A null parameter (one that does not
+        apply) counts as absent, as in a run from before it existed."""
         spread = ("devices", "scaling")
-        params = {k: v for k, v in self.metrics.params.items() if k not in (*UNMEASURED, *spread)}
+        params = {
+            k: v
+            for k, v in self.metrics.params.items()
+            if k not in (*UNMEASURED, *spread) and v is not None
+        }
         context = {k: v for k, v in self.context().items() if k not in spread}
         return json.dumps([self.metrics.framework, context, params], sort_keys=True, default=str)
 
@@ -514,6 +529,7 @@ class Run:
             "devices": self.devices,
             "scaling": self.scaling,
             "sequence_length": params.get("sequence_length"),
+            "new_tokens": params.get("new_tokens"),  # mode=generate (null otherwise)
             "workload": self.metrics.workload,
             "model": self.metrics.model_config,
         }

@@ -9,7 +9,10 @@ torch's fused attention, and torch's explicit attention with the same weights, a
 Flax's fused and explicit attention with the transferred weights, are each diffed against it.
 Train mode is diffed too: the outputs (batch statistics where a family has BatchNorm; no family
 has dropout) and every running mean afterwards (BatchNorm momentum), compared sorted, so without
-a name map.
+a name map. Families that generate (repro.kernel.generation.ARCHS) also run greedy generation with
+the KV cache through the framework adapter's own code (`mode=generate`'s), with each attention:
+the tokens must be torch's, and the logits the cache gave each token (the prompt at once, then
+one token at a time) must match one full forward pass over the prompt and the tokens fed back.
 
 MODEL is a workload's `model` entry as JSON ({"arch": ..., "config": {...}}); MODELS a JSON
 object of them by workload name, counted in one process (a framework import costs seconds).
@@ -20,17 +23,19 @@ abstract build and allocates the weights.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 
 import numpy as np
 
-from repro.kernel import models
+from repro.kernel import frameworks, generation, models
 from repro.kernel.models.attention import KINDS
 from repro.kernel.models.transfer import TransferError, load_torch_state
 
 BATCH, SEED = 2, 0
+PROMPT, NEW_TOKENS = 8, 16  # generation: the first tokens of the input as the prompt; tokens made
 
 
 def count(framework: str, model: dict) -> int:
@@ -75,6 +80,7 @@ def reference(model: dict, path: str) -> dict:
     range, which would hide a wrong nonlinearity), its inputs and its eval-mode outputs."""
     import torch
 
+    fw = adapter("torch", model)
     cfg, native = models.config(model), models.native(model["arch"], "torch")
     torch.manual_seed(SEED)
     net = native.build(cfg).eval()
@@ -93,14 +99,16 @@ def reference(model: dict, path: str) -> dict:
         y = net(inputs).numpy()
         diffs = {}
         for kind in KINDS[1:] if models.has_attention(model["arch"]) else ():
-            other = native.build(cfg, attention=kind).eval()
-            other.load_state_dict(net.state_dict())
+            other = torch_build(native, cfg, kind, net)
             diffs[kind] = float(np.max(np.abs(other(inputs).numpy() - y)))
         state = {f"state/{k}": v.numpy().copy() for k, v in net.state_dict().items()}
         y_train = net.train()(inputs).numpy()  # batch statistics; updates the running ones
         means = [b.numpy() for n, b in net.named_buffers() if n.endswith("running_mean")]
+        generated = generate_all(fw, model, lambda kind: torch_build(native, cfg, kind, net), x)
     np.savez(path, x=x, y=y, y_train=y_train, running_means=sorted_values(means), **state)
+    np.savez(path.removesuffix(".npz") + ".tokens.npz", **generated.pop("tokens"))
     return {
+        "generation": generated,
         "output_std": float(y.std()),
         "output_max_abs": float(np.max(np.abs(y))),
         "tensors": len(state),
@@ -108,11 +116,66 @@ def reference(model: dict, path: str) -> dict:
     }
 
 
+def torch_build(native, cfg, kind: str, net):
+    other = native.build(cfg, attention=kind).eval()
+    other.load_state_dict(net.state_dict())
+    return other
+
+
+def full_logits(framework: str, net, ids: np.ndarray) -> np.ndarray:
+    """The logits of one full forward pass (no cache) over ids (N, T)."""
+    if framework == "torch":
+        import torch
+
+        with torch.no_grad():
+            return net(torch.from_numpy(ids)).numpy()
+    if framework == "jax":
+        module, variables = net
+        return np.asarray(module.apply(variables, ids))
+    return np.asarray(net(ids, training=False))
+
+
+def adapter(framework: str, model: dict):
+    """The framework's adapter, for the families that generate: loaded first, before the
+    framework runs anything (TensorFlow sets its thread pools only before it starts)."""
+    if model["arch"] in generation.ARCHS:
+        return frameworks.load(framework, seed=SEED)
+    return None
+
+
+def generate_all(fw, model: dict, build, x: np.ndarray) -> dict:
+    """For each attention, with `build(kind)`'s net: the greedy tokens of the adapter's generation
+    (its default compile mode) on the first PROMPT tokens of x, and the logits the cache gave
+    each of them against one full forward pass (no cache) over the prompt and the tokens fed
+    back. {"tokens": {}} for a family that does not generate."""
+    if fw is None:
+        return {"tokens": {}}
+    framework = fw.name
+    compile = frameworks.COMPILE_MODES[framework][0]
+    result, tokens = {"tokens": {}}, {}
+    for kind in KINDS:
+        net = build(kind)
+        prompt = x[:, :PROMPT]
+        tokens[kind], cached = generation.greedy(fw, net, fw.to_native(prompt), NEW_TOKENS, compile)
+        # the same logits from one pass over the prompt and every fed token, without a cache
+        sequence = np.concatenate([prompt, tokens[kind][:, :-1]], axis=1)
+        full = full_logits(framework, net, sequence)[:, PROMPT - 1 :]
+        result[kind] = {
+            "tokens": tokens[kind].tolist(),
+            "kv_max_abs_diff": max_abs_diff(cached, full),
+            "logits_max_abs": float(np.max(np.abs(full))),
+        }
+    result["tokens"] = tokens
+    return result
+
+
 def compare(framework: str, model: dict, path: str) -> dict:
+    fw = adapter(framework, model)
     cfg, native = models.config(model), models.native(model["arch"], framework)
     ref = np.load(path)
     state = {k.removeprefix("state/"): ref[k] for k in ref.files if k.startswith("state/")}
 
+    @functools.cache  # each attention's model built once (the transfers rewrite every weight)
     def build(kind: str):
         options = models.build_options(model["arch"], kind)
         return native.build(cfg, **options, **({} if framework == "tensorflow" else {"seed": SEED}))
@@ -162,6 +225,9 @@ def compare(framework: str, model: dict, path: str) -> dict:
             max_abs_diff(sorted_values(means), ref["running_means"]),
         )
 
+    def transferred(kind: str):
+        return load_torch_state(model["arch"], framework, state, build(kind))
+
     others = KINDS[1:] if models.has_attention(model["arch"]) else ()
     train, running = train_diffs(net)
     return {
@@ -174,7 +240,20 @@ def compare(framework: str, model: dict, path: str) -> dict:
         "running_means": int(ref["running_means"].size),
         "refused": refused,
         "attention_max_abs_diff": {kind: diff(build(kind)) for kind in others},
+        "generation": generated(fw, model, ref["x"], path, transferred),
     }
+
+
+def generated(fw, model: dict, x: np.ndarray, path: str, build) -> dict:
+    """generate_all with `build(kind)`'s transferred weights, each attention's tokens checked
+    against those of torch's fused attention (same_tokens)."""
+    result = generate_all(fw, model, build, x)
+    result.pop("tokens")
+    reference = np.load(path.removesuffix(".npz") + ".tokens.npz")
+    for kind in set(result) & set(KINDS):
+        result[kind]["same_tokens"] = result[kind]["tokens"] == reference["fused"].tolist()
+        result[kind]["torch_tokens"] = reference["fused"].tolist()
+    return result
 
 
 if __name__ == "__main__":

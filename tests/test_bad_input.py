@@ -90,6 +90,7 @@ def bad(tmp_path_factory) -> Path:
 
 
 RUN = ["repro", "run", "resnet-tiny", "--runs-dir", "{d}/runs"]
+GPT = ["repro", "run", "gpt-mini", "--runs-dir", "{d}/runs"]
 ROWS = [
     # run: names, values, bounds, duplicates, hardware, paths
     (["repro", "run", "nope"], "unknown workload 'nope'; choose one of:"),
@@ -115,6 +116,19 @@ ROWS = [
         "sequence_length (1000) exceeds max_position (128)",
     ),
     ([*RUN, "-p", "precision=fp16", "-p", "mode=training"], "fp16 is for inference only"),
+    # mode=generate: causal LMs only, its parameters in that mode only, within the context
+    ([*RUN, "-p", "mode=generate"], "mode=generate is for causal language models (gpt-mini, "),
+    ([*GPT, "-p", "mode=generate"], "128 + 128 exceed gpt-mini's context of 64 positions"),
+    ([*GPT, "-p", "new_tokens=8"], "new_tokens applies to mode=generate only, not inference"),
+    ([*GPT, "-p", "mode=generate", "-p", "new_tokens=1"], "new_tokens must be >= 2, got 1"),
+    (
+        [*GPT, "-p", "mode=generate", "-p", "prompt_length=8", "-p", "sequence_length=16"],
+        "with mode=generate the input is the prompt: give prompt_length, not sequence_length",
+    ),
+    (
+        [*GPT, "-p", "mode=generate", "-p", "prompt_length=8", "-p", "devices=2"],
+        "devices=2 is for training (mode=training); generate uses one",
+    ),
     ([*RUN, "-p", "devices=2", "-p", "mode=inference"], "devices=2 is for training"),
     ([*RUN, "-p", "devices=0"], "devices must be >= 1, got 0"),
     ([*RUN, "-p", "devices=65"], "devices must be <= 64"),

@@ -23,7 +23,8 @@ import pytest
 from conftest import in_kernel
 
 from repro.driver import plan
-from repro.kernel import models
+from repro.kernel import generation, models
+from repro.kernel.models.attention import KINDS
 from repro.kernel.models.resnet import ResNetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,7 @@ README = ROOT / "README.md"
 SPECS = plan.workloads()
 FULL = [n for n, s in SPECS.items() if s.get("preset") == "full"]
 SMALL = [n for n, s in SPECS.items() if s.get("preset") == "small"]
+GENERATING = [n for n in SMALL if SPECS[n]["model"]["arch"] in generation.ARCHS]
 FRAMEWORKS = ("torch", "tensorflow", "jax")
 
 
@@ -124,13 +126,18 @@ def test_fused_and_explicit_attention_give_the_same_outputs_in_torch(name, tmp_p
         assert_same(result, diff)
 
 
+@cache
+def compared(name: str, framework: str, folder: str) -> dict:
+    """The transferred model checked against torch's reference in `framework`'s kernel."""
+    reference, _ = torch_reference(name, folder)
+    return in_kernel(framework, CHECK, "compare", framework, model_json(name), reference)
+
+
 @pytest.mark.kernel
 @pytest.mark.parametrize("framework", ["tensorflow", "jax"])
 @pytest.mark.parametrize("name", SMALL)
 def test_torch_weights_give_the_same_outputs(name, framework, tmp_path_factory):
-    folder = str(tmp_path_factory.getbasetemp())
-    reference, _ = torch_reference(name, folder)
-    result = in_kernel(framework, CHECK, "compare", framework, model_json(name), reference)
+    result = compared(name, framework, str(tmp_path_factory.getbasetemp()))
     print(f"{name} {framework} vs torch: {result}")
     refused = result["refused"]  # broken state_dicts: refused whole, the culprit named
     assert "no_such_module" in refused["unmapped"], refused
@@ -145,3 +152,26 @@ def test_torch_weights_give_the_same_outputs(name, framework, tmp_path_factory):
     assert set(result["attention_max_abs_diff"]) == ({"explicit"} if has_attention else set())
     for diff in result["attention_max_abs_diff"].values():
         assert_same(result, diff)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("name", GENERATING)
+def test_greedy_generation_gives_the_same_tokens_and_the_cache_the_same_logits(
+    name, framework, tmp_path_factory
+):
+    """mode=generate's own code (the adapter's prefill and decode, default compile mode) with
+    each attention: torch's weights give torch's greedy tokens in every framework, and the KV
+    cache's logits (a prompt, then one token at a time) are the full forward pass's."""
+    folder = str(tmp_path_factory.getbasetemp())
+    if framework == "torch":
+        generated = torch_reference(name, folder)[1]["generation"]
+    else:
+        generated = compared(name, framework, folder)["generation"]
+    torch_tokens = torch_reference(name, folder)[1]["generation"]["fused"]["tokens"]
+    assert len({t for row in torch_tokens for t in row}) > 1, torch_tokens  # not one token
+    for kind in KINDS:
+        result = generated[kind]
+        print(f"{name} {framework} {kind}: {result}")
+        assert result["tokens"] == torch_tokens
+        assert_same(result, result["kv_max_abs_diff"], "logits_max_abs")

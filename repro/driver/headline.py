@@ -70,6 +70,8 @@ def result(metrics: Metrics) -> str:
     ]
     if throughput.get("tokens_per_s"):
         parts.append(f"{throughput['tokens_per_s']:,.0f} tokens/s")
+    if summary.generation:
+        parts = [generation(summary.generation), *parts]
     peak = escape(summary.compute.get("peak_source"))
     mfu = summary.mfu
     parts.append(f"MFU **{mfu:.1%}** of {peak}" if mfu is not None else f"no MFU: {peak}")
@@ -89,9 +91,21 @@ def scenario(summary: Summary) -> str:
     )
 
 
+def generation(figures) -> str:
+    """mode=generate's figures: a step is one request."""
+    ttft, tpot, e2e = (section(figures, k) for k in ("ttft_ms", "tpot_ms", "e2e_ms"))
+    return (
+        f"time to first token p50 **{ttft.get('p50', 0):,.2f} ms**, per output token p50 "
+        f"**{tpot.get('p50', 0):,.2f} ms** (p99 {tpot.get('p99', 0):,.2f}), end-to-end per "
+        f"request p99 **{e2e.get('p99', 0):,.1f} ms** (a step below is one request)"
+    )
+
+
 def measured(metrics: Metrics) -> str:
     p, summary = metrics.params, metrics.step_summary
     sequence = f" × {p['sequence_length']} tokens" if p.get("sequence_length") else ""
+    if p.get("new_tokens"):
+        sequence = f" × ({p['prompt_length']}-token prompt → {p['new_tokens']} new tokens)"
     processes = summary.process_count if summary else p.get("repeats")
     warmup = (
         f"warm-up {summary.warmup_steps} steps "

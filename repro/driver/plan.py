@@ -19,7 +19,7 @@ import yaml
 from repro.driver import accuracy, kernels
 from repro.driver.accuracy import TRAIN_TO_ACCURACY
 from repro.errors import UserError, brief
-from repro.kernel import models
+from repro.kernel import generation, models
 from repro.kernel.frameworks import (
     COMPILE_MODES,
     DATA_PARALLEL_COMPILE_MODES,
@@ -112,8 +112,25 @@ PARAMS = {
         Param(
             "mode",
             str,
-            "what is measured; train-to-accuracy: time to a held-out accuracy on data=PATH",
-            choices=("inference", "training", TRAIN_TO_ACCURACY),
+            "what is measured; train-to-accuracy: time to a held-out accuracy on data=PATH; "
+            "generate: greedy decoding with a KV cache (causal LMs), one request per step",
+            choices=("inference", "training", TRAIN_TO_ACCURACY, "generate"),
+        ),
+        Param(
+            "prompt_length",
+            int,
+            "mode=generate: prompt tokens prefilled per sequence",
+            128,
+            minimum=1,
+            maximum=1048576,
+        ),
+        Param(
+            "new_tokens",
+            int,
+            "mode=generate: tokens generated per request (the first from the prefill)",
+            128,
+            minimum=2,
+            maximum=1048576,
         ),
         Param(
             "compile",
@@ -141,7 +158,7 @@ PARAMS = {
             "repeats",
             int,
             "processes measuring the same steps (each fresh, the model rebuilt): verdicts rest "
-            "on their spread; 0 = 3 for inference on a CPU, else 1",
+            "on their spread; 0 = 3 for inference or generate on a CPU, else 1",
             0,
             minimum=0,
             maximum=100,
@@ -283,7 +300,13 @@ FORMERLY = {  # attention was written out before it was a choice; one process me
 }
 # repeats=0: 3 processes for inference on a CPU; 1 for training (each process compiles again) and
 # on a GPU (each process would hold GPU memory while the next one runs; JAX preallocates 75%)
-REPEATS = {"inference": 3, "training": 1, TRAIN_TO_ACCURACY: 3}  # time to accuracy: its spread
+REPEATS = {
+    "inference": 3,
+    "training": 1,
+    TRAIN_TO_ACCURACY: 3,
+    "generate": 3,
+}  # time to accuracy: its spread
+GENERATION_PARAMS = ("prompt_length", "new_tokens")  # recorded as null in the other modes
 
 
 def workloads() -> dict[str, dict]:
@@ -471,7 +494,9 @@ def check_data_parallel(framework: str, resolved: dict) -> None:
     it is built for, measured by one process."""
     devices, modes = resolved["devices"], DATA_PARALLEL_COMPILE_MODES[framework]
     if resolved["mode"] != "training":
-        raise UserError(f"devices={devices} is for training (mode=training); inference uses one")
+        raise UserError(
+            f"devices={devices} is for training (mode=training); {resolved['mode']} uses one"
+        )
     if resolved["compile"] not in modes:
         raise UserError(
             f"devices={devices} with {framework} runs compile={' or '.join(modes)}, "
@@ -494,7 +519,7 @@ def check_scenario(resolved: dict) -> None:
     scenario = resolved["scenario"]
     if scenario != "none" and resolved["mode"] != "inference":
         raise UserError(
-            f"scenario={scenario} drives inference, not training; use mode=inference or "
+            f"scenario={scenario} drives inference, not {resolved['mode']}; use mode=inference or "
             "scenario=none"
         )
     for name, scenarios in APPLIES.items():
@@ -502,6 +527,35 @@ def check_scenario(resolved: dict) -> None:
             raise UserError(
                 f"{name} applies to scenario={'|'.join(scenarios)}, not scenario={scenario}"
             )
+
+
+def check_generation(workload: str, spec: dict, resolved: dict, given: dict) -> None:
+    """mode=generate: a causal LM whose context holds the prompt and the new tokens; the prompt
+    is the input sequence (sequence_length is set to prompt_length). Other modes take neither
+    prompt_length nor new_tokens (they are recorded as null)."""
+    if resolved["mode"] != "generate":
+        for name in GENERATION_PARAMS:
+            if name in given:
+                raise UserError(f"{name} applies to mode=generate only, not {resolved['mode']}")
+            resolved[name] = None
+        return
+    if spec["model"]["arch"] not in generation.ARCHS:
+        causal = [n for n, s in workloads().items() if s["model"]["arch"] in generation.ARCHS]
+        raise UserError(
+            f"mode=generate is for causal language models ({', '.join(causal)}), not {workload}"
+        )
+    prompt, new = resolved["prompt_length"], resolved["new_tokens"]
+    if "sequence_length" in given and resolved["sequence_length"] != prompt:
+        raise UserError(
+            "with mode=generate the input is the prompt: give prompt_length, not sequence_length"
+        )
+    context = models.config(spec["model"]).context
+    if prompt + new > context:
+        raise UserError(
+            f"prompt_length + new_tokens = {prompt} + {new} exceed {workload}'s context of "
+            f"{context} positions; lower prompt_length or new_tokens"
+        )
+    resolved["sequence_length"] = prompt
 
 
 def resolve(
@@ -559,6 +613,7 @@ def resolve(
     else:  # one device is both kinds of scaling: the twin of a weak and of a strong run alike
         resolved["scaling"] = None
     check_scenario(resolved)
+    check_generation(workload, spec, resolved, params or {})
     if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
         raise UserError(
             f"country must be a 3-letter ISO code such as USA or FRA, got {resolved['country']!r}"

@@ -63,6 +63,7 @@ def metric_rows(run: records.Run) -> dict:
         if "p90" in lat and "p99" in lat
         else None,
         "CV of step time": lat.get("cv"),
+        **generation_rows(s.generation),
         "measured steps": lat.get("n"),
         "first call (s)": s.first_call_s,
         "achieved TFLOP/s": s.compute.get("achieved_tflops"),
@@ -72,6 +73,19 @@ def metric_rows(run: records.Run) -> dict:
         "GPU energy (J / 1,000 samples)": s.gpu_joules_per_1000_samples,
         "energy estimate (kWh / 1,000 samples)": s.kwh_per_1000_samples,
         "energy method": s.energy_method,
+    }
+
+
+def generation_rows(figures) -> dict:
+    """mode=generate's latencies (None for the other modes): a step is one request."""
+
+    def p50_p99(key: str) -> str | None:
+        d = records.section(figures, key)
+        return f"{d['p50']:.3f} / {d['p99']:.3f}" if "p50" in d and "p99" in d else None
+
+    return {
+        "time to first token p50 / p99 (ms)": p50_p99("ttft_ms"),
+        "time per output token p50 / p99 (ms)": p50_p99("tpot_ms"),
     }
 
 

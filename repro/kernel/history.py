@@ -33,8 +33,9 @@ def load(folders: list[str]) -> list[records.Run]:
 def setting(run: records.Run) -> dict:
     """What must match for two runs to be points of one line: the framework, the context a
     comparison checks (CPU, GPU, driver, precision, mode, batch size, workload, model) and every
-    parameter but those of MEASURING."""
-    params = {k: v for k, v in run.metrics.params.items() if k not in MEASURING}
+    parameter but those of MEASURING. A null parameter (one that does not apply, such as
+    new_tokens outside mode=generate) counts as absent, as in a run from before it existed."""
+    params = {k: v for k, v in run.metrics.params.items() if k not in MEASURING and v is not None}
     return {"framework": run.metrics.framework, **params, **run.context()}
 
 

@@ -38,6 +38,7 @@ PARAMS = (  # what a fresh process needs to measure exactly what the kernel meas
     "eval_every",
     "max_steps",
     "max_seconds",
+    "new_tokens",
 )
 
 
@@ -58,8 +59,17 @@ def once(p: dict, log=sys.stderr) -> dict:
     inputs, targets = fw.to_native(batch), fw.to_native(labels)
     if models.has_attention(p["model"]["arch"]) and p["attention"] == "fused":
         fw.attention_kernel(net, p["model"])
-    step = fw.step(net, inputs, targets, mode=p["mode"], compile=p["compile"], lr_table=lr_table)
-    fw.count_flops(net, inputs, targets, p["mode"])
+    step = fw.step(
+        net,
+        inputs,
+        targets,
+        mode=p["mode"],
+        compile=p["compile"],
+        lr_table=lr_table,
+        new_tokens=p["new_tokens"],
+    )
+    if p["mode"] != "generate":  # a request's FLOPs are counted analytically (report.flops)
+        fw.count_flops(net, inputs, targets, p["mode"])
     with machine.Check() as check:
         m = measure.protocol(
             step, fw.sync, batch_size=p["batch_size"], warmup=p["warmup"], steps=p["steps"], log=log

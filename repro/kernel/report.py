@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from repro import MIME, stats
-from repro.kernel import capture, energy, measure, models
+from repro.kernel import capture, energy, generation, measure, models
 from repro.markdown import escape
 
 
@@ -150,12 +150,23 @@ def model_summary(
     return publish("model", info, table(rows, ("model", "")))
 
 
-def flops(fw, net, inputs, labels, model: dict, batch_size: int, mode: str) -> dict:
-    """FLOPs per step from the framework's counter, cross-checked with the analytic formula."""
-    analytic = (
-        models.config(model).flops_per_sample() * batch_size * (3 if mode == "training" else 1)
-    )
-    counted = fw.count_flops(net, inputs, labels, mode)
+def flops(
+    fw, net, inputs, labels, model: dict, batch_size: int, mode: str, new_tokens=None
+) -> dict:
+    """FLOPs per step from the framework's counter, cross-checked with the analytic formula; a
+    generation request (mode=generate) is counted analytically only."""
+    cfg = models.config(model)
+    if mode == "generate":
+        analytic = cfg.generation_flops(cfg.sequence_length, new_tokens) * batch_size
+        counted = {
+            "flops": None,
+            "method": "analytic",
+            "reason": "a request is a prefill and a loop of decode steps, which no framework "
+            "counter takes as one computation",
+        }
+    else:
+        analytic = cfg.flops_per_sample() * batch_size * (3 if mode == "training" else 1)
+        counted = fw.count_flops(net, inputs, labels, mode)
     ratio = counted["flops"] / analytic if counted["flops"] else None
     info = {**counted, "analytic": analytic, "ratio_to_analytic": ratio}
     rows = {
@@ -163,7 +174,10 @@ def flops(fw, net, inputs, labels, model: dict, batch_size: int, mode: str) -> d
         if counted["flops"]
         else f"unavailable: {counted.get('reason')}",
         "analytic (2×MACs of convs and fc"
-        + ("; training = 3× forward)" if mode == "training" else ")"): f"{analytic / 1e9:,.3f}",
+        + {
+            "training": "; training = 3× forward)",
+            "generate": "; prefill + decode steps over the fixed-size cache)",
+        }.get(mode, ")"): f"{analytic / 1e9:,.3f}",
         "counter / analytic": f"{ratio:.3f}" if ratio else "—",
     }
     return publish("flops", info, table(rows, ("GFLOPs per step", "")))
@@ -184,6 +198,7 @@ def results(
     scaling: str | None = "weak",
     loadgen: dict | None = None,
     sections: dict | None = None,
+    generated: dict | None = None,
 ) -> dict:
     """Summarise a measurement, show its table, warnings and plots, and record it. `repeats` are
     the measurements of the run's further processes (repro.kernel.repeat), this kernel's being the
@@ -191,7 +206,8 @@ def results(
     strong (`m` counts every device's samples; the FLOPs are one device's); `loadgen`: a LoadGen
     scenario's parsed summary (repro.kernel.loadgen.run), recorded and shown beside repro's
     figures; `sections`: a template's own, recorded in the summary over repro's
-    (repro.kernel.accuracy's time to accuracy)."""
+    (repro.kernel.accuracy's time to accuracy); `generated`: mode=generate's record of every
+    request, a step being one request (repro.kernel.generation.step)."""
     summary = measure.summarize(m, seed=seed)
     processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
     processes += [
@@ -278,6 +294,13 @@ def results(
         summary["loadgen"] = loadgen
         summary["warnings"].append(loadgen["warning"])
         scenario_md = "\n\n" + beside(loadgen, lat, thr, m.batch_size)
+    summary["generation"] = None
+    if generated:  # the measured requests are the last ones
+        measured = generated["requests"][-len(m.step_s) :]
+        summary["generation"] = figures = generation.summarize(
+            measured, m.step_s, m.batch_size, generated["prompt_length"]
+        )
+        rows = {**generation.rows(figures), **rows}
     notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
     energy_md = "\n\n**Energy**\n\n" + energy.markdown(summary["energy"]) if meter else ""
     data = {**summary, **(sections or {}), "memory": memory}
@@ -289,6 +312,8 @@ def results(
         plot_processes(processes)
     if losses:
         plot_loss(losses, m)
+    if generated:
+        plot_tokens(generated["requests"][-len(m.step_s) :])
     return published
 
 
@@ -336,6 +361,33 @@ def beside(loadgen: dict, latency: dict, throughput: dict, batch_size: int) -> s
         *[f"| {escape(a)} | {escape(b)} | {escape(c)} |" for a, b, c in rows],
     ]
     return "\n".join(lines)
+
+
+def plot_tokens(requests: list[dict]) -> None:
+    """mode=generate: the time of each output token by its place in the request (the first is
+    the prefill), median and p10-p90 band over the measured requests."""
+    import matplotlib.pyplot as plt
+
+    ms = 1e3 * np.asarray([[r["ttft_s"], *r["tpot_s"]] for r in requests])  # (requests, tokens)
+    place = np.arange(1, ms.shape[1] + 1)
+    low, median, high = np.percentile(ms, [10, 50, 90], axis=0)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.fill_between(place, low, high, alpha=0.3, label="p10–p90")
+    ax.plot(place, median, marker=".", label="median")
+    ax.set(
+        title="Time of each output token (1: the prefill, then one decode step each)",
+        xlabel="output token",
+        ylabel="ms",
+        yscale="log" if median[0] > 10 * np.median(median[1:]) else "linear",
+    )
+    ax.legend()
+    show_figure(
+        fig,
+        "token_times",
+        f"Line plot of the time of each of the {ms.shape[1]} output tokens over "
+        f"{ms.shape[0]} measured requests: the first (prefill) {median[0]:.2f} ms median, the "
+        f"decode steps {np.median(median[1:]):.2f} ms median, with a p10 to p90 band.",
+    )
 
 
 SCALING = {

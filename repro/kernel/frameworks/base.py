@@ -54,10 +54,15 @@ class Adapter:
         """The GPU's name (for its peak FLOP/s), or None on a CPU."""
         raise NotImplementedError
 
-    def step(self, net, inputs, labels, *, mode: str, compile: str, lr_table=None):
-        """A zero-argument callable running one inference or training step."""
+    def step(self, net, inputs, labels, *, mode: str, compile: str, lr_table=None, new_tokens=None):
+        """A zero-argument callable running one inference or training step, or (generate) one
+        greedy generation of `new_tokens` tokens after the prompt `inputs`."""
         if compile not in COMPILE_MODES[self.name]:
             raise ValueError(f"compile={compile!r}; {self.name} offers {COMPILE_MODES[self.name]}")
+        if mode == "generate":
+            from repro.kernel import generation
+
+            return generation.step(self, net, inputs, new_tokens, compile)
         if mode == "training":
             if self.precision == "fp16":
                 raise ValueError(
@@ -71,6 +76,14 @@ class Adapter:
         """The inference step as a function of its inputs (a batch on the device), compiled
         as `compile` says: `step` binds it to one batch, a LoadGen SUT (repro.kernel.loadgen)
         calls it on each query's samples."""
+        raise NotImplementedError
+
+    def generation(self, net, prompt, new_tokens: int, compile: str):
+        """(prefill, decode, cache) for repro.kernel.generation: prefill(cache) -> (cache, first
+        token, logits) runs the prompt (N, P); decode(cache, token, i) -> (cache, next token,
+        logits) feeds output token i at position P + i; cache is a fixed-size KV cache of
+        P + new_tokens positions. Tokens are (N,) greedy ids (the argmax of the last position's
+        logits, (N, vocab_size)), on the device."""
         raise NotImplementedError
 
     # -- attention ---------------------------------------------------------------------------

@@ -117,6 +117,35 @@ class Adapter(Base):
         predict = self.compiled(self._functions(net)[0], compile)
         return lambda inputs: predict(variables, inputs)
 
+    def generation(self, net, prompt, new_tokens: int, compile: str):
+        """A fixed-size cache updated by lax.dynamic_update_slice; jit compiles the prefill and
+        the decode step once each (the position is traced) and takes the cache's buffers over
+        (donate_argnums), so each step writes it in place."""
+        gpt = models.native("gpt", self.name)
+        module, variables = net
+        n, p = prompt.shape
+        dtype = LOW_PRECISION.get(self.precision, jnp.float32)
+        cache = jax.device_put(gpt.new_cache(module.cfg, n, p + new_tokens, dtype), self.jax_device)
+        # decode i is at p + i: each position a device scalar of its own, made before timing
+        positions = [jax.device_put(np.int32(i), self.jax_device) for i in range(p, p + new_tokens)]
+        zero = jax.device_put(np.int32(0), self.jax_device)
+
+        def forward(variables, idx, cache, pos):
+            logits, cache = module.apply(self.cast(variables), idx, cache=cache, pos=pos)
+            last = logits[:, -1]  # (N, vocab_size)
+            return cache, jnp.argmax(last, axis=-1).astype(jnp.int32), last  # greedy: (N,)
+
+        if compile == "jit":
+            forward = jax.jit(forward, donate_argnums=2)
+
+        def prefill(cache):
+            return forward(variables, prompt, cache, zero)
+
+        def decode(cache, token, i):
+            return forward(variables, token[:, None], cache, positions[i])
+
+        return prefill, decode, cache
+
     def training_step(self, net, inputs, labels, compile: str, lr_table):
         train, _ = self.trainer(net, compile, lr_table)
 

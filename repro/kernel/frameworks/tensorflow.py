@@ -86,6 +86,32 @@ class Adapter(Base):
     def inference_function(self, net, compile: str):
         return self.compiled(lambda x: net(x, training=False), compile)
 
+    def generation(self, net, prompt, new_tokens: int, compile: str):
+        """A fixed-size cache updated by ops.slice_update; a tf.function (compiled by XLA with
+        compile=xla) traces the prefill and the decode step once each (the position a tensor)."""
+        gpt = models.native("gpt", self.name)
+        n, p = prompt.shape
+        dtype = keras.mixed_precision.global_policy().compute_dtype
+        with tf.device(self.tf_device):
+            cache = gpt.new_cache(net.cfg, n, p + new_tokens, dtype)
+            positions = [tf.constant(i, tf.int32) for i in range(p, p + new_tokens)]
+            zero, prompt = tf.constant(0, tf.int32), tf.cast(prompt, tf.int32)
+
+        def forward(idx, cache, pos):
+            logits, cache = net(idx, training=False, cache=cache, pos=pos)
+            last = logits[:, -1]  # (N, vocab_size)
+            return cache, tf.argmax(last, axis=-1, output_type=tf.int32), last  # greedy: (N,)
+
+        forward = self.compiled(forward, compile)
+
+        def prefill(cache):
+            return forward(prompt, cache, zero)
+
+        def decode(cache, token, i):
+            return forward(token[:, None], cache, positions[i])
+
+        return prefill, decode, cache
+
     def training_step(self, net, inputs, labels, compile: str, lr_table):
         train, _ = self.trainer(net, compile, lr_table)
         return lambda: train(inputs, labels)

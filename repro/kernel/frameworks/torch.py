@@ -116,6 +116,40 @@ class Adapter(Base):
 
         return infer
 
+    def generation(self, net, prompt, new_tokens: int, compile: str):
+        """A static cache, written in place; torch.compile traces the prefill and the decode step
+        once each (dynamic=False: two fixed shapes, the position a tensor, so no recompiles)."""
+        gpt = models.native("gpt", self.name)
+        net.eval()
+        n, p = prompt.shape
+        dtype = LOW_PRECISION.get(self.precision, torch.float32)
+        device = self.torch_device
+        with torch.inference_mode():
+            cache = gpt.new_cache(net.cfg, n, p + new_tokens, dtype, device)
+            # decode i is at p + i: each position a tensor of its own (a view of one would differ
+            # in storage offset, and torch.compile would compile again for each)
+            positions = [torch.tensor(i, device=device) for i in range(p, p + new_tokens)]
+            zero = torch.tensor(0, device=device)
+
+        def forward(idx, cache, pos):
+            with self.autocast():
+                logits, cache = net(idx, cache, pos)
+            last = logits[:, -1]  # (N, vocab_size)
+            return last.argmax(dim=-1), last  # greedy: (N,)
+
+        if compile == "compile":  # one graph per shape: the prompt's and one token's
+            forward = torch.compile(forward, dynamic=False)
+
+        @torch.inference_mode()
+        def prefill(cache):
+            return cache, *forward(prompt, cache, zero)
+
+        @torch.inference_mode()
+        def decode(cache, token, i):
+            return cache, *forward(token[:, None], cache, positions[i])
+
+        return prefill, decode, cache
+
     def training_step(self, net, inputs, labels, compile: str, lr_table):
         train, _ = self.trainer(net, compile, lr_table)
         return lambda: train(inputs, labels)

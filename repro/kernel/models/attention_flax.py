@@ -48,3 +48,17 @@ def attend(
         pos = jnp.arange(q.shape[1])
         scores = jnp.where(pos[:, None] >= pos[None, :], scores, -jnp.inf)
     return jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(scores, axis=-1), v)
+
+
+def attend_cached(
+    q: jax.Array, k: jax.Array, v: jax.Array, *, positions: jax.Array, scale: float, kind: str
+) -> jax.Array:
+    """Causal attention of new queries over a fixed-size KV cache: q (N, T, heads, head_dim) at
+    absolute `positions` (T,), k and v the whole cache (N, L, heads, head_dim). Query i attends
+    to keys j <= positions[i]; the slots beyond, not yet written, are masked like the future."""
+    allowed = jnp.arange(k.shape[1])[None, :] <= positions[:, None]  # (T, L)
+    if check(kind) == "fused":
+        return jax.nn.dot_product_attention(q, k, v, mask=allowed[None, None], scale=scale)
+    scores = jnp.einsum("nqhd,nkhd->nhqk", q, k) * scale  # (N, heads, T, L)
+    scores = jnp.where(allowed, scores, -jnp.inf)
+    return jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(scores, axis=-1), v)

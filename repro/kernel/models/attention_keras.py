@@ -18,3 +18,15 @@ def attend(q, k, v, *, causal: bool, scale: float, kind: str):
         pos = ops.arange(ops.shape(q)[1])
         scores = ops.where(pos[:, None] >= pos[None, :], scores, float("-inf"))
     return ops.einsum("nhqk,nkhd->nqhd", ops.softmax(scores, axis=-1), v)
+
+
+def attend_cached(q, k, v, *, positions, scale: float, kind: str):
+    """Causal attention of new queries over a fixed-size KV cache: q (N, T, heads, head_dim) at
+    absolute `positions` (T,), k and v the whole cache (N, L, heads, head_dim). Query i attends
+    to keys j <= positions[i]; the slots beyond, not yet written, are masked like the future."""
+    allowed = ops.arange(ops.shape(k)[1])[None, :] <= positions[:, None]  # (T, L)
+    if check(kind) == "fused":
+        return ops.dot_product_attention(q, k, v, mask=allowed[None, None], scale=scale)
+    scores = ops.einsum("nqhd,nkhd->nhqk", q, k) * scale  # (N, heads, T, L)
+    scores = ops.where(allowed, scores, float("-inf"))
+    return ops.einsum("nhqk,nkhd->nqhd", ops.softmax(scores, axis=-1), v)

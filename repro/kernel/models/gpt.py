@@ -99,3 +99,15 @@ class GPTConfig(Config):
         per_token += c * self.vocab_size  # LM head
         attention = self.layers * 2 * t * t * c  # q k^T and att v, all heads together
         return 2 * (t * per_token + attention)
+
+    def generation_flops(self, prompt_length: int, new_tokens: int) -> int:
+        """Forward FLOPs of one greedy generation per sequence (mode=generate), 2 x MACs: the
+        prefill of prompt_length tokens, then new_tokens - 1 decode steps of one token each, as
+        computed with a fixed-size cache of L = prompt_length + new_tokens positions: per token
+        the projections and the LM head as in flops_per_sample, and attention against all L
+        cache slots (the masked ones are computed and discarded, as in all three frameworks)."""
+        c, length = self.width, prompt_length + new_tokens
+        tokens = prompt_length + new_tokens - 1  # run through the model: the prompt, then each fed
+        per_token = self.layers * (c * 3 * c + c * c + 2 * c * self.hidden) + c * self.vocab_size
+        attention = self.layers * 2 * length * c  # q k^T and att v per query, all heads together
+        return 2 * tokens * (per_token + attention)
