@@ -214,3 +214,9 @@ def test_the_reports_equivalence_claim_states_the_tolerance_the_test_uses():
     claim = plan.equivalence(plan.workloads()["resnet-tiny"])["claim"]
     tolerance = f"{models.EQUIVALENCE_ATOL:g} + {models.EQUIVALENCE_RTOL:g} * max|output|"
     assert tolerance in claim
+
+
+def test_repeats_default_to_three_processes_for_inference_on_a_cpu_and_one_for_training():
+    for mode, processes in (("inference", 3), ("training", 1)):
+        p = plan.resolve("resnet-tiny", "torch", {"mode": mode, "device": "cpu"})
+        assert p.params["repeats"] == processes
