@@ -119,7 +119,7 @@ ROWS = [
     # mode=generate: causal LMs only, its parameters in that mode only, within the context
     ([*RUN, "-p", "mode=generate"], "mode=generate is for causal language models (gpt-mini, "),
     ([*GPT, "-p", "mode=generate"], "128 + 128 exceed gpt-mini's context of 64 positions"),
-    ([*GPT, "-p", "new_tokens=8"], "new_tokens applies to mode=generate only, not inference"),
+    ([*GPT, "-p", "new_tokens=8"], "new_tokens applies to mode=generate only, not mode=inference"),
     ([*GPT, "-p", "mode=generate", "-p", "new_tokens=1"], "new_tokens must be >= 2, got 1"),
     (
         [*GPT, "-p", "mode=generate", "-p", "prompt_length=8", "-p", "sequence_length=16"],

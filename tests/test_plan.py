@@ -220,3 +220,16 @@ def test_repeats_default_to_three_processes_for_inference_on_a_cpu_and_one_for_t
     for mode, processes in (("inference", 3), ("training", 1)):
         p = plan.resolve("resnet-tiny", "torch", {"mode": mode, "device": "cpu"})
         assert p.params["repeats"] == processes
+
+
+def test_a_parameter_of_another_mode_or_scenario_is_null_and_refused_only_off_its_default():
+    """One rule (plan.ONLY_IN): where a parameter does not apply it is recorded as null; a value
+    away from its default is refused, its default (as a rerun of an older report gives it) is
+    not."""
+    given = {"min_duration_ms": "1000", "new_tokens": "128", "max_steps": "1000"}
+    params = plan.resolve("gpt-mini", "torch", given).params
+    assert all(params[name] is None for name in plan.ONLY_IN)
+    with pytest.raises(UserError, match="max_steps applies to mode=train-to-accuracy only"):
+        plan.resolve("gpt-mini", "torch", {"max_steps": "5"})
+    served = plan.resolve("gpt-mini", "torch", {"scenario": "offline"}).params
+    assert served["target_qps"] == 0.0 and served["min_query_count"] is None

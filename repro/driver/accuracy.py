@@ -23,16 +23,11 @@ ONLY_HERE = ("data", "target_accuracy", "eval_every", "max_steps", "max_seconds"
 MAX_DECODED_BYTES = 4 * 2**30  # the decoded float32 images (the kernel briefly holds ~3 copies)
 
 
-def check(spec: dict, resolved: dict, given: dict) -> None:
+def check(spec: dict, resolved: dict) -> None:
     """UserError (one line) unless a train-to-accuracy request can run; records `data` as an
-    absolute path (the notebook runs in its run folder). Other modes take none of its
-    parameters (`given`: those the user gave) and record them as null, as run.sh and a rerun
-    then leave them out."""
+    absolute path (the notebook runs in its run folder). (Other modes record its parameters,
+    ONLY_HERE, as null: repro.driver.plan.ONLY_IN.)"""
     if resolved["mode"] != TRAIN_TO_ACCURACY:
-        given = [n for n in ONLY_HERE if n in given]
-        if given:
-            raise UserError(f"{given[0]} applies to mode={TRAIN_TO_ACCURACY} only")
-        resolved.update(dict.fromkeys(ONLY_HERE))
         return
     if spec["task"] != "image-classification":
         raise UserError(

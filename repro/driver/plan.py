@@ -306,7 +306,15 @@ REPEATS = {
     TRAIN_TO_ACCURACY: 3,
     "generate": 3,
 }  # time to accuracy: its spread
-GENERATION_PARAMS = ("prompt_length", "new_tokens")  # recorded as null in the other modes
+# Parameters of one mode or one scenario, and where each applies. One rule for all of them
+# (check_applies): elsewhere, a value other than the default is refused, and the parameter is
+# recorded as null, so run.sh, a rerun and a comparison leave it out.
+ONLY_IN = {
+    "prompt_length": ("mode", ("generate",)),
+    "new_tokens": ("mode", ("generate",)),
+    **{name: ("mode", (TRAIN_TO_ACCURACY,)) for name in accuracy.ONLY_HERE},
+    **{name: ("scenario", scenarios) for name, scenarios in APPLIES.items()},
+}
 
 
 def workloads() -> dict[str, dict]:
@@ -513,31 +521,34 @@ def check_data_parallel(framework: str, resolved: dict) -> None:
         raise UserError(f"devices={devices}, but nvidia-smi lists {gpus} GPU(s); use at most that")
 
 
+def check_applies(resolved: dict) -> None:
+    """ONLY_IN's rule: a parameter set away from its default where it does not apply is
+    refused; where it does not apply it is recorded as null. (A default given by hand, as a
+    rerun of an older report gives every recorded value, is accepted.)"""
+    for name, (key, where) in ONLY_IN.items():
+        if resolved[key] in where:
+            continue
+        if resolved[name] != PARAMS[name].default:
+            raise UserError(
+                f"{name} applies to {key}={'|'.join(where)} only, not {key}={resolved[key]}"
+            )
+        resolved[name] = None
+
+
 def check_scenario(resolved: dict) -> None:
-    """A LoadGen scenario drives inference; its parameters, set away from their defaults, must
-    apply to the scenario chosen (repro.kernel.loadgen.APPLIES)."""
+    """A LoadGen scenario drives inference."""
     scenario = resolved["scenario"]
     if scenario != "none" and resolved["mode"] != "inference":
         raise UserError(
             f"scenario={scenario} drives inference, not {resolved['mode']}; use mode=inference or "
             "scenario=none"
         )
-    for name, scenarios in APPLIES.items():
-        if resolved[name] != PARAMS[name].default and scenario not in scenarios:
-            raise UserError(
-                f"{name} applies to scenario={'|'.join(scenarios)}, not scenario={scenario}"
-            )
 
 
 def check_generation(workload: str, spec: dict, resolved: dict, given: dict) -> None:
     """mode=generate: a causal LM whose context holds the prompt and the new tokens; the prompt
-    is the input sequence (sequence_length is set to prompt_length). Other modes take neither
-    prompt_length nor new_tokens (they are recorded as null)."""
+    is the input sequence (sequence_length is set to prompt_length)."""
     if resolved["mode"] != "generate":
-        for name in GENERATION_PARAMS:
-            if name in given:
-                raise UserError(f"{name} applies to mode=generate only, not {resolved['mode']}")
-            resolved[name] = None
         return
     if spec["model"]["arch"] not in generation.ARCHS:
         causal = [n for n, s in workloads().items() if s["model"]["arch"] in generation.ARCHS]
@@ -607,7 +618,8 @@ def resolve(
             "precision=fp16 is for inference only (training would need loss "
             "scaling); choose one of: fp32, tf32, bf16"
         )
-    accuracy.check(spec, resolved, params or {})  # data=PATH and the rest of train-to-accuracy
+    check_applies(resolved)  # parameters of another mode or scenario: refused, or null
+    accuracy.check(spec, resolved)  # data=PATH and the rest of train-to-accuracy
     if resolved["devices"] > 1:
         check_data_parallel(framework, resolved)
     else:  # one device is both kinds of scaling: the twin of a weak and of a strong run alike

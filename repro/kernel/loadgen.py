@@ -94,9 +94,9 @@ class Sut:
             lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in part])
 
 
-def targets(sut: Sut, scenario: str, target_qps: float, target_latency_ms: float) -> dict:
+def targets(sut: Sut, scenario: str, target_qps, target_latency_ms) -> dict:
     """The scenario's targets: as given, or (0) derived from warm calls of the shape it runs,
-    each with where it came from."""
+    each with where it came from (None: where one does not apply)."""
     size = sut.batch_size if scenario == "offline" else 1
     seconds = sut.warm(size)
     rate, latency_ms = size / seconds, seconds * 1e3
@@ -128,13 +128,17 @@ def targets(sut: Sut, scenario: str, target_qps: float, target_latency_ms: float
     return found
 
 
-def settings(lg, scenario: str, found: dict, *, min_duration_ms: int, min_query_count: int, seed):
-    """LoadGen's TestSettings for a performance run of `scenario` with these targets."""
+def settings(
+    lg, scenario: str, found: dict, *, min_duration_ms: int, min_query_count: int | None, seed
+):
+    """LoadGen's TestSettings for a performance run of `scenario` with these targets
+    (min_query_count is None where it does not apply: APPLIES)."""
     test = lg.TestSettings()
     test.scenario = getattr(lg.TestScenario, SCENARIOS[scenario])
     test.mode = lg.TestMode.PerformanceOnly
     test.min_duration_ms = min_duration_ms
-    test.min_query_count = min_query_count
+    if min_query_count is not None:
+        test.min_query_count = min_query_count
     test.qsl_rng_seed = test.sample_index_rng_seed = test.schedule_rng_seed = seed
     if "target_qps" in found:
         test.offline_expected_qps = test.server_target_qps = found["target_qps"]
@@ -153,9 +157,9 @@ def run(
     compile: str,
     batch_size: int,
     min_duration_ms: int,
-    min_query_count: int,
-    target_qps: float = 0.0,
-    target_latency_ms: float = 0.0,
+    min_query_count: int | None,
+    target_qps: float | None = 0.0,
+    target_latency_ms: float | None = 0.0,
     seed: int = 0,
 ) -> dict | None:
     """Run LoadGen's `scenario` over the model and `samples`; publish LoadGen's logs (its own
@@ -193,7 +197,7 @@ def run(
         **parse_summary(logs["mlperf_log_summary.txt"]),
         "settings": {
             "min_duration_ms": min_duration_ms,
-            "min_query_count": min_query_count if scenario in APPLIES["min_query_count"] else None,
+            "min_query_count": min_query_count,
             "qsl_samples": len(samples),
             "batch_size": batch_size if scenario == "offline" else 1,
             **found,
