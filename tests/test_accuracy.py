@@ -201,12 +201,21 @@ def test_the_held_out_split_is_fixed_and_the_order_follows_the_seed():
     assert sorted(sum(first, [])) == sorted(data.train_y.tolist())  # one epoch: each once
 
 
-def recorded(outcomes: list[dict]) -> records.TimeToAccuracy:
-    """The loop's outcomes as metrics.json keeps them (repro.kernel.accuracy.results), read back
-    through their record: the first process's figures and the spread over all."""
+NO_METER = {"codecarbon": {"status": "unavailable", "reason": "not run"}, "gpu": {}}
+
+
+def section(outcomes: list[dict], price_per_hour: float = 0.0) -> dict:
+    """The loop's outcomes as metrics.json keeps them (repro.kernel.accuracy.results): the first
+    process's figures, its cost and energy, and the spread over all."""
     first = {k: v for k, v in outcomes[0].items() if k not in ("step_s", "losses")}
-    section = {**first, "processes": accuracy.spread(outcomes)}
-    return records.TimeToAccuracy.from_json(json.loads(json.dumps(section)), "time_to_accuracy")
+    spent = accuracy.cost_and_energy(first, NO_METER, price_per_hour)
+    data = {**first, **spent, "processes": accuracy.spread(outcomes), "data": {"sha256": "0" * 64}}
+    return json.loads(json.dumps(data))
+
+
+def recorded(outcomes: list[dict]) -> records.TimeToAccuracy:
+    """`section`, read back through its record."""
+    return records.TimeToAccuracy.from_json(section(outcomes), "time_to_accuracy")
 
 
 def test_the_headline_says_the_time_to_target_or_that_the_cap_came_first():
