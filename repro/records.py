@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,6 @@ SECTIONS = (
     "energy",
     "machine",
     "loss",
-    "time_to_accuracy",
     "generation",
 )
 
@@ -110,6 +110,7 @@ class Scenario:
     failed: tuple[str, ...]  # the constraints LoadGen found not satisfied
     metric: Mapping  # the scenario's own figure: name, value (90th percentile, samples/s)
     samples_per_s: float | None
+    samples_per_query: int | None  # LoadGen's test parameter (offline: its one query's size)
     latency_ns: Mapping  # min, max, mean, p50, p90, p95, p97, p99, p99.9
     settings: Mapping  # min_duration_ms, min_query_count, target_qps, target_latency_ms, ...
 
@@ -118,6 +119,7 @@ class Scenario:
         if not isinstance(data, dict):
             raise RecordError(f"{source} is not a LoadGen result: {type(data).__name__}")
         metric = typed(data, "metric", dict, source)
+        typed(metric, "name", str, f"{source} metric")
         typed(metric, "value", NUMBER, f"{source} metric")
         failed = typed(data, "failed", list, source)
         latency = typed(data, "latency_ns", dict, source)
@@ -129,6 +131,9 @@ class Scenario:
             failed=tuple(str(f) for f in failed),
             metric=metric,
             samples_per_s=typed(data, "samples_per_s", (*NUMBER, NONE), source, None),
+            samples_per_query=typed(
+                section(data, "parameters"), "samples_per_query", (int, NONE), source, None
+            ),
             latency_ns=latency,
             settings=typed(data, "settings", dict, source),
         )
@@ -136,6 +141,106 @@ class Scenario:
     @property
     def valid(self) -> bool:
         return self.result == "VALID"
+
+    @property
+    def percentile(self) -> str | None:
+        """The latency percentile LoadGen's metric is (single-stream's: p90), as the keys of
+        `latency_ns` name it; None where its metric is a rate (samples per second)."""
+        found = re.fullmatch(r"(\d+(?:\.\d+)?)th percentile latency \(ns\)", self.metric["name"])
+        return f"p{float(found.group(1)):g}" if found else None
+
+
+def number(data: Mapping, key: str, source: str, absent: Any = ...) -> float | None:
+    """`data[key]`, a number or null (`absent` for a key an older file lacks)."""
+    return typed(data, key, (*NUMBER, NONE), source, absent)
+
+
+def points(curve: Any, source: str) -> tuple[Mapping, ...]:
+    """An accuracy curve: evaluations with numeric seconds and accuracy, at least one."""
+    if not isinstance(curve, list) or not curve:
+        raise RecordError(f"{source} is not a list of evaluations")
+    for point in curve:
+        if not isinstance(point, dict):
+            raise RecordError(f"{source} holds {type(point).__name__}, not an evaluation")
+        typed(point, "seconds", NUMBER, source)
+        typed(point, "accuracy", NUMBER, source)
+    return tuple(curve)
+
+
+@dataclass(frozen=True)
+class TimeToAccuracy:
+    """mode=train-to-accuracy's result (repro.kernel.accuracy.results): summary.time_to_accuracy
+    in metrics.json, null in the other modes. The figures of one process are the kernel's (the
+    first); `times_s` to `median_steps` are over the processes that reached the target."""
+
+    target: float  # held-out accuracy
+    reached: bool  # by the kernel's process
+    stopped_by: str | None  # target, max_steps or max_seconds
+    time_to_target_s: float | None
+    wall_s: float  # to the target, or to the cap
+    steps: int
+    best_accuracy: float
+    cost: float | None  # price_per_hour x wall_s (None: no price given)
+    price_per_hour: float | None
+    energy_kwh: float | None  # codecarbon's, over the same window
+    energy_status: str | None
+    gpu_joules: float | None
+    data_sha256: str | None  # the data's own hash (repro.kernel.accuracy.show_data)
+    processes: int
+    times_s: tuple[float, ...]
+    median_s: float | None
+    min_s: float | None
+    max_s: float | None
+    cv: float | None  # None with fewer than two processes that reached it
+    median_steps: float | None
+    stopped: tuple[str | None, ...]  # each process's stopped_by; the kernel's alone before them
+    curves: tuple[tuple[Mapping, ...], ...]  # each process's; the kernel's alone before them
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> TimeToAccuracy:
+        if not isinstance(data, dict):
+            raise RecordError(f"{source} is not a time to accuracy: {type(data).__name__}")
+        spread = typed(data, "processes", dict, source)
+        where = f"{source} processes"
+        times = typed(spread, "times_s", list, where)
+        if not positive(times):
+            raise RecordError(f"{where}: 'times_s' is not a list of positive numbers")
+        curve = points(typed(data, "curve", list, source), f"{source} curve")
+        stopped_by = typed(data, "stopped_by", (str, NONE), source, None)
+        stopped = typed(spread, "stopped_by", list, where, [stopped_by])
+        curves = typed(spread, "curves", list, where, [curve])
+        return cls(
+            target=typed(data, "target", NUMBER, source),
+            reached=typed(data, "reached", bool, source),
+            stopped_by=stopped_by,
+            time_to_target_s=number(data, "time_to_target_s", source),
+            wall_s=typed(data, "wall_s", NUMBER, source),
+            steps=typed(data, "steps", int, source),
+            best_accuracy=typed(data, "best_accuracy", NUMBER, source),
+            cost=number(data, "cost", source, None),
+            price_per_hour=number(data, "price_per_hour", source, None),
+            energy_kwh=number(data, "energy_kwh", source, None),
+            energy_status=typed(data, "energy_status", (str, NONE), source, None),
+            gpu_joules=number(data, "gpu_joules", source, None),
+            data_sha256=typed(section(data, "data"), "sha256", (str, NONE), source, None),
+            processes=typed(spread, "n", int, where),
+            times_s=tuple(times),
+            **{k: number(spread, k, where, None) for k in ("median_s", "min_s", "max_s", "cv")},
+            median_steps=number(spread, "median_steps", where, None),
+            stopped=tuple(str(s) if s is not None else None for s in stopped),
+            curves=tuple(points(c, f"{where} curves") for c in curves),
+        )
+
+    @property
+    def reached_by(self) -> int:
+        """How many processes reached the target."""
+        return len(self.times_s)
+
+    @property
+    def caps(self) -> tuple[str, ...]:
+        """What stopped the processes that did not reach the target (max_steps, max_seconds);
+        for a record from before each process's was kept, the kernel's only."""
+        return tuple(s for s in self.stopped if s and s != "target")
 
 
 @dataclass(frozen=True)
@@ -151,13 +256,13 @@ class Summary:
     energy: Mapping  # gpu {joules_per_1000_samples, status}, codecarbon {kwh_per_1000_samples}
     machine: Mapping  # repro.kernel.machine.Check's result: busy, reference, warnings
     loss: Mapping  # first, last, curve (training only)
-    time_to_accuracy: Mapping  # reached, time_to_target_s, steps, curve, processes (its mode)
     generation: Mapping  # mode=generate: ttft_ms, tpot_ms, e2e_ms (n, mean, p50, p90, p99), ...
     warnings: tuple[str, ...]
     warmup_steps: int | None
     warmup_steady: bool | None
     first_call_s: float | None
     loadgen: Scenario | None = None  # a LoadGen scenario's result (scenario=...)
+    time_to_accuracy: TimeToAccuracy | None = None  # mode=train-to-accuracy's result
 
     @classmethod
     def from_json(cls, data: Any, source: str) -> Summary:
@@ -181,6 +286,9 @@ class Summary:
             loadgen=None
             if data.get("loadgen") is None
             else Scenario.from_json(data["loadgen"], f"{source} loadgen"),
+            time_to_accuracy=None
+            if data.get("time_to_accuracy") is None
+            else TimeToAccuracy.from_json(data["time_to_accuracy"], f"{source} time_to_accuracy"),
         )
 
     @property
@@ -519,6 +627,7 @@ class Run:
     def context(self) -> dict:
         """What must match for two runs' numbers to be compared as like for like."""
         env, params = self.environment, self.metrics.params
+        accuracy = self.summary.time_to_accuracy
         return {
             "cpu": env.cpu.get("model"),
             "gpu": env.gpu_names or None,
@@ -530,6 +639,8 @@ class Run:
             "scaling": self.scaling,
             "sequence_length": params.get("sequence_length"),
             "new_tokens": params.get("new_tokens"),  # mode=generate (null otherwise)
+            "target_accuracy": params.get("target_accuracy"),  # mode=train-to-accuracy
+            "data": accuracy.data_sha256 if accuracy else None,  # its data, by their hash
             "workload": self.metrics.workload,
             "model": self.metrics.model_config,
         }

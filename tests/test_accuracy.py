@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from conftest import KERNEL_ENV, ROOT, read_metrics, repro, run_folders
 
-from repro import imagefolder
+from repro import imagefolder, records
 from repro.driver import datasets, headline, kernels, plan
 from repro.errors import UserError
 from repro.kernel import accuracy, images
@@ -201,19 +201,32 @@ def test_the_held_out_split_is_fixed_and_the_order_follows_the_seed():
     assert sorted(sum(first, [])) == sorted(data.train_y.tolist())  # one epoch: each once
 
 
+NO_METER = {"codecarbon": {"status": "unavailable", "reason": "not run"}, "gpu": {}}
+
+
+def section(outcomes: list[dict], price_per_hour: float = 0.0) -> dict:
+    """The loop's outcomes as metrics.json keeps them (repro.kernel.accuracy.results): the first
+    process's figures, its cost and energy, and the spread over all."""
+    first = {k: v for k, v in outcomes[0].items() if k not in ("step_s", "losses")}
+    spent = accuracy.cost_and_energy(first, NO_METER, price_per_hour)
+    data = {**first, **spent, "processes": accuracy.spread(outcomes), "data": {"sha256": "0" * 64}}
+    return json.loads(json.dumps(data))
+
+
+def recorded(outcomes: list[dict]) -> records.TimeToAccuracy:
+    """`section`, read back through its record."""
+    return records.TimeToAccuracy.from_json(section(outcomes), "time_to_accuracy")
+
+
 def test_the_headline_says_the_time_to_target_or_that_the_cap_came_first():
-    section = {
-        "target": 0.9,
-        "best_accuracy": 0.5,
-        "processes": {"n": 3, "reached": 0},
-    }
+    capped = loop(Stand(learn=1), max_steps=50)  # 50% right at the cap
     assert "**NOT reached** within the caps (3 process(es)); best 50.00%" in (
-        headline.time_to_accuracy(section)
+        headline.time_to_accuracy(recorded([capped] * 3))
     )
-    section["processes"] = {
-        "n": 3, "reached": 3, "median_s": 8.5, "min_s": 7.1, "max_s": 10.4, "median_steps": 50,
-    }  # fmt: skip
-    assert headline.time_to_accuracy(section) == (
+    reached = loop(Stand(learn=10))
+    times = [8.5, 7.1, 10.4]
+    record = recorded([{**reached, "time_to_target_s": t, "steps": 50} for t in times])
+    assert headline.time_to_accuracy(record) == (
         "time to 90.0% held-out accuracy **8.50 s** (median of 3 of 3 processes that reached "
         "it; range 7.10–10.40 s), 50 steps"
     )

@@ -1,17 +1,155 @@
 """repro compare: step-time ratios with their CI (from processes where runs measured several,
 else from steps), context checks, the --fail-if-slower regression gate, and the comparison report
-(a notebook with tables and plots)."""
+(a notebook with tables and plots). The time-to-accuracy and LoadGen sections (repro.kernel.suites)
+are checked without a kernel on records planted in a real run's (tests/fixtures/records/), then
+in a real report."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import statistics
 
 import nbformat
 import pytest
-from conftest import repro, run_folders
+from conftest import FIXTURES, repro, run_folders
+from test_accuracy import Stand, loop, section
+from test_loadgen import summary
 
-pytestmark = pytest.mark.kernel
+from repro import records
+from repro.kernel import suites
+
+RECORDS = FIXTURES / "records"
+
+
+def ticking():
+    """A clock that moves one second per reading: times to target that do not depend on the
+    machine."""
+    ticks = iter(range(10**6))
+    return lambda: float(next(ticks))
+
+
+def trained(*learn: float, **settings) -> list[dict]:
+    """One stand-in process per `learn` (its speed), as repro.kernel.accuracy's loop ends."""
+    return [loop(Stand(learn=k), clock=ticking(), **settings) for k in learn]
+
+
+def planted(folder, framework: str = "torch", **sections) -> records.Run:
+    """The fixture run's records in `folder`, in `framework`, with `sections` (time_to_accuracy,
+    loadgen) planted in its summary, read back as a comparison reads them."""
+    folder.mkdir(parents=True)
+    metrics = json.loads((RECORDS / "metrics.json").read_text())
+    metrics["framework"] = framework
+    metrics["summary"].update(sections)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    shutil.copy(RECORDS / "environment.json", folder)
+    return records.load(folder)
+
+
+def scenario(name: str, batch_size: int = 1) -> dict:
+    """A LoadGen result as metrics.json keeps it, from LoadGen's real summary of `name`."""
+    settings = {"min_duration_ms": 300, "batch_size": batch_size}
+    return {**summary(name), "scenario": name, "settings": settings}
+
+
+def test_time_to_accuracy_rows_ratios_and_curves_come_from_the_records(tmp_path):
+    fast, slow = trained(10, 5), trained(4, 3)
+    capped = trained(1, 1, max_steps=12)  # 12% held-out accuracy at the cap
+    runs = [
+        planted(tmp_path / "plain"),  # no time to accuracy: not in the section
+        planted(tmp_path / "fast", time_to_accuracy=section(fast, price_per_hour=2.0)),
+        planted(tmp_path / "slow", "jax", time_to_accuracy=section(slow)),
+        planted(tmp_path / "capped", time_to_accuracy=section(capped)),
+    ]
+    entries = suites.with_accuracy(runs)
+    assert [r.name for r, _ in entries] == ["fast", "slow", "capped"]
+    rows = [suites.accuracy_row(r, t) for r, t in entries]
+    times = [[o["time_to_target_s"] for o in outcomes] for outcomes in (fast, slow)]
+    assert rows[0]["result"] == "reached by 2 of 2 process(es)" and rows[1]["framework"] == "jax"
+    assert rows[0]["median time to target (s)"] == f"{statistics.median(times[0]):.2f}"
+    assert rows[0]["range (s)"] == f"{min(times[0]):.2f}–{max(times[0]):.2f}"
+    assert rows[0]["median steps"] == f"{statistics.median(o['steps'] for o in fast):,.0f}"
+    assert rows[0]["cost to target (first process)"] == (
+        f"{2.0 * fast[0]['wall_s'] / 3600:.4g} (at 2/hour)"
+    )
+    assert rows[1]["cost to target (first process)"] == "no price_per_hour"
+    assert rows[0]["energy to target (first process)"] == "unavailable (unavailable)"
+    # a run that did not reach the target says so, and which cap, where its numbers would be
+    assert (
+        rows[2]["result"] == "**NOT reached**: stopped by max_steps ×2 (2 process(es)), best 12.0%"
+    )
+    assert {rows[2][k] for k in ("median time to target (s)", "median steps")} == {"not reached"}
+    assert rows[2]["cost to target (first process)"] == "not reached"
+
+    pairs = suites.accuracy_ratios(entries)
+    assert [p["new"] for p in pairs] == ["slow", "capped"]
+    ratio = statistics.median(times[1]) / statistics.median(times[0])
+    assert pairs[0]["ratio"] == pytest.approx(ratio) and ratio > 1
+    low, high = pairs[0]["ci95"]
+    assert low < high
+    assert pairs[1] == {"base": "fast", "new": "capped", "ratio": None, "ci95": None}
+    assert suites.ratio_cells(pairs[1], entries[0][1]) == ["not reached", "—", "—"]
+    assert suites.ratio_cells(pairs[0], entries[0][1])[0] == f"{ratio:.3f}"
+    reversed_ = suites.accuracy_ratios([entries[2], entries[0]])  # a baseline that did not
+    assert suites.ratio_cells(reversed_[0], entries[2][1])[0] == "baseline not reached"
+
+    curves = suites.accuracy_curves(entries)
+    assert [c["colour"] for c in curves] == ["C0", "C1", "C2"]  # one colour per run
+    assert [len(c["curves"]) for c in curves] == [2, 2, 2]  # a line per process
+    assert curves[0]["curves"][1] == (
+        [p["seconds"] for p in fast[1]["curve"]],
+        [p["accuracy"] for p in fast[1]["curve"]],
+    )
+    assert curves[2]["median_s"] is None and curves[0]["target"] == 0.9
+    # ordinary runs: no section at all
+    assert suites.time_to_accuracy(runs[:1]) is None and suites.loadgen(runs[:1]) is None
+
+
+def test_an_older_time_to_accuracy_record_reads_and_a_bad_one_is_one_line(tmp_path):
+    older = section(trained(1, max_steps=12))
+    for key in ("stopped_by", "curves"):  # kept per process since the comparison shows them
+        del older["processes"][key]
+    run = planted(tmp_path / "older", time_to_accuracy=older)
+    record = run.summary.time_to_accuracy
+    assert record.curves == (tuple(older["curve"]),) and record.caps == ("max_steps",)
+    assert suites.accuracy_row(run, record)["result"].startswith(
+        "**NOT reached**: stopped by max_steps (1 process(es))"
+    )
+    bad = planted(tmp_path / "good", time_to_accuracy=section(trained(10))).folder
+    metrics = json.loads((bad / "metrics.json").read_text())
+    metrics["summary"]["time_to_accuracy"]["reached"] = "yes"
+    (bad / "metrics.json").write_text(json.dumps(metrics))
+    done = repro("compare", str(run.folder), str(bad), "--no-report")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "time_to_accuracy: 'reached' is str, not bool" in done.stderr
+
+
+def test_loadgen_rows_give_its_verdict_and_figure_beside_repros(tmp_path):
+    runs = [
+        planted(tmp_path / "single", loadgen=scenario("single-stream")),
+        planted(tmp_path / "plain"),
+        planted(tmp_path / "offline", "jax", loadgen=scenario("offline", batch_size=2)),
+        planted(tmp_path / "server", loadgen=scenario("server")),
+    ]
+    single, offline, server = (
+        suites.loadgen_row(r, r.summary.loadgen) for r in runs if r.summary.loadgen
+    )
+    latency = runs[0].summary.latency_ms
+    assert single["LoadGen result"] == "**VALID**"
+    assert single["LoadGen figure"] == "p90 latency 1.442 ms"  # LoadGen's 1441807 ns
+    assert single["repro figure"] == f"p90 step {latency['p90']:.3f} ms"
+    assert offline["LoadGen result"] == "**INVALID** (not satisfied: Min duration satisfied)"
+    assert offline["LoadGen figure"] == "656.83 samples/s"
+    assert offline["repro figure"] == (
+        f"{runs[2].summary.throughput['samples_per_s']:,.2f} samples/s"
+    )
+    assert offline["what is timed (LoadGen; repro)"] == (
+        "one query of 55 samples, in batches of 2; steps of 2 samples"
+    )
+    assert server["LoadGen figure"] == "47.04 samples/s"
+    assert server["p99 latency LoadGen / repro (ms)"] == f"5.291 / {latency['p99']:.3f}"
+    shown = suites.loadgen(runs)
+    assert [r["run"] for r in shown["rows"]] == [single["run"], offline["run"], server["run"]]
 
 
 def slowed_copy(folder, tmp_path, factor):
@@ -26,6 +164,7 @@ def slowed_copy(folder, tmp_path, factor):
     return slow
 
 
+@pytest.mark.kernel
 def test_identical_samples_pass_even_a_zero_threshold(small_runs, tmp_path):
     same = slowed_copy(small_runs["a"], tmp_path, 1.0)
     done = repro(
@@ -35,6 +174,7 @@ def test_identical_samples_pass_even_a_zero_threshold(small_runs, tmp_path):
     assert "step time x1.000" in done.stdout and "no significant difference" in done.stdout
 
 
+@pytest.mark.kernel
 def test_two_real_runs_are_compared_with_their_noise(small_runs):
     # Two runs of the same settings: the verdict depends on the machine's noise, so only the
     # statistics are checked here, not which way they fall.
@@ -43,6 +183,7 @@ def test_two_real_runs_are_compared_with_their_noise(small_runs):
     assert "95% CI" in done.stdout and "p=" in done.stdout and "3 and 3 processes" in done.stdout
 
 
+@pytest.mark.kernel
 def test_the_comparison_report_of_two_frameworks(small_runs, runs_dir):
     runs = [small_runs[k] for k in ("a", "b", "jax")]  # torch, torch, jax: one context
     done = repro("compare", *map(str, runs), "--runs-dir", str(runs_dir))
@@ -71,6 +212,7 @@ def test_the_comparison_report_of_two_frameworks(small_runs, runs_dir):
     assert repro("verify", str(folder)).returncode == 0
 
 
+@pytest.mark.kernel
 def test_a_planted_slowdown_fails_the_gate(small_runs, tmp_path):
     slow = slowed_copy(small_runs["a"], tmp_path, 3.0)  # unmistakable even on a noisy machine
     done = repro(
@@ -87,6 +229,7 @@ def test_a_planted_slowdown_fails_the_gate(small_runs, tmp_path):
     )
 
 
+@pytest.mark.kernel
 def test_runs_of_another_context_need_an_explicit_opt_in(small_runs, runs_dir):
     mixed = repro("compare", str(small_runs["a"]), str(small_runs["c"]))
     assert mixed.returncode == 2
@@ -117,6 +260,7 @@ def test_runs_of_another_context_need_an_explicit_opt_in(small_runs, runs_dir):
     assert "Columns: **batch size**" in heatmap.outputs[0]["data"]["text/markdown"]
 
 
+@pytest.mark.kernel
 def test_a_folder_of_runs_is_expanded(small_runs, tmp_path):
     folder = tmp_path / "many"
     for k in ("a", "b"):
@@ -127,6 +271,7 @@ def test_a_folder_of_runs_is_expanded(small_runs, tmp_path):
     assert f"{small_runs['b'].name} vs {small_runs['a'].name}" in done.stdout
 
 
+@pytest.mark.kernel
 def test_bad_arguments_exit_2_with_one_line(small_runs, tmp_path):
     done = repro("compare", str(small_runs["a"]), str(tmp_path), "--fail-if-slower", "5%")
     assert done.returncode == 2 and "holds no finished run folders" in done.stderr

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from repro.kernel.capture import gpu_names
 from repro.markdown import escape
-from repro.records import Environment, Metrics, Summary, section
+from repro.records import Environment, Metrics, Summary, TimeToAccuracy, section
 
 
 def ci(bounds, unit: str = "") -> str:
@@ -34,21 +34,19 @@ def step_time(summary: Summary) -> str:
     )
 
 
-def time_to_accuracy(section) -> str:
+def time_to_accuracy(record: TimeToAccuracy) -> str:
     """mode=train-to-accuracy's result: the time to the target over the processes, or that the
     cap came first."""
-    processes, target = section.get("processes") or {}, section.get("target", 0)
-    if not processes.get("reached"):
+    n, target = record.processes, record.target
+    if not record.reached_by:
         return (
             f"target {target:.1%} held-out accuracy **NOT reached** within the caps "
-            f"({processes.get('n', 1)} process(es)); best {section.get('best_accuracy', 0):.2%}"
+            f"({n} process(es)); best {record.best_accuracy:.2%}"
         )
-    n, reached = processes["n"], processes["reached"]
     return (
-        f"time to {target:.1%} held-out accuracy **{processes['median_s']:,.2f} s** (median of "
-        f"{reached} of {n} process{'es' if n > 1 else ''} that reached it; range "
-        f"{processes['min_s']:,.2f}–{processes['max_s']:,.2f} s), "
-        f"{processes['median_steps']:,.0f} steps"
+        f"time to {target:.1%} held-out accuracy **{record.median_s:,.2f} s** (median of "
+        f"{record.reached_by} of {n} process{'es' if n > 1 else ''} that reached it; range "
+        f"{record.min_s:,.2f}–{record.max_s:,.2f} s), {record.median_steps:,.0f} steps"
     )
 
 

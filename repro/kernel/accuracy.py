@@ -141,10 +141,13 @@ def settings(p: dict) -> dict:
 
 
 def spread(outcomes: list[dict]) -> dict:
-    """Time to target over the processes that reached it: median, range and CV."""
+    """Time to target over the processes that reached it: median, range and CV; and what
+    stopped each process and its held-out accuracy curve (a comparison shows them)."""
     times = [o["time_to_target_s"] for o in outcomes if o["reached"]]
     steps = [o["steps"] for o in outcomes if o["reached"]]
     summary = {"n": len(outcomes), "reached": len(times), "times_s": times}
+    summary["stopped_by"] = [o["stopped_by"] for o in outcomes]
+    summary["curves"] = [o["curve"] for o in outcomes]
     if times:
         summary |= {
             "median_s": statistics.median(times),
