@@ -205,7 +205,8 @@ class TimeToAccuracy:
         times = typed(spread, "times_s", list, where)
         if not positive(times):
             raise RecordError(f"{where}: 'times_s' is not a list of positive numbers")
-        curve = points(typed(data, "curve", list, source), f"{source} curve")
+        curve = typed(data, "curve", list, source)
+        points(curve, f"{source} curve")
         stopped_by = typed(data, "stopped_by", (str, NONE), source, None)
         stopped = typed(spread, "stopped_by", list, where, [stopped_by])
         curves = typed(spread, "curves", list, where, [curve])

@@ -30,7 +30,9 @@ def ticking():
 
 
 def trained(*learn: float, **settings) -> list[dict]:
-    """One stand-in process per `learn` (its speed), as repro.kernel.accuracy's loop ends."""
+    """One stand-in process per `learn` (its speed), as repro.kernel.accuracy's loop ends; no
+    time cap unless `settings` give one (the ticking clock reads several times a step)."""
+    settings = {"max_seconds": 10**6, **settings}
     return [loop(Stand(learn=k), clock=ticking(), **settings) for k in learn]
 
 
