@@ -63,8 +63,8 @@ test: venv $(VENV)/.sweep $(VENV)/.data ## Lint, build/verify the kernels, then 
 test-fast: lint $(VENV)/.data ## Lint, then every test that starts no kernel (under a minute)
 	$(VENV)/bin/python -m pytest -m "not kernel"
 
-data: $(VENV)/.data ## Write scikit-learn's digits as an image-folder tree: make data DEST=data/digits
-	$(REPRO) data digits "$$DEST"
+data: $(VENV)/.data ## Write a small real data set: make data DEST=data/digits [NAME=pydoc DEST=data/pydoc.npy]
+	$(REPRO) data "$${NAME:-digits}" "$$DEST"
 
 lint: venv ## Check style with ruff
 	$(VENV)/bin/ruff check .

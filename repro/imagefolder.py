@@ -1,7 +1,7 @@
 """An image-folder tree (`data=PATH`): one subfolder per class, named after it, holding that
 class's image files, as torchvision's ImageFolder reads it. Shared: the driver checks a tree
 before anything starts, the kernel reads the same listing before decoding it
-(repro.kernel.data), so both see the same classes, files and held-out split.
+(repro.kernel.images), so both see the same classes, files and held-out split.
 
 The tree is someone else's data, so it is read as untrusted input: nothing is followed through
 a link, sizes and counts are bounded, every file must start as the image its name says, and

@@ -185,14 +185,35 @@ def test_two_real_runs_are_compared_with_their_noise(small_runs):
     assert "95% CI" in done.stdout and "p=" in done.stdout and "3 and 3 processes" in done.stdout
 
 
+def with_sections(folder, tmp_path, **sections):
+    """A copy of a real run with `sections` (time_to_accuracy, loadgen) planted in its summary:
+    the comparison report's own sections, executed on real run folders."""
+    copy = shutil.copytree(folder, tmp_path / folder.name)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics["summary"].update(sections)
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    return copy
+
+
 @pytest.mark.kernel
-def test_the_comparison_report_of_two_frameworks(small_runs, runs_dir):
-    runs = [small_runs[k] for k in ("a", "b", "jax")]  # torch, torch, jax: one context
+def test_the_comparison_report_of_two_frameworks(small_runs, runs_dir, tmp_path):
+    capped = trained(1, 1, max_steps=12)
+    runs = [  # torch, torch, jax: one context (the planted data's hash too)
+        with_sections(small_runs["a"], tmp_path, time_to_accuracy=section(trained(10, 5))),
+        with_sections(small_runs["b"], tmp_path, time_to_accuracy=section(capped)),
+        with_sections(  # no real run has both; each section reads its own record
+            small_runs["jax"],
+            tmp_path,
+            time_to_accuracy=section(trained(4, 3)),
+            loadgen=scenario("single-stream"),
+        ),
+    ]
     done = repro("compare", *map(str, runs), "--runs-dir", str(runs_dir))
     assert done.returncode == 0, done.stdout + done.stderr
     [folder] = run_folders(runs_dir)
     assert f"comparison report: {folder / 'report.html'}" in done.stdout
     assert sorted(p.name for p in (folder / "plots").iterdir()) == [
+        "accuracy.png",
         "heatmap.png",
         "latency.png",
         "radar.png",
@@ -209,6 +230,11 @@ def test_the_comparison_report_of_two_frameworks(small_runs, runs_dir):
     assert "share their checked context" in next(v for k, v in outputs.items() if "context(" in k)
     side = next(v for k, v in outputs.items() if "side_by_side" in k)
     assert "throughput (samples/s)" in side and "framework version" in side
+    tta = next(v for k, v in outputs.items() if "suites.time_to_accuracy" in k)
+    assert "## Time to accuracy" in tta and "time-to-target ratio" in tta
+    assert "NOT reached" in tta  # the second run's processes stopped at max_steps
+    lg = next(v for k, v in outputs.items() if "suites.loadgen" in k)
+    assert "## MLPerf LoadGen scenarios" in lg and "single-stream" in lg
     html = (folder / "report.html").read_text()
     assert '<script src="http' not in html and "data:image/png;base64" in html
     assert repro("verify", str(folder)).returncode == 0

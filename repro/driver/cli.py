@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
-from repro.driver import kernels, plan
+from repro.driver import datasets, kernels, plan
 from repro.errors import INTERNAL, INTERRUPTED, ReproError, UserError, brief
 from repro.paths import RUNS
 
@@ -201,9 +201,13 @@ def parser() -> argparse.ArgumentParser:
         "--have", help="`pip list --format=freeze` taken on the target: what it need not get"
     )
 
-    data = sub.add_parser("data", help="write a small real data set as an image-folder tree")
-    data.add_argument("name", choices=["digits"], help="digits: scikit-learn's 8x8 digits")
-    data.add_argument("dest", type=given, help="the folder to create (must not exist)")
+    data = sub.add_parser("data", help="write a small real data set for mode=train-to-accuracy")
+    data.add_argument(
+        "name",
+        choices=list(datasets.WRITERS),
+        help="; ".join(f"{name}: {about}" for name, (_, _, about) in datasets.WRITERS.items()),
+    )
+    data.add_argument("dest", type=given, help="the folder or file to create (must not exist)")
 
     verify = sub.add_parser("verify", help="check a run folder, bundle or report for edits")
     verify.add_argument(
@@ -375,9 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             have = Path(args.have) if args.have else None
             wheelhouse.build(Path(args.out), args.python_version, have)
         elif args.command == "data":
-            from repro.driver.datasets import write_digits
-
-            print(f"{write_digits(args.dest):,} images -> {args.dest}")
+            unit, write, _ = datasets.WRITERS[args.name]
+            print(f"{write(args.dest):,} {unit} -> {args.dest}")
         elif args.command == "verify":
             from repro.driver.integrity import check
 

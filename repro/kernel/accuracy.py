@@ -1,5 +1,6 @@
 """Time to accuracy (in-kernel side): DAWNBench's metric. Train from scratch on real data
-(repro.kernel.images) until the held-out accuracy reaches a target, or a step or time cap.
+(repro.kernel.realdata: images, or text for a language model) until the held-out accuracy
+reaches a target, or a step or time cap.
 
 The clock starts before the first step and stops after the evaluation that reached the target,
 as MLPerf's run_start to run_stop: compilation (the first step), every step's copy of its batch
@@ -19,29 +20,33 @@ from collections.abc import Callable
 
 import numpy as np
 
-from repro.kernel import energy, images, measure, report
+from repro.kernel import energy, measure, realdata, report
 
 
-def with_classes(model: dict, dataset: images.Dataset) -> dict:
-    """The workload's model with one output per class of the data."""
+def with_classes(model: dict, dataset: realdata.Dataset) -> dict:
+    """The workload's model with one output per class of the data (a language model's outputs
+    are its vocabulary: unchanged)."""
+    if dataset.classes is None:
+        return model
     return {**model, "config": {**model.get("config", {}), "num_classes": len(dataset.classes)}}
 
 
 def accuracy(predict: Callable, to_native: Callable, x: np.ndarray, y: np.ndarray, batch: int):
-    """Share of `x` whose predicted class is `y`, in batches of `batch` (the last padded)."""
+    """Share of `y` that `x`'s predictions match, in batches of `batch` (the last padded): of
+    the images, or of every position of the sequences (next-token top-1 accuracy)."""
     correct = 0
     for start in range(0, len(y), batch):
         part = x[start : start + batch]
         padded = np.concatenate([part, np.zeros((batch - len(part), *x.shape[1:]), x.dtype)])
         correct += int((predict(to_native(padded))[: len(part)] == y[start : start + batch]).sum())
-    return correct / len(y)
+    return correct / y.size
 
 
 def train_to_target(
     train: Callable,
     predict: Callable,
     fw,
-    dataset: images.Dataset,
+    dataset: realdata.Dataset,
     *,
     batch_size: int,
     target: float,
@@ -109,7 +114,7 @@ def once(p: dict, log=sys.stderr) -> dict:
     from repro.kernel import machine, models, repeat
 
     fw = repeat.framework(p)
-    dataset = images.load(p["data"], models.config(p["model"]).image_size)
+    dataset = realdata.load(p["data"], models.config(p["model"]))
     net = fw.build(with_classes(p["model"], dataset), p["attention"])
     train, predict = fw.trainer(net, p["compile"], schedule(p["lr"], p["max_steps"]))
     with machine.Check() as check:
@@ -159,18 +164,10 @@ def spread(outcomes: list[dict]) -> dict:
     return summary
 
 
-def show_data(dataset: images.Dataset, path: str, load_s: float) -> dict:
+def show_data(dataset: realdata.Dataset, path: str, load_s: float) -> dict:
     """What the run trains and evaluates on, as a table; published for metrics.json."""
     info = {**dataset.summary(), "path": path, "load_s": load_s}
-    counts = ", ".join(f"{c}: {n}" for c, n in zip(dataset.classes, dataset.counts, strict=True))
-    rows = {
-        "data": path,
-        "classes (images each)": f"{len(dataset.classes)} ({counts})",
-        "training / held-out images": f"{info['train']:,} / {info['held_out']:,}",
-        "image shape after resizing": " × ".join(map(str, info["image_shape"])),
-        "sha256 over every file's path and bytes": dataset.sha256,
-        "decode time (s)": f"{load_s:.2f}",
-    }
+    rows = {"data": path, **dataset.rows, "load time (s)": f"{load_s:.2f}"}
     return report.publish("data", info, report.table(rows, ("data", "")))
 
 

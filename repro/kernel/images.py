@@ -1,58 +1,25 @@
-"""Real data for mode=train-to-accuracy (in-kernel side): an image-folder tree decoded once into
-memory, split into a fixed held-out set and a training set, and the order batches are drawn in.
+"""An image-folder tree as a repro.kernel.realdata.Dataset (in-kernel side), decoded once
+into memory and split into a fixed held-out set and a training set.
 
-Everything here is numpy and Pillow, before any framework sees it, so torch, TensorFlow and JAX
-train on the very same arrays in the very same order: each image decoded, converted to RGB and
-resized to the model's side (bilinear), scaled to [0, 1], then standardised per channel with the
-training set's mean and std; no augmentation. The held-out split takes the same share of every
-class (repro.imagefolder.HOLDOUT) with a fixed seed, whatever the run's seed; the run's seed
-draws the training order, a fresh permutation each epoch, batches in it, the remainder dropped.
+Everything here is numpy and Pillow: each image decoded, converted to RGB and resized to the
+model's side (bilinear), scaled to [0, 1], then standardised per channel with the training set's
+mean and std; no augmentation. The held-out split takes the same share of every class
+(repro.imagefolder.HOLDOUT) with a fixed seed, whatever the run's seed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
 
 import numpy as np
 
 from repro import imagefolder
+from repro.kernel.realdata import Dataset
 
 
 class DataError(ValueError):
     """An image of the tree that cannot be decoded: the message is one line naming it."""
-
-
-@dataclass(frozen=True)
-class Dataset:
-    classes: tuple[str, ...]
-    train_x: np.ndarray  # (N, H, W, 3) float32, standardised
-    train_y: np.ndarray  # (N,) int64, as the synthetic labels
-    held_x: np.ndarray
-    held_y: np.ndarray
-    sha256: str  # over every file's path and bytes, in order: which data this was
-    counts: tuple[int, ...]  # images per class
-
-    def batches(self, batch_size: int, seed: int):
-        """(x, y) numpy batches forever: each epoch a permutation of the training set drawn
-        from (seed, epoch), cut into whole batches."""
-        per_epoch = len(self.train_y) // batch_size
-        for epoch in range(10**9):
-            order = np.random.default_rng([seed, epoch]).permutation(len(self.train_y))
-            for i in range(per_epoch):
-                take = order[i * batch_size : (i + 1) * batch_size]
-                yield self.train_x[take], self.train_y[take]
-
-    def summary(self) -> dict:
-        return {
-            "classes": list(self.classes),
-            "images_per_class": list(self.counts),
-            "train": len(self.train_y),
-            "held_out": len(self.held_y),
-            "image_shape": list(self.train_x.shape[1:]),
-            "sha256": self.sha256,
-        }
 
 
 def decode(content: bytes, relative: str, side: int) -> np.ndarray:
@@ -93,5 +60,19 @@ def load(path: str, side: int) -> Dataset:
     mean = x[~held].mean(axis=(0, 1, 2))
     std = x[~held].std(axis=(0, 1, 2)) + 1e-6
     x = (x - mean) / std
-    counts = tuple(folder.counts())
-    return Dataset(folder.classes, x[~held], y[~held], x[held], y[held], digest.hexdigest(), counts)
+    counts = folder.counts()
+    info = {
+        "classes": list(folder.classes),
+        "images_per_class": counts,
+        "image_shape": list(x.shape[1:]),
+    }
+    each = ", ".join(f"{c}: {n}" for c, n in zip(folder.classes, counts, strict=True))
+    rows = {
+        "classes (images each)": f"{len(folder.classes)} ({each})",
+        "training / held-out images": f"{int((~held).sum()):,} / {int(held.sum()):,}",
+        "image shape after resizing": " × ".join(map(str, x.shape[1:])),
+        "sha256 over every file's path and bytes": digest.hexdigest(),
+    }
+    return Dataset(
+        x[~held], y[~held], x[held], y[held], digest.hexdigest(), folder.classes, info, rows
+    )
