@@ -256,7 +256,7 @@ PARAMS = {
             maximum=3_600_000,
         ),
         # mode=train-to-accuracy (repro.driver.accuracy): the data, the target and the caps
-        Param("data", str, "an image-folder tree (train-to-accuracy): class folders of images", ""),
+        Param("data", str, "train-to-accuracy: an image-folder tree or a token file", ""),
         Param(
             "target_accuracy",
             float,
