@@ -6,19 +6,30 @@ so `importlib.metadata` sees the kernel's distributions, not the driver's. Two l
 every locked distribution is installed at its locked version and nothing else is installed; and
 every installed file still has the sha256 that pip wrote into the distribution's RECORD, which
 catches an installed file edited after the fact.
+
+Hashing every file of a kernel (1-2 GB) costs seconds a run, so the check remembers, in the
+kernel's own folder, each file it found intact with its inode, size, mtime and ctime, as git's
+index does; a later check hashes only the files whose status differs. No write leaves the
+ctime unchanged, and a file changed less than RACY seconds before a check is hashed again next
+time, so an edited file is never taken for the one that was hashed.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import json
+import os
 import re
 import sys
 import sysconfig
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from stat import S_ISREG
 
 
 def normalize(name: str) -> str:
@@ -137,20 +148,78 @@ def installed() -> dict[str, metadata.Distribution]:
     return {normalize(d.metadata["Name"]): d for d in metadata.distributions(path=site)}
 
 
-def modified_files(dist: metadata.Distribution) -> list[str]:
-    """Files of `dist` whose content no longer matches the sha256 in its RECORD."""
-    changed = []
-    for file in dist.files or []:
-        if file.hash is None or file.hash.mode != "sha256":
-            continue  # RECORD itself, .pyc files and the like carry no hash
-        path = Path(file.locate())
-        if not path.is_file():
-            changed.append(f"{file} (missing)")
-            continue
-        digest = sha256(path).digest()
-        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != file.hash.value:
-            changed.append(str(file))
-    return changed
+RECORDED = "repro-verified.json"  # in the environment's prefix: files found intact, by status
+RACY = 2.0  # seconds: a file changed this recently may change again within one ctime tick
+
+
+def hashed_files(dist: metadata.Distribution) -> list[tuple[str, str]]:
+    """(path in RECORD, urlsafe-base64 sha256) of each file RECORD gives a sha256 for; RECORD
+    itself, .pyc files and the like carry none. Read as CSV: `dist.files` builds a Path per file,
+    seconds for a kernel's 30,000."""
+    rows = csv.reader((dist.read_text("RECORD") or "").splitlines())
+    return [(row[0], row[1][7:]) for row in rows if len(row) >= 2 and row[1].startswith("sha256=")]
+
+
+def status(path: str) -> list[int] | None:
+    """What changes whenever a regular file's content does (ctime cannot be set back by a user);
+    None when there is no regular file at `path`."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return None
+    return [s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns] if S_ISREG(s.st_mode) else None
+
+
+def recorded(where: Path) -> dict[str, list]:
+    """The files an earlier check found intact: {path: [RECORD hash, *status]}; an unreadable
+    record is no record (everything is hashed again)."""
+    try:
+        data = json.loads(where.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remember(where: Path, intact: dict[str, list]) -> None:
+    """Write the record atomically; an environment that cannot be written to keeps none."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=where.parent, prefix=f".{where.name}.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(intact, f)
+        os.replace(tmp, where)
+    except OSError:
+        pass
+
+
+@dataclass
+class FileCheck:
+    """Checks files against their RECORD hashes, hashing only those not known intact."""
+
+    known: dict[str, list] = field(default_factory=dict)
+    intact: dict[str, list] = field(default_factory=dict)
+    hashed: int = 0
+    started: float = field(default_factory=time.time)
+
+    def modified(self, dist: metadata.Distribution) -> list[str]:
+        """Files of `dist` whose content no longer matches the sha256 in its RECORD."""
+        base = str(dist.locate_file(""))
+        changed = []
+        for name, expected in hashed_files(dist):
+            path = os.path.normpath(os.path.join(base, name))
+            now = status(path)
+            if now is None:
+                changed.append(f"{name} (missing)")
+                continue
+            now = [expected, *now]
+            if self.known.get(path) != now:
+                self.hashed += 1
+                digest = sha256(path).digest()
+                if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != expected:
+                    changed.append(name)
+                    continue
+            if now[-1] < (self.started - RACY) * 1e9:
+                self.intact[path] = now
+        return changed
 
 
 @dataclass
@@ -161,6 +230,7 @@ class LockCheck:
     extra: list[str] = field(default_factory=list)  # installed, not locked
     modified: list[str] = field(default_factory=list)  # "name: path" edited after install
     files_checked: int = 0
+    files_hashed: int = 0  # of those, read again: new, or changed since a check found them intact
 
     @property
     def ok(self) -> bool:
@@ -196,10 +266,14 @@ def verify(lock_path: str | Path, check_files: bool = True) -> LockCheck:
             result.versions.append(f"{name}: locked {version}, installed {dist.version}")
     result.extra = sorted(set(dists) - set(pins))
     if check_files:
+        where = Path(sys.prefix) / RECORDED
+        files = FileCheck(known=recorded(where))
         for name in sorted(set(dists) & set(pins)):
-            files = dists[name].files or []
-            result.files_checked += sum(1 for f in files if f.hash is not None)
-            result.modified += [f"{name}: {path}" for path in modified_files(dists[name])]
+            result.files_checked += len(hashed_files(dists[name]))
+            result.modified += [f"{name}: {path}" for path in files.modified(dists[name])]
+        result.files_hashed = files.hashed
+        if files.intact != files.known:
+            remember(where, files.intact)
     return result
 
 

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import venv
 from importlib import metadata
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from repro import lockfile
 from repro.lockfile import lock_changes, normalize, parse_lock, read_lock, render, target_python
 
 LOCK = """\
@@ -159,6 +161,25 @@ def test_an_edited_installed_file_is_caught(env, tmp_path):
     finally:
         init.write_bytes(original)
     assert check(env, "fake-pkg==1.0\n", tmp_path)["ok"]
+
+
+def test_a_file_found_intact_is_not_hashed_again_until_it_changes(env, tmp_path):
+    time.sleep(lockfile.RACY)  # files changed just now are hashed at every check
+    check(env, "fake-pkg==1.0\n", tmp_path)
+    again = check(env, "fake-pkg==1.0\n", tmp_path)
+    assert again["ok"] and again["files_checked"] == 1 and again["files_hashed"] == 0
+    (env / lockfile.RECORDED).write_text("not json")  # a broken record: everything hashed again
+    assert check(env, "fake-pkg==1.0\n", tmp_path)["files_hashed"] == 1
+    init = next(env.rglob("fake_pkg/__init__.py"))
+    original = init.read_bytes()
+    try:
+        init.write_bytes(b"VALUE = 3\n")  # same size: only its ctime and mtime tell
+        edited = check(env, "fake-pkg==1.0\n", tmp_path)
+        assert (
+            edited["modified"] == ["fake-pkg: fake_pkg/__init__.py"] and edited["files_hashed"] == 1
+        )
+    finally:
+        init.write_bytes(original)
 
 
 KERNELSPECS = Path(__file__).resolve().parents[1] / "kernelspecs"

@@ -62,7 +62,8 @@ def banner(plan: RunPlan, run_context: dict) -> str:
     else:
         lines.append(
             f"Pinned kernel: every installed file matches the lock "
-            f"(sha256 `{lock['lock_sha256'][:16]}…`, {lock['files_checked']:,} files checked)."
+            f"(sha256 `{lock['lock_sha256'][:16]}…`, {lock['files_checked']:,} files checked: "
+            f"{lock['files_hashed']:,} hashed now, the others unchanged since they were hashed)."
         )
     return "\n\n".join(lines)
 
