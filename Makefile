@@ -10,7 +10,8 @@ SWEEP ?= sweeps/frameworks-small.yaml
 # exported, and quoted in recipes as "$$NAME", so no value is pasted into a shell command.
 # An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
 USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR REBUILD \
-	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES DEST
+	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES DEST \
+	UPGRADE
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 export JUPYTER_PATH := $(CURDIR)/.jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
@@ -51,8 +52,8 @@ list: venv ## List workloads, frameworks, kernels and parameters
 kernels: venv ## Build (if needed), register and verify every pinned kernel; REBUILD=1 forces it
 	$(REPRO) kernels $(if $(REBUILD),--rebuild)
 
-lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (uv, hashes; seconds)
-	$(REPRO) lock
+lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (uv, hashes; seconds); UPGRADE=1 moves every pin
+	$(REPRO) lock $(if $(UPGRADE),--upgrade)
 
 test: venv $(VENV)/.sweep $(VENV)/.data ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)
 	$(VENV)/bin/ruff check .

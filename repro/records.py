@@ -97,6 +97,7 @@ SECTIONS = (
     "machine",
     "loss",
     "generation",
+    "runtime",
 )
 
 
@@ -258,6 +259,7 @@ class Summary:
     machine: Mapping  # repro.kernel.machine.Check's result: busy, reference, warnings
     loss: Mapping  # first, last, curve (training only)
     generation: Mapping  # mode=generate: ttft_ms, tpot_ms, e2e_ms (n, mean, p50, p90, p99), ...
+    runtime: Mapping  # runtime=onnxruntime: the export (repro.kernel.runtimes.serve)
     warnings: tuple[str, ...]
     warmup_steps: int | None
     warmup_steady: bool | None
@@ -581,13 +583,15 @@ class Run:
 
     @property
     def label(self) -> str:
-        """Short and unique: framework and compile mode, workload, batch size, explicit attention
-        where it ran, and the run id's random suffix."""
+        """Short and unique: framework and compile mode (or the exported runtime that served
+        it), workload, batch size, explicit attention where it ran, and the run id's suffix."""
         m, p = self.metrics, self.metrics.params
         explicit = " explicit-attn" if p.get("attention") == "explicit" else ""
         spread = f" ×{self.devices} {self.scaling}" if self.scaling else ""
+        runtime = p.get("runtime")
+        how = f"→{runtime}" if runtime not in (None, "native") else f" {p.get('compile', '')}"
         return (
-            f"{m.framework} {p.get('compile', '')} {m.workload} bs{p['batch_size']}"
+            f"{m.framework}{how} {m.workload} bs{p['batch_size']}"
             f"{spread}{explicit} #{self.name.rsplit('_', 1)[-1]}"
         )
 

@@ -228,7 +228,9 @@ def test_a_parameter_of_another_mode_or_scenario_is_null_and_refused_only_off_it
     not."""
     given = {"min_duration_ms": "1000", "new_tokens": "128", "max_steps": "1000"}
     params = plan.resolve("gpt-mini", "torch", given).params
-    assert all(params[name] is None for name in plan.ONLY_IN)
+    elsewhere = [n for n, (key, where) in plan.ONLY_IN.items() if params[key] not in where]
+    assert elsewhere and all(params[name] is None for name in elsewhere)
+    assert params["runtime"] == "native"  # inference: it applies
     with pytest.raises(UserError, match="max_steps applies to mode=train-to-accuracy only"):
         plan.resolve("gpt-mini", "torch", {"max_steps": "5"})
     served = plan.resolve("gpt-mini", "torch", {"scenario": "offline"}).params

@@ -189,6 +189,9 @@ def parser() -> argparse.ArgumentParser:
 
     lock = sub.add_parser("lock", help="recompile the kernel locks with uv")
     lock.add_argument("names", nargs="*")
+    lock.add_argument(
+        "--upgrade", action="store_true", help="newest versions (default: keep the locked pins)"
+    )
 
     sub.add_parser("list", help="list workloads, frameworks, kernels and parameters")
 
@@ -334,7 +337,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             summary = result.metrics.step_summary  # None: a template of one's own
             thr = f"{summary.throughput['samples_per_s']:.2f} samples/s " if summary else ""
-            print(f"{request.workload['name']} / {request.framework}: {thr}-> {result.folder}")
+            runtime = request.params.get("runtime")
+            served = f" → {runtime}" if runtime not in (None, "native") else ""
+            print(
+                f"{request.workload['name']} / {request.framework}{served}: {thr}-> {result.folder}"
+            )
         elif args.command == "rerun":
             from repro.driver.rerun import rerun
 
@@ -365,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         elif args.command == "lock":
             for name in args.names or kernels.lockable():
-                kernels.compile_lock(name)
+                kernels.compile_lock(name, upgrade=args.upgrade)
         elif args.command == "list":
             print(workload_table())
             print("\nframeworks:", ", ".join(plan.FRAMEWORKS))

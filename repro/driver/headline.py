@@ -118,9 +118,14 @@ def measured(metrics: Metrics) -> str:
             f"to {p['target_accuracy']:.1%} on {p['data']}, caps {p['max_steps']} steps and "
             f"{p['max_seconds']:g} s, × {processes} process{plural}"
         )
+    served = (  # an exported runtime serves the model (repro.kernel.runtimes)
+        f"exported to {p['runtime']}"
+        if p.get("runtime") not in (None, "native")
+        else f"compile {p['compile']}"
+    )
     return escape(
         f"{metrics.workload} in {metrics.framework}, {p['mode']}, {batch(p)}"
-        f"{sequence}, {p['precision']}, compile {p['compile']}, {p['threads']} threads; {how_long}"
+        f"{sequence}, {p['precision']}, {served}, {p['threads']} threads; {how_long}"
     )
 
 

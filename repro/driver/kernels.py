@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -319,9 +320,11 @@ def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
     return check
 
 
-def compile_lock(name: str, log=sys.stderr) -> Path:
+def compile_lock(name: str, upgrade: bool = False, log=sys.stderr) -> Path:
     """Recompile kernelspecs/<name>/requirements.lock from its requirements.in with uv, for the
-    Python its `# python: X.Y` line names, from the index's published hashes (no downloads)."""
+    Python its `# python: X.Y` line names, from the index's published hashes (no downloads).
+    Pins already in the lock are kept where requirements.in still allows them (as pip-compile
+    does), so adding a package moves nothing else; `upgrade` takes the newest of everything."""
     source = KERNELSPECS / name / "requirements.in"
     if not source.is_file():
         raise UserError(f"no requirements.in for kernel {name!r}; kernels: {', '.join(lockable())}")
@@ -330,12 +333,17 @@ def compile_lock(name: str, log=sys.stderr) -> Path:
         raise UserError(f"{shown(source)} names no Python to lock for: add a line `# python: 3.11`")
     lock = source.with_name("requirements.lock")
     print(f"compiling {shown(lock)} for Python {python}", file=log)
-    done = _run(
-        [uv(), "pip", "compile", "--quiet", "--no-header", "--generate-hashes"]
-        + ["--python-version", python, "--python-platform", PLATFORM, *find_links()]
-        + [shown(source)],  # relative: the lock's `# via -r ...` comments name no machine path
-        f"compiling the lock of {name}",
-        cwd=ROOT,
-    )
-    lock.write_text(LOCK_HEADER.format(python=python, platform=PLATFORM) + done.stdout)
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "requirements.lock"  # uv reads the pins to keep from its output
+        if lock.is_file() and not upgrade:
+            shutil.copyfile(lock, out)
+        _run(
+            [uv(), "pip", "compile", "--quiet", "--no-header", "--generate-hashes"]
+            + ["--python-version", python, "--python-platform", PLATFORM, *find_links()]
+            + ["--output-file", out, *(["--upgrade"] if upgrade else [])]
+            + [shown(source)],  # relative: the lock's `# via -r ...` comments name no machine path
+            f"compiling the lock of {name}",
+            cwd=ROOT,
+        )
+        lock.write_text(LOCK_HEADER.format(python=python, platform=PLATFORM) + out.read_text())
     return lock

@@ -19,7 +19,7 @@ import yaml
 from repro.driver import accuracy, kernels
 from repro.driver.accuracy import TRAIN_TO_ACCURACY
 from repro.errors import UserError, brief
-from repro.kernel import generation, models
+from repro.kernel import generation, models, runtimes
 from repro.kernel.frameworks import (
     COMPILE_MODES,
     DATA_PARALLEL_COMPILE_MODES,
@@ -27,6 +27,7 @@ from repro.kernel.frameworks import (
     parallel_batches,
 )
 from repro.kernel.loadgen import APPLIES, SCENARIOS
+from repro.kernel.runtimes import RUNTIMES
 from repro.paths import KERNELSPECS, ROOT, RUNS, WORKLOADS
 
 if TYPE_CHECKING:
@@ -153,6 +154,14 @@ PARAMS = {
             "(the same model); other families ignore it",
             "fused",
             choices=("fused", "explicit"),
+        ),
+        Param(
+            "runtime",
+            str,
+            "inference: native (the framework) or onnxruntime (the model exported to ONNX, "
+            "checked against the native one, served by ONNX Runtime)",
+            "native",
+            choices=RUNTIMES,
         ),
         Param(
             "repeats",
@@ -310,6 +319,7 @@ REPEATS = {
 # (check_applies): elsewhere, a value other than the default is refused, and the parameter is
 # recorded as null, so run.sh, a rerun and a comparison leave it out.
 ONLY_IN = {
+    "runtime": ("mode", ("inference",)),
     "prompt_length": ("mode", ("generate",)),
     "new_tokens": ("mode", ("generate",)),
     **{name: ("mode", (TRAIN_TO_ACCURACY,)) for name in accuracy.ONLY_HERE},
@@ -535,6 +545,26 @@ def check_applies(resolved: dict) -> None:
         resolved[name] = None
 
 
+def check_runtime(framework: str, resolved: dict) -> None:
+    """An exported runtime serves the fp32 model on the CPU, exported from a framework that
+    repro has an exporter for; the framework's compile mode does not apply to it."""
+    runtime = resolved["runtime"]
+    if runtime in (None, "native"):
+        return
+    why = runtimes.refusal(runtime, framework)
+    if why:
+        raise UserError(f"{why}; use runtime=native")
+    if resolved["precision"] != "fp32" or resolved["device"] == "gpu":
+        raise UserError(
+            f"runtime={runtime} serves the fp32 model on the CPU: use precision=fp32 device=cpu"
+        )
+    if resolved["compile"] != COMPILE_MODES[framework][0]:
+        raise UserError(
+            f"compile={resolved['compile']} compiles the native model, which runtime={runtime} "
+            f"does not run: leave compile at {COMPILE_MODES[framework][0]}"
+        )
+
+
 def check_scenario(resolved: dict) -> None:
     """A LoadGen scenario drives inference."""
     scenario = resolved["scenario"]
@@ -625,6 +655,7 @@ def resolve(
     else:  # one device is both kinds of scaling: the twin of a weak and of a strong run alike
         resolved["scaling"] = None
     check_scenario(resolved)
+    check_runtime(framework, resolved)
     check_generation(workload, spec, resolved, params or {})
     if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
         raise UserError(

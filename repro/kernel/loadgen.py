@@ -4,7 +4,7 @@ LoadGen (the `mlcommons-loadgen` package, in every framework kernel's lock) deci
 arrive and which samples they name, times every query, and judges the run VALID or INVALID by
 its scenario's rules. repro supplies what LoadGen leaves to a participant:
 - the system under test (SUT): the run's own model, through its adapter's inference function
-  (`Adapter.inference_function`, the step repro's protocol timed), on each query's samples;
+  (`Adapter.serving_function`, the step repro's protocol timed), on each query's samples;
 - the query sample library (QSL): the run's synthetic batch, already in memory (nothing to load).
 
 How each scenario is served. Single-stream: one sample per query, the next query issued when
@@ -61,7 +61,7 @@ class Sut:
 
     def __init__(self, fw, net, samples: np.ndarray, *, compile: str, batch_size: int) -> None:
         self.fw, self.samples, self.batch_size = fw, samples, batch_size
-        self.infer = fw.inference_function(net, compile)
+        self.infer = fw.serving_function(net, compile)
         self.error: BaseException | None = None  # the first error a query met, raised after
 
     def run(self, indices: list[int]) -> None:

@@ -27,6 +27,7 @@ PARAMS = (  # what a fresh process needs to measure exactly what the kernel meas
     "deterministic",
     "model",
     "attention",
+    "runtime",  # an exported runtime: each process exports and checks its own
     "mode",
     "compile",
     "lr",
@@ -47,7 +48,7 @@ def once(p: dict, log=sys.stderr) -> dict:
     the measurement (the attention probe, the FLOP count): without the FLOP count's forward,
     torch's resnet-tiny steps ran at 4.9 to 6.7 ms in fresh processes against 3.7 to 5.1 ms with
     it (three processes each, 2-core VM), a bias a verdict would read as noise or change."""
-    from repro.kernel import accuracy, machine, measure, models
+    from repro.kernel import accuracy, machine, measure, models, runtimes
 
     if p["mode"] == "train-to-accuracy":  # train from scratch to the target instead
         return accuracy.once(p, log)
@@ -57,6 +58,8 @@ def once(p: dict, log=sys.stderr) -> dict:
     horizon = 1 + p["warmup"] + p["steps"]
     lr_table = measure.lr_schedule(p["lr"], max(1, horizon // 10), horizon)
     inputs, targets = fw.to_native(batch), fw.to_native(labels)
+    if p["mode"] == "inference":
+        runtimes.serve(fw, net, p["runtime"], batch)
     if models.has_attention(p["model"]["arch"]) and p["attention"] == "fused":
         fw.attention_kernel(net, p["model"])
     step = fw.step(

@@ -69,13 +69,25 @@ class Adapter:
                     "fp16 training needs loss scaling, which repro does not do: use bf16"
                 )
             return self.training_step(net, inputs, labels, compile, lr_table)
-        infer = self.inference_function(net, compile)
+        infer = self.serving_function(net, compile)
         return lambda: infer(inputs)
+
+    served = None  # an exported runtime's inference function (repro.kernel.runtimes), if any
+
+    def serving_function(self, net, compile: str):
+        """What serves inference: the exported runtime where the run has one
+        (`runtime=onnxruntime`), else the framework's own `inference_function`."""
+        return self.served or self.inference_function(net, compile)
 
     def inference_function(self, net, compile: str):
         """The inference step as a function of its inputs (a batch on the device), compiled
         as `compile` says: `step` binds it to one batch, a LoadGen SUT (repro.kernel.loadgen)
         calls it on each query's samples."""
+        raise NotImplementedError
+
+    def to_numpy(self, tensor):
+        """A framework tensor (an output, or the inputs an exported runtime takes) as a NumPy
+        array on the host."""
         raise NotImplementedError
 
     def generation(self, net, prompt, new_tokens: int, compile: str):

@@ -78,6 +78,9 @@ class Adapter(Base):
         _, variables = net
         return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables["params"]))
 
+    def to_numpy(self, tensor) -> np.ndarray:
+        return np.asarray(tensor)
+
     def to_native(self, array: np.ndarray):
         return jax.device_put(array, self.jax_device)
 

@@ -73,6 +73,9 @@ class Adapter(Base):
     def count_params(self, net) -> int:
         return int(sum(np.prod(w.shape) for w in net.trainable_weights))
 
+    def to_numpy(self, tensor) -> np.ndarray:
+        return np.asarray(tensor)
+
     def to_native(self, array: np.ndarray):
         with tf.device(self.tf_device):
             return tf.constant(array)

@@ -101,6 +101,37 @@ class Adapter(Base):
             tensor = tensor.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format())
         return tensor
 
+    def to_numpy(self, tensor) -> np.ndarray:
+        return tensor.detach().cpu().numpy()
+
+    def export_onnx(self, net, inputs, path) -> dict:
+        """The eval-mode model as ONNX at `path` (weights beside it when over 2 GB), exported by
+        torch.onnx.export's dynamo exporter with the batch dimension dynamic; what the report
+        records of the exporter."""
+        import logging
+
+        import onnxscript
+
+        net.eval()
+        batch = torch.export.Dim("batch", min=1, max=1 << 16)
+        quiet = logging.getLogger("torch.onnx")  # it lists torchvision ops it cannot register
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False):
+                warnings.simplefilter("ignore")
+                program = torch.onnx.export(
+                    net, (inputs,), dynamic_shapes=({0: batch},), dynamo=True, verbose=False
+                )
+            program.save(str(path))
+        finally:
+            quiet.setLevel(level)
+        return {
+            "exporter": "torch.onnx.export (dynamo=True)",
+            "torch": torch.__version__,
+            "onnxscript": onnxscript.__version__,
+        }
+
     def autocast(self):
         dtype = LOW_PRECISION.get(self.precision)
         return torch.autocast(self.torch_device.type, dtype=dtype, enabled=dtype is not None)
