@@ -554,7 +554,8 @@ def check_runtime(framework: str, resolved: dict) -> None:
     why = runtimes.refusal(runtime, framework)
     if why:
         raise UserError(f"{why}; use runtime=native")
-    if resolved["precision"] != "fp32" or resolved["device"] == "gpu":
+    gpu = resolved["device"] == "gpu" or (resolved["device"] == "auto" and has_nvidia_gpu())
+    if resolved["precision"] != "fp32" or gpu:
         raise UserError(
             f"runtime={runtime} serves the fp32 model on the CPU: use precision=fp32 device=cpu"
         )
