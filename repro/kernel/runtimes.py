@@ -39,7 +39,7 @@ class ExportMismatch(RuntimeError):
 
 def refusal(runtime: str, framework: str) -> str | None:
     """Why `framework` cannot be served by `runtime` here, or None where it can."""
-    if runtime == "native" or framework in EXPORTERS[runtime]:
+    if runtime in (None, "native") or framework in EXPORTERS[runtime]:
         return None
     built = ", ".join(EXPORTERS[runtime])
     later = f" ({NOT_YET[framework]} would export it; not built in repro yet)"
@@ -73,8 +73,9 @@ def session(path: Path, threads: int):
 
 def serve(fw, net, runtime: str, batch) -> dict | None:
     """Export `net` for `runtime`, check it on `batch` (the run's own inputs, as arrays) and make
-    it what `fw` serves inference with; the record of the export, or None for runtime=native."""
-    if runtime == "native":
+    it what `fw` serves inference with; the record of the export, or None for runtime=native
+    (or null: a mode other than inference)."""
+    if runtime in (None, "native"):
         return None
     import numpy as np
     import onnx
