@@ -55,11 +55,15 @@ kernels: venv ## Build (if needed), register and verify every pinned kernel; REB
 lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (uv, hashes; seconds); UPGRADE=1 moves every pin
 	$(REPRO) lock $(if $(UPGRADE),--upgrade)
 
+# A run keeps about one core busy: two pytest-xdist workers fill this 2-core machine. Tests that
+# share a session- or module-scoped fixture stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: venv $(VENV)/.sweep $(VENV)/.data ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(REPRO) kernels
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 test-fast: lint $(VENV)/.data ## Lint, then every test that starts no kernel (under a minute)
 	$(VENV)/bin/python -m pytest -m "not kernel"

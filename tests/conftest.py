@@ -43,6 +43,40 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         os.environ.pop("REPRO_KERNELS_DIR", None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """An xdist worker (and every run it starts) keeps to its share of the cores, so two
+    workers' runs never take turns on one core: a threads=1 run measured while the other worker
+    is busy keeps a core of its own (its noise, not a neighbour's, is what the tests read)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    cores = sorted(os.sched_getaffinity(0))
+    if worker and count and len(cores) >= int(count):
+        os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) :: int(count)])
+
+
+def other_core() -> int:
+    """A core that a threads=1 run of this process (pinned to its first core) does not use."""
+    mine = min(os.sched_getaffinity(0))
+    return next(c for c in range(os.cpu_count() or 1) if c != mine)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers), the tests that share a session- or
+    module-scoped fixture (real runs, made once) go to one worker, so no fixture is made twice;
+    every other test goes to whichever worker is free (`--dist loadgroup`)."""
+    rank = {"session": 0, "package": 1, "module": 2}
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        shared = [
+            (rank[defs[-1].scope], defs[-1].baseid, name)
+            for name, defs in (info.name2fixturedefs.items() if info else ())
+            if defs and defs[-1].scope in rank and defs[-1].baseid.startswith("tests")
+        ]
+        if shared:
+            _, baseid, name = min(shared)
+            item.add_marker(pytest.mark.xdist_group(f"{baseid}::{name}"))
+
+
 def repro(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the `repro` CLI as a user would; output captured as text."""
     return subprocess.run(

@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from conftest import FIXTURES, read_metrics, repro
+from test_run import summary_cell
 
 from repro import records
 from repro.driver import plan
@@ -198,7 +199,7 @@ def check_scenario_run(folder: Path, scenario: str) -> None:
     assert records.load(folder).summary.loadgen.result == result["result"]
 
     notebook = nbformat.read(folder / "report.ipynb", as_version=4)
-    head = next(c for c in notebook.cells if c.metadata.get("tags") == ["repro-summary"]).source
+    head = summary_cell(notebook).source
     assert f"- **LoadGen**: {scenario} **{result['result']}**" in head
     assert "not an MLPerf submission" in head
     shown = json.dumps([c.get("outputs", []) for c in notebook.cells])

@@ -9,7 +9,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import burner, read_metrics, repro, run_folders
+from conftest import burner, other_core, read_metrics, repro, run_folders
 
 from repro import stats
 from repro.kernel import verdict
@@ -49,9 +49,9 @@ def test_the_verdict_classes_on_real_runs(small_runs):
 
 @pytest.mark.kernel
 def test_a_busy_machine_is_named_before_the_workload(small_runs, runs_dir):
-    # threads=1 pins the kernel to the first core; the burner takes the other one whole (on
+    # threads=1 pins the kernel to our first core; the burner takes another one whole (on
     # the same core it got half of it, 0.5 cores, exactly the busy threshold: a coin toss)
-    with burner(core=1, seconds=300):  # outlasts the run: it is killed on leaving
+    with burner(core=other_core(), seconds=300):  # outlasts the run: it is killed on leaving
         done = repro(
             "run", "resnet-tiny", "-p", "threads=1", "-p", "repeats=2", "--runs-dir", str(runs_dir)
         )
