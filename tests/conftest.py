@@ -95,9 +95,10 @@ KERNEL_ENV = {  # CPU only, quiet, Keras on TensorFlow: the same conditions for 
 
 
 def in_kernel(framework: str, script: Path, *args: str):
-    """Run a check script in `framework`'s pinned kernel (built first if missing); return its
-    last stdout line as JSON. The tests' own process never imports a framework."""
-    python = kernels.ensure(f"{framework}-cpu").python
+    """Run a check script in `framework`'s pinned kernel (or "analysis": the analysis kernel),
+    built first if missing; return its last stdout line as JSON. The tests' own process never
+    imports a framework."""
+    python = kernels.ensure(framework if framework == "analysis" else f"{framework}-cpu").python
     done = subprocess.run(
         [python, script, *args],
         capture_output=True,
@@ -124,6 +125,11 @@ def resealed(report: Path, target: Path, change) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, target)
     return str(target)
+
+
+def summary_cell(notebook):
+    """A report's summary cell (the run's result), below the banner."""
+    return next(c for c in notebook.cells if c.metadata.get("tags") == ["repro-summary"])
 
 
 def run_folders(runs_dir: Path) -> list[Path]:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import FIXTURES, read_metrics, repro
-from test_run import summary_cell
+from conftest import FIXTURES, read_metrics, repro, summary_cell
 
 from repro import records
 from repro.driver import plan

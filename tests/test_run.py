@@ -133,11 +133,6 @@ def banner(notebook) -> str:
     return next(c.source for c in notebook.cells if "repro-banner" in c.metadata.get("tags", []))
 
 
-def summary_cell(notebook):
-    """The summary cell (the run's result), below the banner."""
-    return next(c for c in notebook.cells if c.metadata.get("tags") == ["repro-summary"])
-
-
 def check_head(notebook, summary: dict, mode: str) -> None:
     """The report leads with this run's result, its parameters after; the set-up cell shows
     what applies to the mode."""
