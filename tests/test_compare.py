@@ -12,7 +12,7 @@ import statistics
 
 import nbformat
 import pytest
-from conftest import FIXTURES, repro, run_folders
+from conftest import FIXTURES, in_kernel, repro, run_folders
 from test_accuracy import Stand, loop, section
 from test_loadgen import summary
 
@@ -307,3 +307,30 @@ def test_bad_arguments_exit_2_with_one_line(small_runs, tmp_path):
     assert done.returncode == 2 and "at least two finished runs, got 1" in done.stderr
     done = repro("compare", str(small_runs["a"]), str(small_runs["b"]), "--fail-if-slower", "lots")
     assert done.returncode == 2 and "takes a percentage" in done.stderr
+
+
+HEATMAP = """
+import json
+import pandas as pd
+from repro.kernel.comparison import heatmap_columns
+
+served = [  # torch eager vs torch→ORT vs Keras→LiteRT vs JAX jit, on one workload
+    ("torch", "eager", "native"),
+    ("torch", "eager", "onnxruntime"),
+    ("tensorflow", "function", "native"),
+    ("tensorflow", "function", "litert"),
+    ("jax", "jit", "native"),
+]
+frame = pd.DataFrame(
+    {"framework": f, "workload": "resnet-50", "compile": c, "runtime": r, "samples/s": 1.0}
+    for f, c, r in served
+)
+print(json.dumps(heatmap_columns(frame)))
+"""
+
+
+@pytest.mark.kernel
+def test_runs_served_by_other_runtimes_make_a_framework_by_runtime_heatmap(tmp_path):
+    script = tmp_path / "heatmap.py"
+    script.write_text(HEATMAP)
+    assert in_kernel("analysis", script) == ["runtime"]  # compile is tied to the framework

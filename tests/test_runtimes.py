@@ -6,54 +6,79 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from conftest import read_metrics, repro, run_folders
-from test_run import run_ok, summary_cell
+from conftest import read_metrics, repro, run_folders, summary_cell
+from test_run import run_ok
 
 from repro import records
 from repro.driver import plan, templates
 from repro.errors import UserError
 
-ORT = ["-p", "runtime=onnxruntime", "-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3"]
+SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3"]
+ORT = ["-p", "runtime=onnxruntime", *SMALL]
 
 
 @pytest.mark.parametrize(
-    ("framework", "params", "message"),
+    ("workload", "framework", "params", "message"),
     [
-        ("jax", {}, "exports models from torch only, not jax (jax2onnx would export it"),
-        ("tensorflow", {}, "not tensorflow (tf2onnx would export it; not built in repro yet)"),
-        ("torch", {"precision": "bf16"}, "serves the fp32 model on the CPU"),
-        ("torch", {"compile": "compile"}, "leave compile at eager"),
-        ("torch", {"mode": "training"}, "runtime applies to mode=inference only"),
+        ("resnet-tiny", "jax", {}, "exports models from torch, tensorflow only, not jax (jax2onnx"),
+        ("bert-mini", "tensorflow", {}, "serves tensorflow's resnet only, not bert: tf2onnx"),
+        ("resnet-tiny", "torch", {"runtime": "litert"}, "litert exports models from tensorflow"),
+        ("resnet-tiny", "torch", {"precision": "bf16"}, "serves the fp32 model on the CPU"),
+        ("resnet-tiny", "torch", {"compile": "compile"}, "leave compile at eager"),
+        ("resnet-tiny", "tensorflow", {"compile": "xla"}, "leave compile at function"),
+        ("resnet-tiny", "torch", {"mode": "training"}, "runtime applies to mode=inference only"),
     ],
 )
-def test_a_runtime_that_cannot_serve_the_run_is_refused(framework, params, message):
+def test_a_runtime_that_cannot_serve_the_run_is_refused(workload, framework, params, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        plan.resolve("resnet-tiny", framework, params={"runtime": "onnxruntime", **params})
+        plan.resolve(workload, framework, params={"runtime": "onnxruntime", **params})
     assert (
         plan.resolve("resnet-tiny", "torch", params={"mode": "training"}).params["runtime"] is None
     )
 
 
+EXPORTED = {  # runtime: (the file its exporter writes, its threads as the record holds them)
+    "onnxruntime": ("model.onnx", lambda r: r["session"]["intra_op_threads"]),
+    "litert": ("model.tflite", lambda r: r["interpreter"]["num_threads"]),
+}
+
+
 @pytest.mark.kernel
-@pytest.mark.parametrize(("workload", "repeats"), [("resnet-tiny", 1), ("bert-mini", 2)])
-def test_a_torch_model_is_exported_checked_and_served_by_onnx_runtime(workload, repeats, runs_dir):
-    folder = run_ok(runs_dir, workload, "-f", "torch", *ORT, "-p", f"repeats={repeats}")
+@pytest.mark.parametrize(
+    ("workload", "framework", "runtime", "repeats", "exporter"),
+    [
+        ("resnet-tiny", "torch", "onnxruntime", 1, "torch.onnx.export"),
+        ("bert-mini", "torch", "onnxruntime", 2, "torch.onnx.export"),
+        ("resnet-tiny", "tensorflow", "onnxruntime", 1, "tf2onnx"),
+        ("bert-mini", "tensorflow", "litert", 1, "tf.lite.TFLiteConverter"),
+    ],
+)
+def test_a_model_is_exported_checked_and_served_by_another_runtime(
+    workload, framework, runtime, repeats, exporter, runs_dir
+):
+    folder = run_ok(
+        runs_dir, workload, "-f", framework, *SMALL, "-p", f"runtime={runtime}",
+        "-p", f"repeats={repeats}",
+    )  # fmt: skip
     metrics = read_metrics(folder)
     served, summary = metrics["summary"]["runtime"], metrics["summary"]
     check = served["equivalence"]
-    assert served["runtime"] == "onnxruntime" and served["providers"] == ["CPUExecutionProvider"]
+    assert served["runtime"] == runtime and served["exporter"]["exporter"].startswith(exporter)
     assert check["same"] and check["max_abs_diff"] <= check["tolerance"] and check["samples"] == 2
-    assert served["session"]["intra_op_threads"] == metrics["params"]["threads"]
-    assert served["exporter"]["exporter"].startswith("torch.onnx.export")
-    assert served["opsets"]["ai.onnx"] >= 17 and served["export_s"] > 0
+    filename, threads = EXPORTED[runtime]
+    assert threads(served) == metrics["params"]["threads"] and served["export_s"] > 0
+    if runtime == "onnxruntime":
+        assert served["providers"] == ["CPUExecutionProvider"] and served["opsets"]["ai.onnx"] >= 17
+    else:  # the batch stays dynamic, as LoadGen's queries need
+        assert served["input"]["shape"] == [-1, 32] and "XNNPACK" in served["delegate"]
     [(name, file)] = served["files"].items()
-    assert name == "model.onnx" and len(file["sha256"]) == 64 and file["bytes"] == served["bytes"]
+    assert name == filename and len(file["sha256"]) == 64 and file["bytes"] == served["bytes"]
     assert summary["processes"]["n"] == repeats  # each process exported and checked its own
     run = records.load(folder)
-    assert run.summary.runtime["runtime"] == "onnxruntime"
-    assert run.label.startswith(f"torch→onnxruntime {workload} bs2")
+    assert run.summary.runtime["runtime"] == runtime
+    assert run.label.startswith(f"{framework}→{runtime} {workload} bs2")
     notebook = nbformat.read(folder / "report.ipynb", as_version=4)
-    assert "exported to onnxruntime" in summary_cell(notebook).source
+    assert f"exported to {runtime}" in summary_cell(notebook).source
     assert any("exported − native" in str(c.get("outputs")) for c in notebook.cells)
 
 

@@ -158,8 +158,9 @@ PARAMS = {
         Param(
             "runtime",
             str,
-            "inference: native (the framework) or onnxruntime (the model exported to ONNX, "
-            "checked against the native one, served by ONNX Runtime)",
+            "inference: native (the framework), onnxruntime (the model exported to ONNX, "
+            "checked against the native one, served by ONNX Runtime) or litert (a Keras model "
+            "converted to TFLite, served by the LiteRT interpreter)",
             "native",
             choices=RUNTIMES,
         ),
@@ -545,13 +546,13 @@ def check_applies(resolved: dict) -> None:
         resolved[name] = None
 
 
-def check_runtime(framework: str, resolved: dict) -> None:
-    """An exported runtime serves the fp32 model on the CPU, exported from a framework that
-    repro has an exporter for; the framework's compile mode does not apply to it."""
+def check_runtime(framework: str, family: str, resolved: dict) -> None:
+    """An exported runtime serves the fp32 model on the CPU, exported from a framework (and
+    family) that repro has an exporter for; the framework's compile mode does not apply to it."""
     runtime = resolved["runtime"]
     if runtime in (None, "native"):
         return
-    why = runtimes.refusal(runtime, framework)
+    why = runtimes.refusal(runtime, framework, family)
     if why:
         raise UserError(f"{why}; use runtime=native")
     gpu = resolved["device"] == "gpu" or (resolved["device"] == "auto" and has_nvidia_gpu())
@@ -656,7 +657,7 @@ def resolve(
     else:  # one device is both kinds of scaling: the twin of a weak and of a strong run alike
         resolved["scaling"] = None
     check_scenario(resolved)
-    check_runtime(framework, resolved)
+    check_runtime(framework, spec["model"]["arch"], resolved)
     check_generation(workload, spec, resolved, params or {})
     if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
         raise UserError(

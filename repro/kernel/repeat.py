@@ -59,7 +59,7 @@ def once(p: dict, log=sys.stderr) -> dict:
     lr_table = measure.lr_schedule(p["lr"], max(1, horizon // 10), horizon)
     inputs, targets = fw.to_native(batch), fw.to_native(labels)
     if p["mode"] == "inference":
-        runtimes.serve(fw, net, p["runtime"], batch)
+        runtimes.serve(fw, net, p["runtime"], batch, p["model"]["arch"])
     if models.has_attention(p["model"]["arch"]) and p["attention"] == "fused":
         fw.attention_kernel(net, p["model"])
     step = fw.step(

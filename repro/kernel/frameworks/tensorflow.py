@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ info logs out of the report
 
@@ -16,6 +17,7 @@ from repro.kernel.frameworks.base import OPTIMIZER  # noqa: E402
 from repro.kernel.frameworks.base import Adapter as Base  # noqa: E402
 
 POLICY = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+ONNX_OPSET = 17  # what tf2onnx writes: ONNX Runtime has run opset 17 since 1.14
 
 
 class Adapter(Base):
@@ -88,6 +90,45 @@ class Adapter(Base):
 
     def inference_function(self, net, compile: str):
         return self.compiled(lambda x: net(x, training=False), compile)
+
+    def serving_graph(self, net, inputs):
+        """The eval-mode forward pass as a tf.function with the batch dimension dynamic, and its
+        input signature: what both exporters convert."""
+        spec = tf.TensorSpec([None, *inputs.shape[1:]], inputs.dtype, name="inputs")
+        return tf.function(lambda x: net(x, training=False), input_signature=[spec]), spec
+
+    def export_onnx(self, net, inputs, path) -> dict:
+        """The model as ONNX at `path`, converted by tf2onnx from its serving graph (ONNX opset
+        ONNX_OPSET); what the report records of the exporter."""
+        import tf2onnx
+
+        fn, spec = self.serving_graph(net, inputs)
+        tf2onnx.convert.from_function(
+            fn, input_signature=[spec], opset=ONNX_OPSET, output_path=str(path)
+        )
+        return {
+            "exporter": f"tf2onnx.convert.from_function (opset {ONNX_OPSET})",
+            "tf2onnx": tf2onnx.__version__,
+            "tensorflow": tf.__version__,
+        }
+
+    def export_tflite(self, net, inputs, path) -> dict:
+        """The model as a TFLite flatbuffer at `path`: its serving graph with the weights frozen
+        to constants (the interpreter holds no TensorFlow variables), converted by the TFLite
+        converter to LiteRT's builtin ops only (no TensorFlow ops fall back)."""
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+
+        fn, _ = self.serving_graph(net, inputs)
+        frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], net)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        Path(path).write_bytes(converter.convert())
+        return {
+            "exporter": "tf.lite.TFLiteConverter (frozen tf.function, builtin ops)",
+            "tensorflow": tf.__version__,
+        }
 
     def generation(self, net, prompt, new_tokens: int, compile: str):
         """A fixed-size cache updated by ops.slice_update; a tf.function (compiled by XLA with

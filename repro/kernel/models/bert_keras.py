@@ -41,7 +41,9 @@ def _embeddings(ids, cfg: BertConfig, name: str):
             rows, cfg.hidden, embeddings_initializer=INIT, name=f"{name}_{part}"
         )
 
-    positions = ops.zeros_like(ids) + ops.arange(cfg.sequence_length, dtype=ids.dtype)  # (N, T)
+    # (N, T): 0 .. T-1 in each row, from ids so the batch stays dynamic; zeros + arange became an
+    # int32 BiasAdd, which the TFLite converter has no builtin op for
+    positions = ops.cumsum(ops.ones_like(ids), axis=1) - 1
     x = embedding(cfg.vocab_size, "word_embeddings")(ids)  # (N, T, hidden)
     x = x + embedding(cfg.max_position, "position_embeddings")(positions)
     x = x + embedding(cfg.type_vocab, "token_type_embeddings")(ops.zeros_like(ids))
