@@ -64,15 +64,16 @@ def published(metrics: dict) -> Measured:
 
 def machine_change(original: Measured, rerun: Measured) -> dict | None:
     """How the rerun's machine differed from the original's: the reference's fastest times
-    (before the measured phase) against their noise, and whether the rerun's machine was busy.
-    None where the original recorded no reference (a report older than it)."""
+    (before the measured phase) against their noise, and which of the two runs other processes
+    kept busy (a busy original, reproduced on a quiet machine, is a machine change as much as a
+    busy rerun). None where the original recorded no reference (a report older than it)."""
     before, after = original.summary.reference_before, rerun.summary.reference_before
     if not before or not after or set(before) != set(after):
         return None
     changes = machine.drift(before, after)
     moved = {k: d["change"] for k, d in changes.items() if abs(d["change"]) > d["threshold"]}
-    busy = rerun.summary.busy
-    return {"reference": changes, "moved": moved, "busy": busy, "changed": bool(moved) or busy}
+    busy = [name for name, run in (("original", original), ("rerun", rerun)) if run.summary.busy]
+    return {"reference": changes, "moved": moved, "busy": busy, "changed": bool(moved or busy)}
 
 
 def decide(original: Measured, rerun: Measured, tolerance: float) -> dict:
@@ -84,7 +85,11 @@ def decide(original: Measured, rerun: Measured, tolerance: float) -> dict:
     said = [
         f"its reference {machine.REFERENCES[k]} ran {abs(c):.0%} {'slower' if c > 0 else 'faster'}"
         for k, c in host["moved"].items()
-    ] + (["other processes kept it busy during the rerun"] if host["busy"] else [])
+    ] + (
+        [f"other processes kept it busy during the {' and the '.join(host['busy'])}"]
+        if host["busy"]
+        else []
+    )
     words = "machine changed: " + "; ".join(said)
     biggest = max((abs(math.log1p(c)) for c in host["moved"].values()), default=0.0)
     beyond = abs(math.log(shift["ratio"])) > biggest + math.log1p(tolerance)
