@@ -50,6 +50,9 @@ def count(framework: str, model: dict) -> int:
 
         variables = jax.eval_shape(lambda: native.build(cfg, seed=SEED)[1])
         return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+    if framework == "mxnet":  # allocates the weights too; BatchNorm statistics are not trained
+        net = native.build(cfg)
+        return sum(int(np.prod(p.shape)) for p in native.parameters(net).values() if p.grad_req != "null")
     net = native.build(cfg)
     counted = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
     del net
@@ -178,7 +181,7 @@ def compare(framework: str, model: dict, path: str) -> dict:
     @functools.cache  # each attention's model built once (the transfers rewrite every weight)
     def build(kind: str):
         options = models.build_options(model["arch"], kind)
-        return native.build(cfg, **options, **({} if framework == "tensorflow" else {"seed": SEED}))
+        return native.build(cfg, **options, **({"seed": SEED} if framework == "jax" else {}))
 
     net = build(KINDS[0])
     first = sorted(state)[0]
@@ -197,7 +200,9 @@ def compare(framework: str, model: dict, path: str) -> dict:
 
     def diff(net) -> float:
         net = load_torch_state(model["arch"], framework, state, net)
-        if framework == "tensorflow":
+        if framework == "mxnet":
+            y = net(mxnet_input(ref["x"])).asnumpy()
+        elif framework == "tensorflow":
             y = np.asarray(net(ref["x"], training=False))
         else:
             module, variables = net
@@ -207,7 +212,16 @@ def compare(framework: str, model: dict, path: str) -> dict:
     def train_diffs(net) -> tuple[float, float]:
         """Train mode: |outputs - torch's| and |sorted running means afterwards - torch's|."""
         net = load_torch_state(model["arch"], framework, state, net)
-        if framework == "tensorflow":
+        if framework == "mxnet":
+            from mxnet import autograd
+
+            with autograd.record(train_mode=True):  # batch statistics
+                out = net(mxnet_input(ref["x"]))
+            out.backward()  # MXNet updates BatchNorm's running statistics in the backward pass
+            y = out.asnumpy()
+            params = native.parameters(net).items()
+            means = [p.data().asnumpy() for name, p in params if name.endswith("running_mean")]
+        elif framework == "tensorflow":
             import keras
 
             y = np.asarray(net(ref["x"], training=True))
@@ -230,7 +244,13 @@ def compare(framework: str, model: dict, path: str) -> dict:
 
     others = KINDS[1:] if models.has_attention(model["arch"]) else ()
     train, running = train_diffs(net)
+    compiled = {}  # MXNet: the hybridized graph (its default compile mode) with torch's weights
+    if framework == "mxnet":
+        hybrid = build(KINDS[0])
+        hybrid.hybridize(static_alloc=True, static_shape=True)
+        compiled["hybridize"] = diff(hybrid)
     return {
+        "compiled_max_abs_diff": compiled,
         "max_abs_diff": diff(net),
         "output_max_abs": float(np.max(np.abs(ref["y"]))),
         "train_max_abs_diff": train,
@@ -242,6 +262,13 @@ def compare(framework: str, model: dict, path: str) -> dict:
         "attention_max_abs_diff": {kind: diff(build(kind)) for kind in others},
         "generation": generated(fw, model, ref["x"], path, transferred),
     }
+
+
+def mxnet_input(x: np.ndarray):
+    """Images NHWC -> the NCHW NDArray the Gluon model takes."""
+    import mxnet as mx
+
+    return mx.nd.array(np.ascontiguousarray(to_torch_layout(x)), dtype=np.float32)
 
 
 def generated(fw, model: dict, x: np.ndarray, path: str, build) -> dict:

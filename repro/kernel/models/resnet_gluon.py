@@ -11,6 +11,10 @@ BatchNorm's gamma/beta for weight/bias; repro.kernel.models.resnet_transfer reli
 Matching torch means: symmetric padding of kernel // 2; BatchNorm(epsilon=1e-5, momentum=0.9,
 the weight of the old running value == torch's 0.1); torchvision's initialisers (He-normal
 fan_out convs, BN 1/0, nn.Linear's U(+-1/sqrt(fan_in)) for the fc weight and bias).
+
+BatchNorm in training: MXNet updates the running statistics in the backward pass, not the
+forward (a forward under autograd.record alone leaves them as they were), and running_var with
+the biased batch variance, as Keras and Flax do (torch: the unbiased one; see resnet.py).
 """
 
 from __future__ import annotations

@@ -156,6 +156,8 @@ def assign_gluon(params: Mapping[str, Any], plan: Iterable[tuple[str, str, np.nd
     statistics included), in place: (torch key, Gluon name, value in the Gluon layout) per torch
     tensor. A name not in params, a shape mismatch and a parameter written twice or never are
     refused before any parameter is set."""
+    import mxnet as mx
+
     plan = list(plan)
     source: dict[str, str] = {}  # Gluon name -> the torch key written into it
     for name, target, value in plan:
@@ -171,8 +173,9 @@ def assign_gluon(params: Mapping[str, Any], plan: Iterable[tuple[str, str, np.nd
     missed = [t for t in params if t not in source]
     if missed:
         raise TransferError(f"Gluon parameters not in the torch state_dict: {missed}")
-    for _, target, value in plan:
-        params[target].set_data(value.astype(params[target].dtype))
+    for _, target, value in plan:  # as NDArrays: a numpy copy cannot land on a parameter that a
+        param = params[target]  # forward pass has moved to oneDNN's layout
+        param.set_data(mx.nd.array(value, ctx=param.list_ctx()[0], dtype=param.dtype))
 
 
 Target = tuple[str, tuple[str, str], tuple[str, ...], np.ndarray]
