@@ -52,7 +52,9 @@ def count(framework: str, model: dict) -> int:
         return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
     if framework == "mxnet":  # allocates the weights too; BatchNorm statistics are not trained
         net = native.build(cfg)
-        return sum(int(np.prod(p.shape)) for p in native.parameters(net).values() if p.grad_req != "null")
+        return sum(
+            int(np.prod(p.shape)) for p in native.parameters(net).values() if p.grad_req != "null"
+        )
     net = native.build(cfg)
     counted = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
     del net

@@ -4,8 +4,8 @@ toolkit.
 A family's transfer lives in `<arch>_transfer.py` and exposes
 `torch_state_to_keras(state_dict, keras_model) -> None` (in place) and
 `torch_state_to_flax(state_dict, variables) -> variables`; resnet_transfer also
-`torch_state_to_gluon(state_dict, gluon_net) -> None` (in place). The state_dict arrives as plain numpy
-arrays ({name: np.ndarray}, e.g. from an .npz), so transfers need only numpy and run in any
+`torch_state_to_gluon(state_dict, gluon_net) -> None` (in place). The state_dict arrives as plain
+numpy arrays ({name: np.ndarray}, e.g. from an .npz), so transfers need only numpy and run in any
 framework's kernel. A transfer is all or nothing: every torch tensor must land on exactly one
 target variable of the same shape and every target variable must be written, else TransferError
 is raised before anything is written.
