@@ -172,7 +172,9 @@ def test_mxnet_counts_the_analytic_parameters():
 def test_torch_weights_give_the_same_outputs_in_mxnet(name, tmp_path_factory):
     """torch's perturbed weights in Gluon's ResNet: the same fp32 outputs, imperative and
     hybridized, in eval and train mode (and the same running means afterwards); broken
-    state_dicts refused whole."""
+    state_dicts refused whole. Training: three steps of each adapter's own training step from
+    the same weights give the same losses, and MXNet's AdamW, given the same gradients as
+    torch.optim.AdamW, writes the same weights."""
     result = compared(name, "mxnet", str(tmp_path_factory.getbasetemp()))
     print(f"{name} mxnet vs torch: {result}")
     refused = result["refused"]
@@ -184,6 +186,9 @@ def test_torch_weights_give_the_same_outputs_in_mxnet(name, tmp_path_factory):
     assert_same(result, result["train_max_abs_diff"], "train_output_max_abs")
     assert_same(result, result["running_mean_max_abs_diff"], "running_mean_max_abs")
     assert result["running_means"] > 0, result
+    training = result["training"]  # repro's AdamW step: the same losses, the same update
+    assert_same({"max": max(training["torch_losses"])}, training["loss_max_abs_diff"], "max")
+    assert_same(training, training["adamw_max_abs_diff"], "adamw_max_abs")
 
 
 @pytest.mark.kernel
