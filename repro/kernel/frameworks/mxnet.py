@@ -9,10 +9,10 @@ NDArray ops one by one. MXNet's engine is asynchronous: an op returns before it 
 MXNET_CPU_WORKER_NTHREADS=1 worker (set by frameworks.load before the import), each op on
 OMP_NUM_THREADS threads: the run's `threads`, as torch's intra-op pool.
 
-Training: MXNet 1.9 has an AdamW update only as the contrib operator adamw_update, which leaves
-Adam's bias correction to the caller and scales epsilon with it; AdamW below is torch.optim.AdamW's
-update written in NDArray ops (decoupled weight decay, bias-corrected moments, epsilon outside the
-square root), the same step as the other frameworks take.
+Training: MXNet 1.9 has AdamW only as the contrib operator adamw_update, which leaves Adam's bias
+correction to the caller; AdamW below passes it in so that the operator takes torch.optim.AdamW's
+step (decoupled weight decay, bias-corrected moments, epsilon outside the square root), the same
+as the other frameworks take.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ from repro.kernel.frameworks.base import Adapter as Base
 
 
 class AdamW(mx.optimizer.Optimizer):
-    """torch.optim.AdamW's update (repro's OPTIMIZER settings): w <- w (1 - lr wd); m, v the
-    moments; w <- w - lr m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps)."""
+    """torch.optim.AdamW's update (repro's OPTIMIZER settings), in MXNet's fused contrib operator
+    adamw_update. torch: w <- w (1 - lr wd) - lr m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps).
+    adamw_update: w <- w - eta (alpha m / (sqrt(v) + epsilon) + wd w), with no bias correction;
+    the same step with eta = lr, alpha = sqrt(1 - b2^t) / (1 - b1^t), epsilon = eps sqrt(1 - b2^t)
+    (the denominator multiplied by sqrt(1 - b2^t))."""
 
     def __init__(self, beta1, beta2, epsilon, **kwargs):
         super().__init__(**kwargs)
@@ -39,16 +42,23 @@ class AdamW(mx.optimizer.Optimizer):
         return [zeros, zeros.copy(), 0]  # m, v, steps taken
 
     def update(self, index, weight, grad, state):
-        lr, wd = self._get_lr(index), self._get_wd(index)
-        grad = grad * self.rescale_grad
-        m, v = state[0], state[1]
         state[2] += 1
         t = state[2]
-        weight[:] = weight * (1 - lr * wd)
-        m[:] = self.beta1 * m + (1 - self.beta1) * grad
-        v[:] = self.beta2 * v + (1 - self.beta2) * mx.nd.square(grad)
-        denom = mx.nd.sqrt(v / (1 - self.beta2**t)) + self.epsilon
-        weight[:] = weight - (lr / (1 - self.beta1**t)) * m / denom
+        root = (1 - self.beta2**t) ** 0.5  # sqrt of the second moment's bias correction
+        mx.nd.contrib.adamw_update(
+            weight,
+            grad,
+            state[0],
+            state[1],
+            self.rescale_grad,
+            lr=root / (1 - self.beta1**t),
+            eta=self._get_lr(index),
+            beta1=self.beta1,
+            beta2=self.beta2,
+            epsilon=self.epsilon * root,
+            wd=self._get_wd(index),
+            out=weight,
+        )
 
 
 class Adapter(Base):
