@@ -124,6 +124,8 @@ def test_mxnet_runs_resnet_in_its_cpu_kernel_hybridized_by_default(nvidia_smi):
         "auto: mxnet runs on the CPU only",
     )
     assert chosen.params["compile"] == "hybridize"
+    inference = plan.resolve("resnet-tiny", "mxnet")
+    assert inference.params["repeats"] == plan.REPEATS["inference"]  # a CPU run's, not a GPU's
 
 
 @pytest.mark.parametrize(

@@ -686,6 +686,7 @@ def resolve(
             resolved[name] = param.check(spec[name] if param.default is None else param.default)
     if resolved["repeats"] == 0:  # recorded as a number too
         gpu = resolved["device"] == "gpu" or (resolved["device"] == "auto" and has_nvidia_gpu())
+        gpu = gpu and framework not in CPU_ONLY  # device=auto runs mxnet on the CPU
         resolved["repeats"] = 1 if gpu else REPEATS[resolved["mode"]]
     if resolved["threads"] == 0:  # recorded as a number, so a rerun uses the same count
         resolved["threads"] = len(os.sched_getaffinity(0))
