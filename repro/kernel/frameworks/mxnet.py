@@ -17,6 +17,8 @@ as the other frameworks take.
 
 from __future__ import annotations
 
+import os
+
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
@@ -74,8 +76,6 @@ class Adapter(Base):
         return "cpu"
 
     def info(self) -> dict:
-        import os
-
         from mxnet.runtime import Features
 
         features = Features()
