@@ -50,6 +50,11 @@ def count(framework: str, model: dict) -> int:
 
         variables = jax.eval_shape(lambda: native.build(cfg, seed=SEED)[1])
         return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+    if framework == "mxnet":  # allocates the weights too; BatchNorm statistics are not trained
+        net = native.build(cfg)
+        return sum(
+            int(np.prod(p.shape)) for p in native.parameters(net).values() if p.grad_req != "null"
+        )
     net = native.build(cfg)
     counted = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
     del net
@@ -102,10 +107,20 @@ def reference(model: dict, path: str) -> dict:
             other = torch_build(native, cfg, kind, net)
             diffs[kind] = float(np.max(np.abs(other(inputs).numpy() - y)))
         state = {f"state/{k}": v.numpy().copy() for k, v in net.state_dict().items()}
+        trained = {}
+        if model["arch"] == "resnet":  # the training step too: AdamW from the same weights
+            with torch.enable_grad():
+                trained = train_steps(
+                    frameworks.load("torch", seed=SEED), torch_copy(native, cfg, net)
+                )
         y_train = net.train()(inputs).numpy()  # batch statistics; updates the running ones
         means = [b.numpy() for n, b in net.named_buffers() if n.endswith("running_mean")]
         generated = generate_all(fw, model, lambda kind: torch_build(native, cfg, kind, net), x)
-    np.savez(path, x=x, y=y, y_train=y_train, running_means=sorted_values(means), **state)
+    if trained:
+        trained["adamw/after"] = adamw_torch()
+    np.savez(
+        path, x=x, y=y, y_train=y_train, running_means=sorted_values(means), **state, **trained
+    )
     np.savez(path.removesuffix(".npz") + ".tokens.npz", **generated.pop("tokens"))
     return {
         "generation": generated,
@@ -114,6 +129,102 @@ def reference(model: dict, path: str) -> dict:
         "tensors": len(state),
         "attention_max_abs_diff": diffs,  # torch's other attentions vs its fused one
     }
+
+
+# AdamW steps compared across frameworks, at repro's default peak rate (resnet): the losses must
+# match; the weights are reported, not held to the tolerance: Adam's first step is lr * sign(g),
+# so an element whose gradient is fp noise (a sum that cancels) moves by up to 2 lr apart.
+# repro's AdamW itself is checked on given gradients (adamw_reference), where no noise enters.
+TRAIN_STEPS, TRAIN_LR = 3, 1e-3
+
+
+def adamw_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A weight vector, TRAIN_STEPS gradients for it (some near zero, some large) and the
+    learning rate of each step: what both frameworks' AdamW are given."""
+    rng = np.random.default_rng(SEED)
+    w = rng.standard_normal(64).astype(np.float32)
+    scale = np.geomspace(1e-10, 10, 64).astype(np.float32)
+    grads = (rng.standard_normal((TRAIN_STEPS, 64)) * scale).astype(np.float32)
+    return w, grads, np.array([1e-3, 5e-4, 2e-3])[:TRAIN_STEPS]
+
+
+def adamw_torch() -> np.ndarray:
+    """torch.optim.AdamW with repro's settings on adamw_inputs: the weights after each step."""
+    import torch
+
+    from repro.kernel.frameworks.base import OPTIMIZER as o
+
+    w, grads, lrs = adamw_inputs()
+    weight = torch.nn.Parameter(torch.from_numpy(w.copy()))
+    optimizer = torch.optim.AdamW(
+        [weight],
+        lr=1.0,
+        betas=(o["beta1"], o["beta2"]),
+        eps=o["eps"],
+        weight_decay=o["weight_decay"],
+    )
+    after = []
+    for g, lr in zip(grads, lrs, strict=True):
+        optimizer.param_groups[0]["lr"] = float(lr)
+        weight.grad = torch.from_numpy(g.copy())
+        optimizer.step()
+        after.append(weight.detach().numpy().copy())
+    return np.stack(after)
+
+
+def adamw_mxnet() -> np.ndarray:
+    """The MXNet adapter's AdamW on adamw_inputs, as the Gluon Trainer calls it."""
+    import mxnet as mx
+
+    from repro.kernel.frameworks.base import OPTIMIZER as o
+    from repro.kernel.frameworks.mxnet import AdamW
+
+    w, grads, lrs = adamw_inputs()
+    optimizer = AdamW(o["beta1"], o["beta2"], o["eps"], learning_rate=1.0, wd=o["weight_decay"])
+    weight = mx.nd.array(w)
+    state = optimizer.create_state(0, weight)
+    after = []
+    for g, lr in zip(grads, lrs, strict=True):
+        optimizer.set_learning_rate(float(lr))
+        optimizer.update(0, weight, mx.nd.array(g), state)
+        after.append(weight.asnumpy())
+    return np.stack(after)
+
+
+def torch_copy(native, cfg, net):
+    """A fresh torch model holding `net`'s weights (to train without touching `net`)."""
+    other = native.build(cfg)
+    other.load_state_dict(net.state_dict())
+    return other
+
+
+def train_steps(fw, net) -> dict:
+    """TRAIN_STEPS of the adapter's own training step (its default compile mode, repro's AdamW)
+    on the seeded batch: {"train/loss": each step's loss, "trained/<torch key>": every trainable
+    weight afterwards, in torch's layout}."""
+    model_cfg = net.cfg
+    x, labels = models.synthetic_batch(model_cfg, BATCH, SEED)
+    lr_table = np.full(TRAIN_STEPS, TRAIN_LR)
+    compile = frameworks.COMPILE_MODES[fw.name][0]
+    train, _ = fw.trainer(net, compile, lr_table)
+    inputs, labels = fw.to_native(x), fw.to_native(labels)
+    losses = []
+    for _ in range(TRAIN_STEPS):
+        loss = train(inputs, labels)
+        fw.sync(loss)
+        losses.append(fw.to_float(loss))
+    if fw.name == "torch":
+        weights = {k: p.detach().numpy().copy() for k, p in net.named_parameters()}
+    else:  # mxnet: Gluon names -> torch's (resnet_transfer.GLUON_NAMES, in reverse)
+        from repro.kernel.models.resnet_gluon import parameters
+
+        torch_name = {"gamma": "weight", "beta": "bias"}
+        weights = {}
+        for name, p in parameters(net).items():
+            if p.grad_req != "null":
+                module, _, tensor = name.rpartition(".")
+                weights[f"{module}.{torch_name.get(tensor, tensor)}"] = p.data().asnumpy()
+    return {"train/loss": np.array(losses), **{f"trained/{k}": v for k, v in weights.items()}}
 
 
 def torch_build(native, cfg, kind: str, net):
@@ -178,7 +289,7 @@ def compare(framework: str, model: dict, path: str) -> dict:
     @functools.cache  # each attention's model built once (the transfers rewrite every weight)
     def build(kind: str):
         options = models.build_options(model["arch"], kind)
-        return native.build(cfg, **options, **({} if framework == "tensorflow" else {"seed": SEED}))
+        return native.build(cfg, **options, **({"seed": SEED} if framework == "jax" else {}))
 
     net = build(KINDS[0])
     first = sorted(state)[0]
@@ -197,7 +308,9 @@ def compare(framework: str, model: dict, path: str) -> dict:
 
     def diff(net) -> float:
         net = load_torch_state(model["arch"], framework, state, net)
-        if framework == "tensorflow":
+        if framework == "mxnet":
+            y = net(mxnet_input(ref["x"])).asnumpy()
+        elif framework == "tensorflow":
             y = np.asarray(net(ref["x"], training=False))
         else:
             module, variables = net
@@ -207,7 +320,16 @@ def compare(framework: str, model: dict, path: str) -> dict:
     def train_diffs(net) -> tuple[float, float]:
         """Train mode: |outputs - torch's| and |sorted running means afterwards - torch's|."""
         net = load_torch_state(model["arch"], framework, state, net)
-        if framework == "tensorflow":
+        if framework == "mxnet":
+            from mxnet import autograd
+
+            with autograd.record(train_mode=True):  # batch statistics
+                out = net(mxnet_input(ref["x"]))
+            out.backward()  # MXNet updates BatchNorm's running statistics in the backward pass
+            y = out.asnumpy()
+            params = native.parameters(net).items()
+            means = [p.data().asnumpy() for name, p in params if name.endswith("running_mean")]
+        elif framework == "tensorflow":
             import keras
 
             y = np.asarray(net(ref["x"], training=True))
@@ -230,7 +352,29 @@ def compare(framework: str, model: dict, path: str) -> dict:
 
     others = KINDS[1:] if models.has_attention(model["arch"]) else ()
     train, running = train_diffs(net)
+    compiled, training = {}, {}  # MXNet: its hybridized graph and its training step
+    if framework == "mxnet":
+        hybrid = build(KINDS[0])
+        hybrid.hybridize(static_alloc=True, static_shape=True)
+        compiled["hybridize"] = diff(hybrid)
+        fresh = load_torch_state(model["arch"], framework, state, native.build(cfg))
+        trained = train_steps(frameworks.load("mxnet", seed=SEED), fresh)
+        weights = [k for k in ref.files if k.startswith("trained/")]
+        assert sorted(weights) == sorted(k for k in trained if k.startswith("trained/"))
+        training = {
+            "losses": trained["train/loss"].tolist(),
+            "torch_losses": ref["train/loss"].tolist(),
+            "loss_max_abs_diff": max_abs_diff(trained["train/loss"], ref["train/loss"]),
+            "weight_max_abs_diff": max(max_abs_diff(trained[k], ref[k]) for k in weights),
+            "weight_max_abs": max(float(np.max(np.abs(ref[k]))) for k in weights),
+            "adamw_max_abs_diff": max_abs_diff(adamw_mxnet(), ref["adamw/after"]),
+            "adamw_max_abs": float(np.max(np.abs(ref["adamw/after"]))),
+            "lr": TRAIN_LR,
+            "steps": TRAIN_STEPS,
+        }
     return {
+        "compiled_max_abs_diff": compiled,
+        "training": training,
         "max_abs_diff": diff(net),
         "output_max_abs": float(np.max(np.abs(ref["y"]))),
         "train_max_abs_diff": train,
@@ -242,6 +386,13 @@ def compare(framework: str, model: dict, path: str) -> dict:
         "attention_max_abs_diff": {kind: diff(build(kind)) for kind in others},
         "generation": generated(fw, model, ref["x"], path, transferred),
     }
+
+
+def mxnet_input(x: np.ndarray):
+    """Images NHWC -> the NCHW NDArray the Gluon model takes."""
+    import mxnet as mx
+
+    return mx.nd.array(np.ascontiguousarray(to_torch_layout(x)), dtype=np.float32)
 
 
 def generated(fw, model: dict, x: np.ndarray, path: str, build) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from repro.paths import ROOT, TEMPLATES
 
-FRAMEWORKS = {"torch", "tensorflow", "keras", "jax", "flax", "optax"}
+FRAMEWORKS = {"torch", "tensorflow", "keras", "jax", "flax", "optax", "mxnet"}
 
 
 def modules() -> dict[str, Path]:

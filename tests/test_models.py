@@ -155,6 +155,42 @@ def test_torch_weights_give_the_same_outputs(name, framework, tmp_path_factory):
         assert_same(result, diff)
 
 
+MXNET = [n for n, s in SPECS.items() if s["model"]["arch"] == "resnet"]  # its one family
+
+
+@pytest.mark.kernel
+def test_mxnet_counts_the_analytic_parameters():
+    """Gluon's ResNets (resnet-tiny and resnet-50) count the analytic parameters; BatchNorm's
+    running statistics, Gluon parameters too, are not trained and not counted."""
+    every = {n: SPECS[n]["model"] for n in MXNET}
+    counted = in_kernel("mxnet", CHECK, "count", "mxnet", json.dumps(every))
+    assert counted == {n: models.config(SPECS[n]["model"]).num_params() for n in MXNET}
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", [n for n in SMALL if n in MXNET])
+def test_torch_weights_give_the_same_outputs_in_mxnet(name, tmp_path_factory):
+    """torch's perturbed weights in Gluon's ResNet: the same fp32 outputs, imperative and
+    hybridized, in eval and train mode (and the same running means afterwards); broken
+    state_dicts refused whole. Training: three steps of each adapter's own training step from
+    the same weights give the same losses, and MXNet's AdamW, given the same gradients as
+    torch.optim.AdamW, writes the same weights."""
+    result = compared(name, "mxnet", str(tmp_path_factory.getbasetemp()))
+    print(f"{name} mxnet vs torch: {result}")
+    refused = result["refused"]
+    assert "no_such_module" in refused["unmapped"], refused
+    assert "not in the torch state_dict" in refused["missing"], refused
+    assert "shape mismatch" in refused["shape"], refused
+    assert_same(result, result["max_abs_diff"])
+    assert_same(result, result["compiled_max_abs_diff"]["hybridize"])
+    assert_same(result, result["train_max_abs_diff"], "train_output_max_abs")
+    assert_same(result, result["running_mean_max_abs_diff"], "running_mean_max_abs")
+    assert result["running_means"] > 0, result
+    training = result["training"]  # repro's AdamW step: the same losses, the same update
+    assert_same({"max": max(training["torch_losses"])}, training["loss_max_abs_diff"], "max")
+    assert_same(training, training["adamw_max_abs_diff"], "adamw_max_abs")
+
+
 @pytest.mark.kernel
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("name", GENERATING)

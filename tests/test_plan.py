@@ -77,7 +77,7 @@ def test_attention_is_a_run_parameter_built_into_attention_families_and_compared
     [
         ({"workload": "resnet-5000"}, "unknown workload 'resnet-5000'; choose one of: "),
         ({"workload": "resnet-5000"}, "resnet-50, resnet-tiny"),
-        ({"framework": "mxnet"}, "choose one of: torch, tensorflow, jax"),
+        ({"framework": "caffe"}, "choose one of: torch, tensorflow, jax, mxnet"),
         ({"params": {"batch": "4"}}, "unknown parameter 'batch'; valid parameters: batch_size"),
         ({"params": {"batch_size": "four"}}, "batch_size must be an integer, got 'four'"),
         ({"params": {"batch_size": "0"}}, "batch_size must be >= 1, got 0"),
@@ -95,6 +95,37 @@ def test_bad_input_names_the_valid_choices(kwargs, message):
     with pytest.raises(UserError) as error:
         plan.resolve(args.pop("workload"), args.pop("framework"), args.pop("params", None), **args)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("workload", "params", "message"),
+    [
+        ("vit-tiny", {}, "mxnet runs the resnet family only in repro: MXNet 1.9.1 is the last"),
+        ("gpt-mini", {"mode": "generate"}, "mxnet runs the resnet family only in repro: "),
+        ("resnet-tiny", {"device": "gpu"}, "mxnet runs on the CPU only in repro"),
+        ("resnet-tiny", {"precision": "bf16"}, "mxnet runs fp32 only in repro, not precision=bf16"),
+        ("resnet-tiny", {"precision": "tf32"}, "mxnet runs fp32 only in repro, not precision=tf32"),
+        ("resnet-tiny", {"devices": "2", "mode": "training"}, "mxnet runs on one device only"),
+        ("resnet-tiny", {"runtime": "onnxruntime"}, "not mxnet: use runtime=native"),
+        ("resnet-tiny", {"compile": "jit"}, "choose one of: auto, hybridize, imperative"),
+    ],
+)
+def test_mxnet_is_refused_what_repro_does_not_run_in_it_in_one_line(workload, params, message):
+    with pytest.raises(UserError) as error:
+        plan.resolve(workload, "mxnet", params)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_mxnet_runs_resnet_in_its_cpu_kernel_hybridized_by_default(nvidia_smi):
+    nvidia_smi(LISTS_A_GPU)  # a GPU is no reason to look for an mxnet-cuda kernel
+    chosen = plan.resolve("resnet-tiny", "mxnet", {"mode": "training"})
+    assert (chosen.kernel, chosen.kernel_reason) == (
+        "mxnet-cpu",
+        "auto: mxnet runs on the CPU only",
+    )
+    assert chosen.params["compile"] == "hybridize"
+    inference = plan.resolve("resnet-tiny", "mxnet")
+    assert inference.params["repeats"] == plan.REPEATS["inference"]  # a CPU run's, not a GPU's
 
 
 @pytest.mark.parametrize(

@@ -137,7 +137,8 @@ PARAMS = {
             "compile",
             str,
             "how the step runs: auto is the framework's usual default "
-            "(torch eager|compile, tensorflow function|xla|eager, jax jit|eager)",
+            "(torch eager|compile, tensorflow function|xla|eager, jax jit|eager, "
+            "mxnet hybridize|imperative)",
             "auto",
         ),
         Param(
@@ -400,6 +401,7 @@ def check_spec(spec, where: str) -> dict:
 
 
 EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs"
+MXNET_EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs_in_mxnet"
 
 
 def equivalence(spec: dict) -> dict:
@@ -409,13 +411,17 @@ def equivalence(spec: dict) -> dict:
     small = [
         n for n, s in workloads().items() if s["model"]["arch"] == arch and s["preset"] == "small"
     ]
+    gluon = arch in MXNET_FAMILIES  # MXNet's Gluon model too (hybridized and not)
     return {
         "arch": arch,
-        "test": EQUIVALENCE_TEST,
+        "test": EQUIVALENCE_TEST + (f" and {MXNET_EQUIVALENCE_TEST}" if gluon else ""),
         "preset": small[0] if small else None,
-        "claim": "PyTorch weights transferred into the Keras and Flax models give the same fp32 "
+        "frameworks": ["torch", "tensorflow", "jax", *(["mxnet"] if gluon else [])],
+        "claim": "PyTorch weights transferred into the Keras"
+        + (", Flax and Gluon" if gluon else " and Flax")
+        + " models give the same fp32 "
         f"outputs (|diff| <= {models.EQUIVALENCE_ATOL:g} + {models.EQUIVALENCE_RTOL:g} * "
-        f"max|output|){both}, and all three count the same parameters",
+        f"max|output|){both}, and all {'four' if gluon else 'three'} count the same parameters",
     }
 
 
@@ -457,6 +463,8 @@ def nvidia_gpus() -> int:
 
 def auto_kernel(framework: str, device: str) -> tuple[str, str]:
     """`--kernel auto`: the kernel for this machine, and why."""
+    if framework in CPU_ONLY:
+        return f"{framework}-cpu", f"auto: {framework} runs on the CPU only"
     if device == "cpu":
         return f"{framework}-cpu", "auto: device=cpu"
     if has_nvidia_gpu():
@@ -530,6 +538,50 @@ def check_data_parallel(framework: str, resolved: dict) -> None:
     gpus = nvidia_gpus() if resolved["device"] in ("auto", "gpu") else 0
     if gpus and devices > gpus:
         raise UserError(f"devices={devices}, but nvidia-smi lists {gpus} GPU(s); use at most that")
+
+
+CPU_ONLY = ("mxnet",)  # frameworks with a -cpu kernel only
+MXNET_FAMILIES = ("resnet",)
+MXNET_WHY = (
+    "MXNet 1.9.1 is the last release (the project is retired); repro has one native Gluon model, "
+    "ResNet, checked against torch's weights"
+)
+
+
+def check_mxnet(workload: str, spec: dict, resolved: dict) -> None:
+    """What repro's MXNet does: the ResNet family, in fp32, on the CPU, one device, served
+    natively; anything else is refused here, before any work."""
+    family = spec["model"]["arch"]
+    if family not in MXNET_FAMILIES:
+        raise UserError(
+            f"mxnet runs the resnet family only in repro: {MXNET_WHY}; {workload} is a {family}"
+        )
+    if resolved["device"] == "gpu":
+        raise UserError(
+            "mxnet runs on the CPU only in repro (its one kernel, mxnet-cpu, holds MXNet's CPU "
+            "build): use device=cpu or device=auto"
+        )
+    if resolved["precision"] != "fp32":
+        raise UserError(
+            f"mxnet runs fp32 only in repro, not precision={resolved['precision']}: MXNet's "
+            "mixed precision (its contrib AMP) is not part of repro's MXNet adapter; use "
+            "precision=fp32"
+        )
+    if resolved["devices"] > 1:
+        raise UserError(
+            "mxnet runs on one device only in repro (no data parallelism through its kvstore): "
+            "use devices=1"
+        )
+    if resolved["runtime"] not in (None, "native"):
+        raise UserError(
+            f"runtime={resolved['runtime']} exports models from torch and tensorflow only, not "
+            "mxnet: use runtime=native"
+        )
+    if resolved["mode"] not in ("inference", "training"):
+        raise UserError(
+            f"mode={resolved['mode']} is not run with mxnet in repro (only inference and "
+            "training are checked there): use mode=inference or mode=training"
+        )
 
 
 def check_applies(resolved: dict) -> None:
@@ -634,6 +686,7 @@ def resolve(
             resolved[name] = param.check(spec[name] if param.default is None else param.default)
     if resolved["repeats"] == 0:  # recorded as a number too
         gpu = resolved["device"] == "gpu" or (resolved["device"] == "auto" and has_nvidia_gpu())
+        gpu = gpu and framework not in CPU_ONLY  # device=auto runs mxnet on the CPU
         resolved["repeats"] = 1 if gpu else REPEATS[resolved["mode"]]
     if resolved["threads"] == 0:  # recorded as a number, so a rerun uses the same count
         resolved["threads"] = len(os.sched_getaffinity(0))
@@ -650,6 +703,8 @@ def resolve(
             "precision=fp16 is for inference only (training would need loss "
             "scaling); choose one of: fp32, tf32, bf16"
         )
+    if framework == "mxnet":
+        check_mxnet(workload, spec, resolved)
     check_applies(resolved)  # parameters of another mode or scenario: refused, or null
     accuracy.check(spec, resolved)  # data=PATH and the rest of train-to-accuracy
     if resolved["devices"] > 1:

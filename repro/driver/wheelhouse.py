@@ -21,7 +21,7 @@ from pathlib import Path
 from repro.errors import UserError
 from repro.paths import KERNELSPECS, ROOT
 
-FRAMEWORK_PACKAGES = {"torch", "jax", "jaxlib", "tensorflow", "tensorflow-cpu", "keras"}
+FRAMEWORK_PACKAGES = {"torch", "jax", "jaxlib", "tensorflow", "tensorflow-cpu", "keras", "mxnet"}
 LOCK_ONLY = {"pip-tools", "uv"}  # the driver needs these to compile locks, not to run
 KERNEL_EXTRAS = ("jax-cpu", "tensorflow-cpu", "torch-cpu")  # flax etc., beside the framework
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64")

@@ -142,7 +142,8 @@ def model_summary(
     proof = (run_context or {}).get("equivalence")
     if proof:
         info["equivalence"] = proof
-        rows["same model in torch, tensorflow, jax"] = (
+        same = ", ".join(proof.get("frameworks", ("torch", "tensorflow", "jax")))
+        rows[f"same model in {same}"] = (
             f"proven on preset `{proof['preset']}` by `{proof['test']}`: {proof['claim']}"
             if proof["preset"]
             else "not proven: this architecture has no small preset in the equivalence test"

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from repro.kernel.frameworks.base import Adapter
 
-FRAMEWORKS = ("torch", "tensorflow", "jax")
+FRAMEWORKS = ("torch", "tensorflow", "jax", "mxnet")
 COMPILE_MODES = {  # the first one is the framework's usual default
     "torch": ("eager", "compile"),
     "tensorflow": ("function", "xla", "eager"),
     "jax": ("jit", "eager"),
+    "mxnet": ("hybridize", "imperative"),  # Gluon's HybridBlock.hybridize(): a cached graph
 }
 DATA_PARALLEL_COMPILE_MODES = {  # devices > 1: training only, in these (repro.kernel.parallel)
     "torch": ("eager", "compile"),
@@ -33,6 +34,7 @@ DATA_PARALLEL_COMPILE_MODES = {  # devices > 1: training only, in these (repro.k
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 DETERMINISM_ENV = {  # read when the framework initialises its GPU backend
     "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    "MXNET_ENFORCE_DETERMINISM": "1",
     "TF_DETERMINISTIC_OPS": "1",
     "XLA_FLAGS": "--xla_gpu_deterministic_ops=true",
 }
@@ -74,6 +76,8 @@ def load(name: str, devices: int = 1, **options) -> Adapter:
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown framework {name!r}; choose one of {', '.join(FRAMEWORKS)}")
     options["threads"] = prepare_process(options.get("threads", 0), options.get("deterministic"))
+    if name == "mxnet":  # read when libmxnet loads: one engine worker runs the ops in order,
+        os.environ["MXNET_CPU_WORKER_NTHREADS"] = "1"  # each on OMP_NUM_THREADS threads
     if name == "jax" and devices > 1:  # N CPU devices, read when the backend starts
         flag = f"--xla_force_host_platform_device_count={devices}"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()

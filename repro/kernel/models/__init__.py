@@ -1,7 +1,8 @@
 """Architectures: one framework-free config per family, one native implementation per framework.
 
 `repro.kernel.models.<arch>` holds the config dataclass (with analytic parameter and FLOP
-counts); `repro.kernel.models.<arch>_torch`, `_keras` and `_flax` hold the native models.
+counts); `repro.kernel.models.<arch>_torch`, `_keras` and `_flax` hold the native models
+(and `resnet_gluon`, MXNet's one).
 Nothing is downloaded: models start from random weights.
 """
 
@@ -16,7 +17,8 @@ ARCHS = {  # architecture -> its config dataclass in repro/kernel/models/<arch>.
     "bert": "BertConfig",
     "gpt": "GPTConfig",
 }
-NATIVE = {"torch": "torch", "tensorflow": "keras", "jax": "flax"}  # module suffix per framework
+# module suffix per framework; MXNet's Gluon has the resnet family only (repro.driver.plan)
+NATIVE = {"torch": "torch", "tensorflow": "keras", "jax": "flax", "mxnet": "gluon"}
 # "The same fp32 outputs" in every framework, as tests/test_models.py checks it on the small
 # presets: |difference| <= EQUIVALENCE_ATOL + EQUIVALENCE_RTOL * max|output|
 EQUIVALENCE_ATOL, EQUIVALENCE_RTOL = 1e-7, 1e-5

@@ -1,4 +1,5 @@
-"""Copy PyTorch ResNet weights into the Keras and Flax ResNets, to prove they compute the same.
+"""Copy PyTorch ResNet weights into the Keras, Flax and Gluon ResNets, to prove they compute the
+same.
 
 The input is a torch state_dict as plain numpy arrays ({name: np.ndarray}, e.g. loaded from an
 .npz), so this module needs only numpy and runs in any framework's kernel. The transfer is all
@@ -7,7 +8,8 @@ every target variable must be written, else TransferError is raised before anyth
 
 Names: a torch module "layer1.0.downsample.0" is the Keras layer "layer1_0_downsample_0" and
 the Flax submodule path ("layer1_0", "downsample_0"); see _keras_layer and _flax_path.
-Layouts: conv OIHW -> HWIO, linear (out, in) -> (in, out), BN vectors as they are.
+Layouts: conv OIHW -> HWIO, linear (out, in) -> (in, out), BN vectors as they are. Gluon
+(MXNet, NCHW) keeps torch's names and layouts; only BatchNorm's weight/bias are gamma/beta.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from repro.kernel.models.transfer import (
 
 # torch buffers with no counterpart: a step counter only used when BN momentum is None
 IGNORED = ("num_batches_tracked",)
+
+# Gluon's name for a torch tensor where it differs (the module path is torch's: resnet_gluon)
+GLUON_NAMES = {"batchnorm": {"weight": "gamma", "bias": "beta"}}
 
 # module kind -> torch tensor -> (Keras variable attribute, Flax (collection, leaf), layout)
 MAPPING: dict[str, dict[str, tuple[str, tuple[str, str], Layout]]] = {
@@ -108,3 +113,16 @@ def torch_state_to_flax(
 ) -> dict[str, Any]:
     """A copy of variables ({"params", "batch_stats"}) holding a torch ResNet's weights."""
     return transfer.write_flax(variables, _targets(state_dict))
+
+
+def torch_state_to_gluon(state_dict: Mapping[str, np.ndarray], gluon_net: Any) -> None:
+    """Write a torch ResNet state_dict into a block from resnet_gluon.build, in place: torch's
+    layouts as they are (Gluon is NCHW, its conv weights OIHW, its Dense weight (out, in))."""
+    from repro.kernel.models.resnet_gluon import parameters
+
+    plan = []
+    for module, (kind, tensors) in _modules(state_dict).items():
+        for tensor, value in tensors.items():
+            name = GLUON_NAMES.get(kind, {}).get(tensor, tensor)
+            plan.append((f"{module}.{tensor}", f"{module}.{name}", value))
+    transfer.assign_gluon(parameters(gluon_net), plan)

@@ -1,9 +1,11 @@
-"""Weight transfer from PyTorch into the Keras and Flax models: the shared toolkit.
+"""Weight transfer from PyTorch into the Keras, Flax (and, for ResNet, Gluon) models: the shared
+toolkit.
 
 A family's transfer lives in `<arch>_transfer.py` and exposes
 `torch_state_to_keras(state_dict, keras_model) -> None` (in place) and
-`torch_state_to_flax(state_dict, variables) -> variables`. The state_dict arrives as plain numpy
-arrays ({name: np.ndarray}, e.g. from an .npz), so transfers need only numpy and run in any
+`torch_state_to_flax(state_dict, variables) -> variables`; resnet_transfer also
+`torch_state_to_gluon(state_dict, gluon_net) -> None` (in place). The state_dict arrives as plain
+numpy arrays ({name: np.ndarray}, e.g. from an .npz), so transfers need only numpy and run in any
 framework's kernel. A transfer is all or nothing: every torch tensor must land on exactly one
 target variable of the same shape and every target variable must be written, else TransferError
 is raised before anything is written.
@@ -149,6 +151,33 @@ def assign_flax(
     return unflatten({p: jnp.asarray(v, dtype=target[p].dtype) for _, p, v in plan})
 
 
+def assign_gluon(params: Mapping[str, Any], plan: Iterable[tuple[str, str, np.ndarray]]) -> None:
+    """Write a plan into Gluon parameters ({structural name: Parameter}, BatchNorm's running
+    statistics included), in place: (torch key, Gluon name, value in the Gluon layout) per torch
+    tensor. A name not in params, a shape mismatch and a parameter written twice or never are
+    refused before any parameter is set."""
+    import mxnet as mx
+
+    plan = list(plan)
+    source: dict[str, str] = {}  # Gluon name -> the torch key written into it
+    for name, target, value in plan:
+        if target not in params:
+            raise TransferError(f"unmapped torch key {name!r}: no Gluon parameter {target}")
+        if target in source:
+            raise TransferError(
+                f"two torch tensors map to the Gluon parameter {target}: "
+                f"{source[target]!r} and {name!r}"
+            )
+        check_shape(name, target, value, params[target].shape)
+        source[target] = name
+    missed = [t for t in params if t not in source]
+    if missed:
+        raise TransferError(f"Gluon parameters not in the torch state_dict: {missed}")
+    for _, target, value in plan:  # as NDArrays: a numpy copy cannot land on a parameter that a
+        param = params[target]  # forward pass has moved to oneDNN's layout
+        param.set_data(mx.nd.array(value, ctx=param.list_ctx()[0], dtype=param.dtype))
+
+
 Target = tuple[str, tuple[str, str], tuple[str, ...], np.ndarray]
 """(torch key, (Keras layer, variable attribute), Flax path, value in the target layout)"""
 
@@ -166,7 +195,8 @@ def write_flax(variables: Mapping[str, Any], targets: Iterable[Target]) -> dict[
 
 def load_torch_state(arch: str, framework: str, state_dict: Mapping[str, np.ndarray], net):
     """Put a torch state_dict into `net` as the repro adapter of `framework` built it: a Keras
-    model (written in place) or a Flax (module, variables) pair (returned with new variables)."""
+    model or a Gluon block (written in place), or a Flax (module, variables) pair (returned with
+    new variables). Gluon: ResNet only, the one family repro runs in MXNet."""
     module = importlib.import_module(f"repro.kernel.models.{arch}_transfer")
     if framework == "tensorflow":
         module.torch_state_to_keras(state_dict, net)
@@ -174,4 +204,7 @@ def load_torch_state(arch: str, framework: str, state_dict: Mapping[str, np.ndar
     if framework == "jax":
         flax_module, variables = net
         return flax_module, module.torch_state_to_flax(state_dict, variables)
+    if framework == "mxnet":
+        module.torch_state_to_gluon(state_dict, net)
+        return net
     raise TransferError(f"no transfer into {framework!r}: weights come from torch")
