@@ -106,7 +106,11 @@ def test_bad_input_names_the_valid_choices(kwargs, message):
         ("resnet-tiny", {"precision": "bf16"}, "mxnet runs fp32 only in repro, not precision=bf16"),
         ("resnet-tiny", {"precision": "tf32"}, "mxnet runs fp32 only in repro, not precision=tf32"),
         ("resnet-tiny", {"devices": "2", "mode": "training"}, "mxnet runs on one device only"),
-        ("resnet-tiny", {"runtime": "onnxruntime"}, "not mxnet: use runtime=native"),
+        (
+            "resnet-tiny",
+            {"runtime": "onnxruntime"},
+            "not mxnet (mxnet.onnx.export_model would export it; not built in repro yet)",
+        ),
         ("resnet-tiny", {"compile": "jit"}, "choose one of: auto, hybridize, imperative"),
     ],
 )

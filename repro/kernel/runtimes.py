@@ -32,6 +32,7 @@ NOT_YET = {  # (runtime, framework): what would export it, not built in repro ye
     ("onnxruntime", "jax"): "jax2onnx",
     ("litert", "torch"): "ai-edge-torch",
     ("litert", "jax"): "jax2tf, then the TFLite converter",
+    ("onnxruntime", "mxnet"): "mxnet.onnx.export_model",
 }
 GELU_ERFC = (  # measured with tf2onnx 1.17.0, TensorFlow 2.21, ONNX Runtime 1.32
     "tf2onnx writes Keras' exact GELU as an Erfc node, which ONNX does not define (ONNX Runtime "
