@@ -64,6 +64,26 @@ def count(framework: str, model: dict) -> int:
     return counted
 
 
+def initial_weights(model: dict) -> dict:
+    """A Keras model's initial weights, built twice from one seed: how many of its matrices
+    there are, how many differ from one another, and whether the second build is the first."""
+    import hashlib
+
+    import keras
+
+    def digests() -> list[str]:
+        keras.utils.set_random_seed(SEED)
+        net = models.native(model["arch"], "tensorflow").build(models.config(model))
+        return [
+            hashlib.sha256(np.asarray(w).tobytes()).hexdigest()
+            for w in net.trainable_weights
+            if len(w.shape) >= 2
+        ]
+
+    first = digests()
+    return {"matrices": len(first), "distinct": len(set(first)), "reproducible": first == digests()}
+
+
 def to_torch_layout(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x  # images NHWC -> NCHW
 
@@ -413,6 +433,8 @@ if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "count":
         result = {name: count(args[0], model) for name, model in json.loads(args[1]).items()}
+    elif command == "initial":
+        result = {name: initial_weights(model) for name, model in json.loads(args[0]).items()}
     elif command == "reference":
         result = reference(json.loads(args[0]), args[1])
     else:

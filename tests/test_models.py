@@ -106,6 +106,15 @@ def test_each_framework_counts_the_analytic_parameters(name, framework):
     assert counted == models.config(SPECS[name]["model"]).num_params()
 
 
+@pytest.mark.kernel
+def test_keras_models_start_from_distinct_weights_the_same_for_one_seed():
+    # one Keras 3 initializer object returns the same values on every call: BERT's q, k and v
+    # once started equal in every layer (4 distinct matrices of 17)
+    small = {n: s["model"] for n, s in SPECS.items() if s["preset"] == "small"}
+    for name, built in in_kernel("tensorflow", CHECK, "initial", json.dumps(small)).items():
+        assert built["distinct"] == built["matrices"] and built["reproducible"], (name, built)
+
+
 def assert_same(result: dict, diff: float, scale: str = "output_max_abs") -> None:
     """`diff` within the equivalence tolerance of `result[scale]`, a max |value|."""
     assert diff <= models.EQUIVALENCE_ATOL + models.EQUIVALENCE_RTOL * result[scale], result

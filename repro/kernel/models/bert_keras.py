@@ -22,11 +22,16 @@ from keras import layers, ops
 from repro.kernel.models.attention_keras import attend
 from repro.kernel.models.bert import BertConfig
 
-INIT = keras.initializers.RandomNormal(stddev=0.02)  # BERT's init for weights and embeddings
+
+# A new initializer for every variable: one Keras 3 initializer object draws its seed once and
+# returns the same values on every call, so layers of one shape started identical (BERT: 4
+# distinct matrices of 17, q = k = v in every layer)
+def init():  # BERT's init for weights and embeddings
+    return keras.initializers.RandomNormal(stddev=0.02)
 
 
 def _dense(units: int, name: str, activation=None) -> layers.Dense:
-    return layers.Dense(units, activation=activation, kernel_initializer=INIT, name=name)
+    return layers.Dense(units, activation=activation, kernel_initializer=init(), name=name)
 
 
 def _layer_norm(cfg: BertConfig, name: str) -> layers.LayerNormalization:
@@ -38,7 +43,7 @@ def _embeddings(ids, cfg: BertConfig, name: str):
 
     def embedding(rows: int, part: str) -> layers.Embedding:
         return layers.Embedding(
-            rows, cfg.hidden, embeddings_initializer=INIT, name=f"{name}_{part}"
+            rows, cfg.hidden, embeddings_initializer=init(), name=f"{name}_{part}"
         )
 
     # (N, T): 0 .. T-1 in each row, from ids so the batch stays dynamic; zeros + arange became an

@@ -20,8 +20,11 @@ from keras import layers
 
 from repro.kernel.models.convnext import DOWN_PATCH, KERNEL, MLP_RATIO, STEM_PATCH, ConvNeXtConfig
 
+
 # timm's trunc_normal_(std=.02) truncates at +-2 absolute (100 std): in effect N(0, 0.02)
-WEIGHT_INIT = keras.initializers.RandomNormal(stddev=0.02)
+# a new initializer for every variable (why: repro.kernel.models.bert_keras.init)
+def weight_init():
+    return keras.initializers.RandomNormal(stddev=0.02)
 
 
 def gelu(x):
@@ -52,20 +55,20 @@ def _norm(x, cfg: ConvNeXtConfig, name: str):
 
 
 def _dense(x, units: int, name: str):
-    return layers.Dense(units, kernel_initializer=WEIGHT_INIT, name=name)(x)  # zero bias
+    return layers.Dense(units, kernel_initializer=weight_init(), name=name)(x)  # zero bias
 
 
 def _patch_conv(x, filters: int, patch: int, name: str):
     """Non-overlapping patch conv: kernel == stride, padding "valid"."""
-    return layers.Conv2D(filters, patch, strides=patch, kernel_initializer=WEIGHT_INIT, name=name)(
-        x
-    )  # zero bias
+    return layers.Conv2D(
+        filters, patch, strides=patch, kernel_initializer=weight_init(), name=name
+    )(x)  # zero bias
 
 
 def _block(x, dim: int, cfg: ConvNeXtConfig, name: str):
     """dwconv 7x7 -> LayerNorm -> MLP -> layer scale, plus the identity shortcut."""
     out = layers.DepthwiseConv2D(
-        KERNEL, padding="same", depthwise_initializer=WEIGHT_INIT, name=f"{name}_conv_dw"
+        KERNEL, padding="same", depthwise_initializer=weight_init(), name=f"{name}_conv_dw"
     )(x)  # (N, H, W, C)
     out = _norm(out, cfg, f"{name}_norm")
     out = _dense(out, MLP_RATIO * dim, f"{name}_mlp_fc1")  # (N, H, W, 4C)

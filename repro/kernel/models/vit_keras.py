@@ -21,8 +21,11 @@ from keras import layers, ops
 from repro.kernel.models.attention_keras import attend
 from repro.kernel.models.vit import ViTConfig
 
+
 # timm's init (see vit_torch): Linear weights trunc-normal(0.02) cut at +-2 std, zero biases
-TRUNC_NORMAL = keras.initializers.TruncatedNormal(stddev=0.02)
+# a new initializer for every variable (why: repro.kernel.models.bert_keras.init)
+def trunc_normal():
+    return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 class ClassToken(layers.Layer):
@@ -47,7 +50,7 @@ class PositionEmbedding(layers.Layer):
     def __init__(self, num_tokens: int, width: int, **kwargs):
         super().__init__(**kwargs)
         self.embedding = self.add_weight(
-            shape=(1, num_tokens, width), initializer=TRUNC_NORMAL, name="embedding"
+            shape=(1, num_tokens, width), initializer=trunc_normal(), name="embedding"
         )
 
     def call(self, x):  # (N, T, D)
@@ -81,7 +84,9 @@ class GELU(layers.Layer):
 
 
 def _dense(units: int, name: str) -> layers.Dense:
-    return layers.Dense(units, kernel_initializer=TRUNC_NORMAL, bias_initializer="zeros", name=name)
+    return layers.Dense(
+        units, kernel_initializer=trunc_normal(), bias_initializer="zeros", name=name
+    )
 
 
 def _layer_norm(cfg: ViTConfig, name: str) -> layers.LayerNormalization:
