@@ -3,12 +3,14 @@ with the real pinned kernels (built on first use) and a temporary runs/ folder."
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,6 +60,37 @@ def other_core() -> int:
     """A core that a threads=1 run of this process (pinned to its first core) does not use."""
     mine = min(os.sched_getaffinity(0))
     return next(c for c in range(os.cpu_count() or 1) if c != mine)
+
+
+@contextmanager
+def kernels_lock(exclusive: bool):
+    """Shared by the tests that use the pinned kernels, exclusive for one that changes them (as
+    the drift test does), across pytest-xdist workers. A waiting exclusive holder keeps the gate,
+    so a worker taking shared turns back to back cannot starve it."""
+    base = (
+        Path(tempfile.gettempdir()) / f"repro-tests-{hashlib.sha256(bytes(ROOT)).hexdigest()[:12]}"
+    )
+    with open(f"{base}.gate", "a") as gate, open(f"{base}.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    """A kernel test holds the kernels lock through its set-up (fixtures such as small_runs
+    included), call and tear-down."""
+    if item.get_closest_marker("kernel") is None:
+        yield
+        return
+    with kernels_lock(exclusive=item.get_closest_marker("changes_kernels") is not None):
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -222,6 +222,7 @@ def test_unpinned_mode_runs_in_an_existing_interpreter_and_says_so(runs_dir):
     assert not (folder / "requirements.lock").exists()
 
 
+@pytest.mark.changes_kernels  # a planted drift: no other run may use the kernel meanwhile
 def test_drift_stops_the_run_unless_allowed(runs_dir):
     kernel = kernels.ensure("torch-cpu")
     site = next((kernel.python.parents[1] / "lib").glob("python3*/site-packages"))
