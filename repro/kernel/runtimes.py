@@ -130,13 +130,14 @@ def litert(path: Path, threads: int):
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     [given], [out] = interpreter.get_input_details(), interpreter.get_output_details()
-    shape = [None]
+    shape = None
 
     def infer(x):
-        if x.shape != shape[0]:  # a new batch size: the tensors are planned again
+        nonlocal shape
+        if x.shape != shape:  # a new batch size: the tensors are planned again
             interpreter.resize_tensor_input(given["index"], list(x.shape))
             interpreter.allocate_tensors()
-            shape[0] = x.shape
+            shape = x.shape
         interpreter.set_tensor(given["index"], x)
         interpreter.invoke()
         return interpreter.get_tensor(out["index"])
