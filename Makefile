@@ -6,12 +6,14 @@ REPRO := $(VENV)/bin/repro
 WORKLOAD ?= resnet-50
 FRAMEWORK ?= torch
 SWEEP ?= sweeps/frameworks-small.yaml
+# Whether FRAMEWORK was given (not the default above): a lesson's default framework is its own.
+FRAMEWORK_GIVEN := $(if $(filter file,$(origin FRAMEWORK)),,1)
 # Every value a user gives is data, never code: read raw (no make expansion of `$(...)`),
 # exported, and quoted in recipes as "$$NAME", so no value is pasted into a shell command.
 # An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
 USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR REBUILD \
 	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES DEST \
-	UPGRADE
+	UPGRADE NAME
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 export JUPYTER_PATH := $(CURDIR)/.jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
@@ -45,6 +47,10 @@ run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on 
 		$(if $(KERNEL),--kernel "$$KERNEL") $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR") \
 		$(if $(UNPINNED),--unpinned) $(if $(ALLOW_DRIFT),--allow-drift) \
 		$(if $(FORCE_MEMORY),--force-memory)
+
+lesson: venv ## Run a lesson (a benchmarking pitfall, measured here): make lesson NAME=async-dispatch [FRAMEWORK=jax]; no NAME: list them
+	$(REPRO) lesson $(if $(NAME),"$$NAME") $(if $(FRAMEWORK_GIVEN),--framework "$$FRAMEWORK") \
+		--params "$$PARAMS" $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
 
 list: venv ## List workloads, frameworks, kernels and parameters
 	$(REPRO) list
@@ -110,4 +116,4 @@ lab: venv ## Open JupyterLab with the project's kernels
 clean: ## Remove built environments (runs/ is kept)
 	rm -rf $(VENV) .kernels .jupyter
 
-.PHONY: help venv run list kernels lock test test-fast data lint compare history sweep rerun verify bundle lab clean
+.PHONY: help venv run lesson list kernels lock test test-fast data lint compare history sweep rerun verify bundle lab clean

@@ -97,6 +97,7 @@ SECTIONS = (
     "machine",
     "loss",
     "generation",
+    "lesson",
     "runtime",
 )
 
@@ -259,6 +260,7 @@ class Summary:
     machine: Mapping  # repro.kernel.machine.Check's result: busy, reference, warnings
     loss: Mapping  # first, last, curve (training only)
     generation: Mapping  # mode=generate: ttft_ms, tpot_ms, e2e_ms (n, mean, p50, p90, p99), ...
+    lesson: Mapping  # a lesson's claims (repro.kernel.lesson.summary): name, claims, held
     runtime: Mapping  # runtime=onnxruntime: the export (repro.kernel.runtimes.serve)
     warnings: tuple[str, ...]
     warmup_steps: int | None

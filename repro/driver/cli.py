@@ -179,6 +179,15 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--runs-dir", help="where run folders go (default runs/)")
 
+    lesson = sub.add_parser(
+        "lesson", help="run a lesson: one benchmarking pitfall, measured on this machine"
+    )
+    lesson.add_argument("name", nargs="?", type=given, help="the lesson (none: list them)")
+    lesson.add_argument("-f", "--framework", type=given, help="default: the lesson's first")
+    lesson.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    lesson.add_argument("--params", default="", metavar="'NAME=VALUE ...'")
+    lesson.add_argument("--runs-dir", help="where run folders go (default runs/lessons/)")
+
     kern = sub.add_parser("kernels", help="build, register and verify the pinned kernels")
     kern.add_argument(
         "names",
@@ -312,6 +321,19 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def execute_run(request: plan.RunPlan, argv: list[str], force_memory: bool = False):
+    """Run `request` and print its headline line; the run's Result."""
+    from repro.driver.run import run  # papermill and nbconvert: only for a valid request
+
+    result = run(request, argv=argv, force_memory=force_memory)
+    summary = result.metrics.step_summary  # None: a template of one's own
+    thr = f"{summary.throughput['samples_per_s']:.2f} samples/s " if summary else ""
+    runtime = request.params.get("runtime")
+    served = f" → {runtime}" if runtime not in (None, "native") else ""
+    print(f"{request.workload['name']} / {request.framework}{served}: {thr}-> {result.folder}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -328,20 +350,23 @@ def main(argv: list[str] | None = None) -> int:
                 template=args.template,
                 runs_dir=args.runs_dir,
             )
-            from repro.driver.run import run  # papermill and nbconvert: only for a valid request
+            execute_run(request, sys.argv[1:] if argv is None else argv, args.force_memory)
+        elif args.command == "lesson":
+            from repro.driver import lessons
 
-            result = run(
-                request,
-                argv=sys.argv[1:] if argv is None else argv,
-                force_memory=args.force_memory,
+            if not args.name:
+                print(lessons.listing())
+                return 0
+            request = lessons.resolve(
+                args.name,
+                args.framework,
+                plan.parse_assignments([*args.param, *args.params.split()]),
+                args.runs_dir,
             )
-            summary = result.metrics.step_summary  # None: a template of one's own
-            thr = f"{summary.throughput['samples_per_s']:.2f} samples/s " if summary else ""
-            runtime = request.params.get("runtime")
-            served = f" → {runtime}" if runtime not in (None, "native") else ""
-            print(
-                f"{request.workload['name']} / {request.framework}{served}: {thr}-> {result.folder}"
-            )
+            result = execute_run(request, sys.argv[1:] if argv is None else argv)
+            lesson = (result.metrics.summary or {}).get("lesson") or {}
+            held = sum(c["held"] for c in lesson.get("claims", []))
+            print(f"lesson {args.name}: {held} of {len(lesson.get('claims', []))} claims held here")
         elif args.command == "rerun":
             from repro.driver.rerun import rerun
 

@@ -9,6 +9,7 @@ the machine, and Ctrl-C or SIGTERM stop the kernel and raise KeyboardInterrupt w
 
 from __future__ import annotations
 
+import ast
 import signal
 import sys
 import tempfile
@@ -77,7 +78,26 @@ def execute(
     notebook.cells.insert(0, nbformat.v4.new_markdown_cell(banner(plan, run_context)))
     notebook.cells[0].metadata["tags"] = [BANNER_TAG]
     notebook.cells += cells
-    return run_notebook(notebook, kernel, run_dir, plan.notebook_parameters(run_context))
+    parameters = plan.notebook_parameters(run_context)
+    names = declared(notebook)  # a template receives the parameters it declares
+    if names is not None:
+        parameters = {k: v for k, v in parameters.items() if k in names}
+    return run_notebook(notebook, kernel, run_dir, parameters)
+
+
+def declared(notebook) -> set[str] | None:
+    """The names the cell tagged `parameters` assigns; None where no cell is tagged so (papermill
+    then injects at the top, and every parameter is passed)."""
+    for cell in notebook.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            try:
+                body = ast.parse(cell.source).body
+            except SyntaxError:  # papermill says so when it runs the cell
+                return None
+            targets = [t for n in body if isinstance(n, ast.Assign) for t in n.targets]
+            targets += [n.target for n in body if isinstance(n, ast.AnnAssign)]
+            return {t.id for t in targets if isinstance(t, ast.Name)}
+    return None
 
 
 class SocketKernelManager(AsyncKernelManager):

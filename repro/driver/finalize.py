@@ -82,8 +82,12 @@ def loadgen_logs(results: dict) -> dict[str, str]:
 
 
 def run_script(plan: RunPlan, run_context: dict) -> str:
-    args = ["run", plan.workload["name"], "--framework", plan.framework]
-    args += ["--unpinned", "--python", plan.python] if plan.python else ["--kernel", plan.kernel]
+    if plan.lesson:  # a lesson runs in the kernel its framework picks
+        args = ["lesson", plan.lesson, "--framework", plan.framework]
+    else:
+        args = ["run", plan.workload["name"], "--framework", plan.framework]
+        pinned = ["--kernel", plan.kernel]
+        args += ["--unpinned", "--python", plan.python] if plan.python else pinned
     args += [a for k, v in plan.params.items() if v is not None for a in ("-p", f"{k}={v}")]
     git = run_context["git"]
     return (

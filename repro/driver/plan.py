@@ -494,6 +494,13 @@ class RunPlan:
     runs_dir: Path = RUNS
     lock: Path | None = None  # the lock to build the kernel from; None: kernelspecs/<kernel>/
     code: Path = ROOT  # the folder holding the `repro` package the kernel imports
+    lesson: str | None = None  # the lesson this run executes (repro.driver.lessons)
+
+    @property
+    def label(self) -> str:
+        """What the run folder's name says ran."""
+        what = f"lesson-{self.lesson}" if self.lesson else self.workload["name"]
+        return f"{what}_{self.framework}"
 
     @property
     def lock_path(self) -> Path | None:

@@ -90,7 +90,7 @@ def run(
         **addendum.context,
     }
     with signals_interrupt():
-        folder = new_folder(plan.runs_dir, f"{plan.workload['name']}_{plan.framework}")
+        folder = new_folder(plan.runs_dir, plan.label)
         run_context = {"run_id": folder.name, **context}
         with attempt() as outcome:
             for name, text in addendum.files.items():
