@@ -115,6 +115,7 @@ class Scenario:
     samples_per_query: int | None  # LoadGen's test parameter (offline: its one query's size)
     latency_ns: Mapping  # min, max, mean, p50, p90, p95, p97, p99, p99.9
     settings: Mapping  # min_duration_ms, min_query_count, target_qps, target_latency_ms, ...
+    accuracy: Mapping | None  # the accuracy run's check (samples, logged, agree, top1, passed)
 
     @classmethod
     def from_json(cls, data: Any, source: str) -> Scenario:
@@ -138,6 +139,7 @@ class Scenario:
             ),
             latency_ns=latency,
             settings=typed(data, "settings", dict, source),
+            accuracy=accuracy_check(data, source),
         )
 
     @property
@@ -150,6 +152,17 @@ class Scenario:
         `latency_ns` name it; None where its metric is a rate (samples per second)."""
         found = re.fullmatch(r"(\d+(?:\.\d+)?)th percentile latency \(ns\)", self.metric["name"])
         return f"p{float(found.group(1)):g}" if found else None
+
+
+def accuracy_check(data: dict, source: str) -> Mapping | None:
+    """A LoadGen accuracy run's check, None for a report from before it was run."""
+    found = typed(data, "accuracy", (dict, NONE), source, None)
+    if found is not None:
+        for key in ("samples", "logged", "agree"):
+            typed(found, key, int, f"{source} accuracy")
+        typed(found, "passed", bool, f"{source} accuracy")
+        number(found, "top1", f"{source} accuracy")
+    return found
 
 
 def number(data: Mapping, key: str, source: str, absent: Any = ...) -> float | None:

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from conftest import FIXTURES, read_metrics, repro, summary_cell
 
@@ -148,15 +149,57 @@ def test_the_parsed_result_reads_back_through_its_record_and_old_ones_still_read
         records.Summary.from_json(metrics["summary"], "summary")
 
 
+class Answering:
+    """The part of a SUT that the accuracy check reads: four samples whose answers are 0..3."""
+
+    samples, batch_size, classes = [0, 1, 2, 3], 4, 10
+
+    def answers(self, indices):
+        return np.asarray(indices, dtype=np.int32)
+
+
+def accuracy_log(answers: dict[int, int]) -> str:
+    """An accuracy log as LoadGen writes it: each answer an int32, little-endian, in hex."""
+    entries = [
+        {"seq_id": i, "qsl_idx": index, "data": np.int32(answer).tobytes().hex().upper()}
+        for i, (index, answer) in enumerate(answers.items())
+    ]
+    return json.dumps(entries)
+
+
+@pytest.mark.parametrize(
+    ("logged", "passed", "agree"),
+    [
+        ({0: 0, 1: 1, 2: 2, 3: 3}, True, 4),
+        ({0: 0, 1: 1, 2: 7, 3: 3}, False, 3),  # one answer is not the model's
+        ({0: 0, 1: 1, 3: 3}, False, 3),  # one sample never answered
+    ],
+)
+def test_the_accuracy_run_passes_only_with_every_sample_answered_by_the_model(
+    logged, passed, agree
+):
+    labels = np.asarray([0, 1, 5, 5])
+    checked = loadgen.accuracy(Answering(), "offline", accuracy_log(logged), labels)
+    assert (checked["passed"], checked["agree"], checked["samples"]) == (passed, agree, 4)
+    assert checked["top1"] == pytest.approx(2 / len(logged)) and checked["chance"] == 0.1
+    repeated = json.loads(accuracy_log({0: 0, 1: 1, 2: 2, 3: 3})) * 2  # each answered twice
+    twice = loadgen.accuracy(Answering(), "offline", json.dumps(repeated), labels)
+    assert not twice["passed"] and twice["logged"] == 8
+
+
 def test_only_loadgens_own_log_names_are_written_from_a_report():
     published = {
         "loadgen_logs": {
             "mlperf_log_summary.txt": "summary",
             "mlperf_log_detail.txt": ["not", "text"],
+            "mlperf_log_accuracy.json": "[]",
             "../escape.txt": "outside the folder",
         }
     }
-    assert loadgen_logs(published) == {"mlperf_log_summary.txt": "summary"}
+    assert loadgen_logs(published) == {
+        "mlperf_log_summary.txt": "summary",
+        "mlperf_log_accuracy.json": "[]",
+    }
     assert loadgen_logs({"loadgen_logs": "junk"}) == {} == loadgen_logs({})
 
 
@@ -193,13 +236,21 @@ def check_scenario_run(folder: Path, scenario: str) -> None:
         reversed(line.split("  ", 1))
         for line in (folder / "MANIFEST.sha256").read_text().splitlines()
     )
-    for name in loadgen.LOG_FILES:
+    for name in (*loadgen.LOG_FILES, loadgen.ACCURACY_LOG):
         assert manifest[name] == hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    # the accuracy run: every sample of the QSL answered once, with the model's own answer
+    checked = result["accuracy"]
+    assert (
+        checked["passed"] and checked["samples"] == checked["logged"] == checked["agree"] == batch
+    )
+    answers = json.loads((folder / loadgen.ACCURACY_LOG).read_text())
+    assert sorted(a["qsl_idx"] for a in answers) == list(range(batch))
     assert records.load(folder).summary.loadgen.result == result["result"]
 
     notebook = nbformat.read(folder / "report.ipynb", as_version=4)
     head = summary_cell(notebook).source
     assert f"- **LoadGen**: {scenario} **{result['result']}**" in head
+    assert f"accuracy run: {batch} of {batch} answers match the model" in head
     assert "not an MLPerf submission" in head
     shown = json.dumps([c.get("outputs", []) for c in notebook.cells])
     assert "MLPerf Results Summary" in shown and "| | LoadGen | repro" in shown

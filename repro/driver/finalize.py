@@ -27,7 +27,7 @@ from repro.driver.folders import seal, write, write_manifest
 from repro.driver.integrity import mapping
 from repro.driver.plan import RunPlan
 from repro.kernel.capture import hardware_markdown
-from repro.kernel.loadgen import LOG_FILES
+from repro.kernel.loadgen import ACCURACY_LOG, LOG_FILES
 from repro.markdown import escape
 from repro.records import Environment, Metrics, RecordError, RerunRecord, Summary
 
@@ -78,7 +78,8 @@ def loadgen_logs(results: dict) -> dict[str, str]:
     """The LoadGen logs a scenario run published (repro.kernel.loadgen), by their file names:
     only LoadGen's own names, only text (a report read from elsewhere may hold anything)."""
     logs = mapping(results.get("loadgen_logs"))
-    return {name: logs[name] for name in LOG_FILES if isinstance(logs.get(name), str)}
+    names = (*LOG_FILES, ACCURACY_LOG)
+    return {name: logs[name] for name in names if isinstance(logs.get(name), str)}
 
 
 def run_script(plan: RunPlan, run_context: dict) -> str:

@@ -83,9 +83,16 @@ def scenario(summary: Summary) -> str:
     rate = f", {s.samples_per_s:,.1f} samples/s" if s.samples_per_s else ""
     p90 = s.latency_ns.get("p90")
     latency = f", p90 latency {p90 / 1e6:,.2f} ms" if p90 is not None else ""
+    a = s.accuracy
+    answers = (
+        ""
+        if a is None
+        else f"; accuracy run: {a['agree']} of {a['samples']} answers match the model"
+        + ("" if a["passed"] else " (FAILED)")
+    )
     return f"{escape(s.scenario)} **{escape(s.result)}**" + escape(
-        f"{failed}{rate}{latency}; min_duration_ms {s.settings.get('min_duration_ms')} (an "
-        "MLPerf run's: 600000): not an MLPerf submission"
+        f"{failed}{rate}{latency}{answers}; min_duration_ms "
+        f"{s.settings.get('min_duration_ms')} (an MLPerf run's: 600000): not an MLPerf submission"
     )
 
 

@@ -19,10 +19,18 @@ the schedule is kept, and one worker thread serves them in order and completes e
 Every shape a scenario uses is compiled and warmed before LoadGen starts. A target left at 0 is
 derived from those warm calls (`targets`). LoadGen's logs are published whole: the driver
 writes them into the run folder (repro.driver.finalize).
+
+After the performance run, LoadGen's accuracy run (TestMode.AccuracyOnly, as an MLPerf
+submission has beside each performance run): every QSL sample once, in the same scenario, the SUT
+answering each with its predicted class (int32; per position for a language model), which
+LoadGen logs in `mlperf_log_accuracy.json`. repro decodes that log and checks it (`accuracy`):
+one answer per sample, each the model's own, computed directly in the scenario's query size, and
+top-1 against the QSL's labels.
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import re
 import statistics
@@ -45,7 +53,8 @@ APPLIES = {
     "target_latency_ms": ("single-stream", "server"),
 }
 SUBMISSION_MS = 600_000  # LoadGen's default minimum duration: what an MLPerf result runs
-LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")
+LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")  # the performance run's
+ACCURACY_LOG = "mlperf_log_accuracy.json"  # the accuracy run's answers
 WARM_CALLS = 3  # timed calls per shape after its first (compiling) one
 # Targets left at 0. Server: half the rate one sample at a time allows, and a latency bound of 10
 # single-sample latencies. Single-stream: half the warm latency, as LoadGen stops once both
@@ -63,10 +72,19 @@ class Sut:
         self.fw, self.samples, self.batch_size = fw, samples, batch_size
         self.infer = fw.serving_function(net, compile)
         self.error: BaseException | None = None  # the first error a query met, raised after
+        self.answering = False  # the accuracy run: each response carries the sample's answer
 
-    def run(self, indices: list[int]) -> None:
-        """One synchronised inference over these QSL samples."""
-        self.fw.sync(self.infer(self.fw.to_native(self.samples[indices])))
+    def run(self, indices: list[int]):
+        """One synchronised inference over these QSL samples; its output."""
+        out = self.infer(self.fw.to_native(self.samples[indices]))
+        self.fw.sync(out)
+        return out
+
+    def answers(self, indices: list[int]) -> np.ndarray:
+        """The model's answers for these samples: int32 predicted classes, (n,) or (n, T)."""
+        out = np.asarray(self.fw.to_numpy(self.run(indices)), dtype=np.float32)
+        self.classes = out.shape[-1]
+        return np.ascontiguousarray(out.argmax(-1).astype(np.int32))
 
     def warm(self, size: int) -> float:
         """Compile and warm the shape of `size` samples; the median seconds of its warm calls."""
@@ -85,13 +103,27 @@ class Sut:
         forever) and is kept, to be raised once LoadGen has stopped."""
         for start in range(0, len(samples), chunk):
             part = samples[start : start + chunk]
+            responses = [lg.QuerySampleResponse(s.id, 0, 0) for s in part]
             if self.error is None:
                 try:
-                    indices = [s.index for s in part]
-                    self.run(indices + indices[:1] * (chunk - len(part)))
+                    indices = padded([s.index for s in part], chunk)
+                    if self.answering:  # LoadGen copies each answer during the call below
+                        answers = self.answers(indices)
+                        rows = answers.reshape(len(answers), -1)  # each sample's, as an array
+                        responses = [
+                            lg.QuerySampleResponse(s.id, row.ctypes.data, row.nbytes)
+                            for s, row in zip(part, rows, strict=False)
+                        ]
+                    else:
+                        self.run(indices)
                 except BaseException as error:  # noqa: BLE001 - raised after the test
                     self.error = error
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in part])
+            lg.QuerySamplesComplete(responses)
+
+
+def padded(indices: list[int], size: int) -> list[int]:
+    """`indices` filled up to `size` with its first: a full chunk, so no new shape compiles."""
+    return indices + indices[:1] * (size - len(indices))
 
 
 def targets(sut: Sut, scenario: str, target_qps, target_latency_ms) -> dict:
@@ -129,13 +161,20 @@ def targets(sut: Sut, scenario: str, target_qps, target_latency_ms) -> dict:
 
 
 def settings(
-    lg, scenario: str, found: dict, *, min_duration_ms: int, min_query_count: int | None, seed
+    lg,
+    scenario: str,
+    found: dict,
+    *,
+    min_duration_ms: int,
+    min_query_count: int | None,
+    seed,
+    accuracy: bool = False,
 ):
-    """LoadGen's TestSettings for a performance run of `scenario` with these targets
-    (min_query_count is None where it does not apply: APPLIES)."""
+    """LoadGen's TestSettings for a performance (or the accuracy) run of `scenario` with these
+    targets (min_query_count is None where it does not apply: APPLIES)."""
     test = lg.TestSettings()
     test.scenario = getattr(lg.TestScenario, SCENARIOS[scenario])
-    test.mode = lg.TestMode.PerformanceOnly
+    test.mode = lg.TestMode.AccuracyOnly if accuracy else lg.TestMode.PerformanceOnly
     test.min_duration_ms = min_duration_ms
     if min_query_count is not None:
         test.min_query_count = min_query_count
@@ -152,6 +191,7 @@ def run(
     fw,
     net,
     samples: np.ndarray,
+    labels: np.ndarray,
     *,
     scenario: str,
     compile: str,
@@ -162,8 +202,9 @@ def run(
     target_latency_ms: float | None = 0.0,
     seed: int = 0,
 ) -> dict | None:
-    """Run LoadGen's `scenario` over the model and `samples`; publish LoadGen's logs (its own
-    summary shown) and return the parsed summary with the settings used. None for "none"."""
+    """Run LoadGen's `scenario` over the model and `samples`, then its accuracy run (checked
+    against the model's own answers and `labels`); publish LoadGen's logs (its own summary
+    shown) and return the parsed summary with the settings used. None for "none"."""
     if scenario == "none":
         return None
     import mlperf_loadgen as lg
@@ -172,25 +213,14 @@ def run(
 
     sut = Sut(fw, net, samples, compile=compile, batch_size=batch_size)
     found = targets(sut, scenario, target_qps, target_latency_ms)
-    test = settings(
-        lg,
-        scenario,
-        found,
-        min_duration_ms=min_duration_ms,
-        min_query_count=min_query_count,
-        seed=seed,
+    given = {"min_duration_ms": min_duration_ms, "min_query_count": min_query_count, "seed": seed}
+    logs, wall_s = perform(lg, sut, scenario, settings(lg, scenario, found, **given), LOG_FILES)
+    sut.answering = True
+    answered, _ = perform(
+        lg, sut, scenario, settings(lg, scenario, found, **given, accuracy=True), (ACCURACY_LOG,)
     )
-    with tempfile.TemporaryDirectory(prefix="repro-loadgen-") as folder:
-        log = lg.LogSettings()
-        log.log_output.outdir = folder
-        log.log_output.copy_summary_to_stdout = False
-        log.enable_trace = False
-        start = time.perf_counter()
-        drive(lg, sut, scenario, test, log)
-        wall_s = time.perf_counter() - start
-        logs = {name: (Path(folder) / name).read_text() for name in LOG_FILES}
-    if sut.error is not None:
-        raise sut.error
+    sut.answering = False
+    logs |= answered
     parsed = {
         "scenario": scenario,
         "loadgen_version": metadata.version("mlcommons-loadgen"),
@@ -204,9 +234,54 @@ def run(
         },
         "wall_s": wall_s,
         "warning": short_run(min_duration_ms),
+        "accuracy": accuracy(sut, scenario, answered[ACCURACY_LOG], labels),
     }
     report.publish("loadgen_logs", logs, own_summary(parsed, logs["mlperf_log_summary.txt"]))
     return parsed
+
+
+def perform(lg, sut: Sut, scenario: str, test, names: tuple[str, ...]) -> tuple[dict, float]:
+    """One LoadGen test: its log files `names` (text) and its wall time in seconds. The first
+    error a query met is raised once LoadGen has stopped."""
+    with tempfile.TemporaryDirectory(prefix="repro-loadgen-") as folder:
+        log = lg.LogSettings()
+        log.log_output.outdir = folder
+        log.log_output.copy_summary_to_stdout = False
+        log.enable_trace = False
+        start = time.perf_counter()
+        drive(lg, sut, scenario, test, log)
+        wall_s = time.perf_counter() - start
+        logs = {name: (Path(folder) / name).read_text() for name in names}
+    if sut.error is not None:
+        raise sut.error
+    return logs, wall_s
+
+
+def accuracy(sut: Sut, scenario: str, text: str, labels: np.ndarray) -> dict:
+    """LoadGen's accuracy log checked: every QSL sample answered once, each answer the model's
+    own (computed here directly, in the scenario's query size, so in the same shapes), and the
+    logged answers' top-1 against `labels` (the share of predicted classes, or tokens, that
+    match)."""
+    n, size = len(sut.samples), sut.batch_size if scenario == "offline" else 1
+    chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
+    own = np.concatenate([sut.answers(padded(c, size))[: len(c)] for c in chunks])
+    logged: dict[int, list[bytes]] = {}
+    for entry in json.loads(text):
+        logged.setdefault(int(entry["qsl_idx"]), []).append(bytes.fromhex(entry["data"]))
+    agree = [i for i in range(n) if logged.get(i) == [own[i].tobytes()]]
+    hits = [  # the first answer LoadGen logged for each sample, where it has the right size
+        np.frombuffer(logged[i][0], np.int32) == labels[i].ravel()
+        for i in range(n)
+        if i in logged and len(logged[i][0]) == own[i].nbytes
+    ]
+    return {
+        "samples": n,
+        "logged": sum(len(v) for v in logged.values()),
+        "agree": len(agree),
+        "top1": float(np.mean(np.concatenate(hits))) if hits else None,
+        "chance": 1 / sut.classes,
+        "passed": len(agree) == n == sum(len(v) for v in logged.values()),
+    }
 
 
 def drive(lg, sut: Sut, scenario: str, test, log) -> None:
@@ -245,7 +320,21 @@ def own_summary(parsed: dict, text: str) -> str:
         + (f" (not satisfied: {', '.join(parsed['failed'])})" if parsed["failed"] else "")
         + f". LoadGen's own summary (`mlperf_log_summary.txt`; every event in "
         f"`mlperf_log_detail.txt`, both in the run folder), {parsed['wall_s']:.1f} s:\n\n"
-        f"> ⚠️ {parsed['warning']}\n\n```text\n{text.strip()}\n```"
+        f"> ⚠️ {parsed['warning']}\n\n```text\n{text.strip()}\n```\n\n"
+        f"**LoadGen's accuracy run** (`{ACCURACY_LOG}`): {accuracy_sentence(parsed['accuracy'])}"
+    )
+
+
+def accuracy_sentence(accuracy: dict) -> str:
+    """The accuracy run's check, one sentence."""
+    a = accuracy
+    top1 = "" if a["top1"] is None else f"; top-1 against the QSL's labels {a['top1']:.1%}"
+    return (
+        ("✅ passed" if a["passed"] else "⚠️ FAILED")
+        + f": {a['logged']} answers logged for {a['samples']} samples, {a['agree']} of them "
+        f"the model's own{top1} (chance {a['chance']:.1%}: repro's QSL is the run's synthetic "
+        "batch, its labels random, so accuracy says nothing of the model here; the check is "
+        "that LoadGen saw the model's answers)"
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from repro import MIME, stats
 from repro.kernel import capture, energy, generation, measure, models
+from repro.kernel.loadgen import accuracy_sentence
 from repro.markdown import escape
 
 
@@ -294,6 +295,10 @@ def results(
     if loadgen:
         summary["loadgen"] = loadgen
         summary["warnings"].append(loadgen["warning"])
+        if not loadgen["accuracy"]["passed"]:
+            summary["warnings"].append(
+                "LoadGen's accuracy run: " + accuracy_sentence(loadgen["accuracy"])
+            )
         scenario_md = "\n\n" + beside(loadgen, lat, thr, m.batch_size)
     summary["generation"] = None
     if generated:  # the measured requests are the last ones
@@ -331,7 +336,13 @@ def beside(loadgen: dict, latency: dict, throughput: dict, batch_size: int) -> s
         f" (not satisfied: {', '.join(loadgen['failed'])})" if loadgen["failed"] else ""
     )
     rate = f"{loadgen['samples_per_s']:.2f}" if loadgen["samples_per_s"] else "—"
+    a = loadgen["accuracy"]
     rows = [
+        (
+            "accuracy run: the model's own answers",
+            f"{a['agree']} of {a['samples']} samples" + ("" if a["passed"] else " (FAILED)"),
+            "—",
+        ),
         ("what is timed", queries, f"steps of {batch_size} samples"),
         ("result", result, "—"),
         ("samples/s", rate, f"{throughput['samples_per_s']:.2f}"),

@@ -102,7 +102,8 @@ class Adapter(Base):
         return tensor
 
     def to_numpy(self, tensor) -> np.ndarray:
-        return tensor.detach().cpu().numpy()
+        tensor = tensor.detach().cpu()  # numpy has no bfloat16: its values, exactly, in fp32
+        return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
 
     def export_onnx(self, net, inputs, path) -> dict:
         """The eval-mode model as ONNX at `path` (weights beside it when over 2 GB), exported by
