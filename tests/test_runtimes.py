@@ -7,6 +7,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 from conftest import read_metrics, repro, run_folders, summary_cell
+from test_loadgen import check_scenario_run, scenario_params
 from test_run import run_ok
 
 from repro import records
@@ -14,7 +15,6 @@ from repro.driver import plan, templates
 from repro.errors import UserError
 
 SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3"]
-ORT = ["-p", "runtime=onnxruntime", *SMALL]
 
 
 @pytest.mark.parametrize(
@@ -45,21 +45,24 @@ EXPORTED = {  # runtime: (the file its exporter writes, its threads as the recor
 
 @pytest.mark.kernel
 @pytest.mark.parametrize(
-    ("workload", "framework", "runtime", "repeats", "exporter"),
+    ("workload", "framework", "runtime", "repeats", "exporter", "scenario"),
     [
-        ("resnet-tiny", "torch", "onnxruntime", 1, "torch.onnx.export"),
-        ("bert-mini", "torch", "onnxruntime", 2, "torch.onnx.export"),
-        ("resnet-tiny", "tensorflow", "onnxruntime", 1, "tf2onnx"),
-        ("bert-mini", "tensorflow", "litert", 1, "tf.lite.TFLiteConverter"),
+        ("resnet-tiny", "torch", "onnxruntime", 1, "torch.onnx.export", "offline"),
+        ("bert-mini", "torch", "onnxruntime", 2, "torch.onnx.export", None),
+        ("resnet-tiny", "tensorflow", "onnxruntime", 1, "tf2onnx", None),
+        # LoadGen's single-sample queries: the interpreter replans for a new batch size
+        ("bert-mini", "tensorflow", "litert", 1, "tf.lite.TFLiteConverter", "single-stream"),
     ],
 )
 def test_a_model_is_exported_checked_and_served_by_another_runtime(
-    workload, framework, runtime, repeats, exporter, runs_dir
+    workload, framework, runtime, repeats, exporter, scenario, runs_dir
 ):
     folder = run_ok(
         runs_dir, workload, "-f", framework, *SMALL, "-p", f"runtime={runtime}",
-        "-p", f"repeats={repeats}",
+        "-p", f"repeats={repeats}", *(a for p in scenario_params(scenario) for a in ("-p", p)),
     )  # fmt: skip
+    if scenario:  # LoadGen's SUT is the exported runtime too
+        check_scenario_run(folder, scenario)
     metrics = read_metrics(folder)
     served, summary = metrics["summary"]["runtime"], metrics["summary"]
     check = served["equivalence"]
@@ -82,8 +85,10 @@ def test_a_model_is_exported_checked_and_served_by_another_runtime(
     assert any("exported − native" in str(c.get("outputs")) for c in notebook.cells)
 
 
-PLANTED = """# A planted exporter bug: every weight of the largest tensor 1% off after the export
-export = fw.export_onnx
+PLANTED = {  # runtime: (framework, a planted exporter bug: the largest weight 1% off in the file)
+    "onnxruntime": (
+        "torch",
+        """export = fw.export_onnx
 
 
 def broken(net, inputs, path):
@@ -100,24 +105,49 @@ def broken(net, inputs, path):
 
 
 fw.export_onnx = broken
-"""
+""",
+    ),
+    "litert": (  # off while the converter freezes the weights, restored in the native model
+        "tensorflow",
+        """export = fw.export_tflite
+
+
+def broken(net, inputs, path):
+    import numpy as np
+
+    weights = max(net.weights, key=lambda w: int(np.prod(w.shape)))
+    kept = weights.numpy()
+    weights.assign(kept * 1.01)
+    try:
+        return export(net, inputs, path)
+    finally:
+        weights.assign(kept)
+
+
+fw.export_tflite = broken
+""",
+    ),
+}
 
 
 @pytest.mark.kernel
-def test_an_export_that_changed_the_model_fails_the_run(runs_dir, tmp_path):
+@pytest.mark.parametrize("runtime", sorted(PLANTED))
+def test_an_export_that_changed_the_model_fails_the_run(runtime, runs_dir, tmp_path):
+    framework, planted = PLANTED[runtime]
     notebook = nbformat.read(templates.BODY, as_version=4)
     [cell] = [c for c in notebook.cells if "runtimes.serve(" in c.source]
-    cell.source = PLANTED + cell.source
+    cell.source = planted + cell.source
     template = tmp_path / "broken-export.ipynb"
     nbformat.write(notebook, template)
     done = repro(
-        "run", "resnet-tiny", "--template", str(template), *ORT, "--runs-dir", str(runs_dir)
-    )
+        "run", "resnet-tiny", "--template", str(template), "-f", framework,
+        "-p", f"runtime={runtime}", *SMALL, "--runs-dir", str(runs_dir),
+    )  # fmt: skip
     assert done.returncode == 1
     [folder] = run_folders(runs_dir)
     metrics = read_metrics(folder)
     assert metrics["status"] == "failed"
-    assert "the onnxruntime export is not the native model: max |difference|" in metrics["error"]
+    assert f"the {runtime} export is not the native model: max |difference|" in metrics["error"]
     assert "exceeds the tolerance" in done.stderr.strip().splitlines()[-1]
     report = nbformat.read(folder / "report.ipynb", as_version=4)
     assert "An Exception was encountered" in report.cells[0].source  # the reason, on top

@@ -102,6 +102,8 @@ class Adapter(Base):
         return tensor
 
     def to_numpy(self, tensor) -> np.ndarray:
+        if isinstance(tensor, np.ndarray):  # an exported runtime's output
+            return tensor
         tensor = tensor.detach().cpu()  # numpy has no bfloat16: its values, exactly, in fp32
         return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
 
