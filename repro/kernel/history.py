@@ -358,7 +358,12 @@ def table(lines: Mapping[str, list[dict]], by: str, threshold: float, order: str
         + "; "
         + (
             f"**{len(found)} regressions** (significantly slower than the point before by more "
-            f"than {threshold:.0%})"
+            f"than {threshold:.0%}"
+            + (
+                ", or a mode's own: a target missed, a VALID LoadGen result turned INVALID)"
+                if kinds - {"step time", "generation"}
+                else ")"
+            )
             if found
             else f"no regression beyond {threshold:.0%}"
         )
