@@ -336,3 +336,17 @@ def test_one_process_to_the_target_is_compared_but_not_tested(tmp_path):
     assert (
         b["versus_previous"]["verdict"] == "2.50× the time to target, from one process: not tested"
     )
+
+
+def test_a_mode_record_that_does_not_hold_its_figures_is_passed_over_in_one_line(tmp_path):
+    def garbled(summary):
+        summary["generation"]["tpot_ms"]["p50"] = "fast"
+
+    folder = mode_copy("generate", tmp_path / "runs" / "gen", day(20), garbled)
+    done = repro("history", str(tmp_path / "runs"), "--runs-dir", str(tmp_path / "out"))
+    assert done.returncode == 2 and not (tmp_path / "out").exists()
+    [line] = done.stderr.strip().splitlines()
+    assert line.endswith(
+        f"(passed over: {folder}: {folder}/metrics.json summary generation tpot_ms: 'p50' is "
+        "str, not int or float); make one with `make run`"
+    )
