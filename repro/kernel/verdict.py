@@ -122,7 +122,8 @@ def missed(tta: records.TimeToAccuracy, name: str) -> str:
     caps = ", ".join(sorted(set(tta.caps))) or "a cap"
     return (
         f"{tta.processes - tta.reached_by} of {tta.processes} processes of the {name} missed "
-        f"the {tta.target:.1%} target (stopped by {caps}; best {tta.best_accuracy:.2%})"
+        f"the {tta.target:.1%} target (stopped by {caps}; the first process's best "
+        f"{tta.best_accuracy:.2%})"
     )
 
 
@@ -140,15 +141,17 @@ def time_to_target(original: Measured, rerun: Measured, tolerance: float) -> dic
                 f"time to target {np.median(a.times_s):.2f} s → {np.median(b.times_s):.2f} s "
                 f"(ratio {shift['ratio']:.3f}) from one process: a weak, single observation"
             )
-    else:
-        every = (a.reached_by == a.processes) or (b.reached_by == b.processes)
-        kind = "changed" if (a.times_s or b.times_s) and every else "inconclusive"
-        words = (
-            f"changed: the {'original' if a.times_s else 'rerun'} reached the target and the "
-            f"{'rerun' if a.times_s else 'original'} did not, within the same caps"
-            if kind == "changed"
-            else "inconclusive: no time to target to compare"
-        )
+    else:  # one run, or neither, has a time to target
+        reached, other = ("original", "rerun") if a.times_s else ("rerun", "original")
+        every = {"original": a, "rerun": b}[reached]
+        kind, words = "inconclusive", "inconclusive: neither run reached the target"
+        if a.times_s or b.times_s:
+            kind = "changed" if every.reached_by == every.processes else "inconclusive"
+            words = f"{kind}: the {reached} reached the target " + (
+                f"and the {other} did not, within the same caps"
+                if kind == "changed"
+                else f"in some processes only, the {other} in none"
+            )
         shift = {"ratio": None, "margin": tolerance, "ci90": None, "ci95": None, "kind": kind}
         shift |= {"words": words, "needed": None, "processes": [a.reached_by, b.reached_by]}
     if notes:
