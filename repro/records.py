@@ -260,6 +260,40 @@ class TimeToAccuracy:
 
 
 @dataclass(frozen=True)
+class Generation:
+    """mode=generate's figures (repro.kernel.generation.summarize): summary.generation in
+    metrics.json, null in the other modes. A step is one request: the batch's whole greedy
+    generation (prefill, then every decode step), so its step time is the end-to-end time."""
+
+    prompt_length: int
+    new_tokens: int
+    batch_size: int
+    requests: int  # the measured ones (the kernel's process)
+    ttft_ms: Mapping  # n, mean, p50, p90, p99: over the requests
+    tpot_ms: Mapping  # the same, over every decoded token
+    e2e_ms: Mapping  # the same, over the requests (their step times)
+    tokens_per_s: float  # every output token of the batch, over the requests' whole time
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> Generation:
+        if not isinstance(data, dict):
+            raise RecordError(f"{source} is not a generation's figures: {type(data).__name__}")
+        latencies = {}
+        for key in ("ttft_ms", "tpot_ms", "e2e_ms"):
+            latencies[key] = typed(data, key, dict, source)
+            for q in ("p50", "p90", "p99"):
+                typed(latencies[key], q, NUMBER, f"{source} {key}")
+        return cls(
+            **{k: typed(data, k, int, source) for k in GENERATED},
+            **latencies,
+            tokens_per_s=typed(data, "tokens_per_s", NUMBER, source),
+        )
+
+
+GENERATED = ("prompt_length", "new_tokens", "batch_size", "requests")
+
+
+@dataclass(frozen=True)
 class Summary:
     """The step-time summary repro's templates publish (repro.kernel.report.results): the
     sections readers use, each a JSON object ({} where not recorded), with named accessors."""
@@ -281,6 +315,7 @@ class Summary:
     first_call_s: float | None
     loadgen: Scenario | None = None  # a LoadGen scenario's result (scenario=...)
     time_to_accuracy: TimeToAccuracy | None = None  # mode=train-to-accuracy's result
+    generated: Generation | None = None  # mode=generate's figures, checked (`generation`)
 
     @classmethod
     def from_json(cls, data: Any, source: str) -> Summary:
@@ -307,7 +342,20 @@ class Summary:
             time_to_accuracy=None
             if data.get("time_to_accuracy") is None
             else TimeToAccuracy.from_json(data["time_to_accuracy"], f"{source} time_to_accuracy"),
+            generated=None
+            if data.get("generation") is None
+            else Generation.from_json(data["generation"], f"{source} generation"),
         )
+
+    @property
+    def kind(self) -> str:
+        """What the run's own headline is: a time to accuracy, a generation's figures, a LoadGen
+        scenario's result, or (every other run) its step times."""
+        if self.time_to_accuracy:
+            return "time to accuracy"
+        if self.generated:
+            return "generation"
+        return "loadgen" if self.loadgen else "step time"
 
     @property
     def process_count(self) -> int:

@@ -149,14 +149,25 @@ def versus(base: dict, new: dict, seed: int = 0) -> dict:
     leaves out the noise between processes and says so."""
     a, b = medians(base), medians(new)
     if min(len(a), len(b)) >= 2:
-        moved = shift(a, b)
-        ratio, (low, high), p = moved["ratio"], moved["ci95"], moved["p_value"]
-        basis = f"{len(a)} and {len(b)} processes"
-    else:
-        after, before = np.asarray(new["step_s"], float), np.asarray(base["step_s"], float)
-        ratio, low, high = ratio_ci(after, before, seed=seed)
-        p = float(stats.mannwhitneyu(after, before, alternative="two-sided").pvalue)
-        basis = "steps of one process each: noise between processes not measured"
+        return between(a, b)
+    after, before = np.asarray(new["step_s"], float), np.asarray(base["step_s"], float)
+    ratio, low, high = ratio_ci(after, before, seed=seed)
+    p = float(stats.mannwhitneyu(after, before, alternative="two-sided").pvalue)
+    return tested(
+        ratio, low, high, p, "steps of one process each: noise between processes not measured"
+    )
+
+
+def between(base: list[float], new: list[float]) -> dict:
+    """`versus` on per-process values (two or more each; > 1: `new` took longer): Welch's t on
+    their logs (`shift`)."""
+    moved = shift(base, new)
+    basis = f"{len(base)} and {len(new)} processes"
+    return tested(moved["ratio"], *moved["ci95"], moved["p_value"], basis)
+
+
+def tested(ratio: float, low: float, high: float, p: float, basis: str) -> dict:
+    """A time ratio's test as `versus` says it: slower, faster or no significant difference."""
     if p < ALPHA and low > 1:
         verdict = f"slower by {ratio - 1:.1%}"
     elif p < ALPHA and high < 1:
@@ -175,6 +186,8 @@ def versus(base: dict, new: dict, seed: int = 0) -> dict:
 def slower(result: dict, threshold: float) -> bool:
     """The `--fail-if-slower` gate on a `versus` result: significantly slower by more than
     `threshold` (0.05 for 5%), i.e. the whole CI lies above 1 and the slowdown exceeds it."""
+    if result["ci95"] is None:  # not tested (one process each)
+        return False
     return (
         result["p_value"] < ALPHA and result["ci95"][0] > 1 and result["time_ratio"] > 1 + threshold
     )

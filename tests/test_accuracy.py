@@ -271,3 +271,36 @@ def test_an_image_that_does_not_decode_is_one_line_naming_it(tmp_path):
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1
     assert last.startswith("repro.kernel.images.DataError: data: a/0.png cannot be decoded")
+
+
+@pytest.mark.kernel
+def test_a_rerun_of_a_time_to_accuracy_run_is_decided_by_its_time_to_target(digits, runs_dir):
+    """A short run (50% on the digits, two processes) and its rerun: the time to target of each
+    process decides, and the report says so."""
+    params = (
+        f"mode=train-to-accuracy data={digits} batch_size=32 target_accuracy=0.5 eval_every=10 "
+        "max_steps=200 max_seconds=120 repeats=2 threads=1"
+    )
+    done = repro(
+        "run", "resnet-tiny", "-f", "torch", "--runs-dir", str(runs_dir), "--params", params
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [original] = run_folders(runs_dir)
+    again = repro("rerun", str(original), "--runs-dir", str(runs_dir), "--tolerance", "50%")
+    assert again.returncode == 0, again.stderr[-3000:]
+    [folder] = [f for f in run_folders(runs_dir) if f != original]
+    before, metrics = (json.loads((f / "metrics.json").read_text()) for f in (original, folder))
+    verdict = metrics["rerun"]
+    assert verdict["shift"]["quantity"] == "the time to target of each process that reached it"
+    assert verdict["shift"]["processes"] == [2, 2] and verdict["class"] != "changed"
+    rows = {r["metric"]: r for r in verdict["metrics"]}
+    times = [m["summary"]["time_to_accuracy"]["processes"] for m in (before, metrics)]
+    tta = rows["time to target, median over processes (s)"]
+    assert (tta["original"], tta["rerun"]) == (times[0]["median_s"], times[1]["median_s"])
+    assert verdict["shift"]["ratio"] == pytest.approx(
+        np.exp(np.mean(np.log(times[1]["times_s"])) - np.mean(np.log(times[0]["times_s"])))
+    )
+    assert rows["steps to target, median over processes"]["ratio"] == 1.0  # seeded: the same
+    report = (folder / "report.ipynb").read_text()
+    assert "What decides is each process's time to the target accuracy" in report
+    assert "How: the time to target of each process that reached it (2 original, 2 rerun)" in report

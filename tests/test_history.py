@@ -208,6 +208,12 @@ def test_the_history_report_of_real_runs(small_runs, tmp_path):
     # 3x: the test on process medians (3 each) must find it even when the CI machine is loaded
     # (at load ~9, a planted 1.5x was within the noise between processes once)
     planted(small_runs["b"], runs / "sweep_x" / "cells" / "c" / "slow", day(22), 3.0)
+    # and a series of each mode (real records), beside those of the same workload
+    mode_copy("train-to-accuracy", runs / "tta", day(20))
+    mode_copy("train-to-accuracy", runs / "tta-missed", day(21), missed)
+    mode_copy("generate", runs / "gen", day(20))
+    mode_copy("offline", runs / "lg", day(20))
+    mode_copy("offline", runs / "lg-invalid", day(21), invalid)
     done = repro("history", str(runs), "--runs-dir", str(tmp_path / "out"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "regression: resnet-tiny · torch eager · bs2 fp32 inference: slow: slower by" in (
@@ -216,10 +222,131 @@ def test_the_history_report_of_real_runs(small_runs, tmp_path):
     [folder] = (tmp_path / "out").iterdir()
     page = (folder / "report.html").read_text()
     text = html.unescape(re.sub(r"<[^>]+>", " ", page))
-    assert "4 runs in 2 series, in order of time" in text
+    assert "9 runs in 5 series, in order of time" in text
     assert re.search(r"slow\s+\S+\s+\S+\s+[\d.]+\s+\S+.*⚠️ REGRESSION: slower by", text, re.S)
-    [alt] = re.findall(r'<img[^>]*alt="([^"]*)"', page)
-    assert "p90 step time" in html.unescape(alt) and re.search(r"\d+ regressions marked", alt)
+    code = r"\s+\S+\s+\S+\s+\S+\s+"  # repro, git commit, framework version
+    assert re.search(rf"tta-missed\s+50.0%\s+—\s+—\s+0/2\s+30{code}⚠️ REGRESSION: missed", text)
+    invalid_row = rf"lg-invalid\s+INVALID\s+501.2\s+280.344{code}⚠️ REGRESSION: "
+    assert re.search(
+        invalid_row + r"no significant difference; LoadGen result VALID → INVALID", text
+    )
+    assert "or a mode's own: a target missed, a VALID LoadGen result turned INVALID" in text
+    alts = [html.unescape(a) for a in re.findall(r'<img[^>]*alt="([^"]*)"', page)]
+    assert len(alts) == 4 and all(re.search(r"\d+ regressions marked", a) for a in alts)
+    assert any("throughput (samples/s) (left) and p90 step time" in a for a in alts)
+    assert any("time to target (s) (left)" in a and "from 2.4 to — s" in a for a in alts)
+    assert any("INVALID LoadGen results marked with a black cross" in a for a in alts)
     record = json.loads((folder / "history.json").read_text())
-    assert record["status"] == "ok" and len(record["history"]["regressions"]) >= 1
-    assert (folder / "plots" / "history_resnet-tiny.png").is_file()
+    assert record["status"] == "ok" and len(record["history"]["regressions"]) >= 3
+    plots = {p.name for p in (folder / "plots").iterdir()}
+    assert plots == {
+        f"history_{name}.png"
+        for name in ("resnet-tiny", "resnet-tiny_time-to-accuracy", "gpt-mini_generation")
+        + ("resnet-tiny_loadgen",)
+    }
+
+
+MODES = RECORDS / "modes"  # real runs of each mode (tests/test_verdict.py says which)
+
+
+def mode_copy(name: str, folder: Path, started: str, change=None) -> Path:
+    """`planted` from the mode's real record, its summary then changed by `change(summary)`."""
+    planted(MODES / name, folder, started)
+    if change:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        change(metrics["summary"])
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def twice_the_time(summary):
+    spread = summary["time_to_accuracy"]["processes"]
+    spread["times_s"] = [2 * t for t in spread["times_s"]]
+    spread.update(median_s=2 * spread["median_s"], min_s=2 * spread["min_s"])
+    spread["max_s"] *= 2
+
+
+def missed(summary):
+    spread = summary["time_to_accuracy"]["processes"]
+    spread.update(times_s=[], reached=0, stopped_by=["max_steps"] * 2, median_s=None)
+
+
+def invalid(summary):
+    summary["loadgen"].update(result="INVALID", failed=["Min duration satisfied"])
+
+
+def test_modes_are_series_of_their_own_with_their_headline_and_regressions(tmp_path):
+    runs = [
+        planted(RECORDS, tmp_path / "plain", day(20)),  # resnet-tiny, torch, bs2 inference
+        mode_copy("offline", tmp_path / "lg", day(20)),  # the same, under LoadGen
+        mode_copy("offline", tmp_path / "lg-invalid", day(21), invalid),
+        mode_copy("train-to-accuracy", tmp_path / "tta", day(20)),
+        mode_copy("train-to-accuracy", tmp_path / "tta-slow", day(21), twice_the_time),
+        mode_copy("train-to-accuracy", tmp_path / "tta-missed", day(22), missed),
+        mode_copy("generate", tmp_path / "gen", day(20)),
+        planted(MODES / "generate", tmp_path / "gen-slow", day(21), 3.0),
+    ]
+    lines = history.history([records.load(r) for r in runs], "time", 0.05)
+    assert {name: [p["run"] for p in ps] for name, ps in lines.items()} == {
+        "resnet-tiny · torch eager · bs2 fp32 inference": ["plain"],
+        "resnet-tiny · torch eager · bs2 fp32 inference LoadGen offline": ["lg", "lg-invalid"],
+        "resnet-tiny · torch eager · bs32 fp32 train-to-accuracy": [
+            "tta",
+            "tta-slow",
+            "tta-missed",
+        ],
+        "gpt-mini · torch eager · bs2 fp32 generate": ["gen", "gen-slow"],
+    }
+    plain, (lg, lg_invalid), (tta, slow, gone), (gen, gen_slow) = lines.values()
+    assert plain[0]["kind"] == "step time" and "time_to_target_s" not in plain[0]
+    assert tta["time_to_target_s"] == pytest.approx(2.358, abs=1e-3) and tta["reached"] == "2/2"
+    assert slow["regression"] and slow["versus_previous"]["verdict"] == "slower by 100.0%"
+    assert slow["versus_previous"]["basis"] == "2 and 2 processes"  # the times, not the steps
+    assert gone["regression"] and gone["time_to_target_s"] is None and gone["reached"] == "0/2"
+    assert gone["versus_previous"]["verdict"] == "missed the target (the point before reached it)"
+    assert gen["tokens_per_s"] == pytest.approx(3684.6, abs=0.1) and gen["tpot_p50_ms"] > 0
+    assert gen_slow["regression"]  # a request (a step) three times as long
+    assert (lg["loadgen_result"], lg_invalid["loadgen_result"]) == ("VALID", "INVALID")
+    assert lg["loadgen_samples_per_s"] == pytest.approx(501.208)
+    assert lg_invalid["regression"] and lg_invalid["versus_previous"]["verdict"].endswith(
+        "; LoadGen result VALID → INVALID"
+    )
+    tables = "\n".join(r for kind in history.COLUMNS for r in history.rows_of(lines, kind))
+    assert "**Time to accuracy: the median time to target" in tables
+    assert "| tta-missed | 50.0% | — | — | 0/2 | 30 |" in tables
+    assert "| lg-invalid | **INVALID** | 501.2 | 280.344 |" in tables
+    assert "| gen | 3684.6 | 0.437 / 0.832 | 0.779 |" in tables
+
+
+def test_one_process_to_the_target_is_compared_but_not_tested(tmp_path):
+    def one(seconds):
+        def change(summary):
+            summary["time_to_accuracy"]["processes"].update(
+                n=1, times_s=[seconds], stopped_by=["target"], median_s=seconds
+            )
+
+        return change
+
+    runs = [
+        mode_copy("train-to-accuracy", tmp_path / n, day(d), one(s))
+        for n, d, s in (("a", 20, 2.0), ("b", 21, 5.0))
+    ]
+    [[_, b]] = history.history([records.load(r) for r in runs]).values()
+    assert not b["regression"] and b["versus_previous"]["time_ratio"] == pytest.approx(2.5)
+    assert (
+        b["versus_previous"]["verdict"] == "2.50× the time to target, from one process: not tested"
+    )
+
+
+def test_a_mode_record_that_does_not_hold_its_figures_is_passed_over_in_one_line(tmp_path):
+    def garbled(summary):
+        summary["generation"]["tpot_ms"]["p50"] = "fast"
+
+    folder = mode_copy("generate", tmp_path / "runs" / "gen", day(20), garbled)
+    done = repro("history", str(tmp_path / "runs"), "--runs-dir", str(tmp_path / "out"))
+    assert done.returncode == 2 and not (tmp_path / "out").exists()
+    [line] = done.stderr.strip().splitlines()
+    assert line.endswith(
+        f"(passed over: {folder}: {folder}/metrics.json summary generation tpot_ms: 'p50' is "
+        "str, not int or float); make one with `make run`"
+    )

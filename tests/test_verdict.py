@@ -8,8 +8,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
-from conftest import burner, other_core, read_metrics, repro, run_folders
+from conftest import FIXTURES, burner, other_core, read_metrics, repro, run_folders
 
 from repro import stats
 from repro.kernel import verdict
@@ -99,3 +100,150 @@ def test_throughput_from_the_processes_is_the_batch_at_their_centre():
     low, high = spread["samples_per_s_ci95"]
     assert low == pytest.approx(4e3 / spread["centre_ci95_ms"][1]) and low < high
     assert "samples_per_s" not in stats.spread({"step_s": [0.1, 0.2]})  # one process: no CI
+
+
+# Real records of each mode (tests/fixtures/records/modes/: torch runs of resnet-tiny to 50% on
+# the digits, gpt-mini generating 8 tokens, resnet-tiny under LoadGen's offline scenario; two
+# processes each), changed where a test needs another rerun.
+MODES = FIXTURES / "records" / "modes"
+
+
+def mode_run(name: str, change=None) -> verdict.Measured:
+    """The mode's record as the verdict reads it, its JSON changed by `change(summary)` first and
+    read back through records (as a rerun's would be); without the machine check."""
+    metrics = read_metrics(MODES / name)
+    if change:
+        change(metrics["summary"])
+    record = verdict.record(Metrics.from_json(metrics, name))
+    return dataclasses.replace(record, summary=dataclasses.replace(record.summary, machine={}))
+
+
+def times(seconds: list, stopped: list | None = None, best: float | None = None):
+    """A change that gives the time to accuracy these processes' times to target (those that
+    reached it) and these stop reasons (every process's)."""
+
+    def change(summary):
+        tta = summary["time_to_accuracy"]
+        spread = tta["processes"]
+        spread["stopped_by"] = stopped or ["target"] * len(seconds)
+        spread.update(n=len(spread["stopped_by"]), times_s=seconds, reached=len(seconds))
+        spread["median_s"] = float(np.median(seconds)) if seconds else None
+        tta["reached"] = spread["stopped_by"][0] == "target"
+        tta["best_accuracy"] = best or tta["best_accuracy"]
+
+    return change
+
+
+def test_time_to_target_decides_a_train_to_accuracy_rerun():
+    original = mode_run("train-to-accuracy")
+    assert original.summary.time_to_accuracy.times_s == pytest.approx([2.258, 2.458], abs=1e-3)
+    # twice the time to target with the very same step times: the time to target decides
+    twice = [2 * t for t in original.summary.time_to_accuracy.times_s]
+    rerun = mode_run("train-to-accuracy", times(twice))
+    slower = verdict.decide(original, rerun, 0.10)
+    assert slower["class"] == "changed" and slower["words"].startswith("changed by +100.0%")
+    assert slower["shift"]["quantity"] == verdict.TIME_TO_TARGET
+    text = verdict.markdown(result(original, slower, rerun))
+    assert "How: the time to target of each process that reached it (2 original, 2 rerun)" in text
+    assert "| time to target, median over processes (s) | 2.358 | 4.715 | 2.000 |" in text
+    # one process per run: no spread, so no decision, and the one ratio seen is said as weak
+    one = verdict.decide(
+        mode_run("train-to-accuracy", times([2.3])),
+        mode_run("train-to-accuracy", times([2.4])),
+        0.1,
+    )
+    assert one["class"] == "inconclusive" and "1 process per run cannot tell" in one["words"]
+    assert (
+        "2.30 s → 2.40 s (ratio 1.043) from one process: a weak, single observation"
+        in (one["words"])
+    )
+
+
+def test_a_missed_target_is_said_and_missing_it_everywhere_is_a_change():
+    original = mode_run("train-to-accuracy")
+    capped = times([], ["max_steps", "max_steps"], best=0.31)
+    missed = verdict.decide(original, mode_run("train-to-accuracy", capped), 0.10)
+    assert missed["class"] == "changed" and missed["shift"]["ratio"] is None
+    assert missed["words"] == (
+        "changed: the original reached the target and the rerun did not, within the same caps; "
+        "2 of 2 processes of the rerun missed the 50.0% target (stopped by max_steps; the first "
+        "process's best 31.00%)"
+    )
+    assert "decides: no ratio, as one run has no time to target" in (
+        verdict.markdown(result(original, missed))
+    )
+    half = times([2.3], ["target", "max_seconds"])  # one of two reached it
+    partly = verdict.decide(original, mode_run("train-to-accuracy", half), 0.10)
+    assert partly["class"] == "inconclusive" and partly["shift"]["processes"] == [2, 1]
+    assert (
+        "1 of 2 processes of the rerun missed the 50.0% target (stopped by max_seconds"
+        in (partly["words"])
+    )
+    neither = verdict.decide(
+        mode_run("train-to-accuracy", capped), mode_run("train-to-accuracy", capped), 0.1
+    )
+    assert neither["words"].startswith("inconclusive: neither run reached the target; 2 of 2")
+    some = verdict.decide(
+        mode_run("train-to-accuracy", half), mode_run("train-to-accuracy", capped), 0.1
+    )  # one process of two reached it, then none: too little to call a change
+    assert some["class"] == "inconclusive" and some["words"].startswith(
+        "inconclusive: the original reached the target in some processes only, the rerun in none"
+    )
+
+
+def test_a_generation_rerun_is_decided_by_its_requests_and_shows_its_figures():
+    original = mode_run("generate")
+    g = original.summary.generated
+    assert (g.new_tokens, g.requests) == (8, 5)  # a step: one request of 8 tokens
+
+    def slower_decode(summary):
+        summary["generation"]["tpot_ms"]["p99"] *= 3
+        summary["generation"]["tokens_per_s"] /= 2
+
+    decided = verdict.decide(original, mode_run("generate", slower_decode), 0.25)
+    assert decided["shift"]["quantity"] == verdict.GENERATION  # the same requests' step times
+    assert decided["class"] != "changed"
+    rows = {
+        r["metric"]: r for r in verdict.metric_ratios(original, mode_run("generate", slower_decode))
+    }
+    assert rows["time to first token p50 (ms)"]["original"] == pytest.approx(g.ttft_ms["p50"])
+    assert rows["time per output token p50 (ms)"]["ratio"] == pytest.approx(1.0)
+    assert rows["time per output token p99 (ms)"]["ratio"] == pytest.approx(3.0)
+    assert rows["time per output token p99 (ms)"]["note"] == "OUTSIDE ±50.0% (one value)"
+    assert rows["output tokens/s"]["ratio"] == pytest.approx(0.5)
+    assert rows["end-to-end per request p99 (ms)"]["original"] == pytest.approx(g.e2e_ms["p99"])
+    assert "LoadGen samples/s" not in rows and "best held-out accuracy" not in rows
+
+
+def test_a_loadgen_rerun_shows_both_results_and_says_when_validity_changed():
+    original = mode_run("offline")
+
+    def invalid(summary):
+        summary["loadgen"].update(result="INVALID", failed=["Min duration satisfied"])
+        summary["loadgen"]["samples_per_s"] /= 2
+
+    rerun = mode_run("offline", invalid)
+    decided = verdict.decide(original, rerun, 0.10)
+    assert decided["class"] == "reproduced"  # the protocol's step times still decide
+    assert decided["words"].endswith(
+        "; LoadGen's result changed: VALID in the original, INVALID (not satisfied: Min "
+        "duration satisfied) in the rerun"
+    )
+    text = verdict.markdown(result(original, decided, rerun))
+    assert "- **LoadGen&#x27;s result changed: VALID in the original, INVALID" in text
+    assert "| LoadGen result (offline) | VALID | INVALID | — | — | **CHANGED** |" in text
+    assert "| LoadGen samples/s | 501.2 | 250.6 | 0.500 | — | OUTSIDE ±25.0% (one value) |" in text
+    assert "| LoadGen p90 latency (ms) | 280.3 | 280.3 | 1.000 |" in text
+    same = verdict.decide(original, original, 0.10)
+    assert "LoadGen" not in same["words"] and same["shift"]["loadgen_change"] is None
+
+
+def result(original, decided, rerun=None) -> dict:
+    """What verdict.show publishes, for its markdown."""
+    rerun = rerun or original
+    return {
+        "original_run": "original", "tolerance": 0.10, "verdict": decided["words"],
+        "shift": decided["shift"], "machine": decided["machine"],
+        "metrics": verdict.metric_ratios(original, rerun), "environment": {},
+        "original_integrity": [],
+    }  # fmt: skip

@@ -15,6 +15,7 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import nbformat
@@ -82,14 +83,30 @@ def report_code(code: dict) -> Path:
     return folder
 
 
-def verdict_cells(original_run: str) -> tuple:
-    """The section a rerun's report ends with (repro.kernel.verdict.show)."""
+DECIDES = {  # mode: what decides its verdict (repro.kernel.verdict.deciding)
+    "train-to-accuracy": "each process's time to the target accuracy (a process that missed "
+    "the target has none: the verdict says which did)",
+    "generate": "each process's median step time, a step being one request (the batch's whole "
+    "generation: prefill and every decode step); the kernel's time to first token, time per "
+    "output token, end-to-end p99 and tokens/s are listed for reading",
+}
+LOADGEN = (
+    " LoadGen ran once, in the kernel's process: its result (VALID or INVALID), samples/s and "
+    "p90/p99 latency are listed, and a result that changed is said in the verdict."
+)
+
+
+def verdict_cells(original_run: str, params: Mapping) -> tuple:
+    """The section a rerun's report ends with (repro.kernel.verdict.show); `params`: the
+    original's (its mode and scenario say what decides)."""
+    decides = DECIDES.get(params.get("mode"), "each process's median step time")
+    scenario = params.get("scenario") not in (None, "none")
     return (
         nbformat.v4.new_markdown_cell(
             "## Rerun verdict\n\n"
             f"This run reran the report of `{original_run}` with the code, parameters, seeds and "
             "lock it carries. Its metrics and environment are in this folder's `original/`. "
-            "What decides is each process's median step time (`repeats` processes per run): an "
+            f"What decides is {decides} (`repeats` processes per run): an "
             "equivalence test at the stated tolerance says *reproduced within ±X%* when the 90% "
             "CI of the ratio rerun / original lies inside it, *changed by Y%* when its 95% CI "
             "excludes no change and the ratio lies beyond the tolerance, and *inconclusive* "
@@ -97,6 +114,7 @@ def verdict_cells(original_run: str) -> tuple:
             "is). If the machine itself changed (its reference computation ran faster or slower "
             "beyond its noise, or other processes kept it busy), the verdict says so first. The "
             "other metrics, and the environment differences, are listed for reading."
+            + (LOADGEN if scenario else "")
         ),
         nbformat.v4.new_code_cell(
             "from repro.kernel import verdict\n\n"
@@ -117,7 +135,7 @@ def addendum(report: untrusted.Report, problems: list[str], tolerance: float) ->
     run_id = report.metrics.run_id
     return Addendum(
         files={f"original/{k}.json": json.dumps(v, indent=1) + "\n" for k, v in original.items()},
-        cells=verdict_cells(run_id),
+        cells=verdict_cells(run_id, report.params),
         context={"rerun_of": run_id},
     )
 

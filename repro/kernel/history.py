@@ -7,6 +7,18 @@ against the one before with the test `repro compare` uses (repro.stats.versus, f
 repro.stats.slower beyond a threshold), a table of the runs and line charts of throughput and p90
 latency with their 95% CIs. The grouping and the test need no pandas, so they are tested without
 a kernel.
+
+A mode with its own headline (records.Summary.kind) is a series of its own, never a point of the
+plain step-time line of its workload (the mode and the scenario are parameters of its setting),
+with its own columns and charts:
+- time to accuracy: the time to target (median over the processes that reached it, and their
+  range); a regression is a time significantly longer (repro.stats.between on each process's
+  time, with two processes or more each) or a target the point before reached and this one
+  missed in every process;
+- generation: output tokens/s and time per output token; a step is one request, so the step-time
+  test flags a regression, as for the others;
+- LoadGen: its samples/s and p90 latency, INVALID results marked; the protocol's step-time test
+  flags a regression, and so does a result that turned from VALID to INVALID.
 """
 
 from __future__ import annotations
@@ -57,9 +69,10 @@ def series(runs: list[records.Run]) -> dict[str, list[records.Run]]:
 
 def short(run: records.Run) -> str:
     m, p = run.metrics, run.metrics.params
+    scenario = run.summary.loadgen
     return (
         f"{m.workload} · {m.framework} {p.get('compile', '')} · bs{p['batch_size']} "
-        f"{p['precision']} {p['mode']}"
+        f"{p['precision']} {p['mode']}" + (f" LoadGen {scenario.scenario}" if scenario else "")
     )
 
 
@@ -129,11 +142,82 @@ def p90_ci(steps: np.ndarray) -> list[float] | None:
     return [float(ci.low), float(ci.high)]
 
 
-def point(run: records.Run, before: records.Run | None, threshold: float) -> dict:
-    """One run as a point of its series, against the point `before` it: `compare`'s test, and
-    whether it is a regression (significantly slower by more than `threshold`)."""
+def headline(run: records.Run) -> dict:
+    """The figures of a run's own headline (records.Summary.kind), as a point keeps them."""
     s = run.summary
-    against = stats.versus(before.samples, run.samples) if before else None
+    if s.time_to_accuracy:
+        tta = s.time_to_accuracy
+        return {
+            "target": tta.target,
+            "reached": f"{tta.reached_by}/{tta.processes}",
+            "time_to_target_s": tta.median_s if tta.times_s else None,
+            "time_to_target_range_s": [tta.min_s, tta.max_s] if tta.times_s else None,
+            "steps": tta.median_steps,
+            "best_accuracy": tta.best_accuracy,
+        }
+    if s.generated:
+        g = s.generated
+        return {
+            "tokens_per_s": g.tokens_per_s,
+            "tpot_p50_ms": g.tpot_ms["p50"],
+            "tpot_p99_ms": g.tpot_ms["p99"],
+            "ttft_p50_ms": g.ttft_ms["p50"],
+        }
+    if s.loadgen:
+        p90 = s.loadgen.latency_ns.get("p90")
+        return {
+            "loadgen_result": s.loadgen.result,
+            "loadgen_samples_per_s": s.loadgen.samples_per_s,
+            "loadgen_p90_ms": p90 / 1e6 if p90 is not None else None,
+        }
+    return {}
+
+
+def time_to_target(before: records.Run, run: records.Run, threshold: float) -> dict:
+    """`run`'s time to target against the point before: repro.stats.between on the times of the
+    processes that reached it (two or more each), else a ratio that is not tested; a target the
+    point before reached and every process of `run` missed is a regression."""
+    a, b = before.summary.time_to_accuracy.times_s, run.summary.time_to_accuracy.times_s
+    if a and b and min(len(a), len(b)) >= 2:
+        against = stats.between(list(a), list(b))
+        return {**against, "regression": stats.slower(against, threshold)}
+    ratio = float(np.median(b) / np.median(a)) if a and b else None
+    verdict = {
+        (True, True): f"{ratio or 0:.2f}× the time to target, from one process: not tested",
+        (True, False): "missed the target (the point before reached it)",
+        (False, True): "reached the target (the point before missed it)",
+        (False, False): "neither reached the target",
+    }[bool(a), bool(b)]
+    return {
+        "time_ratio": ratio,
+        "ci95": None,
+        "p_value": None,
+        "basis": "the processes that reached the target",
+        "verdict": verdict,
+        "regression": bool(a) and not b,
+    }
+
+
+def against(before: records.Run, run: records.Run, threshold: float) -> dict:
+    """`run` against the point before it, its test by its kind, and whether it regressed."""
+    if run.summary.time_to_accuracy and before.summary.time_to_accuracy:
+        return time_to_target(before, run, threshold)
+    versus = stats.versus(before.samples, run.samples)
+    regression = stats.slower(versus, threshold)
+    was, now = before.summary.loadgen, run.summary.loadgen
+    if was and now and was.valid and not now.valid:
+        versus["verdict"] += f"; LoadGen result VALID → {now.result}"
+        regression = True
+    return {**versus, "regression": regression}
+
+
+def point(run: records.Run, before: records.Run | None, threshold: float) -> dict:
+    """One run as a point of its series, against the point `before` it: `compare`'s test (or
+    its kind's, `against`), and whether it is a regression (significantly slower by more than
+    `threshold`, or worse in its kind's own terms)."""
+    s = run.summary
+    tested = against(before, run, threshold) if before else None
+    regression = bool(tested and tested.pop("regression"))
     return {
         "run": run.name,
         "folder": str(run.folder),
@@ -145,8 +229,10 @@ def point(run: records.Run, before: records.Run | None, threshold: float) -> dic
         "samples_per_s_ci95": s.throughput.get("ci95"),
         "p90_ms": s.latency_ms.get("p90"),
         "p90_ms_ci95": p90_ci(run.step_s),
-        "versus_previous": against and {"previous": before.name, **against},
-        "regression": bool(against and stats.slower(against, threshold)),
+        "kind": s.kind,
+        **headline(run),
+        "versus_previous": tested and {"previous": before.name, **tested},
+        "regression": regression,
     }
 
 
@@ -191,28 +277,79 @@ def ci_text(bounds, digits: int) -> str:
     return f"{bounds[0]:.{digits}f}–{bounds[1]:.{digits}f}" if bounds else "—"
 
 
-def table(lines: Mapping[str, list[dict]], by: str, threshold: float, order: str = "") -> dict:
-    """Every run, series by series in order: when, the code, throughput with its CI, p90 latency,
-    and the verdict against the point before; regressions in bold. `order`: how commits were
-    ordered (the driver's repro.driver.history.commit_order), said when `by` is commit."""
-    rows = [
-        "| series | time | run | throughput (samples/s) | 95% CI | p90 step (ms) | 95% CI | "
-        "repro | git commit | framework | vs previous |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+def figure(value, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+COLUMNS = {  # kind: (what its table says it is, its own columns: header and the cell of a point)
+    "step time": (
+        "",
+        {
+            "throughput (samples/s)": lambda p: figure(p["samples_per_s"], 1),
+            "95% CI": lambda p: ci_text(p["samples_per_s_ci95"], 1),
+            "p90 step (ms)": lambda p: figure(p["p90_ms"], 3),
+            "95% CI ": lambda p: ci_text(p["p90_ms_ci95"], 3),
+        },
+    ),
+    "time to accuracy": (
+        "Time to accuracy: the median time to target over the processes that reached it",
+        {
+            "target": lambda p: f"{p['target']:.1%}",
+            "time to target (s)": lambda p: figure(p["time_to_target_s"], 2),
+            "range (s)": lambda p: ci_text(p["time_to_target_range_s"], 2),
+            "reached": lambda p: p["reached"],
+            "steps": lambda p: figure(p["steps"], 0),
+        },
+    ),
+    "generation": (
+        "Generation: output tokens/s and time per output token (a step is one request)",
+        {
+            "output tokens/s": lambda p: figure(p["tokens_per_s"], 1),
+            "TPOT p50 / p99 (ms)": lambda p: f"{p['tpot_p50_ms']:.3f} / {p['tpot_p99_ms']:.3f}",
+            "TTFT p50 (ms)": lambda p: figure(p["ttft_p50_ms"], 3),
+        },
+    ),
+    "loadgen": (
+        "LoadGen scenarios: LoadGen's own figures (not an MLPerf submission)",
+        {
+            "LoadGen result": lambda p: (
+                escape(p["loadgen_result"])
+                if p["loadgen_result"] == "VALID"
+                else f"**{escape(p['loadgen_result'])}**"
+            ),
+            "samples/s": lambda p: figure(p["loadgen_samples_per_s"], 1),
+            "p90 latency (ms)": lambda p: figure(p["loadgen_p90_ms"], 3),
+        },
+    ),
+}
+
+
+def rows_of(lines: Mapping[str, list[dict]], kind: str) -> list[str]:
+    """The table of the series of one kind (COLUMNS), its title first for a mode's own."""
+    title, columns = COLUMNS[kind]
+    head = ["series", "time", "run", *columns, "repro", "git commit", "framework", "vs previous"]
+    rows = [f"**{title}**", ""] if title else []
+    rows += ["| " + " | ".join(h.strip() for h in head) + " |", "|---" * len(head) + "|"]
     for name, points in lines.items():
-        for p in points:
+        for p in (p for p in points if p["kind"] == kind):
             versus = p["versus_previous"]
             verdict = "first point" if not versus else versus["verdict"]
             if p["regression"]:
                 verdict = f"**⚠️ REGRESSION: {verdict}**"
-            rows.append(
-                f"| {escape(name)} | {escape(p['time'][:19])} | {escape(p['run'])} | "
-                f"{p['samples_per_s']:.1f} | {ci_text(p['samples_per_s_ci95'], 1)} | "
-                + (f"{p['p90_ms']:.3f}" if p["p90_ms"] is not None else "—")
-                + f" | {ci_text(p['p90_ms_ci95'], 3)} | {escape(p['repro_version'])} | "
-                f"{escape(p['commit'])} | {escape(p['framework_version'])} | {verdict} |"
-            )
+            cells = [escape(name), escape(p["time"][:19]), escape(p["run"])]
+            cells += [cell(p) for cell in columns.values()]
+            cells += [escape(p[k]) for k in ("repro_version", "commit", "framework_version")]
+            rows.append("| " + " | ".join([*cells, verdict]) + " |")
+    return rows
+
+
+def table(lines: Mapping[str, list[dict]], by: str, threshold: float, order: str = "") -> dict:
+    """Every run, series by series in order: when, the code, its kind's headline (throughput
+    with its CI and p90 latency; a mode's own: COLUMNS), and the verdict against the point
+    before; regressions in bold. One table per kind. `order`: how commits were ordered (the
+    driver's repro.driver.history.commit_order), said when `by` is commit."""
+    kinds = {p["kind"] for points in lines.values() for p in points}
+    rows = [r for kind in COLUMNS if kind in kinds for r in [*rows_of(lines, kind), ""]]
     found = regressions(lines)
     head = (
         f"{sum(map(len, lines.values()))} runs in {len(lines)} series, in order of "
@@ -221,42 +358,68 @@ def table(lines: Mapping[str, list[dict]], by: str, threshold: float, order: str
         + "; "
         + (
             f"**{len(found)} regressions** (significantly slower than the point before by more "
-            f"than {threshold:.0%})"
+            f"than {threshold:.0%}"
+            + (
+                ", or a mode's own: a target missed, a VALID LoadGen result turned INVALID)"
+                if kinds - {"step time", "generation"}
+                else ")"
+            )
             if found
             else f"no regression beyond {threshold:.0%}"
         )
         + "."
     )
     data = {"by": by, "order": order, "threshold": threshold, "series": lines, "regressions": found}
-    return publish("history", data, head + "\n\n" + "\n".join(rows))
+    return publish("history", data, head + "\n\n" + "\n".join(rows).strip())
 
 
-PLOTTED = {  # metric: (its key in a point, its CI's, the axis label)
-    "throughput": ("samples_per_s", "samples_per_s_ci95", "throughput (samples/s)"),
-    "p90": ("p90_ms", "p90_ms_ci95", "p90 step time (ms)"),
+PLOTTED = {  # kind: its two charts, each (its key in a point, its band's, the axis label, unit)
+    "step time": (
+        ("samples_per_s", "samples_per_s_ci95", "throughput (samples/s)", "samples/s"),
+        ("p90_ms", "p90_ms_ci95", "p90 step time (ms)", "ms"),
+    ),
+    "time to accuracy": (
+        ("time_to_target_s", "time_to_target_range_s", "time to target (s)", "s"),
+        ("steps", None, "steps to target (median)", "steps"),
+    ),
+    "generation": (
+        ("tokens_per_s", None, "output tokens/s", "tokens/s"),
+        ("tpot_p50_ms", None, "time per output token p50 (ms)", "ms"),
+    ),
+    "loadgen": (
+        ("loadgen_samples_per_s", None, "LoadGen samples/s", "samples/s"),
+        ("loadgen_p90_ms", None, "LoadGen p90 latency (ms)", "ms"),
+    ),
+}
+BANDS = {  # kind: what its band is
+    "step time": "each point's 95% CI as a band",
+    "time to accuracy": "the range over the processes that reached the target as a band",
+    "generation": "no band (the kernel's process only)",
+    "loadgen": "INVALID LoadGen results marked with a black cross",
 }
 
 
 def plot(lines: Mapping[str, list[dict]], by: str) -> None:
-    """For each workload, throughput and p90 latency of each of its series along `by` (a time
-    axis to scale; commits and versions in order, one tick each), each point's 95% CI as a band
-    and an error bar, regressions marked with a red triangle."""
+    """For each workload and kind (records.Summary.kind), its two charts (PLOTTED: throughput
+    and p90 latency for step times) of each of its series along `by` (a time axis to scale;
+    commits and versions in order, one tick each), each point's band, regressions marked with a
+    red triangle."""
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    workloads: dict[str, dict[str, list[dict]]] = {}
+    charts: dict[tuple[str, str], dict[str, list[dict]]] = {}
     for name, points in lines.items():
-        workloads.setdefault(name.split(" · ")[0], {})[name] = points
-    for workload, group in workloads.items():
+        charts.setdefault((name.split(" · ")[0], points[0]["kind"]), {})[name] = points
+    for (workload, kind), group in charts.items():
         fig, axes = plt.subplots(1, 2, figsize=(12, 4))
         on_time = by == "time" and all(moments(points) for points in group.values())
         ticks = dict(sorted({p["x"]: p["at"] for ps in group.values() for p in ps}.items()))
         every = max(1, len(ticks) // 12)  # at most about 12 labels
         names = [str(t)[:16] for t in ticks.values()]
-        for ax, (key, ci, label) in zip(axes, PLOTTED.values(), strict=True):
+        for ax, (key, band, label, _) in zip(axes, PLOTTED[kind], strict=True):
             for name, points in group.items():
                 x = moments(points) if on_time else [p["x"] for p in points]
-                draw(ax, points, x, key, ci, name.split(" · ", 1)[1])
+                draw(ax, points, x, key, band, name.split(" · ", 1)[1])
             ax.set(xlabel=AXES[by], ylabel=label, title=f"{workload}: {label}")
             if on_time:
                 locator = mdates.AutoDateLocator()
@@ -268,18 +431,18 @@ def plot(lines: Mapping[str, list[dict]], by: str) -> None:
                 ax.tick_params(axis="x", labelrotation=20)
         axes[0].legend(fontsize=7)
         flagged = sum(p["regression"] for points in group.values() for p in points)
+        (key, _, left, unit), (_, _, right, _) = PLOTTED[kind]
         show_figure(
             fig,
-            f"history_{workload}",
-            f"Line charts of {workload}'s throughput (samples/s, left) and p90 step time (ms, "
-            f"right) by {AXES[by] if on_time or by != 'time' else 'order of time'}, "
-            f"{len(group)} series ("
+            f"history_{workload}" + ("" if kind == "step time" else f"_{kind.replace(' ', '-')}"),
+            f"Line charts of {workload}'s {left} (left) and {right} (right) by "
+            f"{AXES[by] if on_time or by != 'time' else 'order of time'}, {len(group)} series ("
             + "; ".join(
                 f"{name.split(' · ', 1)[1]}: {len(points)} points, from "
-                f"{points[0]['samples_per_s']:.1f} to {points[-1]['samples_per_s']:.1f} samples/s"
+                f"{figure(points[0][key], 1)} to {figure(points[-1][key], 1)} {unit}"
                 for name, points in group.items()
             )
-            + f"), each point's 95% CI as a band; {flagged} regressions marked in red.",
+            + f"), {BANDS[kind]}; {flagged} regressions marked in red.",
         )
 
 
@@ -300,15 +463,19 @@ def moments(points: list[dict]) -> list[datetime] | None:
     return [t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC) for t in parsed]
 
 
-def draw(ax, points: list[dict], x: list, key: str, ci: str, label: str) -> None:
-    """One series on `ax`, each point at its `x` (a time, or its rank)."""
+def draw(ax, points: list[dict], x: list, key: str, ci: str | None, label: str) -> None:
+    """One series on `ax`, each point at its `x` (a time, or its rank), its band `ci` (none:
+    no band), INVALID LoadGen results crossed."""
     x = np.array(x)
     y = np.array([p[key] if p[key] is not None else np.nan for p in points], float)
-    low = np.array([(p[ci] or [np.nan])[0] for p in points], float)
-    high = np.array([(p[ci] or [np.nan, np.nan])[1] for p in points], float)
+    low = np.array([((ci and p[ci]) or [np.nan])[0] for p in points], float)
+    high = np.array([((ci and p[ci]) or [np.nan, np.nan])[1] for p in points], float)
     (line,) = ax.plot(x, y, marker="o", label=label)
     ax.fill_between(x, low, high, alpha=0.2, color=line.get_color())
     ax.errorbar(x, y, yerr=[y - low, high - y], fmt="none", ecolor=line.get_color(), capsize=3)
+    invalid = [i for i, p in enumerate(points) if p.get("loadgen_result", "VALID") != "VALID"]
+    if invalid:
+        ax.scatter(x[invalid], y[invalid], marker="x", s=120, color="black", zorder=4)
     bad = [i for i, p in enumerate(points) if p["regression"]]
     if bad:
         ax.scatter(x[bad], y[bad], marker="v", s=90, color="red", zorder=3)

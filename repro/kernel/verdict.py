@@ -3,13 +3,26 @@
 `repro rerun` puts the original's metrics.json and environment.json, and the verdict's settings
 (verdict.json), in the new run folder's `original/`, and appends a cell calling `show()`.
 
-What decides is the median step time per process (repro.stats): an equivalence test at the
-stated tolerance gives *reproduced within ±X%*, *changed by Y% [CI]* or *inconclusive* (with the
-processes that would likely decide). Before that, the machine: if the rerun's machine reference
-(repro.kernel.machine) ran faster or slower than the original's beyond its noise, or the rerun was
-measured on a busy machine, the verdict says *machine changed* first, and whether the workload's
-shift lies within the machine's. The other rows (step-time statistics of the kernel's process
-with a bootstrap CI, compile time, memory, energy, loss) are shown for reading, not deciding.
+What decides is one value per process (repro.stats), the median step time unless the mode has
+its own headline (`deciding`): an equivalence test at the stated tolerance gives *reproduced
+within ±X%*, *changed by Y% [CI]* or *inconclusive* (with the processes that would likely decide).
+Before that, the machine: if the rerun's machine reference (repro.kernel.machine) ran faster or
+slower than the original's beyond its noise, or the rerun was measured on a busy machine, the
+verdict says *machine changed* first, and whether the workload's shift lies within the machine's.
+The other rows (step-time statistics of the kernel's process with a bootstrap CI, compile time,
+memory, energy, loss, and a mode's own figures) are shown for reading, not deciding.
+
+The modes:
+- train-to-accuracy: each process's time to the target decides (`time_to_target`); a process
+  that missed it has no time, so the verdict says which did, and one process per run is said
+  to decide nothing, as for step times.
+- generate: a step is one request, the batch's whole generation (prefill and every decode step),
+  so the median step time of each process is the end-to-end time of a typical generation: it
+  keeps deciding, and holds TTFT and TPOT. Those, e2e p99 and tokens/s are measured in the
+  kernel's process only (one value each), so they are rows for reading.
+- a LoadGen scenario runs once, in the kernel's process, after the protocol: the protocol's
+  step times decide; LoadGen's result (VALID or INVALID), samples/s and p90/p99 latency are rows,
+  and a result that changed is said in the verdict's words.
 """
 
 from __future__ import annotations
@@ -34,6 +47,20 @@ SCALAR_TOLERANCE = {  # single values: how far a rerun may land and still count 
     "peak device memory (bytes)": 0.05,
     "energy (kWh per 1,000 samples)": 0.25,
     "final training loss": 1e-3,
+    # mode=train-to-accuracy (the time to target of each process decides)
+    "time to target, median over processes (s)": TOLERANCE,
+    "steps to target, median over processes": 0.0,  # seeded: the same steps, unless it changed
+    "best held-out accuracy": 0.01,
+    # mode=generate, the kernel's process (percentiles of few requests: wide)
+    "time to first token p50 (ms)": 0.25,
+    "time per output token p50 (ms)": 0.25,
+    "time per output token p99 (ms)": 0.5,
+    "end-to-end per request p99 (ms)": 0.5,
+    "output tokens/s": 0.25,
+    # a LoadGen scenario (one run of LoadGen, in the kernel's process)
+    "LoadGen samples/s": 0.25,
+    "LoadGen p90 latency (ms)": 0.25,
+    "LoadGen p99 latency (ms)": 0.5,
 }
 SAMPLED = {  # name: the statistic of a run's step times (seconds) and batch size
     "median step time (ms)": lambda x, batch: 1e3 * np.median(x),
@@ -76,9 +103,91 @@ def machine_change(original: Measured, rerun: Measured) -> dict | None:
     return {"reference": changes, "moved": moved, "busy": busy, "changed": bool(moved or busy)}
 
 
+STEP_TIME = "the median step time of each process"
+GENERATION = "the median step time (one request: a whole generation) of each process"
+TIME_TO_TARGET = "the time to target of each process that reached it"
+
+
+def deciding(original: Measured, rerun: Measured) -> str:
+    """What decides the verdict between two runs of one mode (see the module's docstring)."""
+    if original.summary.time_to_accuracy and rerun.summary.time_to_accuracy:
+        return TIME_TO_TARGET
+    return GENERATION if original.summary.generated else STEP_TIME
+
+
+def missed(tta: records.TimeToAccuracy, name: str) -> str:
+    """Which processes of a run missed the target, and what stopped them ('' if none did)."""
+    if tta.reached_by == tta.processes:
+        return ""
+    caps = ", ".join(sorted(set(tta.caps))) or "a cap"
+    return (
+        f"{tta.processes - tta.reached_by} of {tta.processes} processes of the {name} missed "
+        f"the {tta.target:.1%} target (stopped by {caps}; the first process's best "
+        f"{tta.best_accuracy:.2%})"
+    )
+
+
+def time_to_target(original: Measured, rerun: Measured, tolerance: float) -> dict:
+    """The workload's shift in time to target (repro.stats.shift on each process's time), said
+    plainly where a run's processes missed the target: only those that reached it are compared,
+    and where one run reached it in every process and the other in none, it changed. With one
+    process per run stats.shift says inconclusive, and the words give the one ratio seen."""
+    a, b = original.summary.time_to_accuracy, rerun.summary.time_to_accuracy
+    notes = [n for n in (missed(a, "original"), missed(b, "rerun")) if n]
+    if a.times_s and b.times_s:
+        shift = stats.shift(list(a.times_s), list(b.times_s), tolerance)
+        if min(a.reached_by, b.reached_by) < 2:
+            notes.append(
+                f"time to target {np.median(a.times_s):.2f} s → {np.median(b.times_s):.2f} s "
+                f"(ratio {shift['ratio']:.3f}) from one process: a weak, single observation"
+            )
+    else:  # one run, or neither, has a time to target
+        reached, other = ("original", "rerun") if a.times_s else ("rerun", "original")
+        every = {"original": a, "rerun": b}[reached]
+        kind, words = "inconclusive", "inconclusive: neither run reached the target"
+        if a.times_s or b.times_s:
+            kind = "changed" if every.reached_by == every.processes else "inconclusive"
+            words = f"{kind}: the {reached} reached the target " + (
+                f"and the {other} did not, within the same caps"
+                if kind == "changed"
+                else f"in some processes only, the {other} in none"
+            )
+        shift = {"ratio": None, "margin": tolerance, "ci90": None, "ci95": None, "kind": kind}
+        shift |= {"words": words, "needed": None, "processes": [a.reached_by, b.reached_by]}
+    if notes:
+        shift["words"] += "; " + "; ".join(notes)
+    return shift
+
+
+def workload_shift(original: Measured, rerun: Measured, tolerance: float) -> dict:
+    """The workload's shift, on what decides (`deciding`), which it names as `quantity`."""
+    quantity = deciding(original, rerun)
+    if quantity == TIME_TO_TARGET:
+        shift = time_to_target(original, rerun, tolerance)
+    else:
+        shift = stats.shift(
+            stats.medians(original.samples), stats.medians(rerun.samples), tolerance
+        )
+    validity = loadgen_change(original, rerun)
+    if validity:
+        shift["words"] += f"; {validity}"
+    return {**shift, "quantity": quantity, "loadgen_change": validity}
+
+
+def loadgen_change(original: Measured, rerun: Measured) -> str | None:
+    """What changed in LoadGen's result (VALID or INVALID) between the runs, or None."""
+    a, b = original.summary.loadgen, rerun.summary.loadgen
+    if not a or not b or a.result == b.result:
+        return None
+    said = [
+        s.result + (f" (not satisfied: {', '.join(s.failed)})" if s.failed else "") for s in (a, b)
+    ]
+    return f"LoadGen's result changed: {said[0]} in the original, {said[1]} in the rerun"
+
+
 def decide(original: Measured, rerun: Measured, tolerance: float) -> dict:
     """The verdict's class and words: the machine first, then the workload (repro.stats)."""
-    shift = stats.shift(stats.medians(original.samples), stats.medians(rerun.samples), tolerance)
+    shift = workload_shift(original, rerun, tolerance)
     host = machine_change(original, rerun)
     if not host or not host["changed"]:
         return {"class": shift["kind"], "words": shift["words"], "shift": shift, "machine": host}
@@ -92,24 +201,37 @@ def decide(original: Measured, rerun: Measured, tolerance: float) -> dict:
     )
     words = "machine changed: " + "; ".join(said)
     biggest = max((abs(math.log1p(c)) for c in host["moved"].values()), default=0.0)
-    beyond = abs(math.log(shift["ratio"])) > biggest + math.log1p(tolerance)
-    words += (
-        f". The workload's shift ({shift['ratio'] - 1:+.1%}) is "
-        + ("larger than that: " + shift["words"] if beyond else "within that")
-        if host["moved"]
-        else f". The workload: {shift['words']}"
-    )
+    if host["moved"] and shift["ratio"] is not None:
+        beyond = abs(math.log(shift["ratio"])) > biggest + math.log1p(tolerance)
+        words += f". The workload's shift ({shift['ratio'] - 1:+.1%}) is " + (
+            "larger than that: " + shift["words"] if beyond else "within that"
+        )
+    else:
+        words += f". The workload: {shift['words']}"
     return {"class": "machine changed", "words": words, "shift": shift, "machine": host}
 
 
 def scalars(run: Measured) -> dict:
-    summary = run.summary
+    """One value per metric of SCALAR_TOLERANCE; None where the run's mode has none."""
+    summary, tta, g = run.summary, run.summary.time_to_accuracy, run.summary.generated
+    scenario = summary.loadgen
+    ms = scenario.latency_ns if scenario else {}
     return {
         "first call: compile / cold start (s)": run.samples["first_call_s"],
         "peak host RSS (bytes)": summary.memory.get("host_peak_rss_bytes"),
         "peak device memory (bytes)": summary.memory.get("device_peak_bytes"),
         "energy (kWh per 1,000 samples)": summary.kwh_per_1000_samples,
         "final training loss": summary.loss.get("last"),
+        "time to target, median over processes (s)": tta and tta.median_s,
+        "steps to target, median over processes": tta and tta.median_steps,
+        "best held-out accuracy": tta and tta.best_accuracy,
+        "time to first token p50 (ms)": g and g.ttft_ms["p50"],
+        "time per output token p50 (ms)": g and g.tpot_ms["p50"],
+        "time per output token p99 (ms)": g and g.tpot_ms["p99"],
+        "end-to-end per request p99 (ms)": g and g.e2e_ms["p99"],
+        "output tokens/s": g and g.tokens_per_s,
+        "LoadGen samples/s": scenario and scenario.samples_per_s,
+        **{f"LoadGen {q} latency (ms)": ms[q] / 1e6 if q in ms else None for q in ("p90", "p99")},
     }
 
 
@@ -131,6 +253,19 @@ def metric_ratios(original: Measured, rerun: Measured, seed: int = 0) -> list[di
                 "ratio": ratio,
                 "ci95": [low, high],
                 "note": "steps of one process",
+            }
+        )
+    before, after = original.summary.loadgen, rerun.summary.loadgen
+    if before and after:  # LoadGen's verdict: text, not a ratio
+        same = before.result == after.result
+        rows.append(
+            {
+                "metric": f"LoadGen result ({after.scenario})",
+                "original": before.result,
+                "rerun": after.result,
+                "ratio": None,
+                "ci95": None,
+                "note": "the same" if same else "**CHANGED**",
             }
         )
     a, b = scalars(original), scalars(rerun)
@@ -174,8 +309,13 @@ def markdown(result: dict) -> str:
     shift = result["shift"]
     processes = shift["processes"]
     how = (
-        f"the median step time of each process ({processes[0]} original, {processes[1]} rerun) "
-        f"decides: ratio of geometric means {shift['ratio']:.3f}"
+        f"{shift.get('quantity', STEP_TIME)} ({processes[0]} original, {processes[1]} rerun) "
+        "decides: "
+        + (
+            f"ratio of geometric means {shift['ratio']:.3f}"
+            if shift["ratio"] is not None
+            else "no ratio, as one run has no time to target"
+        )
     )
     if shift["ci90"]:
         how += (
@@ -188,6 +328,7 @@ def markdown(result: dict) -> str:
         f"Rerun of `{result['original_run']}`. How: {how}.",
         "",
         *machine_lines(result["machine"]),
+        *([f"- **{escape(shift['loadgen_change'])}**"] if shift.get("loadgen_change") else []),
         "",
         "For reading (not deciding):",
         "",
@@ -197,8 +338,9 @@ def markdown(result: dict) -> str:
     for r in result["metrics"]:
         ci = f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}" if r["ci95"] else "—"
         lines.append(
-            f"| {r['metric']} | {_md_value(r['original'])} | {_md_value(r['rerun'])} | "
-            f"{r['ratio']:.3f} | {ci} | {r['note']} |"
+            f"| {escape(r['metric'])} | {_md_value(r['original'])} | {_md_value(r['rerun'])} | "
+            + (f"{r['ratio']:.3f}" if r["ratio"] is not None else "—")
+            + f" | {ci} | {r['note']} |"
         )
     lines += ["", "**Environment differences** (original → rerun)", ""]
     for group, diffs in result["environment"].items():
