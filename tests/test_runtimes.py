@@ -20,7 +20,7 @@ SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3"]
 @pytest.mark.parametrize(
     ("workload", "framework", "params", "message"),
     [
-        ("resnet-tiny", "jax", {}, "exports models from torch, tensorflow only, not jax (jax2onnx"),
+        ("resnet-tiny", "jax", {}, "serves jax's vit, convnext, bert, gpt only, not resnet"),
         ("bert-mini", "tensorflow", {}, "serves tensorflow's resnet only, not bert: tf2onnx"),
         ("resnet-tiny", "torch", {"runtime": "litert"}, "litert exports models from tensorflow"),
         ("resnet-tiny", "torch", {"precision": "bf16"}, "serves the fp32 model on the CPU"),
@@ -50,6 +50,7 @@ EXPORTED = {  # runtime: (the file its exporter writes, its threads as the recor
         ("resnet-tiny", "torch", "onnxruntime", 1, "torch.onnx.export", "offline"),
         ("bert-mini", "torch", "onnxruntime", 2, "torch.onnx.export", None),
         ("resnet-tiny", "tensorflow", "onnxruntime", 1, "tf2onnx", None),
+        ("bert-mini", "jax", "onnxruntime", 1, "jax2onnx", None),
         # LoadGen's single-sample queries: the interpreter replans for a new batch size
         ("bert-mini", "tensorflow", "litert", 1, "tf.lite.TFLiteConverter", "single-stream"),
     ],

@@ -16,6 +16,7 @@ from repro.kernel.frameworks.base import Adapter as Base
 from repro.kernel.models import attention_flax
 
 LOW_PRECISION = {"bf16": jnp.bfloat16, "fp16": jnp.float16}
+ONNX_OPSET = 23  # jax2onnx's default; its ReduceMean and friends take axes as inputs (opset 18+)
 
 
 def model_state(variables: dict) -> dict:
@@ -114,6 +115,30 @@ class Adapter(Base):
     @staticmethod
     def compiled(fn, compile: str):
         return jax.jit(fn) if compile == "jit" else fn
+
+    def export_onnx(self, net, inputs, path) -> dict:
+        """The model as ONNX at `path`: jax2onnx converts the eval-mode forward's jaxpr (the
+        weights folded in as initializers), the batch dimension symbolic; what the report
+        records of the exporter."""
+        from importlib import metadata
+
+        import jax2onnx
+
+        predict, (_, variables) = self._functions(net)[0], net
+        shape = jax.export.symbolic_shape(", ".join(["B", *map(str, inputs.shape[1:])]))
+        jax2onnx.to_onnx(
+            lambda x: predict(variables, x),
+            [jax.ShapeDtypeStruct(shape, inputs.dtype)],
+            model_name="repro",
+            opset=ONNX_OPSET,
+            return_mode="file",
+            output_path=str(path),
+        )
+        return {
+            "exporter": f"jax2onnx.to_onnx (opset {ONNX_OPSET})",
+            "jax2onnx": metadata.version("jax2onnx"),
+            "jax": jax.__version__,
+        }
 
     def inference_function(self, net, compile: str):
         _, variables = net
