@@ -11,5 +11,6 @@ for w in resnet-50 bert-base; do
   run "$w" tensorflow native; run "$w" tensorflow litert
   [ "$w" = resnet-50 ] && run "$w" tensorflow onnxruntime
   run "$w" jax native
+  [ "$w" = bert-base ] && run "$w" jax onnxruntime
   [ "$w" = resnet-50 ] && run "$w" mxnet native
 done

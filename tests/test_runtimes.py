@@ -23,6 +23,7 @@ SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3"]
         ("resnet-tiny", "jax", {}, "serves jax's vit, convnext, bert, gpt only, not resnet"),
         ("bert-mini", "tensorflow", {}, "serves tensorflow's resnet only, not bert: tf2onnx"),
         ("resnet-tiny", "torch", {"runtime": "litert"}, "litert exports models from tensorflow"),
+        ("resnet-tiny", "jax", {"runtime": "openvino"}, "openvino exports models from torch only"),
         ("resnet-tiny", "torch", {"precision": "bf16"}, "serves the fp32 model on the CPU"),
         ("resnet-tiny", "torch", {"compile": "compile"}, "leave compile at eager"),
         ("resnet-tiny", "tensorflow", {"compile": "xla"}, "leave compile at function"),
@@ -40,6 +41,7 @@ def test_a_runtime_that_cannot_serve_the_run_is_refused(workload, framework, par
 EXPORTED = {  # runtime: (the file its exporter writes, its threads as the record holds them)
     "onnxruntime": ("model.onnx", lambda r: r["session"]["intra_op_threads"]),
     "litert": ("model.tflite", lambda r: r["interpreter"]["num_threads"]),
+    "openvino": ("model.xml", lambda r: int(r["config"]["INFERENCE_NUM_THREADS"])),
 }
 
 
@@ -51,6 +53,7 @@ EXPORTED = {  # runtime: (the file its exporter writes, its threads as the recor
         ("bert-mini", "torch", "onnxruntime", 2, "torch.onnx.export", None),
         ("resnet-tiny", "tensorflow", "onnxruntime", 1, "tf2onnx", None),
         ("bert-mini", "jax", "onnxruntime", 1, "jax2onnx", None),
+        ("resnet-tiny", "torch", "openvino", 1, "openvino.convert_model", None),
         # LoadGen's single-sample queries: the interpreter replans for a new batch size
         ("bert-mini", "tensorflow", "litert", 1, "tf.lite.TFLiteConverter", "single-stream"),
     ],
@@ -73,10 +76,14 @@ def test_a_model_is_exported_checked_and_served_by_another_runtime(
     assert threads(served) == metrics["params"]["threads"] and served["export_s"] > 0
     if runtime == "onnxruntime":
         assert served["providers"] == ["CPUExecutionProvider"] and served["opsets"]["ai.onnx"] >= 17
+    elif runtime == "openvino":  # fp32 asked for explicitly, the batch dynamic
+        assert served["config"]["INFERENCE_PRECISION_HINT"] == "f32"
+        assert served["input"]["shape"] == "[?,3,64,64]"
     else:  # the batch stays dynamic, as LoadGen's queries need
         assert served["input"]["shape"] == [-1, 32] and "XNNPACK" in served["delegate"]
-    [(name, file)] = served["files"].items()
-    assert name == filename and len(file["sha256"]) == 64 and file["bytes"] == served["bytes"]
+    written = served["files"]  # OpenVINO's weights go beside its graph, in model.bin
+    assert filename in written and all(len(f["sha256"]) == 64 for f in written.values())
+    assert sum(f["bytes"] for f in written.values()) == served["bytes"]
     assert summary["processes"]["n"] == repeats  # each process exported and checked its own
     run = records.load(folder)
     assert run.summary.runtime["runtime"] == runtime

@@ -160,8 +160,9 @@ PARAMS = {
             "runtime",
             str,
             "inference: native (the framework), onnxruntime (the model exported to ONNX, "
-            "checked against the native one, served by ONNX Runtime) or litert (a Keras model "
-            "converted to TFLite, served by the LiteRT interpreter)",
+            "checked against the native one, served by ONNX Runtime), litert (a Keras model "
+            "converted to TFLite, served by the LiteRT interpreter) or openvino (a torch model "
+            "converted by OpenVINO, served by its CPU plugin)",
             "native",
             choices=RUNTIMES,
         ),

@@ -1,15 +1,15 @@
-"""Exported runtimes (in-kernel side): `runtime=onnxruntime` or `runtime=litert` serves the
-run's model, exported from its framework, with ONNX Runtime or the LiteRT interpreter instead of
-the framework itself.
+"""Exported runtimes (in-kernel side): `runtime=onnxruntime`, `litert` or `openvino` serves the
+run's model, exported from its framework, with ONNX Runtime, the LiteRT interpreter or OpenVINO
+instead of the framework itself.
 
 The export lives in the source framework's kernel: exporting needs the framework, and the
-equivalence check needs the native model's outputs in the same process. ONNX Runtime and LiteRT
-are inference runtimes, not training frameworks, so a kernel still holds one of those. The model
-is exported in eval mode with a dynamic batch dimension (LoadGen's queries come in any size),
-loaded with its threads set as the framework's are, and checked: its outputs on the run's own
-batch against the native model's, within EXPORT_ATOL + EXPORT_RTOL x max|native output|. Beyond
-that the run fails (ExportMismatch), its reason at the top of the report. The step repro times
-and LoadGen's system under test then call the exported model (`Adapter.serving_function`);
+equivalence check needs the native model's outputs in the same process. ONNX Runtime, LiteRT and
+OpenVINO are inference runtimes, not training frameworks, so a kernel still holds one of those.
+The model is exported in eval mode with a dynamic batch dimension (LoadGen's queries come in any
+size), loaded with its threads set as the framework's are, and checked: its outputs on the run's
+own batch against the native model's, within EXPORT_ATOL + EXPORT_RTOL x max|native output|.
+Beyond that the run fails (ExportMismatch), its reason at the top of the report. The step repro
+times and LoadGen's system under test then call the exported model (`Adapter.serving_function`);
 everything else (FLOPs, the parameter count) is the same model's.
 """
 
@@ -20,7 +20,7 @@ import math
 import tempfile
 from pathlib import Path
 
-RUNTIMES = ("native", "onnxruntime", "litert")
+RUNTIMES = ("native", "onnxruntime", "litert", "openvino")
 EXPORTERS = {  # runtime: {framework: the exporter repro uses}; the driver refuses the others
     "onnxruntime": {
         "torch": "torch.onnx.export (dynamo=True, through onnxscript)",
@@ -28,11 +28,14 @@ EXPORTERS = {  # runtime: {framework: the exporter repro uses}; the driver refus
         "jax": "jax2onnx",
     },
     "litert": {"tensorflow": "the TFLite converter, from a frozen tf.function"},
+    "openvino": {"torch": "openvino.convert_model, from the torch module"},
 }
 NOT_YET = {  # (runtime, framework): what would export it, not built in repro yet
     ("litert", "torch"): "ai-edge-torch",
     ("litert", "jax"): "jax2tf, then the TFLite converter",
     ("onnxruntime", "mxnet"): "mxnet.onnx.export_model",
+    ("openvino", "tensorflow"): "openvino.convert_model from a SavedModel",
+    ("openvino", "jax"): "openvino.convert_model from a jax2onnx export",
 }
 GELU_ERFC = (  # measured with tf2onnx 1.17.0, TensorFlow 2.21, ONNX Runtime 1.32
     "tf2onnx writes Keras' exact GELU as an Erfc node, which ONNX does not define (ONNX Runtime "
@@ -50,6 +53,13 @@ UNSUPPORTED = {  # (runtime, framework): {family: why its exporter cannot export
 # another order, so it is held to a looser bound than two frameworks' own implementations
 EXPORT_ATOL, EXPORT_RTOL = 1e-5, 1e-4
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
+# OpenVINO's CPU plugin computes in bf16 where the CPU has bf16 units unless told f32: the run's
+# precision (fp32) is set explicitly, as in every framework
+OPENVINO_CONFIG = {
+    "INFERENCE_PRECISION_HINT": "f32",
+    "PERFORMANCE_HINT": "LATENCY",
+    "NUM_STREAMS": 1,
+}
 
 
 class ExportMismatch(RuntimeError):
@@ -155,9 +165,37 @@ def litert(path: Path, threads: int):
     }
 
 
+def openvino(path: Path, threads: int):
+    """The model compiled by OpenVINO's CPU plugin with `threads` threads, fp32 and one stream
+    (OPENVINO_CONFIG): its infer(array) -> array and what the report records of it."""
+    import openvino as ov
+
+    config = {"INFERENCE_NUM_THREADS": threads, **OPENVINO_CONFIG}
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def infer(x):
+        return request.infer([x])[0]
+
+    return infer, {
+        "runtime_version": ov.__version__,
+        "device": "CPU",
+        "config": {
+            k: shown(compiled.get_property(k)) for k in ("INFERENCE_NUM_THREADS", *OPENVINO_CONFIG)
+        },
+        "input": {"shape": str(compiled.input(0).get_partial_shape())},  # ?: dynamic
+    }
+
+
+def shown(value) -> str:
+    """An OpenVINO property as text: an element type by its short name (f32), else as printed."""
+    return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+
 RUNTIME = {  # runtime: (the file its exporter writes, the Adapter method that writes it, loader)
     "onnxruntime": ("model.onnx", "export_onnx", onnxruntime),
     "litert": ("model.tflite", "export_tflite", litert),
+    "openvino": ("model.xml", "export_openvino", openvino),
 }
 
 
@@ -243,6 +281,12 @@ def settings(record: dict) -> dict[str, str]:
             "threads (intra-op, inter-op)": f"{session['intra_op_threads']}, "
             f"{session['inter_op_threads']}",
             "graph optimisation": session["graph_optimization_level"],
+        }
+    if record["runtime"] == "openvino":
+        return {
+            "runtime": f"openvino {record['runtime_version']} ({record['device']} plugin)",
+            **{k.lower(): str(v) for k, v in record["config"].items()},
+            "input shape": record["input"]["shape"] + " (?: dynamic)",
         }
     return {
         "runtime": f"ai-edge-litert {record['runtime_version']}, delegate {record['delegate']}",

@@ -107,6 +107,24 @@ class Adapter(Base):
         tensor = tensor.detach().cpu()  # numpy has no bfloat16: its values, exactly, in fp32
         return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
 
+    def export_openvino(self, net, inputs, path) -> dict:
+        """The eval-mode model as OpenVINO IR at `path` (model.xml, its weights in model.bin
+        beside it, fp32: save_model would compress them to fp16 by default), converted by
+        openvino.convert_model from the module traced on `inputs`, the batch dimension dynamic;
+        what the report records of the exporter."""
+        import openvino as ov
+
+        net.eval()
+        shape = ov.PartialShape([-1, *inputs.shape[1:]])
+        with torch.no_grad():
+            model = ov.convert_model(net, example_input=inputs, input=[shape])
+        ov.save_model(model, str(path), compress_to_fp16=False)
+        return {
+            "exporter": "openvino.convert_model (the torch module, traced)",
+            "openvino": ov.__version__,
+            "torch": torch.__version__,
+        }
+
     def export_onnx(self, net, inputs, path) -> dict:
         """The eval-mode model as ONNX at `path` (weights beside it when over 2 GB), exported by
         torch.onnx.export's dynamo exporter with the batch dimension dynamic; what the report
