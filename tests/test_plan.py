@@ -270,3 +270,27 @@ def test_a_parameter_of_another_mode_or_scenario_is_null_and_refused_only_off_it
         plan.resolve("gpt-mini", "torch", {"max_steps": "5"})
     served = plan.resolve("gpt-mini", "torch", {"scenario": "offline"}).params
     assert served["target_qps"] == 0.0 and served["min_query_count"] is None
+
+
+def test_run_sh_of_a_template_of_ones_own_passes_it_back_as_one_argument(tmp_path):
+    """A template's path reaches run.sh quoted: one with a newline stays one argument, in a
+    comment it stays on its line, and the script runs nothing but repro."""
+    from repro.driver.finalize import run_script
+
+    template = tmp_path / "mine\ntouch injected.ipynb"
+    template.write_bytes(templates.BODY.read_bytes())
+    made = plan.resolve("resnet-tiny", "torch", template=str(template), kernel="torch-cpu")
+    script = run_script(made, {"run_id": "r1", "git": {"commit": "abc", "dirty": False}})
+    stub = tmp_path / "repro-stub"  # stands in for repro: prints the arguments it was given
+    stub.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    stub.chmod(0o755)
+    env = {**os.environ, "REPRO": str(stub)}
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    args = json.loads(done.stdout)
+    assert args[:2] == ["run", "resnet-tiny"] and args[args.index("--template") + 1] == str(
+        template
+    )
+    assert not (tmp_path / "injected.ipynb").exists()

@@ -89,13 +89,22 @@ def run_script(plan: RunPlan, run_context: dict) -> str:
         args = ["run", plan.workload["name"], "--framework", plan.framework]
         pinned = ["--kernel", plan.kernel]
         args += ["--unpinned", "--python", plan.python] if plan.python else pinned
+        args += ["--template", str(plan.template_file)] if plan.template_file else []
     args += [a for k, v in plan.params.items() if v is not None for a in ("-p", f"{k}={v}")]
     git = run_context["git"]
+    own = (  # a template of one's own is a file on the machine that ran it
+        f"# Its own template was {json.dumps(str(plan.template_file))} on the machine that ran "
+        "it; the report "
+        "holds the notebook as it ran.\n"
+        if plan.template_file
+        else ""
+    )
     return (
         "#!/usr/bin/env bash\n"
         f"# Reruns repro run {run_context['run_id']}. Recorded at git commit "
         f"{git.get('commit')}{' (dirty tree)' if git.get('dirty') else ''}:\n"
         "# from a checkout of that commit, with the project's environment (`make venv`), run:\n"
+        f"{own}"
         "set -euo pipefail\n"
         f'exec "${{REPRO:-repro}}" {shlex.join(args)}\n'
     )

@@ -496,6 +496,7 @@ class RunPlan:
     lock: Path | None = None  # the lock to build the kernel from; None: kernelspecs/<kernel>/
     code: Path = ROOT  # the folder holding the `repro` package the kernel imports
     lesson: str | None = None  # the lesson this run executes (repro.driver.lessons)
+    template_file: Path | None = None  # --template: the notebook of one's own, for run.sh
 
     @property
     def label(self) -> str:
@@ -770,4 +771,5 @@ def resolve(
         python=unpinned_python,
         allow_drift=allow_drift,
         runs_dir=Path(runs_dir) if runs_dir else RUNS,
+        template_file=Path(template).resolve() if template else None,
     )
