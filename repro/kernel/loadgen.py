@@ -73,6 +73,7 @@ class Sut:
         self.infer = fw.serving_function(net, compile)
         self.error: BaseException | None = None  # the first error a query met, raised after
         self.answering = False  # the accuracy run: each response carries the sample's answer
+        self.classes = 0  # the model's output classes (vocabulary), as `answers` last saw them
 
     def run(self, indices: list[int]):
         """One synchronised inference over these QSL samples; its output."""
@@ -268,6 +269,7 @@ def accuracy(sut: Sut, scenario: str, text: str, labels: np.ndarray) -> dict:
     logged: dict[int, list[bytes]] = {}
     for entry in json.loads(text):
         logged.setdefault(int(entry["qsl_idx"]), []).append(bytes.fromhex(entry["data"]))
+    count = sum(map(len, logged.values()))
     agree = [i for i in range(n) if logged.get(i) == [own[i].tobytes()]]
     hits = [  # the first answer LoadGen logged for each sample, where it has the right size
         np.frombuffer(logged[i][0], np.int32) == labels[i].ravel()
@@ -276,11 +278,11 @@ def accuracy(sut: Sut, scenario: str, text: str, labels: np.ndarray) -> dict:
     ]
     return {
         "samples": n,
-        "logged": sum(len(v) for v in logged.values()),
+        "logged": count,
         "agree": len(agree),
         "top1": float(np.mean(np.concatenate(hits))) if hits else None,
         "chance": 1 / sut.classes,
-        "passed": len(agree) == n == sum(len(v) for v in logged.values()),
+        "passed": len(agree) == n == count,
     }
 
 
