@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from repro import stats
 from repro.errors import UserError, brief
 
 METRICS_SCHEMA = "repro.metrics/1"
@@ -78,6 +79,11 @@ def positive(values: Any) -> bool:
     return isinstance(values, list) and all(
         isinstance(v, NUMBER) and not isinstance(v, bool) and 0 < v < math.inf for v in values
     )
+
+
+def nonempty(values: Any) -> bool:
+    """At least one value, each positive: a process's step times."""
+    return positive(values) and len(values) > 0
 
 
 def read(path: Path) -> Any:
@@ -449,9 +455,18 @@ class Metrics:
         """What an ok run must hold: its measured step times, positive numbers."""
         if self.samples is None:
             raise RecordError(f"{source} is an ok run without samples")
-        typed(self.samples, "batch_size", int, f"{source} samples")
-        if not positive(typed(self.samples, "step_s", list, f"{source} samples")):
+        if typed(self.samples, "batch_size", int, f"{source} samples") < 1:
+            raise RecordError(f"{source} has a batch_size below 1 (samples.batch_size)")
+        if not nonempty(typed(self.samples, "step_s", list, f"{source} samples")):
             raise RecordError(f"{source} has no valid step times (samples.step_s)")
+        each = typed(self.samples, "processes", (list, NONE), f"{source} samples", None) or []
+        if not all(isinstance(p, dict) and nonempty(p.get("step_s")) for p in each):
+            raise RecordError(f"{source} has a process without valid step times")
+
+    @property
+    def headline(self) -> stats.Headline | None:
+        """The run's one figure (repro.stats.headline), or None where nothing was measured."""
+        return stats.headline(dict(self.samples)) if self.status == "ok" and self.samples else None
 
     @property
     def step_summary(self) -> Summary | None:
@@ -464,7 +479,11 @@ class Metrics:
 
     @property
     def step_s(self) -> np.ndarray:
-        return np.asarray((self.samples or EMPTY).get("step_s", []), dtype=float)
+        """Every measured step of every process, pooled (the distribution the percentiles
+        describe; the headline is the processes' centre)."""
+        if not self.samples or not self.samples.get("step_s"):
+            return np.asarray([], dtype=float)
+        return stats.pooled(self.samples)
 
     @property
     def verdict(self) -> str | None:
@@ -692,6 +711,10 @@ class Run:
     def step_s(self) -> np.ndarray:
         return self.metrics.step_s
 
+    @property
+    def headline(self) -> stats.Headline | None:
+        return self.metrics.headline
+
     def context(self) -> dict:
         """What must match for two runs' numbers to be compared as like for like."""
         env, params = self.environment, self.metrics.params
@@ -821,6 +844,34 @@ def context_differences(runs: list[Run]) -> dict[str, list]:
     if any(len(shas) > 1 for shas in by_kernel.values()):
         diffs["lock"] = [r.environment.lock_sha256 for r in runs]
     return diffs
+
+
+WORK = ("workload", "mode", "batch_size", "sequence_length", "new_tokens")  # what a step does
+
+
+def unjudged(base: Run, run: Run) -> str | None:
+    """Why `run`'s step time is not judged against `base`'s, or None: steps of different work
+    have no ratio to judge, and a busy machine's figures are below that machine's normal."""
+    a, b = base.context(), run.context()
+    differ = [k for k in WORK if a[k] != b[k]]
+    if differ:
+        said = "; ".join(f"{k} {a[k]} vs {b[k]}" for k in differ)
+        return f"not judged: the runs' steps do different work ({said})"
+    busy = [r.label for r in (base, run) if r.summary.busy]
+    if busy:
+        return (
+            f"not judged: {' and '.join(busy)} measured on a busy machine; rerun on a quiet "
+            "machine (or with fewer threads)"
+        )
+    return None
+
+
+def judge(base: Run, run: Run) -> dict:
+    """`run` against `base`, the first run of a comparison: repro.stats.versus on their step
+    times, or its figures with `judged` False and the verdict saying why not (`unjudged`)."""
+    result = {"base": base.name, "new": run.name, **stats.versus(base.samples, run.samples)}
+    why = unjudged(base, run)
+    return {**result, "judged": why is None, **({"verdict": why} if why else {})}
 
 
 def environment_differences(before: Environment, after: Environment) -> dict[str, dict[str, list]]:

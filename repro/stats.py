@@ -21,6 +21,7 @@ per run has no between-process spread at all, so it is always inconclusive.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats
@@ -37,6 +38,11 @@ def processes(samples: dict) -> list[list[float]]:
     return [p["step_s"] for p in samples.get("processes") or [{"step_s": samples["step_s"]}]]
 
 
+def pooled(samples: dict) -> np.ndarray:
+    """Every measured step of every process (s): the distribution percentiles describe."""
+    return np.concatenate([np.asarray(s, float) for s in processes(samples)])
+
+
 def medians(samples: dict) -> list[float]:
     """Each process's median step time (s)."""
     return [float(np.median(steps)) for steps in processes(samples)]
@@ -49,21 +55,105 @@ def _interval(logs: np.ndarray, confidence: float) -> list[float] | None:
     return [float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))]
 
 
+def bootstrap_ci(samples, statistic, seed: int = 0) -> list[float] | None:
+    """The bootstrap 95% percentile CI of `statistic` over `samples`; None with fewer than two
+    values or no spread."""
+    samples = np.asarray(samples, float)
+    if len(samples) < 2 or np.ptp(samples) == 0:
+        return None
+    result = stats.bootstrap(
+        (samples,),
+        statistic,
+        confidence_level=0.95,
+        n_resamples=2000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The one figure a run is quoted by, defined here and read by every view (the terminal,
+    the report, metrics.json's summary, compare, history, sweeps, lessons).
+
+    Its step time is the centre of the processes' median step times (their geometric mean, as
+    `spread`), with the 95% CI between processes; with one process, that process's median with
+    a bootstrap CI over its steps. Its throughput is the batch over that step time."""
+
+    step_ms: float
+    step_ms_ci95: tuple[float, float] | None
+    samples_per_s: float
+    samples_per_s_ci95: tuple[float, float] | None
+    processes: int
+    batch_size: int
+
+    @property
+    def basis(self) -> str:
+        """What the CI covers, in words."""
+        if self.processes > 1:
+            return f"centre of {self.processes} processes, CI between them"
+        return "one process: CI over its steps, noise between processes not measured"
+
+    def quote(self) -> str:
+        """The headline as people quote it: `6,460 samples/s (95% CI 6,300–6,620, 3
+        processes)`, its digits no finer than the CI allows."""
+        count = f"{self.processes} process{'es' if self.processes > 1 else ''}"
+        ci = self.samples_per_s_ci95
+        bounds = f"95% CI {figure(ci[0], ci)}–{figure(ci[1], ci)}, " if ci else "no CI, "
+        return f"{figure(self.samples_per_s, ci)} samples/s ({bounds}{count})"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "basis": self.basis}
+
+
+def headline(samples: dict, seed: int = 0) -> Headline | None:
+    """The run's headline from its samples (every process's step times and the batch size), or
+    None where nothing was measured."""
+    steps = processes(samples) if samples and samples.get("step_s") else []
+    if not steps or not all(len(s) for s in steps) or not samples.get("batch_size"):
+        return None
+    batch = samples["batch_size"]
+    if len(steps) > 1:
+        s = spread(samples)
+        step, ci = s["centre_ms"], s["centre_ci95_ms"]
+    else:
+        ms = 1e3 * np.asarray(steps[0], float)
+        step, ci = float(np.median(ms)), bootstrap_ci(ms, np.median, seed)
+    per_s = 1e3 * batch  # samples per second at 1 ms per step
+    return Headline(
+        step_ms=step,
+        step_ms_ci95=tuple(ci) if ci else None,
+        samples_per_s=per_s / step,
+        samples_per_s_ci95=(per_s / ci[1], per_s / ci[0]) if ci else None,
+        processes=len(steps),
+        batch_size=batch,
+    )
+
+
+def figure(value: float, ci=None, digits: int = 4) -> str:
+    """`value` with thousands separators, rounded to two significant digits of its CI's
+    half-width (6,461.3 with a CI of ±160 reads 6,460), or to `digits` significant digits where
+    there is no CI."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if ci:
+        width = abs(ci[1] - ci[0]) / 2
+        scale = math.floor(math.log10(width) + 1e-9) - 1 if width > 0 else -digits
+    else:
+        scale = math.floor(math.log10(abs(value))) - digits + 1 if value else 0
+    return f"{round(value, -scale):,.{max(0, -scale)}f}"
+
+
 def spread(samples: dict) -> dict:
     """How many processes, each one's median (ms), their geometric mean and its 95% CI (t on
-    logs), and the spread between processes against the spread inside them (CVs); with several
-    processes and a `batch_size` in `samples`, the throughput at that centre and its CI too."""
+    logs), and the spread between processes against the spread inside them (CVs). The run's
+    figure is its `headline`, read from here."""
     values = np.asarray(medians(samples))
     within = [np.std(s, ddof=1) / np.mean(s) for s in processes(samples) if len(s) > 1]
     logs = np.log(values)
     centre = 1e3 * float(np.exp(logs.mean()))
     ci = [1e3 * b for b in _interval(logs, 0.95) or []]
-    per_s = 1e3 * samples.get("batch_size", 0)  # samples per second at 1 ms per step
-    throughput = (
-        {"samples_per_s": per_s / centre, "samples_per_s_ci95": [per_s / b for b in ci[::-1]]}
-        if ci and per_s
-        else {}
-    )
     return {
         "n": len(values),
         "median_ms": [float(1e3 * v) for v in values],
@@ -71,7 +161,6 @@ def spread(samples: dict) -> dict:
         "centre_ci95_ms": ci or None,
         "between_cv": float(values.std(ddof=1) / values.mean()) if len(values) > 1 else None,
         "within_cv": float(np.median(within)) if within else None,
-        **throughput,
     }
 
 

@@ -37,7 +37,13 @@ METRICS = {
     "kernel": "torch-cpu",
     "pinned": True,
     "params": PARAMS,
-    "samples": {"batch_size": 2, "step_s": [0.0079, 0.0081]},
+    "samples": {  # three processes: their medians 8.0, 9.6 and 10.4 ms
+        "batch_size": 2,
+        "step_s": [0.0079, 0.0081],
+        "processes": [
+            {"step_s": s} for s in ([0.0079, 0.0081], [0.0095, 0.0097], [0.0105, 0.0103])
+        ],
+    },
     "summary": {
         "latency_ms": {"median": 7.94, "median_ci95": [7.87, 8.04]},
         "processes": {
@@ -79,22 +85,24 @@ def records(metrics: dict, environment: dict | None) -> tuple:
 
 
 def lines(markdown: str) -> dict[str, str]:
-    found = dict(
-        re.fullmatch(r"- \*\*(\w+)\*\*: (.*)", line).groups() for line in markdown.split("\n")
-    )
-    assert list(found) == ["Result", "Status", "Warnings", "Measured", "Environment"]
-    return found
+    title, warnings, body = markdown.split("\n\n")
+    found = dict(re.fullmatch(r"- \*\*(\w+)\*\*: (.*)", line).groups() for line in body.split("\n"))
+    assert list(found) == ["Result", "Status", "Measured", "Environment"]
+    return {"Title": title, "Warnings": warnings, **found}
 
 
 def test_the_summary_gives_this_runs_figures_with_their_cis_one_line_each():
     summary = lines(head())
+    assert summary["Title"] == "# resnet-tiny in torch: 216 samples/s (95% CI 154–301, 3 processes)"
     assert summary["Result"] == (
-        "median step time **9.27 ms** across 3 processes (95% CI 7.34–11.70 ms) · "
-        "throughput **215.8 samples/s** across the processes (95% CI 170.94–272.48) · "
+        "**216 samples/s (95% CI 154–301, 3 processes)** · median step time **9.3 ms** (95% CI "
+        "6.6–13.0 ms; centre of 3 processes, CI between them) · "
         "no MFU: no peak figure for CPUs: MFU omitted"
     )
     assert summary["Status"] == "ok"
-    assert summary["Warnings"] == "Step times vary a lot (CV 12% &gt; 10%) \\| close other programs"
+    assert summary["Warnings"] == (
+        "> **⚠ Warning**\n>\n> - Step times vary a lot (CV 12% &gt; 10%) \\| close other programs"
+    )
     assert summary["Measured"] == (
         "resnet-tiny in torch, inference, batch 2, fp32, compile eager, 2 threads; "
         "20 steps × 3 processes, warm-up 6 steps (settled)"
@@ -107,14 +115,15 @@ def test_the_summary_gives_this_runs_figures_with_their_cis_one_line_each():
 
 def test_one_process_a_sequence_an_mfu_and_a_failed_run_each_say_so():
     metrics = copy.deepcopy(METRICS)
+    metrics["samples"].pop("processes")
     metrics["summary"]["processes"] = {"n": 1}
     metrics["summary"]["throughput"]["tokens_per_s"] = 52111.3
     metrics["summary"]["compute"] = {"mfu": 0.4123, "peak_source": "H100 SXM bf16 dense"}
     metrics["params"] = {**PARAMS, "sequence_length": 32, "repeats": 1}
     result = lines(head(metrics))["Result"]
-    assert "**7.94 ms** (95% CI 7.87–8.04 ms, from one process's steps)" in result
-    assert "(95% CI 1,609.28–1,645.52, the kernel's process)" in result
-    assert "52,111 tokens/s" in result and "MFU **41.2%** of H100 SXM bf16 dense" in result
+    assert "**250.0 samples/s (95% CI 246.9–253.2, 1 process)**" in result
+    assert "**8.00 ms** (95% CI 7.90–8.10 ms; one process: CI over its steps" in result
+    assert "52,110 tokens/s" in result and "MFU **41.2%** of H100 SXM bf16 dense" in result
     assert "batch 2 × 32 tokens" in lines(head(metrics))["Measured"]
     for scaling, said in [
         ("weak", "batch 2 on each of 2 devices (weak scaling) × 32 tokens"),
@@ -130,10 +139,14 @@ def test_one_process_a_sequence_an_mfu_and_a_failed_run_each_say_so():
     }
     summary = lines(head(failed, None))
     assert summary["Result"] == "not measured" and summary["Environment"] == "not recorded"
+    assert summary["Title"] == "# resnet-tiny in torch: run failed"
+    assert "Run failed: cell 7 raised ValueError: &lt;x&gt;" in summary["Warnings"]
     for own in ({"tokens": 10, "processes": 3}, ["a list"], "text"):  # a template of one's own
         theirs = lines(head({**METRICS, "summary": own}))
         assert theirs["Result"].startswith("this template published no step-time summary")
-        assert theirs["Warnings"] == "none" and "20 steps × 3 processes" in theirs["Measured"]
+        assert (
+            theirs["Warnings"] == "No warnings." and "20 steps × 3 processes" in theirs["Measured"]
+        )
     assert summary["Status"] == "failed: cell 7 raised ValueError: &lt;x&gt;"
     assert "warm-up up to 50 steps" in summary["Measured"]
 
@@ -171,10 +184,10 @@ def test_the_report_leads_with_its_summary_and_renders_in_a_browser(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=template_cells())
     finalize.head(notebook, *records(METRICS, ENVIRONMENT))
     assert [c.metadata.get("tags", [None])[0] for c in notebook.cells[:2]] == [
-        finalize.BANNER_TAG,
         finalize.SUMMARY_TAG,
+        finalize.BANNER_TAG,
     ]
-    assert notebook.cells[1].source == head()
+    assert notebook.cells[0].source == head()
     assert notebook.cells[2].source.startswith("# Image classification")  # then the template
     folders.seal(notebook, tmp_path, status="ok")
     html = (tmp_path / "report.html").read_text()
@@ -191,21 +204,28 @@ def test_the_report_leads_with_its_summary_and_renders_in_a_browser(tmp_path):
     assert '<img alt="Histogram of the 20 measured step times, from 7.62 to 8.62 ms"' in html
     assert integrity.check(tmp_path / "report.ipynb") == []  # what finalize seals verifies
     sealed = nbformat.read(tmp_path / "report.ipynb", as_version=4)
-    sealed.cells[1].source = sealed.cells[1].source.replace("9.27", "8.27")
+    sealed.cells[0].source = sealed.cells[0].source.replace("216 samples/s", "316 samples/s")
     nbformat.write(sealed, tmp_path / "report.ipynb")
     [problem] = integrity.check(tmp_path / "report.ipynb")  # a figure typed over: named
-    assert problem.startswith("cell 1 changed: - **Result**: median step time **8.27 ms**")
+    assert problem.startswith("cell 0 changed: # resnet-tiny in torch: 316 samples/s")
 
 
 @pytest.mark.parametrize("error", ["cell 7 raised ValueError: planted", None])
-def test_why_a_run_stopped_or_a_busy_machine_stays_above_the_summary(error):
+def test_why_a_run_stopped_or_a_busy_machine_is_said_once_under_the_title(error):
     notebook = nbformat.v4.new_notebook(cells=template_cells())
-    summary = {**METRICS["summary"], "machine": {"busy": True, "warnings": ["Busy: 1.2 cores"]}}
+    busy = "Busy: 1.2 cores"
+    summary = {**METRICS["summary"], "machine": {"busy": True, "warnings": [busy]}}
+    summary["warnings"] = [busy, busy, *summary["warnings"]]  # said twice by the kernel
     metrics = {**METRICS, "status": "failed" if error else "ok", "error": error, "summary": summary}
     finalize.head(notebook, *records(metrics, ENVIRONMENT))
-    first = notebook.cells[0]
-    assert first.metadata["tags"] == [finalize.STOP_TAG if error else finalize.BUSY_TAG]
-    assert [c.metadata.get("tags", [None])[0] for c in notebook.cells[1:3]] == [
-        finalize.BANNER_TAG,
+    assert [c.metadata.get("tags", [None])[0] for c in notebook.cells[:2]] == [
         finalize.SUMMARY_TAG,
+        finalize.BANNER_TAG,
+    ]
+    title, block, _ = notebook.cells[0].source.split("\n\n")
+    assert title.endswith("run failed" if error else "3 processes)")
+    said = [line for line in block.split("\n") if line.startswith("> - ")]
+    assert said == [f"> - Run failed: {error}"] * bool(error) + [
+        f"> - {busy}",
+        "> - Step times vary a lot (CV 12% &gt; 10%) \\| close other programs",
     ]

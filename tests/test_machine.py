@@ -5,12 +5,12 @@ import subprocess
 import sys
 import time
 
-import nbformat
 from conftest import burner
+from test_headline import PARAMS
 
-from repro.driver.finalize import BUSY_TAG, busy_banner
+from repro.driver import headline
 from repro.kernel import machine
-from repro.records import Summary
+from repro.records import Metrics
 
 BURN = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
 
@@ -61,16 +61,28 @@ def test_the_runs_own_child_processes_are_not_other_load():
 
 
 def test_a_busy_run_says_so_at_the_top_of_its_report():
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# report")])
     summary = {"latency_ms": {"median": 8.0}, "throughput": {"samples_per_s": 250.0}}
-    busy_banner(notebook, Summary.from_json({**summary, "machine": {"busy": False}}, "summary"))
-    assert len(notebook.cells) == 1
     warning = "The machine was busy while this run was measured: <b>x</b> | y"
-    machine = {"busy": True, "warnings": [warning]}
-    busy_banner(notebook, Summary.from_json({**summary, "machine": machine}, "summary"))
-    top = notebook.cells[0]
-    assert top.metadata["tags"] == [BUSY_TAG] and "busy machine" in top.source
-    assert "&lt;b&gt;" in top.source and "\\|" in top.source  # escaped as markdown
+    metrics = {
+        "schema": "repro.metrics/1",
+        "status": "ok",
+        "error": None,
+        "run_id": "r",
+        "workload": "resnet-tiny",
+        "framework": "torch",
+        "kernel": "torch-cpu",
+        "params": {**PARAMS, "batch_size": 2, "steps": 3},
+        "samples": {"batch_size": 2, "step_s": [0.008, 0.009, 0.008]},
+    }
+    for busy, said in [(False, "No warnings."), (True, "&lt;b&gt;x&lt;/b&gt; \\| y")]:
+        machine = {"busy": busy, "warnings": [warning] if busy else []}
+        record = {
+            **metrics,
+            "summary": {**summary, "machine": machine, "warnings": machine["warnings"]},
+        }
+        top = headline.markdown(Metrics.from_json(record, "metrics.json"), None).split("\n\n")
+        assert top[0].startswith("# resnet-tiny in torch: ") and "samples/s" in top[0]
+        assert said in top[1]  # the warnings block, escaped as markdown, before the figures
 
 
 def test_drift_counts_only_beyond_the_references_own_noise():

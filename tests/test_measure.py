@@ -100,10 +100,19 @@ def test_summary_statistics_and_intervals():
     assert lat["cv"] == pytest.approx(ms.std(ddof=1) / ms.mean())
     low, high = lat["median_ci95"]
     assert low < lat["median"] < high and high - low < 0.1 * lat["median"]
-    thr = s["throughput"]
-    assert thr["samples_per_s"] == pytest.approx(8 * 200 / sum(times))
+    thr = s["throughput"]  # the headline: the batch at the median step (one process)
+    assert thr["samples_per_s"] == pytest.approx(8e3 / np.median(ms))
     assert thr["ci95"][0] < thr["samples_per_s"] < thr["ci95"][1]
+    assert s["headline"]["samples_per_s"] == thr["samples_per_s"]
     assert s["warnings"] == []
+    more = (
+        tuple(0.2 + rng.exponential(0.01, size=50)),
+        tuple(0.3 + rng.exponential(0.01, size=50)),
+    )
+    three = measure.summarize(m, repeats=more)  # every process's steps: the centre, the pool
+    centre = np.exp(np.mean(np.log([np.median(times), *map(np.median, more)])))
+    assert three["throughput"]["samples_per_s"] == pytest.approx(8 / centre)
+    assert three["headline"]["processes"] == 3 and three["latency_ms"]["n"] == 300
 
 
 def test_warnings_name_what_to_do():

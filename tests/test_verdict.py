@@ -93,13 +93,19 @@ def test_old_reports_have_one_process():
     assert json.dumps(stats.spread(samples)["centre_ci95_ms"]) == "null"
 
 
-def test_throughput_from_the_processes_is_the_batch_at_their_centre():
+def test_the_headline_is_the_batch_at_the_processes_centre_quoted_to_its_ci():
     processes = [{"step_s": [t, t * 1.02]} for t in (0.010, 0.012, 0.009)]
-    spread = stats.spread({"processes": processes, "batch_size": 4})
-    assert spread["samples_per_s"] == pytest.approx(4e3 / spread["centre_ms"])
-    low, high = spread["samples_per_s_ci95"]
+    samples = {"processes": processes, "batch_size": 4, "step_s": processes[0]["step_s"]}
+    head, spread = stats.headline(samples), stats.spread(samples)
+    assert head.step_ms == spread["centre_ms"] and head.processes == 3
+    assert head.samples_per_s == pytest.approx(4e3 / spread["centre_ms"])
+    low, high = head.samples_per_s_ci95
     assert low == pytest.approx(4e3 / spread["centre_ci95_ms"][1]) and low < high
-    assert "samples_per_s" not in stats.spread({"step_s": [0.1, 0.2]})  # one process: no CI
+    assert head.quote() == "390 samples/s (95% CI 270–550, 3 processes)"  # ±140: to tens
+    one = stats.headline({"batch_size": 4, "step_s": [0.010, 0.011, 0.012]})
+    assert one.processes == 1 and one.samples_per_s == pytest.approx(4 / 0.011)
+    assert stats.headline({"batch_size": 4, "step_s": []}) is None  # nothing measured
+    assert stats.figure(6461.3, (6300, 6620)) == "6,460" and stats.figure(6415.31) == "6,415"
 
 
 # Real records of each mode (tests/fixtures/records/modes/: torch runs of resnet-tiny to 50% on

@@ -92,14 +92,23 @@ def compare_runs(args) -> int:
         parse_percentage(args.fail_if_slower, "--fail-if-slower") if args.fail_if_slower else None
     )
     failed = False
-    for run in runs:
-        r = {"base": base.name, "new": run.name, **stats.versus(base.samples, run.samples)}
-        fails = stats.slower(r, threshold or 0.0)
-        failed |= threshold is not None and fails
+    for run in [base, *runs]:
         print(
-            f"{r['new']} vs {r['base']}: step time x{r['time_ratio']:.3f} "
-            f"(95% CI {r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}, p={r['p_value']:.3g}; "
-            f"{r['basis']}): {r['verdict']}"
+            f"{run.name}: {run.headline.quote()}" + (" [busy machine]" if run.summary.busy else "")
+        )
+    for run in runs:
+        r = records.judge(base, run)
+        fails = r["judged"] and stats.slower(r, threshold or 0.0)
+        failed |= threshold is not None and fails
+        ratio = (
+            f"step time x{stats.figure(r['time_ratio'], r['ci95'])} (95% CI "
+            f"{stats.figure(r['ci95'][0], r['ci95'])}-{stats.figure(r['ci95'][1], r['ci95'])}, "
+            f"p={r['p_value']:.3g}; {r['basis']}): "
+            if r["judged"]
+            else ""
+        )
+        print(
+            f"{r['new']} vs {r['base']}: {ratio}{r['verdict']}"
             + (" -> REGRESSION" if threshold is not None and fails else "")
         )
     if not args.no_report:
@@ -326,8 +335,8 @@ def execute_run(request: plan.RunPlan, argv: list[str], force_memory: bool = Fal
     from repro.driver.run import run  # papermill and nbconvert: only for a valid request
 
     result = run(request, argv=argv, force_memory=force_memory)
-    summary = result.metrics.step_summary  # None: a template of one's own
-    thr = f"{summary.throughput['samples_per_s']:.2f} samples/s " if summary else ""
+    head = result.metrics.headline  # None: nothing measured
+    thr = f"{head.quote()} " if head else ""
     runtime = request.params.get("runtime")
     served = f" → {runtime}" if runtime not in (None, "native") else ""
     print(f"{request.workload['name']} / {request.framework}{served}: {thr}-> {result.folder}")

@@ -28,13 +28,11 @@ from repro.driver.integrity import mapping
 from repro.driver.plan import RunPlan
 from repro.kernel.capture import hardware_markdown
 from repro.kernel.loadgen import ACCURACY_LOG, LOG_FILES
-from repro.markdown import escape
-from repro.records import Environment, Metrics, RecordError, RerunRecord, Summary
+from repro.records import Environment, Metrics, RecordError, RerunRecord
 
 BANNER_TAG = "repro-banner"  # the first cell: what ran where (repro.driver.execute.banner)
-SUMMARY_TAG = "repro-summary"  # the cell after it: the result, status, warnings, environment
+SUMMARY_TAG = "repro-summary"  # the first cell: the headline, warnings, status, environment
 STOP_TAG = "repro-stopped"  # the banner cell saying why a run did not finish
-BUSY_TAG = "repro-busy"  # the banner cell saying the machine was busy during the measurement
 
 
 PLOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # plots/<name>.png: never a path
@@ -58,19 +56,22 @@ def published(notebook) -> tuple[dict, dict]:
 
 
 def raw_csv(samples: dict) -> str:
-    """One row per timed step: phase, index, seconds, samples/s."""
+    """One row per timed step of every process (1: the kernel's; its warm-up is the only one
+    kept): process, phase, index, seconds, samples/s."""
     buffer = io.StringIO()
     rows = csv.writer(buffer)
-    rows.writerow(["phase", "step", "seconds", "batch_size", "samples_per_s"])
+    rows.writerow(["process", "phase", "step", "seconds", "batch_size", "samples_per_s"])
     batch = samples["batch_size"]
-    phases = [
-        ("first_call", [samples["first_call_s"]]),
-        ("warmup", samples["warmup_s"]),
-        ("measured", samples["step_s"]),
-    ]
-    for phase, times in phases:
-        for i, seconds in enumerate(times):
-            rows.writerow([phase, i, f"{seconds:.9f}", batch, f"{batch / seconds:.4f}"])
+    each = samples.get("processes") or [samples]  # a report older than repeats: one process
+    for n, process in enumerate(each, 1):
+        phases = [
+            ("first_call", [process["first_call_s"]]),
+            ("warmup", samples["warmup_s"] if n == 1 else []),
+            ("measured", process["step_s"]),
+        ]
+        for phase, times in phases:
+            for i, seconds in enumerate(times):
+                rows.writerow([n, phase, i, f"{seconds:.9f}", batch, f"{batch / seconds:.4f}"])
     return buffer.getvalue()
 
 
@@ -141,19 +142,6 @@ def stop_banner(notebook, status: str, reason: str) -> None:
     notebook.cells.insert(0, cell)
 
 
-def busy_banner(notebook, summary: Summary | None) -> None:
-    """Say at the top of the report that the machine was busy while the run was measured
-    (the machine check's first warning says how busy)."""
-    warnings = summary.machine.get("warnings") if summary and summary.busy else None
-    if not (isinstance(warnings, list) and warnings):
-        return
-    cell = nbformat.v4.new_markdown_cell(
-        f"## ⚠️ Measured on a busy machine\n\n{escape(warnings[0])}"
-    )
-    cell.metadata["tags"] = [BUSY_TAG]
-    notebook.cells.insert(0, cell)
-
-
 def fold_defaults(notebook) -> None:
     """Fold away the template's default parameters where papermill injected this run's after
     them, so that the first parameter values a reader sees are this run's (collapsed in
@@ -166,18 +154,14 @@ def fold_defaults(notebook) -> None:
 
 
 def head(notebook, metrics: Metrics, environment: Environment | None) -> None:
-    """Lead the report with its result: the summary cell after the banner (the template's cells
-    follow, their default parameters folded away), why the run stopped or that the machine was
-    busy above both, and a title naming the run for report.html's <title>."""
+    """Lead the report with its result: the summary cell first (its title the headline, then
+    every warning once: why the run stopped, a busy machine), the banner after it, then the
+    template's cells, their default parameters folded away; and a title naming the run for
+    report.html's <title>."""
     fold_defaults(notebook)
     cell = nbformat.v4.new_markdown_cell(headline.markdown(metrics, environment))
     cell.metadata["tags"] = [SUMMARY_TAG]
-    tags = [c.metadata.get("tags", []) for c in notebook.cells]
-    notebook.cells.insert(next((i + 1 for i, t in enumerate(tags) if BANNER_TAG in t), 0), cell)
-    if metrics.error:
-        stop_banner(notebook, metrics.status, metrics.error)
-    else:
-        busy_banner(notebook, metrics.step_summary)
+    notebook.cells.insert(0, cell)
     notebook.metadata["title"] = (
         f"{metrics.workload} in {metrics.framework} ({metrics.status}): repro run {metrics.run_id}"
     )

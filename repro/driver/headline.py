@@ -10,28 +10,14 @@ from collections.abc import Mapping
 from repro.kernel.capture import gpu_names
 from repro.markdown import escape
 from repro.records import Environment, Metrics, Summary, TimeToAccuracy, section
+from repro.stats import Headline, figure
 
 
-def ci(bounds, unit: str = "") -> str:
-    """`95% CI low–high` for a pair of bounds, or `no CI` (fewer than two values, or no spread)."""
-    if not bounds:
-        return "no CI"
-    return f"95% CI {bounds[0]:,.2f}–{bounds[1]:,.2f}{unit}"
-
-
-def step_time(summary: Summary) -> str:
-    """The median step time with the CI between processes, or between one process's steps."""
-    spread = summary.processes
-    if summary.process_count > 1:
-        return (
-            f"median step time **{spread['centre_ms']:,.2f} ms** across {spread['n']} processes "
-            f"({ci(spread['centre_ci95_ms'], ' ms')})"
-        )
-    latency = summary.latency_ms
-    return (
-        f"median step time **{latency['median']:,.2f} ms** "
-        f"({ci(latency.get('median_ci95'), ' ms')}, from one process's steps)"
-    )
+def step_time(head: Headline) -> str:
+    """The headline's median step time with its CI, and what the CI covers."""
+    ci = head.step_ms_ci95
+    bounds = f"95% CI {figure(ci[0], ci)}–{figure(ci[1], ci)} ms" if ci else "no CI"
+    return f"median step time **{figure(head.step_ms, ci)} ms** ({bounds}; {head.basis})"
 
 
 def time_to_accuracy(record: TimeToAccuracy) -> str:
@@ -51,23 +37,19 @@ def time_to_accuracy(record: TimeToAccuracy) -> str:
 
 
 def result(metrics: Metrics) -> str:
-    if not metrics.summary:
-        return "not measured"
-    summary = metrics.step_summary
-    if not summary:
-        return "this template published no step-time summary (see its own cells)"
-    throughput, spread = summary.throughput, summary.processes
+    """The run's headline (Metrics.headline, the figure every view quotes), then its mode's own
+    figures and its MFU."""
+    summary, head = metrics.step_summary, metrics.headline
+    if not summary or not head:
+        return (
+            "not measured"
+            if not metrics.summary
+            else ("this template published no step-time summary (see its own cells)")
+        )
     parts = [time_to_accuracy(summary.time_to_accuracy)] if summary.time_to_accuracy else []
-    parts += [
-        step_time(summary),
-        f"throughput **{spread['samples_per_s']:,.1f} samples/s** across the processes "
-        f"({ci(spread['samples_per_s_ci95'])})"
-        if "samples_per_s" in spread  # a report older than it: the kernel's process only
-        else f"throughput **{throughput['samples_per_s']:,.1f} samples/s** "
-        f"({ci(throughput.get('ci95'))}, the kernel's process)",
-    ]
-    if throughput.get("tokens_per_s"):
-        parts.append(f"{throughput['tokens_per_s']:,.0f} tokens/s")
+    parts += [f"**{head.quote()}**", step_time(head)]
+    if summary.throughput.get("tokens_per_s"):
+        parts.append(f"{figure(summary.throughput['tokens_per_s'])} tokens/s")
     if summary.generation:
         parts = [generation(summary.generation), *parts]
     peak = escape(summary.compute.get("peak_source"))
@@ -160,17 +142,44 @@ def machine(environment: Environment | None, metrics: Metrics) -> str:
     )
 
 
+def title(metrics: Metrics) -> str:
+    """The report's first line: what ran, and its headline or how it ended."""
+    what = f"{metrics.workload} in {metrics.framework}"
+    head = metrics.headline
+    if metrics.status != "ok" or not head:
+        return escape(f"{what}: run {metrics.status}" if metrics.status != "ok" else what)
+    return escape(f"{what}: {head.quote()}")
+
+
+def warnings(metrics: Metrics) -> list[str]:
+    """Every warning of the run once, in order: why it stopped, then the machine's, then the
+    measurement's."""
+    summary = metrics.step_summary
+    said = [f"Run {metrics.status}: {metrics.error}"] if metrics.error else []
+    said += summary.warnings if summary else ()
+    return list(dict.fromkeys(said))
+
+
 def markdown(metrics: Metrics, environment: Environment | None) -> str:
-    """The summary cell's markdown: one line each, every value from the run's records."""
+    """The summary cell's markdown: the headline as its title, the warnings in one block, then
+    one line each, every value from the run's records."""
     status = metrics.status + (f": {metrics.error}" if metrics.error else "")
     summary = metrics.step_summary
-    warnings = summary.warnings if summary else ()
+    said = warnings(metrics)
+    block = (
+        "> **⚠ "
+        + (f"{len(said)} warnings" if len(said) > 1 else "Warning")
+        + "**\n>\n"
+        + "\n".join(f"> - {escape(w)}" for w in said)
+        if said
+        else "No warnings."
+    )
     lines = {
         "Result": result(metrics),
         **({"LoadGen": scenario(summary)} if summary and summary.loadgen else {}),
         "Status": escape(status),
-        "Warnings": " · ".join(escape(w) for w in warnings) if warnings else "none",
         "Measured": measured(metrics),
         "Environment": machine(environment, metrics),
     }
-    return "\n".join(f"- **{name}**: {text}" for name, text in lines.items())
+    table = "\n".join(f"- **{name}**: {text}" for name, text in lines.items())
+    return f"# {title(metrics)}\n\n{block}\n\n{table}"

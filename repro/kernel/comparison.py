@@ -46,20 +46,32 @@ def context(runs: list[records.Run], allow_mixed: bool) -> dict:
             f"{escape(c['batch_size'])}, workload {escape(c['workload'])} and its "
             "model config, and the lock within each kernel."
         ]
-    return publish("context", {"differences": differences}, "\n".join(lines))
+    busy = [r.label for r in runs if r.summary.busy]
+    if busy:
+        lines = [
+            f"> ⚠ **{len(busy)} of these {len(runs)} runs were measured on a busy machine** "
+            f"({escape(', '.join(busy))}): their figures are likely below the machine's normal, "
+            "so no verdict involving them is judged. Rerun them on a quiet machine (or with "
+            "fewer threads).",
+            "",
+            *lines,
+        ]
+    data = {"differences": differences, "busy": busy}
+    return publish("context", data, "\n".join(lines))
 
 
 def metric_rows(run: records.Run) -> dict:
     """The headline figures of one run, as numbers (None where not measured)."""
-    s = run.summary
+    s, head = run.summary, run.headline
     lat, thr, mem = s.latency_ms, s.throughput, s.memory
     return {
-        "throughput (samples/s)": thr["samples_per_s"],
-        "throughput 95% CI": rounded(thr.get("ci95"), 2),
+        "throughput (samples/s)": head.samples_per_s,
+        "throughput 95% CI": head.samples_per_s_ci95,
+        "processes": head.processes,
         "tokens/s": thr.get("tokens_per_s"),
-        "median step (ms)": lat["median"],
-        "median 95% CI (ms)": rounded(lat.get("median_ci95"), 3),
-        "p90 / p99 step (ms)": f"{lat['p90']:.3f} / {lat['p99']:.3f}"
+        "median step (ms)": head.step_ms,
+        "median 95% CI (ms)": head.step_ms_ci95,
+        "p90 / p99 step (ms)": f"{stats.figure(lat['p90'])} / {stats.figure(lat['p99'])}"
         if "p90" in lat and "p99" in lat
         else None,
         "CV of step time": lat.get("cv"),
@@ -89,11 +101,6 @@ def generation_rows(figures) -> dict:
     }
 
 
-def rounded(bounds, digits: int) -> tuple | None:
-    """A CI's bounds rounded, or None where it has none."""
-    return tuple(round(b, digits) for b in bounds) if bounds else None
-
-
 def side_by_side(runs: list[records.Run]) -> pd.DataFrame:
     """Every headline metric per run, then the settings and environment facts that differ."""
     table = pd.DataFrame({r.label: metric_rows(r) for r in runs})
@@ -117,17 +124,14 @@ def readable(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "—"
     if isinstance(value, tuple):
-        return "–".join(readable(v) for v in value)
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+        return "–".join(stats.figure(v, value) for v in value)
+    return stats.figure(value) if isinstance(value, float) else str(value)
 
 
 def against_baseline(runs: list[records.Run]) -> dict:
     """Each run against the first: step-time ratio, 95% CI, p-value, verdict, and its basis."""
     base = runs[0]
-    pairs = [
-        {"base": base.name, "new": r.name, **stats.versus(base.samples, r.samples)}
-        for r in runs[1:]
-    ]
+    pairs = [records.judge(base, r) for r in runs[1:]]
     lines = [
         f"Baseline: **{escape(base.label)}**. Ratio = median step time of the run / of the "
         f"baseline (> 1 is slower), at α = {stats.ALPHA}. Where both runs measured several "
@@ -140,10 +144,18 @@ def against_baseline(runs: list[records.Run]) -> dict:
         "|---|---|---|---|---|---|",
     ]
     for run, p in zip(runs[1:], pairs, strict=True):
+        ci = p["ci95"]
+        ratio, bounds = (
+            (
+                stats.figure(p["time_ratio"], ci),
+                f"{stats.figure(ci[0], ci)}–{stats.figure(ci[1], ci)}",
+            )
+            if p["judged"]
+            else ("—", "—")
+        )
         lines.append(
-            f"| {escape(run.label)} | {p['time_ratio']:.3f} | "
-            f"{p['ci95'][0]:.3f}–{p['ci95'][1]:.3f} | {p['p_value']:.3g} | **{p['verdict']}** | "
-            f"{p['basis']} |"
+            f"| {escape(run.label)} | {ratio} | {bounds} | {p['p_value']:.3g} | "
+            f"**{escape(p['verdict'])}** | {p['basis']} |"
         )
     data = {
         "baseline": base.name,
@@ -215,8 +227,8 @@ def plot_throughput(runs: list[records.Run]) -> None:
         {
             "run": r.label,
             "framework": r.metrics.framework,
-            "samples/s": r.summary.throughput["samples_per_s"],
-            "ci": r.summary.throughput.get("ci95") or [np.nan, np.nan],
+            "samples/s": r.headline.samples_per_s,
+            "ci": r.headline.samples_per_s_ci95 or [np.nan, np.nan],
         }
         for r in runs
     )
@@ -227,13 +239,17 @@ def plot_throughput(runs: list[records.Run]) -> None:
     ax.errorbar(
         range(len(frame)), frame["samples/s"], yerr=[low, high], fmt="none", ecolor="k", capsize=4
     )
-    ax.set(xlabel="", ylabel="throughput (samples/s)", title="Throughput with bootstrap 95% CI")
+    wide = spans(frame["samples/s"])
+    if wide:  # a run 100x smaller stays visible
+        ax.set_yscale("log")
+    ax.set(xlabel="", ylabel="throughput (samples/s)", title="Throughput with its 95% CI")
     slant(ax)
     show_figure(
         fig,
         "throughput",
         f"Bar chart of the throughput (samples/s) of each of the {len(runs)} runs, coloured by "
-        "framework, with 95% CI error bars: "
+        "framework, with 95% CI error bars"
+        + (", on a log scale: " if wide else ": ")
         + ", ".join(
             f"{run} {value:.1f}"
             for run, value in zip(frame["run"], frame["samples/s"], strict=True)
@@ -248,7 +264,7 @@ def plot_latency(runs: list[records.Run]) -> None:
     frame = pd.DataFrame(
         [{"run": r.label, "ms": 1e3 * s} for r in runs for s in r.step_s],
     )
-    wide = bool(frame["ms"].max() / frame["ms"].min() > 20)  # log axis: every run readable
+    wide = spans(frame["ms"])  # log axis: every run readable
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     sns.ecdfplot(data=frame, x="ms", hue="run", ax=left, log_scale=wide)
     left.set(xlabel="time per measured step (ms)", title="Latency ECDF")
@@ -263,6 +279,12 @@ def plot_latency(runs: list[records.Run]) -> None:
         f"Empirical CDF (left) and violin plot (right) of the measured step times (ms) of each "
         f"of the {len(runs)} runs" + (", on a log scale." if wide else "."),
     )
+
+
+def spans(values) -> bool:
+    """Whether values span more than 10x: then a log scale, so the smallest stays readable."""
+    values = np.asarray(values, float)
+    return bool(len(values) and values.min() > 0 and values.max() / values.min() > 10)
 
 
 def slant(ax) -> None:
@@ -295,7 +317,7 @@ def plot_heatmap(runs: list[records.Run]) -> str:
                 for name, value in r.metrics.params.items()
                 if name not in records.UNMEASURED
             },
-            "samples/s": r.summary.throughput["samples_per_s"],
+            "samples/s": r.headline.samples_per_s,
         }
         for r in runs
     ).fillna("not recorded")  # a parameter newer than some of the runs
@@ -306,7 +328,19 @@ def plot_heatmap(runs: list[records.Run]) -> str:
         index="framework", columns=columns, values="samples/s", aggfunc="median", sort=False
     )
     fig, ax = plt.subplots(figsize=(max(4, 1.6 * grid.shape[1] + 2), 0.8 * grid.shape[0] + 1.8))
-    sns.heatmap(grid, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar_kws={"label": "samples/s"})
+    from matplotlib.colors import LogNorm
+
+    norm = LogNorm() if spans(grid.stack()) else None  # colours that tell 10 from 1,000
+    labels = grid.map(lambda v: stats.figure(v, digits=3) if v == v else "")
+    sns.heatmap(
+        grid,
+        annot=labels,
+        fmt="",
+        cmap="viridis",
+        norm=norm,
+        ax=ax,
+        cbar_kws={"label": "samples/s"},
+    )
     ax.set_title(f"Median throughput (samples/s): framework × {columns}")
     slant(ax)
     display(Markdown(f"Columns: **{escape(columns)}** ({grid.shape[1]} values, {len(runs)} runs)."))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -225,8 +225,8 @@ def point(run: records.Run, before: records.Run | None, threshold: float) -> dic
         "commit": commit(run),
         "framework_version": framework_version(run),
         "repro_version": str(run.environment.run.get("repro_version") or "unknown"),
-        "samples_per_s": s.throughput["samples_per_s"],
-        "samples_per_s_ci95": s.throughput.get("ci95"),
+        "samples_per_s": run.headline.samples_per_s,
+        "samples_per_s_ci95": run.headline.samples_per_s_ci95,
         "p90_ms": s.latency_ms.get("p90"),
         "p90_ms_ci95": p90_ci(run.step_s),
         "kind": s.kind,
@@ -285,8 +285,15 @@ COLUMNS = {  # kind: (what its table says it is, its own columns: header and the
     "step time": (
         "",
         {
-            "throughput (samples/s)": lambda p: figure(p["samples_per_s"], 1),
-            "95% CI": lambda p: ci_text(p["samples_per_s_ci95"], 1),
+            "throughput (samples/s)": lambda p: stats.figure(
+                p["samples_per_s"], p["samples_per_s_ci95"]
+            ),
+            "95% CI": lambda p: (
+                "–".join(
+                    stats.figure(b, p["samples_per_s_ci95"]) for b in p["samples_per_s_ci95"] or ()
+                )
+                or "—"
+            ),
             "p90 step (ms)": lambda p: figure(p["p90_ms"], 3),
             "95% CI ": lambda p: ci_text(p["p90_ms_ci95"], 3),
         },
@@ -422,10 +429,11 @@ def plot(lines: Mapping[str, list[dict]], by: str) -> None:
                 draw(ax, points, x, key, band, name.split(" · ", 1)[1])
             ax.set(xlabel=AXES[by], ylabel=label, title=f"{workload}: {label}")
             if on_time:
-                locator = mdates.AutoDateLocator()
+                locator = mdates.AutoDateLocator(maxticks=6)  # labels that do not overlap
                 ax.xaxis.set(
                     major_locator=locator, major_formatter=mdates.ConciseDateFormatter(locator)
                 )
+                ax.set_xlim(*padded([t for points in group.values() for t in moments(points)]))
             else:
                 ax.set_xticks(list(ticks)[::every], names[::every])
                 ax.tick_params(axis="x", labelrotation=20)
@@ -451,6 +459,13 @@ AXES = {  # by: the x axis's label
     "commit": "git commit (in order)",
     "framework_version": "framework version (in order)",
 }
+
+
+def padded(times: list[datetime]) -> tuple[datetime, datetime]:
+    """A time axis's limits around its points: their span and a tenth of it each side, at least
+    half an hour, so one point or a few minutes' runs are not drawn on a scale of years."""
+    pad = max((max(times) - min(times)) / 10, timedelta(minutes=30))
+    return min(times) - pad, max(times) + pad
 
 
 def moments(points: list[dict]) -> list[datetime] | None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
+
+from repro import stats
 
 HIGH_CV = 0.10  # pyperf warns at the same ratio of std to mean
 FEW_SAMPLES = 10
@@ -118,26 +119,23 @@ def lr_schedule(peak: float, warmup_steps: int, total_steps: int) -> np.ndarray:
     return np.where(steps < warmup_steps, warm, cosine).astype(np.float32)
 
 
-def _bootstrap_ci(samples: np.ndarray, statistic, seed: int) -> list[float] | None:
-    if len(samples) < 2 or np.ptp(samples) == 0:
-        return None
-    result = stats.bootstrap(
-        (samples,),
-        statistic,
-        confidence_level=0.95,
-        n_resamples=2000,
-        method="percentile",
-        rng=np.random.default_rng(seed),
+def summarize(m: Measurement, seed: int = 0, repeats: Sequence[Sequence[float]] = ()) -> dict:
+    """The run's headline (repro.stats.headline: the processes' centre, this one's and the
+    `repeats`' step times), the distribution of every measured step of every process (ms), and
+    warnings."""
+    steps = [list(m.step_s), *(list(r) for r in repeats)]
+    head = stats.headline(
+        {
+            "batch_size": m.batch_size,
+            "step_s": steps[0],
+            "processes": [{"step_s": s} for s in steps],
+        },
+        seed,
     )
-    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
-
-
-def summarize(m: Measurement, seed: int = 0) -> dict:
-    """Latency statistics (ms) and throughput (samples/s) with bootstrap 95% CIs, plus warnings."""
-    ms = np.asarray(m.step_s) * 1e3
+    ms = 1e3 * np.concatenate(steps)
     mean = float(ms.mean())
     std = float(ms.std(ddof=1)) if len(ms) > 1 else 0.0
-    latency = {
+    latency = {  # every step of every process, pooled: the distribution, not the headline
         "n": len(ms),
         "median": float(np.median(ms)),
         "mean": mean,
@@ -146,24 +144,16 @@ def summarize(m: Measurement, seed: int = 0) -> dict:
         "min": float(ms.min()),
         "max": float(ms.max()),
         **{f"p{q}": float(np.percentile(ms, q)) for q in (50, 90, 95, 99)},
-        "median_ci95": _bootstrap_ci(ms, np.median, seed),
-    }
-    # Throughput from the total measured time, as a hand-written loop would compute it; its CI
-    # comes from the bootstrap of the mean step time.
-    mean_ci = _bootstrap_ci(ms, np.mean, seed)
-    throughput = {
-        "samples_per_s": m.batch_size * 1e3 / mean,
-        "ci95": [m.batch_size * 1e3 / mean_ci[1], m.batch_size * 1e3 / mean_ci[0]]
-        if mean_ci
-        else None,
+        "median_ci95": stats.bootstrap_ci(ms, np.median, seed),
     }
     return {
+        "headline": head.to_dict(),
         "latency_ms": latency,
-        "throughput": throughput,
+        "throughput": {"samples_per_s": head.samples_per_s, "ci95": head.samples_per_s_ci95},
         "first_call_s": m.first_call_s,
         "warmup_steps": len(m.warmup_s),
         "warmup_steady": m.steady,
-        "warnings": warnings(ms) + warmup_warnings(m, ms),
+        "warnings": warnings(ms) + warmup_warnings(m, ms[: len(m.step_s)]),
     }
 
 

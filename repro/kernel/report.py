@@ -210,22 +210,21 @@ def results(
     figures; `sections`: a template's own, recorded in the summary over repro's
     (repro.kernel.accuracy's time to accuracy); `generated`: mode=generate's record of every
     request, a step being one request (repro.kernel.generation.step)."""
-    summary = measure.summarize(m, seed=seed)
+    repeats = repeats or []
+    summary = measure.summarize(m, seed, [r["step_s"] for r in repeats])
     processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
     processes += [
         {"first_call_s": r["first_call_s"], "step_s": r["step_s"], "load": r["machine"]["load"]}
-        for r in repeats or []
+        for r in repeats
     ]
-    summary["processes"] = spread = stats.spread(
-        {"processes": processes, "batch_size": m.batch_size}
-    )
+    summary["processes"] = spread = stats.spread({"processes": processes})
     memory = fw.memory()
-    lat, thr = summary["latency_ms"], summary["throughput"]
+    lat, thr, head = summary["latency_ms"], summary["throughput"], summary["headline"]
     if tokens_per_sample:  # sequence workloads: the same figure in tokens
         thr["tokens_per_s"] = thr["samples_per_s"] * tokens_per_sample
         thr["tokens_ci95"] = [b * tokens_per_sample for b in thr["ci95"]] if thr["ci95"] else None
-    samples = m.batch_size * len(m.step_s)
-    summary["compute"] = compute = efficiency(fw, flop_count, lat["median"] / 1e3)
+    samples = m.batch_size * len(m.step_s)  # the kernel's process: what the energy meter saw
+    summary["compute"] = compute = efficiency(fw, flop_count, head["step_ms"] / 1e3)
     summary["cost"] = cost = (
         {
             "price_per_hour": price_per_hour,
@@ -242,19 +241,20 @@ def results(
     losses = [fw.to_float(out) for out in m.outputs]
     summary["loss"] = {"first": losses[0], "last": losses[-1], "curve": losses} if losses else None
 
-    def ci(bounds, fmt):
-        return f" (95% CI {fmt.format(bounds[0])}–{fmt.format(bounds[1])})" if bounds else ""
-
     rows = {
+        "throughput (samples/s)": quoted(thr["samples_per_s"], thr["ci95"]),
+        "median time per step (ms)": quoted(head["step_ms"], head["step_ms_ci95"]),
         "processes measured": process_row(spread),
-        "throughput (samples/s)": f"{thr['samples_per_s']:.2f}{ci(thr['ci95'], '{:.2f}')}",
-        "median time per step (ms)": f"{lat['median']:.2f}{ci(lat['median_ci95'], '{:.2f}')}",
-        "p90 / p95 / p99 (ms)": f"{lat['p90']:.2f} / {lat['p95']:.2f} / {lat['p99']:.2f}",
-        "mean ± std (ms), CV": f"{lat['mean']:.2f} ± {lat['std']:.2f}, {lat['cv']:.1%}"
+        "p90 / p95 / p99 (ms), every step": " / ".join(
+            stats.figure(lat[q]) for q in ("p90", "p95", "p99")
+        ),
+        "mean ± std (ms), CV, every step": f"{stats.figure(lat['mean'])} ± "
+        f"{stats.figure(lat['std'])}, {lat['cv']:.1%}"
         if lat["cv"] is not None
         else "—",
-        "min / max (ms)": f"{lat['min']:.2f} / {lat['max']:.2f}",
-        "measured steps × batch": f"{lat['n']} × {m.batch_size}",
+        "min / max (ms)": f"{stats.figure(lat['min'])} / {stats.figure(lat['max'])}",
+        "measured steps × batch": f"{lat['n']} × {m.batch_size}"
+        + (f" over {len(processes)} processes" if len(processes) > 1 else ""),
         "first call: compile / cold start (s)": f"{m.first_call_s:.3f}",
         "warm-up steps": f"{summary['warmup_steps']} ("
         + ("steady" if m.steady else "cap reached, not steady")
@@ -276,8 +276,7 @@ def results(
         else "no price_per_hour given",
     }
     if tokens_per_sample:
-        tokens = f"{thr['tokens_per_s']:.1f}{ci(thr['tokens_ci95'], '{:.1f}')}"
-        rows = {"throughput (tokens/s)": tokens, **rows}
+        rows = {"throughput (tokens/s)": quoted(thr["tokens_per_s"], thr["tokens_ci95"]), **rows}
     if devices > 1:
         summary["data_parallel"] = dp = parallel(
             fw, devices, scaling, m.batch_size, thr["samples_per_s"], summary["warnings"]
@@ -441,22 +440,25 @@ def busy_too(check: dict, repeats: list[dict]) -> None:
         )
 
 
+def quoted(value: float, ci) -> str:
+    """A figure and its 95% CI, its digits no finer than the CI allows (repro.stats.figure)."""
+    bounds = f" (95% CI {stats.figure(ci[0], ci)}–{stats.figure(ci[1], ci)})" if ci else ""
+    return stats.figure(value, ci) + bounds
+
+
 def process_row(spread: dict) -> str:
     """How many processes the figures rest on, and how far apart they landed."""
     if spread["n"] == 1:
         return (
-            "1 (the figures below; the noise between processes is not measured: a rerun "
-            "verdict needs repeats=3 or more, and 8 to catch a 20% change)"
+            "1 (the noise between processes is not measured: a rerun verdict needs repeats=3 "
+            "or more, and 8 to catch a 20% change)"
         )
-    low, high = spread["centre_ci95_ms"]
     within = spread["within_cv"]
     return (
-        f"{spread['n']}: median step {spread['centre_ms']:.2f} ms across them (95% CI "
-        f"{low:.2f}–{high:.2f}), {spread['samples_per_s']:.2f} samples/s (95% CI "
-        f"{spread['samples_per_s_ci95'][0]:.2f}–{spread['samples_per_s_ci95'][1]:.2f}); CV "
-        f"between processes {spread['between_cv']:.1%}, within one "
+        f"{spread['n']}: the figures above are their centre; CV between processes "
+        f"{spread['between_cv']:.1%}, within one "
         + (f"{within:.1%}" if within is not None else "n/a (one step each)")
-        + ". The rows below are the kernel's own process."
+        + ". The rows below pool every process's steps."
     )
 
 

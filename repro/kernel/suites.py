@@ -216,7 +216,7 @@ def loadgen_row(run: records.Run, s: records.Scenario) -> dict[str, str]:
         own = f"{q} step {latency[q]:.3f} ms" if q in latency else f"no {q} kept"
     else:
         figure = f"{s.metric['value']:,.2f} samples/s"
-        own = f"{run.summary.throughput['samples_per_s']:,.2f} samples/s"
+        own = run.headline.quote()
     p99 = s.latency_ns.get("p99")
     timed = (
         f"one query of {s.samples_per_query or 'many'} samples, in batches of "
