@@ -133,15 +133,14 @@ def headline(samples: dict, seed: int = 0) -> Headline | None:
 
 def figure(value: float, ci=None, digits: int = 4) -> str:
     """`value` with thousands separators, rounded to two significant digits of its CI's
-    half-width (6,461.3 with a CI of ±160 reads 6,460), or to `digits` significant digits where
-    there is no CI."""
+    half-width (6,461.3 with a CI of ±160 reads 6,460) but to no fewer than two of its own, or
+    to `digits` significant digits where there is no CI."""
     if value is None or not math.isfinite(value):
         return "—"
-    if ci:
-        width = abs(ci[1] - ci[0]) / 2
-        scale = math.floor(math.log10(width) + 1e-9) - 1 if width > 0 else -digits
-    else:
-        scale = math.floor(math.log10(abs(value))) - digits + 1 if value else 0
+    own = math.floor(math.log10(abs(value)) + 1e-9) if value else 0  # the value's leading digit
+    scale = own - digits + 1
+    if ci and abs(ci[1] - ci[0]) > 0:  # never fewer than two significant digits of the value
+        scale = min(math.floor(math.log10(abs(ci[1] - ci[0]) / 2) + 1e-9) - 1, own - 1)
     return f"{round(value, -scale):,.{max(0, -scale)}f}"
 
 

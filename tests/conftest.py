@@ -161,7 +161,7 @@ def resealed(report: Path, target: Path, change) -> str:
 
 
 def summary_cell(notebook):
-    """A report's summary cell (the run's result), below the banner."""
+    """A report's summary cell (the run's headline and warnings), its first."""
     return next(c for c in notebook.cells if c.metadata.get("tags") == ["repro-summary"])
 
 
@@ -208,6 +208,7 @@ def small_runs(tmp_path_factory) -> dict[str, Path]:
             str(runs_dir),
         )
         assert done.returncode == 0, done.stderr[-3000:]
+        (runs_dir / "terminal.txt").write_text(done.stdout)  # what the user saw
         runs[name] = run_folders(runs_dir)[0]
     return runs
 

@@ -234,7 +234,7 @@ def test_markdown_labels_every_figure() -> None:
     assert "idle 55 W measured" in gpu_row
     assert "estimated: 2e-05 kWh" in table and "estimated: 7e-06 kg CO2eq" in table
     assert "FRA" in table and "measured: 0.4 s" in table
-    assert "> ⚠️ The measured window was 0.40 s" in table
+    assert "> ⚠ The measured window was 0.40 s" in table
 
     result["gpu"] = {"status": "unavailable", "reason": "no NVIDIA GPU | none"}
     result["codecarbon"] = {"status": "unavailable", "reason": "codecarbon: ImportError"}

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import html
+import json
 import re
 
 import nbformat
 import pytest
+from conftest import repro, summary_cell
 
 from repro.driver import finalize, folders, headline, integrity
 from repro.kernel import report
 from repro.paths import KERNELSPECS
 from repro.records import Environment, Metrics
+from repro.records import load as records_of
+from repro.stats import figure
 
 PARAMS = {  # as plan.resolve records them
     "batch_size": 2,
@@ -229,3 +234,32 @@ def test_why_a_run_stopped_or_a_busy_machine_is_said_once_under_the_title(error)
         f"> - {busy}",
         "> - Step times vary a lot (CV 12% &gt; 10%) \\| close other programs",
     ]
+
+
+@pytest.mark.kernel
+def test_one_figure_in_the_terminal_the_report_the_record_a_comparison_and_a_history(
+    small_runs, tmp_path
+):
+    a, b = small_runs["a"], small_runs["b"]  # three processes each
+    head = records_of(a).headline
+    quote = head.quote()  # "216 samples/s (95% CI 154–301, 3 processes)"
+    assert head.processes == 3 and quote in (a.parent / "terminal.txt").read_text()
+    first_screen = summary_cell(nbformat.read(a / "report.ipynb", as_version=4)).source
+    assert first_screen.startswith(f"# resnet-tiny in torch: {quote}")
+    assert quote in html.unescape((a / "report.html").read_text())
+    summary = json.loads((a / "metrics.json").read_text())["summary"]
+    assert summary["throughput"]["samples_per_s"] == pytest.approx(head.samples_per_s, rel=1e-12)
+    assert summary["headline"]["samples_per_s"] == pytest.approx(head.samples_per_s, rel=1e-12)
+    out = tmp_path / "out"
+    done = repro("compare", str(a), str(b), "--runs-dir", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"{a.name}: {quote}" in done.stdout
+    [comparison] = out.iterdir()
+    assert quote in html.unescape((comparison / "report.html").read_text())
+    done = repro("history", str(a), str(b), "--runs-dir", str(out))
+    assert done.returncode == 0, done.stderr
+    [history] = (p for p in out.iterdir() if p != comparison)
+    row = html.unescape(re.sub(r"<[^>]+>", " ", (history / "report.html").read_text()))
+    ci = head.samples_per_s_ci95
+    said = f"{figure(head.samples_per_s, ci)}\\s+{figure(ci[0], ci)}–{figure(ci[1], ci)}"
+    assert re.search(said, row), said  # the history's throughput and CI columns

@@ -40,7 +40,7 @@ def banner(runs: list[records.Run], differences: dict, run_context: dict, note: 
     ]
     if differences:
         lines.append(
-            "> ⚠️ **MIXED CONTEXT**, compared with `--allow-mixed`: "
+            "> ⚠ **MIXED CONTEXT**, compared with `--allow-mixed`: "
             + "; ".join(
                 f"{k} differs ({', '.join(map(escape, v))})" for k, v in differences.items()
             )

@@ -49,14 +49,14 @@ def banner(plan: RunPlan, run_context: dict) -> str:
     lock = run_context.get("lock")
     if lock is None:
         lines.append(
-            f"> ⚠️ **UNPINNED**: ran in an existing interpreter (`{run_context['python']}`), not in "
+            f"> ⚠ **UNPINNED**: ran in an existing interpreter (`{run_context['python']}`), not in "
             "a kernel built from a lock. The exact package versions found are in "
             "`environment.json`, but nothing guarantees they can be installed again."
         )
     elif not lock["ok"]:
         problems = LockCheck.from_dict(lock).problems()
         lines.append(
-            f"> ⚠️ **DRIFT ALLOWED**: the kernel differs from its lock in {len(problems)} "
+            f"> ⚠ **DRIFT ALLOWED**: the kernel differs from its lock in {len(problems)} "
             "places, so these numbers may not reproduce from the lock:\n>\n"
             + "\n".join(f"> - {p}" for p in problems[:30])
         )

@@ -135,7 +135,7 @@ def stop_banner(notebook, status: str, reason: str) -> None:
     if any(ERROR_MARKER_TAG in c.metadata.get("tags", []) for c in notebook.cells):
         return
     cell = nbformat.v4.new_markdown_cell(
-        f"## ⚠️ Run {status}: {reason}\n\n"
+        f"## ⚠ Run {status}: {reason}\n\n"
         f'What follows is the report as far as the run got; `metrics.json` says "{status}".'
     )
     cell.metadata["tags"] = [STOP_TAG]

@@ -267,7 +267,7 @@ def show(section: dict, window: dict) -> None:
     report.show(report.table(rows, ("time to accuracy", "")))
     if not section["reached"]:
         report.show(
-            "> ⚠️ The target was not reached within the caps (max_steps, max_seconds): this "
+            "> ⚠ The target was not reached within the caps (max_steps, max_seconds): this "
             "is the result, not a failure. Raise the caps or lr, or lower target_accuracy."
         )
     report.show("**Energy** over the training window\n\n" + energy.markdown(window))

@@ -27,7 +27,7 @@ def context(runs: list[records.Run], allow_mixed: bool) -> dict:
     differences = records.context_differences(runs)
     if differences:
         lines = [
-            "> ⚠️ **These runs' context differs**: their numbers are not like for like."
+            "> ⚠ **These runs' context differs**: their numbers are not like for like."
             + (" They are compared because `--allow-mixed` was given." if allow_mixed else ""),
             "",
             "| context | " + " | ".join(escape(r.label) for r in runs) + " |",
@@ -40,7 +40,7 @@ def context(runs: list[records.Run], allow_mixed: bool) -> dict:
     else:
         c = runs[0].context()
         lines = [
-            f"✅ All {len(runs)} runs share their checked context: CPU {escape(c['cpu'])}, GPU "
+            f"✓ All {len(runs)} runs share their checked context: CPU {escape(c['cpu'])}, GPU "
             f"{escape(', '.join(c['gpu'] or ['none']))}, driver {escape(c['driver'])}, precision "
             f"{escape(c['precision'])}, mode {escape(c['mode'])}, batch size "
             f"{escape(c['batch_size'])}, workload {escape(c['workload'])} and its "
@@ -65,6 +65,7 @@ def metric_rows(run: records.Run) -> dict:
     s, head = run.summary, run.headline
     lat, thr, mem = s.latency_ms, s.throughput, s.memory
     return {
+        "headline": head.quote(),
         "throughput (samples/s)": head.samples_per_s,
         "throughput 95% CI": head.samples_per_s_ci95,
         "processes": head.processes,

@@ -314,5 +314,5 @@ def markdown(result: dict) -> str:
         ("Window", f"measured: {result['window_s']:.3g} s"),
     ]
     table = ["| Energy | Value |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in rows)]
-    warnings = [f"> ⚠️ {w}" for w in result.get("warnings", [])]  # one quote each
+    warnings = [f"> ⚠ {w}" for w in result.get("warnings", [])]  # one quote each
     return "\n\n".join(["\n".join(table), *warnings]) + "\n"

@@ -265,7 +265,7 @@ def show_skipped(skipped: list[str]) -> None:
 
     if skipped:
         show(
-            f"⚠️ **{len(skipped)} folders are not in this history** (not finished runs, or "
+            f"⚠ **{len(skipped)} folders are not in this history** (not finished runs, or "
             "records this repro cannot read):\n\n"
             + "\n".join(f"- {escape(line)}" for line in skipped)
         )
@@ -342,7 +342,7 @@ def rows_of(lines: Mapping[str, list[dict]], kind: str) -> list[str]:
             versus = p["versus_previous"]
             verdict = "first point" if not versus else versus["verdict"]
             if p["regression"]:
-                verdict = f"**⚠️ REGRESSION: {verdict}**"
+                verdict = f"**⚠ REGRESSION: {verdict}**"
             cells = [escape(name), escape(p["time"][:19]), escape(p["run"])]
             cells += [cell(p) for cell in columns.values()]
             cells += [escape(p[k]) for k in ("repro_version", "commit", "framework_version")]

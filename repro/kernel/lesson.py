@@ -19,10 +19,10 @@ def claim(statement: str, held: bool, evidence: dict, why_not: str = "") -> dict
     `why_not` says what likely kept it from holding here, shown only when it did not."""
     figures = "; ".join(f"{escape(k)}: {_shown(v)}" for k, v in evidence.items())
     if held:
-        text = f"✅ **Held on this machine:** {escape(statement)}\n\nMeasured: {figures}."
+        text = f"✓ **Held on this machine:** {escape(statement)}\n\nMeasured: {figures}."
     else:
         text = (
-            f"⚠️ **Did not hold on this machine:** {escape(statement)}\n\nMeasured: {figures}."
+            f"⚠ **Did not hold on this machine:** {escape(statement)}\n\nMeasured: {figures}."
             + (f"\n\nWhy, most likely: {escape(why_not)}" if why_not else "")
         )
     data = {

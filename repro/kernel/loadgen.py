@@ -322,7 +322,7 @@ def own_summary(parsed: dict, text: str) -> str:
         + (f" (not satisfied: {', '.join(parsed['failed'])})" if parsed["failed"] else "")
         + f". LoadGen's own summary (`mlperf_log_summary.txt`; every event in "
         f"`mlperf_log_detail.txt`, both in the run folder), {parsed['wall_s']:.1f} s:\n\n"
-        f"> ⚠️ {parsed['warning']}\n\n```text\n{text.strip()}\n```\n\n"
+        f"> ⚠ {parsed['warning']}\n\n```text\n{text.strip()}\n```\n\n"
         f"**LoadGen's accuracy run** (`{ACCURACY_LOG}`): {accuracy_sentence(parsed['accuracy'])}"
     )
 
@@ -332,7 +332,7 @@ def accuracy_sentence(accuracy: dict) -> str:
     a = accuracy
     top1 = "" if a["top1"] is None else f"; top-1 against the QSL's labels {a['top1']:.1%}"
     return (
-        ("✅ passed" if a["passed"] else "⚠️ FAILED")
+        ("✓ passed" if a["passed"] else "⚠ FAILED")
         + f": {a['logged']} answers logged for {a['samples']} samples, {a['agree']} of them "
         f"the model's own{top1} (chance {a['chance']:.1%}: repro's QSL is the run's synthetic "
         "batch, its labels random, so accuracy says nothing of the model here; the check is "

@@ -306,7 +306,7 @@ def results(
             measured, m.step_s, m.batch_size, generated["prompt_length"]
         )
         rows = {**generation.rows(figures), **rows}
-    notes = "".join(f"\n\n> ⚠️ {w}" for w in summary["warnings"])
+    notes = "".join(f"\n\n> ⚠ {w}" for w in summary["warnings"])
     energy_md = "\n\n**Energy**\n\n" + energy.markdown(summary["energy"]) if meter else ""
     data = {**summary, **(sections or {}), "memory": memory}
     data["samples"] = {**m.to_dict(), "processes": processes}

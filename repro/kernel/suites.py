@@ -258,7 +258,7 @@ def loadgen(runs: list[records.Run]) -> dict | None:
     if short:
         lines += [
             "",
-            f"> ⚠️ {short} of these {len(rows)} ran for less than an MLPerf submission's "
+            f"> ⚠ {short} of these {len(rows)} ran for less than an MLPerf submission's "
             f"min_duration_ms ({SUBMISSION_MS:,}), without its checker and audits: LoadGen's "
             "measurement of the model, not MLPerf results.",
         ]

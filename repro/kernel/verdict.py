@@ -376,7 +376,7 @@ def markdown(result: dict) -> str:
             ]
             lines.append(f"- {group}: " + "; ".join(shown))
     for problem in result["original_integrity"]:
-        lines.append(f"\n> ⚠️ the original report fails verification: {_md_value(problem)}")
+        lines.append(f"\n> ⚠ the original report fails verification: {_md_value(problem)}")
     return "\n".join(lines)
 
 
