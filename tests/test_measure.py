@@ -140,3 +140,12 @@ def test_lr_schedule_warms_up_linearly_then_decays_by_cosine():
     assert table[0] == 0 and table[5] == pytest.approx(5e-4) and table[10] == pytest.approx(1e-3)
     assert np.all(np.diff(table[10:]) <= 0) and table[-1] < 1e-6
     assert table[55] == pytest.approx(5e-4, rel=1e-3)  # halfway through the cosine
+
+
+def test_processes_that_disagree_are_said_to():
+    m = measure.Measurement(4, 1.0, (0.01,) * 6, (0.010, 0.011) * 10, True)
+    agree = measure.summarize(m, repeats=[(0.0105, 0.0110) * 10])
+    assert not any("processes disagree" in w for w in agree["warnings"])
+    apart = measure.summarize(m, repeats=[(0.050, 0.052) * 10])  # 5x slower: a loaded machine
+    [said] = [w for w in apart["warnings"] if "processes disagree" in w]
+    assert "(2 processes)" in said and "repeats=5" in said

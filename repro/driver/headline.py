@@ -114,7 +114,8 @@ def measured(metrics: Metrics) -> str:
     )
     return escape(
         f"{metrics.workload} in {metrics.framework}, {p['mode']}, {batch(p)}"
-        f"{sequence}, {p['precision']}, {served}, {p['threads']} threads; {how_long}"
+        f"{sequence}, {p['precision']}, {served}, {p['threads']} "
+        f"thread{'s' * (p['threads'] != 1)}; {how_long}"
     )
 
 

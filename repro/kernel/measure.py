@@ -20,6 +20,7 @@ from repro import stats
 
 HIGH_CV = 0.10  # pyperf warns at the same ratio of std to mean
 FEW_SAMPLES = 10
+WIDE_CI = 2.0  # a headline whose 95% CI's bounds are this far apart is said to be unusable
 STEADY_WINDOW = 3  # warm-up ends when two consecutive windows of this many steps agree...
 STEADY_TOLERANCE = 0.05  # ...within 5% of their medians
 
@@ -153,8 +154,20 @@ def summarize(m: Measurement, seed: int = 0, repeats: Sequence[Sequence[float]] 
         "first_call_s": m.first_call_s,
         "warmup_steps": len(m.warmup_s),
         "warmup_steady": m.steady,
-        "warnings": warnings(ms) + warmup_warnings(m, ms[: len(m.step_s)]),
+        "warnings": warnings(ms) + warmup_warnings(m, ms[: len(m.step_s)]) + disagree(head),
     }
+
+
+def disagree(head: stats.Headline) -> list[str]:
+    """A headline whose processes landed far apart: its CI is honest, and too wide to use."""
+    ci = head.samples_per_s_ci95
+    if head.processes < 2 or not ci or ci[1] / ci[0] < WIDE_CI:
+        return []
+    return [
+        f"The processes disagree: the headline's 95% CI spans {ci[1] / ci[0]:,.0f}x "
+        f"({head.processes} processes). Rerun on a quiet machine, with more processes "
+        f"(repeats={max(5, head.processes + 2)}) or a longer measurement."
+    ]
 
 
 def warnings(ms: np.ndarray) -> list[str]:
