@@ -68,9 +68,10 @@ def sweep(path: Path, runs_dir: Path, *more: str) -> subprocess.CompletedProcess
         ),
         (
             {"workload": "resnet-tiny", "axes": {"batch_size": [2]}, "concurency": 2},
-            "unknown key 'concurency'; valid keys: name, workload",
+            "unknown key 'concurency' (did you mean concurrency?)",
         ),
-        ({"axes": {"batchsize": [2]}}, "unknown axis 'batchsize'; valid axes: workload, framework"),
+        ({"axes": {"batchsize": [2]}}, "unknown axis 'batchsize' (did you mean batch_size?)"),
+        ({"axes": {"xyzzy": [2]}}, "unknown axis 'xyzzy'; choose one of: workload, framework"),
         ({"axes": {"batch_size": 2}}, "axes.batch_size must be a non-empty list"),
         ({"axes": {"batch_size": [[2]]}}, "axes.batch_size must be a single value"),
         ({"axes": {"batch_size": [2, 2]}}, "axes.batch_size lists a value twice"),
@@ -133,7 +134,10 @@ def test_cells_that_resolve_to_the_same_run_run_once(tmp_path):
             },
             "cell framework=torch batch_size=0: batch_size must be >= 1, got 0",
         ),
-        ({"axes": {"batch_size": [2]}, "concurency": 2}, "unknown key 'concurency'; valid keys"),
+        (
+            {"axes": {"batch_size": [2]}, "concurency": 2},
+            "unknown key 'concurency' (did you mean concurrency?)",
+        ),
     ],
 )
 def test_the_cli_refuses_a_bad_sweep_before_anything_runs(body, message, tmp_path):

@@ -37,7 +37,7 @@ from repro.driver import integrity, memory, plan
 from repro.driver.execute import signals_interrupt
 from repro.driver.folders import check_runs_dir, write
 from repro.driver.untrusted import NAME as PLAIN_NAME
-from repro.errors import ReproError, RunFailed, UserError, brief
+from repro.errors import ReproError, RunFailed, UserError, brief, option, unknown
 from repro.markdown import escape
 from repro.paths import RUNS
 
@@ -124,7 +124,7 @@ def read_axes(axes, where: str) -> dict[str, list[str]]:
     checked = {}
     for axis, values in mapping(axes, f"{where}: axes").items():
         if axis not in valid:
-            raise UserError(f"{where}: unknown axis {axis!r}; valid axes: {', '.join(valid)}")
+            raise UserError(f"{where}: {unknown('axis', axis, list(valid))}")
         if not isinstance(values, list) or not values:
             raise UserError(f"{where}: axes.{axis} must be a non-empty list, e.g. [a, b]")
         checked[axis] = [scalar(v, f"{where}: axes.{axis}") for v in values]
@@ -156,9 +156,9 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
     path = Path(path)
     where = f"sweep file {path}"
     data = mapping(plan.read_yaml(path, "sweep file"), where)
-    unknown = sorted(set(data) - set(TOP_KEYS))
-    if unknown:
-        raise UserError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
+    extra = sorted(set(data) - set(TOP_KEYS))
+    if extra:
+        raise UserError(f"{where}: {unknown('key', extra[0], list(TOP_KEYS))}")
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise UserError(f"{where}: name must be letters, digits, '.', '_' or '-', got {name!r}")
@@ -563,8 +563,9 @@ def todo(sweep: Sweep, state: dict, retries: int, progress: Progress) -> list[in
             continue
         if entry["status"] == "failed" and entry["attempts"] > retries:
             progress.line(
-                f"{entry['label']}: failed {entry['attempts']} times, not retried (--retries "
-                f"{retries}; raise it to try again); see {entry['folder'] or 'its log'}"
+                f"{entry['label']}: failed {entry['attempts']} times, not retried "
+                f"({option('--retries', str(retries))}; raise it to try again); "
+                f"see {entry['folder'] or 'its log'}"
             )
             continue
         if entry["status"] in ("done", "running"):  # its folder is gone, or the driver was killed
