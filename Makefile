@@ -2,7 +2,6 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-REPRO := $(VENV)/bin/repro
 WORKLOAD ?= resnet-50
 FRAMEWORK ?= torch
 SWEEP ?= sweeps/frameworks-small.yaml
@@ -13,9 +12,22 @@ FRAMEWORK_GIVEN := $(if $(filter file,$(origin FRAMEWORK)),,1)
 # An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
 USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR REBUILD \
 	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES DEST \
-	UPGRADE NAME
+	UPGRADE NAME BY THRESHOLD
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
+REPRO := $(VENV)/bin/repro
+# repro names an option by its make variable (ALLOW_MIXED=1, not --allow-mixed) when make ran it.
+export REPRO_MAKE_VARS := $(USER_VARS)
+# A run parameter given as a make variable (`make run STEPS=5`) would be ignored: stop instead,
+# showing the PARAMS form. The names come from plan.py (makevars.py), asked only when the command
+# line sets a variable not in USER_VARS, so `make help` stays instant; values are shown, never run.
+OTHER_VARS := $(filter-out $(USER_VARS),$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
+PARAM_VARS := $(if $(OTHER_VARS),$(shell python3 repro/driver/makevars.py))
+AS_PARAMS := $(foreach v,$(OTHER_VARS),$(if $(filter $(v):%,$(PARAM_VARS)),$(v)))
+PARAM_OF = $(patsubst $(1):%,%,$(filter $(1):%,$(PARAM_VARS)))
+$(if $(AS_PARAMS),$(error run parameters go in PARAMS, not in make variables ($(AS_PARAMS)): \
+	make $(or $(firstword $(MAKECMDGOALS)),run) PARAMS="$(strip $(PARAMS) \
+	$(foreach v,$(AS_PARAMS),$(call PARAM_OF,$(v))=$(value $(v))))"))
 export JUPYTER_PATH := $(CURDIR)/.jupyter$(if $(JUPYTER_PATH),:$(JUPYTER_PATH))
 
 .DEFAULT_GOAL := help

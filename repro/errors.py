@@ -1,6 +1,11 @@
 """One exception family. A ReproError is a message for the user (no traceback) and an exit code;
 anything else escaping the CLI is a bug: it keeps its traceback and says so (exit INTERNAL)."""
 
+import difflib
+import os
+import re
+import shlex
+
 INTERNAL = 70  # exit code of a bug in repro (EX_SOFTWARE in sysexits.h)
 INTERRUPTED = 130  # exit code after Ctrl-C (128 + SIGINT)
 
@@ -33,3 +38,62 @@ def brief(error: BaseException | str, limit: int = 200) -> str:
     text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else lines[0] if lines else ""
     text = text or type(error).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Names people type for a framework or parameter that difflib would not find (tf: tensorflow).
+ALIASES = {
+    "pytorch": "torch",
+    "pt": "torch",
+    "tf": "tensorflow",
+    "keras": "tensorflow",
+    "flax": "jax",
+    "mx": "mxnet",
+    "gluon": "mxnet",
+    "bs": "batch_size",
+    "batch": "batch_size",
+    "iterations": "steps",
+    "iters": "steps",
+    "warmup_steps": "warmup",
+    "num_threads": "threads",
+    "dtype": "precision",
+    "seq_len": "sequence_length",
+    "gpus": "devices",
+    "learning_rate": "lr",
+}
+
+
+def unknown(what: str, name: str, choices) -> str:
+    """ "unknown framework 'pytorch' (did you mean torch?)", or where nothing is close, the
+    choices: "unknown framework 'caffe'; choose one of: torch, ...". Case, '-', '_' and '.' are
+    ignored (resnet50 is resnet-50), then ALIASES, then difflib."""
+
+    def key(text: str) -> str:
+        return re.sub(r"[-_. ]", "", text.lower())
+
+    keys = {key(c): c for c in choices}
+    alias = ALIASES.get(name.lower().replace("-", "_"))
+    close = difflib.get_close_matches(key(name), keys, n=1, cutoff=0.6)
+    match = (
+        keys.get(key(name)) or (alias if alias in choices else None) or (close and keys[close[0]])
+    )
+    if match:
+        return f"unknown {what} {name!r} (did you mean {match}?)"
+    return f"unknown {what} {name!r}; choose one of: {', '.join(choices)}"
+
+
+def make_vars() -> list[str]:
+    """The make variables the Makefile passes to repro, where make ran it (else none)."""
+    return os.environ.get("REPRO_MAKE_VARS", "").split()
+
+
+def option(flag: str, value: str | bool | None = None) -> str:
+    """A CLI option (or positional argument) as the user sets it: the flag, or its make variable
+    where make ran repro (REPRO_MAKE_VARS, set by the Makefile, lists the variables it passes).
+    option("--trust", True): --trust | TRUST=1; option("--tolerance", "5%"): --tolerance 5% |
+    TOLERANCE=5%; option("--tolerance"): --tolerance | TOLERANCE."""
+    var = flag.lstrip("-").upper().replace("-", "_")
+    if var in make_vars():
+        return var if value is None else f"{var}={1 if value is True else shlex.quote(value)}"
+    if value is None or value is True:
+        return flag
+    return f"{flag} {shlex.quote(value)}" if flag.startswith("-") else shlex.quote(value)

@@ -29,6 +29,8 @@ SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3", "-p", "repeats
 # A path that cannot exist (below a file): no kernel can be found, built or started there
 NO_KERNELS = "/dev/null/no-kernel-without-pytest.mark.kernel"
 KERNELS_ENV = os.environ.get("REPRO_KERNELS_DIR")
+# `make test` exports it; a `repro` a test starts is a CLI call unless the test runs make.
+os.environ.pop("REPRO_MAKE_VARS", None)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -8,14 +8,16 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, repro
+from conftest import FIXTURES, ROOT, repro
 
 from repro.driver import plan
 from repro.errors import UserError
@@ -80,6 +82,11 @@ def bad(tmp_path_factory) -> Path:
     run_folder(d / "not-a-run", {})
     run_folder(d / "not-a-run-2", {})
     run_folder(d / "no-params", {"schema": "repro.metrics/1", "status": "ok"})
+    for name, batch in (("mixed-a", 2), ("mixed-b", 4)):  # finished runs of another batch size
+        metrics = json.loads((FIXTURES / "records" / "metrics.json").read_text())
+        metrics["params"]["batch_size"], metrics["run_id"] = batch, name
+        run_folder(d / name, metrics)
+        shutil.copy(FIXTURES / "records" / "environment.json", d / name)
     tiny = (plan.WORKLOADS / "resnet-tiny.yaml").read_text()
     workloads(d / "wl-unknown-key", {"a.yaml": tiny.replace("config: {", "config: {colour: 1, ")})
     workloads(d / "wl-syntax", {"a.yaml": "name: [unclosed\n"})
@@ -97,6 +104,16 @@ ROWS = [
     (["repro", "run", ""], "argument workload: must not be empty"),
     (["repro", "run", "resnet-tiny", "-f", ""], "argument -f/--framework: must not be empty"),
     (["repro", "run", "resnet-tiny", "-f", "caffe"], "unknown framework 'caffe'"),
+    (  # did you mean: both names in one line
+        ["repro", "run", "resnet50", "-f", "pytorch"],
+        "unknown workload 'resnet50' (did you mean resnet-50?); unknown framework 'pytorch' "
+        "(did you mean torch?)",
+    ),
+    ([*RUN, "-p", "iterations=5"], "unknown parameter 'iterations' (did you mean steps?)"),
+    (
+        [*RUN, "--params", "steps=5,warmup=2"],
+        "parameters are separated by spaces, not commas: --params 'steps=5 warmup=2'",
+    ),
     ([*RUN, "-p", "steps=many"], "steps must be an integer, got 'many'"),
     ([*RUN, "-p", "stepz=3"], "unknown parameter 'stepz'"),
     ([*RUN, "-p", "steps"], "parameters are name=value, got 'steps'"),
@@ -171,7 +188,7 @@ ROWS = [
     (["repro", "fly"], "invalid choice: 'fly'"),
     # verify: reports and bundles that cannot be read
     (["repro", "verify", "{d}/missing"], "{d}/missing does not exist"),
-    (["repro", "verify", ""], "argument path: must not be empty"),
+    (["repro", "verify", ""], "argument report: must not be empty"),
     (["repro", "verify", "{d}/notes.txt"], "cannot verify {d}/notes.txt"),
     (["repro", "verify", "{d}/empty-folder"], "{d}/empty-folder is not a run folder"),
     (["repro", "verify", "{d}/empty.ipynb"], "cannot read report {d}/empty.ipynb as a notebook"),
@@ -195,6 +212,7 @@ ROWS = [
     ),
     (["repro", "compare", "{d}/notes.txt", "{d}/not-a-run"], "notes.txt: a file, not a run"),
     (["repro", "compare", "{d}/empty-folder"], "holds no finished run folders"),
+    (["repro", "compare", "{d}/mixed-a", "{d}/mixed-b"], "compare them anyway with --allow-mixed"),
     (["repro", "rerun", "{d}/missing.ipynb"], "cannot rerun"),
     (["repro", "rerun", "{d}/notjson.ipynb"], "cannot read"),
     (["repro", "rerun", "{d}/garbage.tar.gz"], "cannot read {d}/garbage.tar.gz as a bundle"),
@@ -218,21 +236,33 @@ ROWS = [
     (["make", "run", "PARAMS=steps=`touch {d}/pwned`"], "parameters are name=value"),
     (["make", "run", "PARAMS=steps=$$(touch {d}/pwned)"], "parameters are name=value"),
     (["make", "run", "KERNEL=x; touch {d}/pwned"], "unknown kernel 'x; touch"),
-    (["make", "run", "WORKLOAD="], "argument workload: must not be empty"),
-    (["make", "run", "FRAMEWORK="], "argument -f/--framework: must not be empty"),
+    (["make", "run", "WORKLOAD="], "WORKLOAD: must not be empty (see `make help`)"),
+    (["make", "run", "FRAMEWORK="], "FRAMEWORK: must not be empty"),
+    (
+        ["make", "run", "WORKLOAD=resnet50", "FRAMEWORK=tf"],
+        "unknown workload 'resnet50' (did you mean resnet-50?); unknown framework 'tf' (did you "
+        "mean tensorflow?)",
+    ),
+    (
+        ["make", "run", "PARAMS=steps=5,warmup=2"],
+        "parameters are separated by spaces, not commas: PARAMS='steps=5 warmup=2'",
+    ),
     (["make", "run", "PARAMS=lr=nan"], "lr must be a finite number"),
     (["make", "run", "PARAMS=steps=3 steps=4"], "steps is given twice"),
     (["make", "run", "RUNS_DIR={d}/notes.txt"], "{d}/notes.txt is a file; choose another"),
-    (["make", "verify"], "argument path: must not be empty"),
+    (["make", "verify"], "REPORT: must not be empty"),
     (["make", "verify", "REPORT={d}/missing;touch {d}/pwned"], "does not exist"),
     (["make", "compare", "RUNS={d}/x;touch {d}/pwned"], "{d}/x;touch does not exist"),
     (["make", "compare", "RUNS={d}/not-a-run*"], "not-a-run-2: a metrics.json that is not"),
-    (["make", "compare"], "the following arguments are required: runs"),
+    (["make", "compare"], "the following arguments are required: RUNS (see `make help`)"),
+    (["make", "compare", "RUNS={d}/mixed-a {d}/mixed-b"], "compare them anyway with ALLOW_MIXED=1"),
+    (["make", "sweep", "SWEEP={d}/x.yaml", "RETRIES=-1"], "RETRIES must be 0 or more, got -1"),
     (["make", "bundle", "RUN=$(touch {d}/pwned)"], "is not a finalised run folder"),
-    (["make", "rerun", "REPORT={d}/x", "TOLERANCE=5%;touch {d}/pwned"], "takes a percentage"),
+    (["make", "rerun", "REPORT={d}/x", "TOLERANCE=5%;touch {d}/pwned"], "TOLERANCE takes a"),
     (["make", "history", "RUNS={d}/x;touch {d}/pwned"], "{d}/x;touch does not exist"),
-    (["make", "history", "RUNS={d}", "BY=size;touch {d}/pwned"], "--by takes one of time,"),
-    (["make", "history", "RUNS={d}", "THRESHOLD=5%;touch {d}/pwned"], "takes a percentage"),
+    (["make", "history", "RUNS={d}", "BY=size;touch {d}/pwned"], "BY takes one of time,"),
+    (["make", "history", "RUNS={d}", "THRESHOLD=5%;touch {d}/pwned"], "THRESHOLD takes a"),
+    (["make", "history", "RUNS={d}", "BY=$(shell touch {d}/pwned)"], "BY takes one of time,"),
 ]
 
 
@@ -331,3 +361,49 @@ def test_device_gpu_needs_a_gpu_that_nvidia_smi_lists(script, found, tmp_path, m
         assert plan.resolve("resnet-tiny", "torch", {"device": "gpu"}).params["device"] == "gpu"
         with pytest.raises(UserError, match="devices=2, but nvidia-smi lists 1 GPU"):
             plan.resolve("gpt-mini", "torch", {"devices": "2", "mode": "training"})
+
+
+@pytest.mark.parametrize(
+    ("given", "form"),
+    [
+        (["STEPS=5"], '(STEPS): make run PARAMS="steps=5"'),
+        (["PARAMS=warmup=2", "BATCH_SIZE=4", "lr=0.1"], 'PARAMS="warmup=2 batch_size=4 lr=0.1"'),
+        (["STEPS=$(shell touch {d}/pwned)"], 'PARAMS="steps=$(shell touch {d}/pwned)"'),
+    ],
+)
+def test_a_run_parameter_given_as_a_make_variable_stops_showing_the_params_form(given, form, bad):
+    """`make run STEPS=5` would run with the default steps: make stops before anything (no
+    venv, no kernel), exit 2, in one line; the value is shown, never run."""
+    args = ["make", "run", *(a.replace("{d}", str(bad)) for a in given)]
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=make_env())
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert re.fullmatch(
+        r"Makefile:\d+: \*\*\* run parameters go in PARAMS, not in make .*Stop\.", line
+    )
+    assert form.replace("{d}", str(bad)) in line
+    assert not list(bad.glob("pwned*"))
+
+
+def test_make_knows_every_run_parameter_and_its_help_stays_instant():
+    """The Makefile's list comes from plan.py's source, asked only when the command line sets a
+    variable the Makefile does not read."""
+    listed = subprocess.run(
+        ["python3", "repro/driver/makevars.py"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert listed == [f"{p}:{n}" for n in plan.PARAMS for p in (n.upper(), n)]
+    started = time.monotonic()
+    done = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, env=make_env())
+    assert done.returncode == 0 and time.monotonic() - started < 1
+
+
+def test_an_option_is_named_as_the_user_set_it(monkeypatch):
+    from repro.errors import option
+
+    monkeypatch.delenv("REPRO_MAKE_VARS", raising=False)
+    cli = [option("--allow-mixed", True), option("--tolerance", "5%"), option("--trust")]
+    assert cli == ["--allow-mixed", "--tolerance 5%", "--trust"]
+    monkeypatch.setenv("REPRO_MAKE_VARS", "ALLOW_MIXED TOLERANCE TRUST REPORT")
+    made = [option("--allow-mixed", True), option("--tolerance", "5%"), option("--trust")]
+    assert made == ["ALLOW_MIXED=1", "TOLERANCE=5%", "TRUST"]
+    assert option("report") == "REPORT" and option("--python", "x") == "--python x"

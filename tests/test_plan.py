@@ -75,10 +75,18 @@ def test_attention_is_a_run_parameter_built_into_attention_families_and_compared
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"workload": "resnet-5000"}, "unknown workload 'resnet-5000'; choose one of: "),
-        ({"workload": "resnet-5000"}, "resnet-50, resnet-tiny"),
+        ({"workload": "resnet-5000"}, "unknown workload 'resnet-5000' (did you mean resnet-50?)"),
+        ({"workload": "resnet50"}, "unknown workload 'resnet50' (did you mean resnet-50?)"),
+        ({"workload": "ViT_Tiny"}, "(did you mean vit-tiny?)"),
+        ({"workload": "nope"}, "unknown workload 'nope'; choose one of: "),
+        ({"workload": "nope"}, "resnet-50, resnet-tiny"),
         ({"framework": "caffe"}, "choose one of: torch, tensorflow, jax, mxnet"),
-        ({"params": {"batch": "4"}}, "unknown parameter 'batch'; valid parameters: batch_size"),
+        ({"framework": "pytorch"}, "unknown framework 'pytorch' (did you mean torch?)"),
+        ({"framework": "tf"}, "unknown framework 'tf' (did you mean tensorflow?)"),
+        ({"framework": "JAX"}, "unknown framework 'JAX' (did you mean jax?)"),
+        ({"params": {"batch": "4"}}, "unknown parameter 'batch' (did you mean batch_size?)"),
+        ({"params": {"stepz": "4"}}, "unknown parameter 'stepz' (did you mean steps?)"),
+        ({"params": {"xyzzy": "4"}}, "unknown parameter 'xyzzy'; choose one of: batch_size"),
         ({"params": {"batch_size": "four"}}, "batch_size must be an integer, got 'four'"),
         ({"params": {"batch_size": "0"}}, "batch_size must be >= 1, got 0"),
         ({"params": {"precision": "fp8"}}, "choose one of: fp32, tf32"),
@@ -294,3 +302,41 @@ def test_run_sh_of_a_template_of_ones_own_passes_it_back_as_one_argument(tmp_pat
         template
     )
     assert not (tmp_path / "injected.ipynb").exists()
+
+
+def test_run_sh_runs_as_written_from_its_run_folder(tmp_path):
+    """`cd runs/X && ./run.sh` finds the .venv of the checkout the folder is in, at any depth;
+    outside one, with no repro on PATH, it says in one line how to run it."""
+    from repro.driver.finalize import run_script
+
+    made = plan.resolve("resnet-tiny", "torch", kernel="torch-cpu")
+    script = run_script(made, {"run_id": "r1", "git": {"commit": "abc", "dirty": False}})
+    venv = tmp_path / "checkout" / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "repro").write_text(
+        f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n"
+    )
+    (venv / "repro").chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no repro on PATH, no REPRO
+    for folder in (
+        tmp_path / "checkout" / "runs" / "r1",
+        tmp_path / "checkout" / "runs" / "lessons" / "r2",
+        tmp_path / "elsewhere" / "r3",
+    ):
+        folder.mkdir(parents=True)
+        (folder / "run.sh").write_text(script)
+        (folder / "run.sh").chmod(0o755)
+    for depth in ("runs/r1", "runs/lessons/r2"):
+        done = subprocess.run(
+            ["./run.sh"], cwd=tmp_path / "checkout" / depth, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)[:4] == ["run", "resnet-tiny", "--framework", "torch"]
+    done = subprocess.run(
+        ["./run.sh"], cwd=tmp_path / "elsewhere" / "r3", env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 127 and done.stdout == ""
+    assert done.stderr == (
+        "run.sh: repro not found; run this from a checkout of commit abc after `make venv` (a run "
+        "folder inside it finds its .venv), or set REPRO=path/to/repro\n"
+    )

@@ -68,9 +68,10 @@ def sweep(path: Path, runs_dir: Path, *more: str) -> subprocess.CompletedProcess
         ),
         (
             {"workload": "resnet-tiny", "axes": {"batch_size": [2]}, "concurency": 2},
-            "unknown key 'concurency'; valid keys: name, workload",
+            "unknown key 'concurency' (did you mean concurrency?)",
         ),
-        ({"axes": {"batchsize": [2]}}, "unknown axis 'batchsize'; valid axes: workload, framework"),
+        ({"axes": {"batchsize": [2]}}, "unknown axis 'batchsize' (did you mean batch_size?)"),
+        ({"axes": {"xyzzy": [2]}}, "unknown axis 'xyzzy'; choose one of: workload, framework"),
         ({"axes": {"batch_size": 2}}, "axes.batch_size must be a non-empty list"),
         ({"axes": {"batch_size": [[2]]}}, "axes.batch_size must be a single value"),
         ({"axes": {"batch_size": [2, 2]}}, "axes.batch_size lists a value twice"),
@@ -133,7 +134,10 @@ def test_cells_that_resolve_to_the_same_run_run_once(tmp_path):
             },
             "cell framework=torch batch_size=0: batch_size must be >= 1, got 0",
         ),
-        ({"axes": {"batch_size": [2]}, "concurency": 2}, "unknown key 'concurency'; valid keys"),
+        (
+            {"axes": {"batch_size": [2]}, "concurency": 2},
+            "unknown key 'concurency' (did you mean concurrency?)",
+        ),
     ],
 )
 def test_the_cli_refuses_a_bad_sweep_before_anything_runs(body, message, tmp_path):
@@ -487,3 +491,76 @@ def test_a_cell_on_another_node_sends_its_run_folder_back_as_a_bundle(two_nodes,
     assert report.metadata.repro.run.sweep.node == cell["node"]  # the second node ran it
     assert "executing" in (folder / "logs" / "00_batch_size=2.1.log").read_text()
     assert list(worker_tmp.glob("repro-cell-*")) == []  # the node's temporary folder is gone
+
+
+CONNECT = (  # start_ray alone, as `repro sweep` calls it: the engine it names, or its one line
+    "import sys, tempfile; from pathlib import Path; from repro.driver import cli, sweep; "
+    "from repro.errors import ReproError\n"
+    "try:\n"
+    "    s = sweep.load(sys.argv[2], tempfile.mkdtemp())\n"
+    "    print(sweep.start_ray(sys.argv[1] or None, s, Path(tempfile.mkdtemp())))\n"
+    "except ReproError as error:\n"
+    "    sys.exit(print(f'repro: {error}', file=sys.stderr) or error.exit_code)\n"
+)
+
+
+def test_address_reaches_a_head_started_with_plain_ray_start(tmp_path, monkeypatch):
+    """Ray 2.60's `ray start --head` turns token authentication on where a token exists (here
+    ~/.ray/auth_token, as an embedded start leaves it), while a driver given an address does
+    not: repro follows `ray start`'s rule. A driver without the token gets one line saying what
+    to set, not Ray's retries (a line a second) and "cannot reach"."""
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    home, stranger = tmp_path / "home", tmp_path / "stranger"
+    stranger.mkdir()
+    ray = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([ray, "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
+    body = {"workload": "resnet-tiny", "params": SMALL, "axes": {"batch_size": [2]}}
+    path, port = given(tmp_path, body), free_port()
+    folder = Path(tempfile.mkdtemp(prefix="repro-ray-"))
+    head = start_node(
+        folder,
+        env,
+        *("--head", "--num-cpus=0", "--node-ip-address=127.0.0.1", f"--port={port}"),
+        *("--include-dashboard=false", f"--dashboard-port={free_port()}"),
+    )
+    try:
+        started(head, time.monotonic() + 90)
+        driver = [sys.executable, "-c", CONNECT, f"127.0.0.1:{port}", str(path)]
+        done = subprocess.run(driver, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout == f"the Ray cluster at 127.0.0.1:{port}\n"
+        env = {**env, "HOME": str(stranger), "RAY_NUM_REDIS_GET_RETRIES": "2"}  # Ray's: 20 s
+        done = subprocess.run(driver, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr == (
+            f"repro: the Ray cluster at 127.0.0.1:{port} asks for its auth token "
+            "(InvalidAuthToken): set RAY_AUTH_TOKEN to the one `ray get-auth-token` prints on "
+            "its head\n"
+        )
+    finally:
+        kill_node(head)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_embedded_ray_that_cannot_start_is_one_line_with_a_retry(tmp_path):
+    """A start that times out on a loaded machine is the machine's doing, not a bug."""
+    body = {"workload": "resnet-tiny", "params": SMALL, "axes": {"batch_size": [2]}}
+    timeout = (
+        "import sys, ray; from repro.driver import cli\n"
+        "def init(**_): raise Exception('The current node timed out during startup. This could "
+        "happen because some of the raylet failed to startup or the GCS has become overloaded.')\n"
+        "ray.init = init; sys.exit(cli.main(sys.argv[1:]))"
+    )
+    runs = ["--runs-dir", str(tmp_path / "runs")]
+    command = [sys.executable, "-c", timeout, "sweep", str(given(tmp_path, body)), *runs]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        "repro: could not start the embedded Ray cluster: The current node timed out during "
+        "startup. This could happen"
+    )
+    assert line.endswith(
+        "retry (a busy machine slows its start), or start one with `ray start "
+        "--head` and give --address HOST:PORT"
+    )

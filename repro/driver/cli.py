@@ -6,21 +6,31 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 import traceback
 from pathlib import Path
 from typing import NoReturn
 
 from repro.driver import datasets, kernels, plan
-from repro.errors import INTERNAL, INTERRUPTED, ReproError, UserError, brief
+from repro.errors import INTERNAL, INTERRUPTED, ReproError, UserError, brief, make_vars, option
 from repro.paths import RUNS
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one `repro: ...` line (exit 2) instead of usage + message."""
+    """argparse whose errors are one `repro: ...` line (exit 2) instead of usage + message; where
+    make ran repro, the arguments are named by their make variables (`option`)."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"repro: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        if make_vars():  # "argument -f/--framework: ..." -> "FRAMEWORK: ..."
+            message = re.sub(r"argument (?:\S+/)?(\S+): ", lambda m: f"{option(m[1])}: ", message)
+            message = re.sub(
+                r"(required: )(.+)",
+                lambda m: m[1] + ", ".join(option(name) for name in m[2].split(", ")),
+                message,
+            )
+        see = "make help" if make_vars() else f"{self.prog} --help"
+        print(f"repro: {message} (see `{see}`)", file=sys.stderr)
         raise SystemExit(UserError.exit_code)
 
 
@@ -54,14 +64,14 @@ def workload_table() -> str:
     return "\n".join(lines)
 
 
-def parse_percentage(text: str, option: str) -> float:
-    """ "5%" or "0.05" -> 0.05, or UserError naming `option`."""
+def parse_percentage(text: str, flag: str) -> float:
+    """ "5%" or "0.05" -> 0.05, or UserError naming `flag`."""
     try:
         value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
     except ValueError:
-        raise UserError(f"{option} takes a percentage such as 5%, got {text!r}") from None
+        raise UserError(f"{option(flag)} takes a percentage such as 5%, got {text!r}") from None
     if not 0 <= value < 10:
-        raise UserError(f"{option} must be between 0% and 1000%, got {text!r}")
+        raise UserError(f"{option(flag)} must be between 0% and 1000%, got {text!r}")
     return value
 
 
@@ -86,7 +96,7 @@ def compare_runs(args) -> int:
     if differences and not args.allow_mixed:
         raise UserError(
             f"the runs' context differs ({', '.join(differences)}); compare them "
-            "anyway with --allow-mixed"
+            f"anyway with {option('--allow-mixed', True)}"
         )
     threshold = (
         parse_percentage(args.fail_if_slower, "--fail-if-slower") if args.fail_if_slower else None
@@ -125,11 +135,11 @@ def history(args) -> int:
 
     runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS
     threshold = parse_percentage(args.threshold, "--threshold")
-    if not args.folders and not runs_dir.is_dir():
+    if not args.runs and not runs_dir.is_dir():
         raise UserError(
             f"history found no runs: {runs_dir} does not exist; make one with `make run`"
         )
-    folder = write_history(args.folders or [str(runs_dir)], args.by, threshold, runs_dir)
+    folder = write_history(args.runs or [str(runs_dir)], args.by, threshold, runs_dir)
     for r in regressions(folder):
         print(f"regression: {r['series']}: {r['run']}: {r['versus_previous']['verdict']}")
     print(f"history report: {folder / 'report.html'}")
@@ -232,7 +242,7 @@ def parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="check a run folder, bundle or report for edits")
     verify.add_argument(
-        "path", type=given, help="a run folder, a .tar.gz bundle, or a report.ipynb"
+        "report", type=given, help="a run folder, a .tar.gz bundle, or a report.ipynb"
     )
 
     bundle = sub.add_parser("bundle", help="pack a run folder into one .tar.gz to share")
@@ -297,7 +307,7 @@ def parser() -> argparse.ArgumentParser:
         help="order each series' points by time (the default), commit or framework_version",
     )
     hist.add_argument(
-        "folders",
+        "runs",
         nargs="*",
         type=given,
         help="run folders or folders of them, sweeps' included (default: the runs folder)",
@@ -313,7 +323,9 @@ def parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser(
         "sweep", help="run a matrix of runs (a sweep file) on Ray, then compare them"
     )
-    sweep.add_argument("file", type=given, help="the sweep file, e.g. sweeps/frameworks-small.yaml")
+    sweep.add_argument(
+        "sweep", type=given, help="the sweep file, e.g. sweeps/frameworks-small.yaml"
+    )
     sweep.add_argument(
         "--address",
         help="a running Ray cluster to submit to (default: RAY_ADDRESS, else an embedded one)",
@@ -348,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             if args.python and not args.unpinned:
-                raise UserError("--python applies to --unpinned runs only; add --unpinned")
+                raise UserError(
+                    f"--python applies to --unpinned runs only; add {option('--unpinned', True)}"
+                )
             request = plan.resolve(
                 args.workload,
                 args.framework,
@@ -425,10 +439,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "verify":
             from repro.driver.integrity import check
 
-            problems = check(args.path)
+            problems = check(args.report)
             for problem in problems:
                 print(f"CHANGED: {problem}")
-            print(f"{args.path}: " + ("intact" if not problems else f"{len(problems)} changes"))
+            print(f"{args.report}: " + ("intact" if not problems else f"{len(problems)} changes"))
             return 1 if problems else 0
         elif args.command == "bundle":
             from repro.driver.integrity import bundle
@@ -442,8 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             from repro.driver.sweep import sweep
 
             if args.retries < 0:
-                raise UserError(f"--retries must be 0 or more, got {args.retries}")
-            outcome = sweep(args.file, args.address, args.retries, args.runs_dir)
+                raise UserError(f"{option('--retries')} must be 0 or more, got {args.retries}")
+            outcome = sweep(args.sweep, args.address, args.retries, args.runs_dir)
             print(f"sweep folder: {outcome.folder}")
             if outcome.comparison:
                 print(f"comparison report: {outcome.comparison / 'report.html'}")

@@ -100,6 +100,10 @@ def run_script(plan: RunPlan, run_context: dict) -> str:
         if plan.template_file
         else ""
     )
+    missing = (
+        f"run.sh: repro not found; run this from a checkout of commit {git.get('commit')} after "
+        "`make venv` (a run folder inside it finds its .venv), or set REPRO=path/to/repro"
+    )
     return (
         "#!/usr/bin/env bash\n"
         f"# Reruns repro run {run_context['run_id']}. Recorded at git commit "
@@ -107,7 +111,16 @@ def run_script(plan: RunPlan, run_context: dict) -> str:
         "# from a checkout of that commit, with the project's environment (`make venv`), run:\n"
         f"{own}"
         "set -euo pipefail\n"
-        f'exec "${{REPRO:-repro}}" {shlex.join(args)}\n'
+        "# repro: $REPRO, else the .venv of the checkout this folder is in, else repro on PATH\n"
+        "repro=${REPRO:-}\n"
+        'dir=$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)\n'
+        "while [[ -z $repro && $dir != / ]]; do\n"
+        '  dir=$(dirname "$dir")\n'
+        "  if [[ -x $dir/.venv/bin/repro ]]; then repro=$dir/.venv/bin/repro; fi\n"
+        "done\n"
+        "repro=${repro:-$(command -v repro || true)}\n"
+        f"[[ -n $repro ]] || {{ echo {shlex.quote(missing)} >&2; exit 127; }}\n"
+        f'exec "$repro" {shlex.join(args)}\n'
     )
 
 

@@ -15,7 +15,7 @@ from nbconvert import HTMLExporter
 
 from repro.driver import integrity
 from repro.driver.integrity import MANIFEST, manifest_lines
-from repro.errors import UserError
+from repro.errors import UserError, option
 
 HTML_TEMPLATE = Path(__file__).with_name("html") / "repro.html.j2"  # offline, images embedded
 
@@ -41,7 +41,7 @@ def check_runs_dir(runs_dir: Path) -> None:
     existing = Path(runs_dir).absolute()
     while not existing.exists():
         existing = existing.parent
-    fix = "choose another with --runs-dir"
+    fix = f"choose another with {option('--runs-dir')}"
     if not existing.is_dir():
         raise UserError(f"cannot create the runs directory {runs_dir}: {existing} is a file; {fix}")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from repro import records
 from repro.driver.compare import Analysis, write_analysis
-from repro.errors import UserError, brief
+from repro.errors import UserError, brief, option
 from repro.kernel.history import ORDERS, revision
 from repro.paths import ROOT, RUNS, TEMPLATES
 
@@ -101,7 +101,7 @@ def write_history(
     """Execute the history template over the finished runs under `paths`; return its folder.
     `--by commit` orders commits by `repository`'s history where it holds them (commit_order)."""
     if by not in ORDERS:
-        raise UserError(f"--by takes one of {', '.join(ORDERS)}, got {by!r}")
+        raise UserError(f"{option('--by')} takes one of {', '.join(ORDERS)}, got {by!r}")
     runs, passed = found(paths, log)
     commits, order = commit_order(runs, repository) if by == "commit" else ([], "")
     analysis = Analysis(

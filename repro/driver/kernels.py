@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro.errors import DriftError, ReproError, UserError, brief
+from repro.errors import DriftError, ReproError, UserError, brief, option
 from repro.lockfile import LockCheck, read_lock, sha256, target_python
 from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
 
@@ -314,8 +314,8 @@ def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
             f"kernel {kernel.name} differs from {shown(kernel.lock)} "
             f"({len(problems)} differences):\n  "
             + "\n  ".join(problems[:50])
-            + "\nRebuild it with `make kernels REBUILD=1`, or run with --allow-drift "
-            "(the report then shows the drift at the top)."
+            + f"\nRebuild it with `make kernels REBUILD=1`, or run with "
+            f"{option('--allow-drift', True)} (the report then shows the drift at the top)."
         )
     return check
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from repro.driver import plan
 from repro.driver.integrity import read_notebook
-from repro.errors import UserError
+from repro.errors import UserError, option, unknown
 from repro.paths import LESSONS, RUNS
 
 
@@ -53,7 +53,7 @@ def available() -> list[Lesson]:
 def find(name: str) -> Lesson:
     lessons = {lesson.name: lesson for lesson in available()}
     if name not in lessons:
-        raise UserError(f"unknown lesson {name!r}; choose one of: {', '.join(lessons)}")
+        raise UserError(unknown("lesson", name, list(lessons)))
     return lessons[name]
 
 
@@ -69,7 +69,7 @@ def resolve(
     if framework not in lesson.frameworks:
         raise UserError(
             f"lesson {name} runs in {', '.join(lesson.frameworks)}, not {framework!r}; "
-            f"use --framework {lesson.framework}"
+            f"use {option('--framework', lesson.framework)}"
         )
     request = plan.resolve(
         lesson.workload,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import yaml
 
 from repro.driver import accuracy, kernels
 from repro.driver.accuracy import TRAIN_TO_ACCURACY
-from repro.errors import UserError, brief
+from repro.errors import UserError, brief, option, unknown
 from repro.kernel import generation, models, runtimes
 from repro.kernel.frameworks import (
     COMPILE_MODES,
@@ -434,6 +435,11 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
         name, value = name.strip(), value.strip()
         if not sep or not name:
             raise UserError(f"parameters are name=value, got {item!r}")
+        if re.search(r",\s*\w+=", value):
+            spaced = re.sub(r",\s*(?=\w+=)", " ", item)
+            raise UserError(
+                f"parameters are separated by spaces, not commas: {option('--params', spaced)}"
+            )
         if name in pairs:
             raise UserError(
                 f"{name} is given twice ({name}={pairs[name]} and {name}={value}); give it once"
@@ -674,14 +680,16 @@ def resolve(
 
     `spec` is a workload spec to use instead of repro/workloads/<workload>.yaml (a rerun's)."""
     specs = workloads() if spec is None else {workload: spec}
-    if workload not in specs:
-        raise UserError(f"unknown workload {workload!r}; choose one of: {', '.join(specs)}")
-    if framework not in FRAMEWORKS:
-        raise UserError(f"unknown framework {framework!r}; choose one of: {', '.join(FRAMEWORKS)}")
+    wrong = [  # both named in one line: `repro run resnet50 -f pytorch`
+        unknown("workload", workload, list(specs)) if workload not in specs else "",
+        unknown("framework", framework, FRAMEWORKS) if framework not in FRAMEWORKS else "",
+        *[unknown("parameter", n, list(PARAMS)) for n in sorted(params or {}) if n not in PARAMS][
+            :1
+        ],
+    ]
+    if any(wrong):
+        raise UserError("; ".join(w for w in wrong if w))
     spec = specs[workload]
-    unknown = sorted(set(params or {}) - set(PARAMS))
-    if unknown:
-        raise UserError(f"unknown parameter {unknown[0]!r}; valid parameters: {', '.join(PARAMS)}")
     resolved = {}
     for name, param in PARAMS.items():
         if params and name in params:

@@ -22,7 +22,7 @@ import nbformat
 
 from repro.driver import integrity, kernels, plan, snapshot, untrusted
 from repro.driver.run import Addendum, Result, run
-from repro.errors import ReproError, UserError
+from repro.errors import ReproError, UserError, option
 from repro.kernel.verdict import TOLERANCE
 from repro.lockfile import render
 from repro.paths import KERNELS, ROOT
@@ -48,8 +48,8 @@ def verified(source: Path, trust: bool, log) -> list[str]:
     if problems and not trust:
         raise ReproError(
             f"the report changed after its run ({len(problems)} problems above), so its code and "
-            "lock are not what ran; check it with `repro verify`, and rerun with --trust only "
-            "if you trust where it came from"
+            f"lock are not what ran; check it with `repro verify`, and rerun with "
+            f"{option('--trust', True)} only if you trust where it came from"
         )
     return problems
 
@@ -63,7 +63,7 @@ def same_as_checkout(report: untrusted.Report, trust: bool, log) -> untrusted.Di
         print(differs.diff, file=log)
         raise UserError(
             f"the report differs from this checkout ({summary}); read the diff above, then "
-            "rerun with --trust (make rerun TRUST=1) to install and run what it carries"
+            f"rerun with {option('--trust', True)} to install and run what it carries"
         )
     if summary:
         print(f"running what the report carries (trusted): {summary}", file=log)

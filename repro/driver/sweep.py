@@ -37,7 +37,7 @@ from repro.driver import integrity, memory, plan
 from repro.driver.execute import signals_interrupt
 from repro.driver.folders import check_runs_dir, write
 from repro.driver.untrusted import NAME as PLAIN_NAME
-from repro.errors import ReproError, RunFailed, UserError, brief
+from repro.errors import ReproError, RunFailed, UserError, brief, option, unknown
 from repro.markdown import escape
 from repro.paths import RUNS
 
@@ -124,7 +124,7 @@ def read_axes(axes, where: str) -> dict[str, list[str]]:
     checked = {}
     for axis, values in mapping(axes, f"{where}: axes").items():
         if axis not in valid:
-            raise UserError(f"{where}: unknown axis {axis!r}; valid axes: {', '.join(valid)}")
+            raise UserError(f"{where}: {unknown('axis', axis, list(valid))}")
         if not isinstance(values, list) or not values:
             raise UserError(f"{where}: axes.{axis} must be a non-empty list, e.g. [a, b]")
         checked[axis] = [scalar(v, f"{where}: axes.{axis}") for v in values]
@@ -156,9 +156,9 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
     path = Path(path)
     where = f"sweep file {path}"
     data = mapping(plan.read_yaml(path, "sweep file"), where)
-    unknown = sorted(set(data) - set(TOP_KEYS))
-    if unknown:
-        raise UserError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
+    extra = sorted(set(data) - set(TOP_KEYS))
+    if extra:
+        raise UserError(f"{where}: {unknown('key', extra[0], list(TOP_KEYS))}")
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise UserError(f"{where}: name must be letters, digits, '.', '_' or '-', got {name!r}")
@@ -529,7 +529,8 @@ class Progress:
 
 
 def start_ray(address: str | None, sweep: Sweep, temp_dir: Path) -> str:
-    """Connect to the cluster at `address`, or start the embedded one; say which."""
+    """Connect to the cluster at `address`, or start the embedded one; say which. Either failing
+    is one line with its cause (Ray's own retries, a line a second, go to a file)."""
     import logging
 
     try:
@@ -538,20 +539,69 @@ def start_ray(address: str | None, sweep: Sweep, temp_dir: Path) -> str:
         raise UserError(INSTALL) from None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report home unless asked for
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # each cell has its log
+    said = temp_dir / "ray-init.log"
     if address:
+        token_mode_as_ray_start()
         try:
-            ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise UserError(f"cannot reach the Ray cluster at {address}: {brief(error)}") from None
+            with stderr_to(said):
+                ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as error:
+            if "InvalidAuthToken" in said.read_text(errors="replace") + str(error):
+                raise UserError(
+                    f"the Ray cluster at {address} asks for its auth token (InvalidAuthToken): "
+                    "set RAY_AUTH_TOKEN to the one `ray get-auth-token` prints on its head"
+                ) from None
+            cause = brief(error.__cause__ or error)
+            raise UserError(f"cannot reach the Ray cluster at {address}: {cause}") from None
         return f"the Ray cluster at {address}"
-    ray.init(
-        num_cpus=max(sweep.concurrency, os.cpu_count() or 1),
-        include_dashboard=False,
-        object_store_memory=100 * 2**20,  # cells return a path, not data
-        _temp_dir=str(temp_dir),
-        **quiet,
-    )
+    try:
+        with stderr_to(said):
+            ray.init(
+                num_cpus=max(sweep.concurrency, os.cpu_count() or 1),
+                include_dashboard=False,
+                object_store_memory=100 * 2**20,  # cells return a path, not data
+                _temp_dir=str(temp_dir),
+                **quiet,
+            )
+    except TypeError:  # our call, not the machine: a bug
+        raise
+    except Exception as error:  # a start that timed out or a process that died: Ray says which
+        raise ReproError(
+            f"could not start the embedded Ray cluster: {brief(error)}; retry (a busy machine "
+            f"slows its start), or start one with `ray start --head` and give "
+            f"{option('--address', 'HOST:PORT')}"
+        ) from None
     return "an embedded Ray cluster on this machine"
+
+
+def token_mode_as_ray_start() -> None:
+    """`ray start --head` turns token authentication on where a token exists (RAY_AUTH_TOKEN,
+    or ~/.ray/auth_token, which an embedded start writes), but a driver given an address does not
+    (Ray 2.60): follow `ray start`'s rule, so --address reaches such a head on this machine.
+    RAY_AUTH_MODE, where set, decides."""
+    from ray._private.authentication import authentication_token_setup as setup
+
+    was = setup.logger.disabled
+    setup.logger.disabled = True  # its warning is for a cluster's owner, not a driver
+    try:
+        setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    finally:
+        setup.logger.disabled = was
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path):
+    """File descriptor 2 (Ray's C++ core writes there) into `path` for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with path.open("w") as file:
+        os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def todo(sweep: Sweep, state: dict, retries: int, progress: Progress) -> list[int]:
@@ -563,8 +613,9 @@ def todo(sweep: Sweep, state: dict, retries: int, progress: Progress) -> list[in
             continue
         if entry["status"] == "failed" and entry["attempts"] > retries:
             progress.line(
-                f"{entry['label']}: failed {entry['attempts']} times, not retried (--retries "
-                f"{retries}; raise it to try again); see {entry['folder'] or 'its log'}"
+                f"{entry['label']}: failed {entry['attempts']} times, not retried "
+                f"({option('--retries', str(retries))}; raise it to try again); "
+                f"see {entry['folder'] or 'its log'}"
             )
             continue
         if entry["status"] in ("done", "running"):  # its folder is gone, or the driver was killed

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from repro.errors import UserError
+from repro.errors import UserError, option
 from repro.paths import KERNELSPECS, ROOT
 
 FRAMEWORK_PACKAGES = {"torch", "jax", "jaxlib", "tensorflow", "tensorflow-cpu", "keras", "mxnet"}
@@ -70,7 +70,7 @@ def have(freeze: Path | None) -> set[str]:
     try:
         lines = freeze.read_text().splitlines()
     except OSError as error:
-        raise UserError(f"cannot read --have {freeze}: {error.strerror}") from None
+        raise UserError(f"cannot read {option('--have')} {freeze}: {error.strerror}") from None
     return {n for line in lines if (n := requirement_name(line.split(" @ ")[0]))}
 
 
@@ -109,8 +109,8 @@ def build(out: Path, python_version: str, freeze: Path | None) -> Path:
     if size > CARRY_LIMIT:
         raise UserError(
             f"the wheelhouse is {size / 2**20:.0f} MiB, over {CARRY_LIMIT / 2**20:.0f} MiB: "
-            "pass --have with the target's `pip list --format=freeze` so that what it has "
-            "stays behind"
+            f"pass {option('--have')} with the target's `pip list --format=freeze` so that what "
+            "it has stays behind"
         )
     count = len(list(wheels.iterdir()))
     print(f"{out}: {count} wheels, {size / 2**20:.1f} MiB, for CPython {python_version}")
