@@ -17,6 +17,8 @@ from repro import records, stats
 from repro.kernel.report import publish, show_figure
 from repro.markdown import escape
 
+pd.set_option("display.max_colwidth", None)  # a run's headline, whole, in the side-by-side table
+
 
 def load(folders: list[str]) -> list[records.Run]:
     return [records.load(f) for f in folders]
