@@ -70,10 +70,16 @@ def seal(notebook, folder: Path, **meta) -> None:
     """Record `meta` and the integrity hashes in the notebook's metadata, then write it as
     `folder/report.ipynb` and as the self-contained `report.html`."""
     notebook.metadata["repro"] = {**meta, "integrity": integrity.seal(meta, notebook)}
-    write(folder / "report.ipynb", nbformat.writes(notebook))
+    write(folder / "report.ipynb", notebook_text(notebook))
     exporter = HTMLExporter(embed_images=True, template_file=str(HTML_TEMPLATE))
     html, _ = exporter.from_notebook_node(notebook)
     write(folder / "report.html", html)
+
+
+def notebook_text(notebook) -> str:
+    """The notebook as Jupyter's server saves it (nbformat.write: indent 1, sorted keys, a final
+    newline), so that opening and saving a report with no edit keeps its bytes."""
+    return nbformat.writes(notebook) + "\n"
 
 
 def write_manifest(run_dir: Path) -> None:

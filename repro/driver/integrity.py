@@ -24,6 +24,9 @@ from repro.errors import UserError, brief
 from repro.lockfile import sha256
 
 MANIFEST = "MANIFEST.sha256"
+# Where Jupyter keeps a notebook's checkpoints, beside it unless told otherwise (`make lab` keeps
+# them under .jupyter/): never part of a run, so no manifest, verify or bundle sees one.
+CHECKPOINTS = ".ipynb_checkpoints"
 # What reading a file that is not a notebook raises: not JSON, not a mapping, a bad nbformat
 # version, the schema (ValidationError), bytes that are not UTF-8 (a ValueError), I/O.
 NOT_A_NOTEBOOK = (
@@ -164,10 +167,21 @@ def notebook_problems(notebook) -> list[str]:
             *problems,
             f"cells were added or removed ({len(recorded)} recorded, {len(current)} now)",
         ]
-    return problems + [
-        f"cell {i} changed: {first_line(notebook.cells[i].source)}"
-        for i, (a, b) in enumerate(zip(recorded, current, strict=True))
-        if a != b
+    changed = [i for i, (a, b) in enumerate(zip(recorded, current, strict=True)) if a != b]
+    return problems + changed_cells(notebook, changed)
+
+
+def changed_cells(notebook, changed: list[int]) -> list[str]:
+    """One line naming the cells whose source or outputs changed since the run: an edit, or
+    cells run again (in JupyterLab, say), whose new outputs are no longer the run's."""
+    if not changed:
+        return []
+    first = f"{changed[0]} changed: {first_line(notebook.cells[changed[0]].source)}"
+    if len(changed) == 1:
+        return [f"cell {first}"]
+    return [
+        f"{len(changed)} cells changed since the run (edited, or run again): "
+        f"{', '.join(map(str, changed))}; cell {first}"
     ]
 
 
@@ -210,8 +224,17 @@ def first_line(source: str) -> str:
     return lines[0][:60] if lines else "(empty)"
 
 
+def run_files(folder: Path) -> list[Path]:
+    """The files a run folder holds: all but its manifest and Jupyter's checkpoints."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != MANIFEST and CHECKPOINTS not in p.relative_to(folder).parts
+    )
+
+
 def manifest_lines(folder: Path) -> list[str]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    files = run_files(folder)
     return [f"{sha256(p).hexdigest()}  {p.relative_to(folder).as_posix()}" for p in files]
 
 
@@ -320,9 +343,13 @@ def bundle(folder: str | Path, output: str | Path | None = None) -> Path:
         raise UserError(f"cannot write {output}: {output.parent} is not a folder")
     partial = output.with_name(f".{output.name}.tmp")  # renamed once complete
     with tarfile.open(partial, "w:gz") as tar:
-        tar.add(folder, arcname=folder.name)
+        tar.add(folder, arcname=folder.name, filter=without_checkpoints)
     os.replace(partial, output)
     return output
+
+
+def without_checkpoints(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    return None if CHECKPOINTS in Path(member.name).parts else member
 
 
 # A run folder is about 1 MB: what unpacks to more, or holds more files, is not one (a gzip bomb).
