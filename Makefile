@@ -12,7 +12,7 @@ FRAMEWORK_GIVEN := $(if $(filter file,$(origin FRAMEWORK)),,1)
 # An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
 USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR REBUILD \
 	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES DEST \
-	UPGRADE NAME BY THRESHOLD
+	UPGRADE NAME BY THRESHOLD PORT IP TOKEN
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 REPRO := $(VENV)/bin/repro
@@ -48,6 +48,10 @@ $(VENV)/.sweep: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e ".[dev,sweep]"
 	touch $@
 
+$(VENV)/.lab: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e ".[dev,lab]"
+	touch $@
+
 $(VENV)/.data: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e ".[dev,data]"
 	touch $@
@@ -77,7 +81,7 @@ lock: venv ## Recompile kernelspecs/*/requirements.lock from requirements.in (uv
 # share a session- or module-scoped fixture stay on one worker (tests/conftest.py).
 TEST_WORKERS ?= 2
 
-test: venv $(VENV)/.sweep $(VENV)/.data ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)
+test: venv $(VENV)/.sweep $(VENV)/.data $(VENV)/.lab ## Lint, build/verify the kernels, then run every test (real notebooks in real kernels)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(REPRO) kernels
@@ -120,12 +124,13 @@ bundle: venv ## Pack a run folder into one .tar.gz to share: make bundle RUN=run
 device-bundle: venv ## Offline wheels of repro's runtime for a GPU box with no network: [HAVE=its-pip-freeze.txt]
 	$(REPRO) wheelhouse --out .device $(if $(HAVE),--have "$$HAVE")
 
-lab: venv ## Open JupyterLab with the project's kernels
-	$(VENV)/bin/pip install --quiet -e ".[dev,lab]"
-	$(REPRO) kernels
-	$(VENV)/bin/jupyter lab --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: $(VENV)/.lab ## JupyterLab on the checkout, pinned kernels built on first start; Ctrl-C stops it: [PORT=8888] [IP=0.0.0.0] [TOKEN=...]
+	$(REPRO) lab $(if $(PORT),--port "$$PORT") $(if $(IP),--ip "$$IP") $(if $(TOKEN),--token "$$TOKEN")
+
+index: venv ## Write runs/index.html: every run, comparison, sweep, history and lesson with its headline [RUNS_DIR=path]
+	$(REPRO) index $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
 
 clean: ## Remove built environments (runs/ is kept)
 	rm -rf $(VENV) .kernels .jupyter
 
-.PHONY: help venv run lesson list kernels lock test test-fast data lint compare history sweep rerun verify bundle lab clean
+.PHONY: help venv run lesson list kernels lock test test-fast data lint compare history sweep rerun verify bundle lab index clean

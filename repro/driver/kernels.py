@@ -220,19 +220,18 @@ def not_served(name: str, lock: Path, log_file: Path) -> str | None:
 LOGOS = [KERNELSPECS / f"logo-{n}x{n}.png" for n in (64, 32)]  # the kernel's icon in JupyterLab
 
 
-def register(kernel: Kernel) -> Path:
-    """Write the kernelspec, with its logo, into the project-local Jupyter data dir."""
+def kernel_argv(python: Path, connection_file: str = "{connection_file}") -> list[str]:
+    """The command that starts a kernel in `python`."""
+    return [str(python), "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", connection_file]
+
+
+def register(kernel: Kernel, argv: list[str] | None = None) -> Path:
+    """Write the kernelspec, with its logo, into the project-local Jupyter data dir; `argv`
+    starts it some other way than `kernel.python` (JupyterLab's launcher, repro.driver.lab)."""
     folder = JUPYTER_DATA / "kernels" / kernel.spec_name
     folder.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": [
-            str(kernel.python),
-            "-Xfrozen_modules=off",
-            "-m",
-            "ipykernel_launcher",
-            "-f",
-            "{connection_file}",
-        ],
+        "argv": argv or kernel_argv(kernel.python),
         "display_name": kernel.display_name,
         "language": "python",
         "env": {"PYTHONPATH": str(kernel.code), "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
