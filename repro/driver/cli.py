@@ -126,6 +126,7 @@ def compare_runs(args) -> int:
 
         folder = write_report([base, *runs], args.runs_dir or RUNS, args.allow_mixed)
         print(f"comparison report: {folder / 'report.html'}")
+        refresh_index(args.runs_dir or RUNS)
     return 1 if failed else 0
 
 
@@ -143,6 +144,7 @@ def history(args) -> int:
     for r in regressions(folder):
         print(f"regression: {r['series']}: {r['run']}: {r['versus_previous']['verdict']}")
     print(f"history report: {folder / 'report.html'}")
+    refresh_index(runs_dir)
     return 0
 
 
@@ -320,6 +322,18 @@ def parser() -> argparse.ArgumentParser:
     )
     hist.add_argument("--runs-dir", help="where the history folder goes (default runs/)")
 
+    listing = sub.add_parser(
+        "index", help="write runs/index.html: every run, comparison, sweep, history and lesson"
+    )
+    listing.add_argument("--runs-dir", help="the folder to index (default runs/)")
+
+    lab = sub.add_parser(
+        "lab", help="open JupyterLab on the checkout (kernels are built on their first start)"
+    )
+    lab.add_argument("--port", help="the port to listen on (default: Jupyter's, 8888 or next)")
+    lab.add_argument("--ip", help="the address to listen on (default: Jupyter's, localhost)")
+    lab.add_argument("--token", help="the token to log in with (default: a random one, printed)")
+
     sweep = sub.add_parser(
         "sweep", help="run a matrix of runs (a sweep file) on Ray, then compare them"
     )
@@ -340,6 +354,13 @@ def parser() -> argparse.ArgumentParser:
         "--runs-dir", help="where the sweep folder goes (default: the file's runs_dir, or runs/)"
     )
     return top
+
+
+def refresh_index(runs_dir: str | Path) -> None:
+    """Keep runs/index.html current after a command that added a folder (repro.driver.index)."""
+    from repro.driver.index import refresh
+
+    refresh(Path(runs_dir))
 
 
 def execute_run(request: plan.RunPlan, argv: list[str], force_memory: bool = False):
@@ -374,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs_dir=args.runs_dir,
             )
             execute_run(request, sys.argv[1:] if argv is None else argv, args.force_memory)
+            refresh_index(args.runs_dir or RUNS)
         elif args.command == "lesson":
             from repro.driver import lessons
 
@@ -390,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             lesson = (result.metrics.summary or {}).get("lesson") or {}
             held = sum(c["held"] for c in lesson.get("claims", []))
             print(f"lesson {args.name}: {held} of {len(lesson.get('claims', []))} claims held here")
+            refresh_index(args.runs_dir or RUNS)
         elif args.command == "rerun":
             from repro.driver.rerun import rerun
 
@@ -402,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             verdict = result.metrics.verdict or "none recorded"
             print(f"rerun verdict: {verdict} -> {result.folder}")
+            refresh_index(args.runs_dir or RUNS)
         elif args.command == "kernels":
             names = args.names
             if (
@@ -427,8 +451,6 @@ def main(argv: list[str] | None = None) -> int:
             print("kernels:", ", ".join(kernels.available()))
             print(_params_help())
         elif args.command == "wheelhouse":
-            from pathlib import Path
-
             from repro.driver import wheelhouse
 
             have = Path(args.have) if args.have else None
@@ -452,6 +474,14 @@ def main(argv: list[str] | None = None) -> int:
             return compare_runs(args)
         elif args.command == "history":
             return history(args)
+        elif args.command == "index":
+            from repro.driver.index import write_index
+
+            print(write_index(Path(args.runs_dir or RUNS)))
+        elif args.command == "lab":
+            from repro.driver import lab
+
+            lab.open_lab(args.port, args.ip, args.token)
         elif args.command == "sweep":
             from repro.driver.sweep import sweep
 
