@@ -70,6 +70,7 @@ def command(
         raise UserError("TOKEN must be printable characters without spaces")
     args = [sys.executable, "-m", "jupyterlab", "--no-browser", "-y"]
     args += [f"--ServerApp.root_dir={root}", f"--FileCheckpoints.root_dir={checkpoints}"]
+    args += ["--ContentsManager.checkpoints_class=repro.driver.checkpoints.Checkpoints"]
     args += [f"--MappingKernelManager.default_kernel_name={default}"]
     args += [f"--MappingKernelManager.kernel_info_timeout={START_TIMEOUT_S}"]
     if port is not None:
