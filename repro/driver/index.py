@@ -12,7 +12,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 from repro import records
-from repro.driver import headline
 from repro.driver.folders import write
 from repro.errors import UserError, brief
 
@@ -54,11 +53,6 @@ def found(folder: Path, depth: int = DEPTH) -> list[tuple[str, Path]]:
     return entries
 
 
-def plain(text: str) -> str:
-    """A markdown headline as plain text (its bold marks dropped)."""
-    return text.replace("**", "")
-
-
 def run_line(folder: Path) -> tuple[str, str]:
     """(kind, headline) of a run folder: its result, a lesson's claims, or how it ended."""
     if not (folder / "metrics.json").is_file():
@@ -73,8 +67,9 @@ def run_line(folder: Path) -> tuple[str, str]:
         claims = list(lesson.get("claims") or [])
         held = sum(bool(c.get("held")) for c in claims)
         line = f"{held} of {len(claims)} claims held on this machine"
-    else:
-        line = plain(headline.result(metrics))
+    else:  # the one figure every view quotes (Metrics.headline)
+        head = metrics.headline
+        line = head.quote() if head else "not measured"
     label = f"{metrics.workload} / {metrics.framework}: "
     return ("lesson" if lesson else "run"), label + line
 
