@@ -12,6 +12,7 @@ from pathlib import Path
 from conftest import FIXTURES, repro
 
 from repro import records
+from repro.driver import index
 
 RECORDS = FIXTURES / "records"
 
@@ -103,3 +104,14 @@ def test_a_copy_keeps_its_links(tmp_path):
     assert repro("index", "--runs-dir", str(runs)).returncode == 0
     moved = shutil.copytree(runs, tmp_path / "elsewhere")
     assert 'href="20260101T000000Z_resnet-tiny_torch_a"' in (moved / "index.html").read_text()
+
+
+def test_a_command_keeps_an_index_current_where_one_was_asked_for(tmp_path):
+    runs = tmp_path / "runs"
+    folder(runs, "20260101T000000Z_resnet-tiny_torch_a", {"metrics.json": metrics()})
+    index.refresh(runs)  # what run and compare call when they finish
+    assert not (runs / "index.html").exists()  # a folder of one's own: only once asked for
+    assert repro("index", "--runs-dir", str(runs)).returncode == 0
+    folder(runs, "20260102T000000Z_resnet-tiny_jax_b", {"metrics.json": metrics()})
+    index.refresh(runs)
+    assert "20260102T000000Z_resnet-tiny_jax_b" in (runs / "index.html").read_text()

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from repro import records
 from repro.driver.folders import write
 from repro.errors import UserError, brief
+from repro.paths import RUNS
 
 INDEX = "index.html"
 DEPTH = 4  # runs/sweep_<name>/cells/<cell>/<run>
@@ -164,10 +165,13 @@ def write_index(runs_dir: Path) -> Path:
 
 
 def refresh(runs_dir: Path, log=sys.stderr) -> None:
-    """Bring the index up to date after a command that added a folder; a failure to write it is
-    said in one line and leaves the command's outcome alone."""
+    """Bring the index up to date after a command that added a folder: always in runs/, in
+    another folder once `repro index` wrote one there. A failure to write it is said in one line
+    and leaves the command's outcome alone."""
+    runs_dir = Path(runs_dir)
+    wanted = (runs_dir / INDEX).is_file() or runs_dir.resolve() == RUNS.resolve()
     try:
-        if Path(runs_dir).is_dir():
+        if wanted and runs_dir.is_dir():
             write_index(runs_dir)
     except OSError as error:
         print(f"repro: {Path(runs_dir) / INDEX} not updated: {brief(error)}", file=log)
