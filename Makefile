@@ -87,7 +87,7 @@ test: venv $(VENV)/.sweep $(VENV)/.data $(VENV)/.lab ## Lint, build/verify the k
 	$(REPRO) kernels
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
-test-fast: lint $(VENV)/.data ## Lint, then every test that starts no kernel (under a minute)
+test-fast: lint $(VENV)/.data $(VENV)/.lab ## Lint, then every test that starts no kernel (under a minute)
 	$(VENV)/bin/python -m pytest -m "not kernel"
 
 data: $(VENV)/.data ## Write a small real data set: make data DEST=data/digits [NAME=pydoc DEST=data/pydoc.npy]

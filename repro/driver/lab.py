@@ -62,19 +62,20 @@ def command(
 ) -> list[str]:
     """`jupyter lab` serving `root`: checkpoints under `checkpoints`, new notebooks in kernelspec
     `default`, one Ctrl-C stops it (-y: no "shut down?" prompt); UserError for a bad value."""
-    if importlib.util.find_spec("jupyterlab") is None:
-        raise UserError("JupyterLab is not installed here: `make lab` installs it")
     if ip is not None and not re.fullmatch(r"[A-Za-z0-9.:_-]{1,255}", ip):
         raise UserError(f"IP must be an address or host name such as 127.0.0.1, got {ip[:40]!r}")
     if token is not None and not re.fullmatch(r"[\x21-\x7e]{1,255}", token):
         raise UserError("TOKEN must be printable characters without spaces")
+    port = None if port is None else str(checked_port(port))
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise UserError("JupyterLab is not installed here: `make lab` installs it")
     args = [sys.executable, "-m", "jupyterlab", "--no-browser", "-y"]
     args += [f"--ServerApp.root_dir={root}", f"--FileCheckpoints.root_dir={checkpoints}"]
     args += ["--ContentsManager.checkpoints_class=repro.driver.checkpoints.Checkpoints"]
     args += [f"--MappingKernelManager.default_kernel_name={default}"]
     args += [f"--MappingKernelManager.kernel_info_timeout={START_TIMEOUT_S}"]
     if port is not None:
-        args += [f"--ServerApp.port={checked_port(port)}", "--ServerApp.port_retries=0"]
+        args += [f"--ServerApp.port={port}", "--ServerApp.port_retries=0"]
     if ip is not None:
         args += [f"--ServerApp.ip={ip}"]
     if token is not None:
