@@ -33,7 +33,9 @@ PARAMS = (  # what a fresh process needs to measure exactly what the kernel meas
     "lr",
     "batch_size",
     "warmup",
+    "warmup_time",
     "steps",
+    "min_time",
     "data",  # mode=train-to-accuracy (repro.kernel.accuracy)
     "target_accuracy",
     "eval_every",
@@ -75,7 +77,14 @@ def once(p: dict, log=sys.stderr) -> dict:
         fw.count_flops(net, inputs, targets, p["mode"])
     with machine.Check() as check:
         m = measure.protocol(
-            step, fw.sync, batch_size=p["batch_size"], warmup=p["warmup"], steps=p["steps"], log=log
+            step,
+            fw.sync,
+            batch_size=p["batch_size"],
+            warmup=p["warmup"],
+            warmup_time=p["warmup_time"],
+            steps=p["steps"],
+            min_time=p["min_time"],
+            log=log,
         )
     return {"first_call_s": m.first_call_s, "step_s": list(m.step_s), "machine": check.result()}
 
