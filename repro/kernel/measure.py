@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from repro import stats
+if TYPE_CHECKING:
+    from repro.stats import Headline
 
 HIGH_CV = 0.10  # pyperf warns at the same ratio of std to mean
 FEW_SAMPLES = 10
@@ -140,6 +142,9 @@ def summarize(m: Measurement, seed: int = 0, repeats: Sequence[Sequence[float]] 
     """The run's headline (repro.stats.headline: the processes' centre, this one's and the
     `repeats`' step times), the distribution of every measured step of every process (ms), and
     warnings."""
+    # imported here: a fresh process (repro.kernel.repeat) measures without scipy's 1-4 s import
+    from repro import stats
+
     steps = [list(m.step_s), *(list(r) for r in repeats)]
     head = stats.headline(
         {
@@ -174,7 +179,7 @@ def summarize(m: Measurement, seed: int = 0, repeats: Sequence[Sequence[float]] 
     }
 
 
-def disagree(head: stats.Headline) -> list[str]:
+def disagree(head: Headline) -> list[str]:
     """A headline whose processes landed far apart: its CI is honest, and too wide to use."""
     ci = head.samples_per_s_ci95
     if head.processes < 2 or not ci or ci[1] / ci[0] < WIDE_CI:
