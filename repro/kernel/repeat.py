@@ -89,7 +89,12 @@ def once(p: dict, log=sys.stderr) -> dict:
             min_time=p["min_time"],
             log=log,
         )
-    return {"first_call_s": m.first_call_s, "step_s": list(m.step_s), "machine": check.result()}
+    return {
+        "first_call_s": m.first_call_s,
+        "warmup_s": list(m.warmup_s),
+        "step_s": list(m.step_s),
+        "machine": check.result(),
+    }
 
 
 def framework(p: dict):
