@@ -22,8 +22,10 @@ from repro.driver import integrity, kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).with_name("fixtures")
-# seconds, not minutes: one process each (repeats=1), unless a test is about repeats
+# seconds, not minutes: one process each (repeats=1), unless a test is about repeats; exactly
+# `steps` measured (min_time=0: tests/test_run.py's family runs check min_time)
 SMALL = ["-p", "batch_size=2", "-p", "steps=5", "-p", "warmup=3", "-p", "repeats=1"]
+SMALL += ["-p", "min_time=0"]
 
 
 # A path that cannot exist (below a file): no kernel can be found, built or started there
@@ -202,6 +204,8 @@ def small_runs(tmp_path_factory) -> dict[str, Path]:
             f"batch_size={batch}",
             "-p",
             "steps=20",
+            "-p",
+            "min_time=0",
             "-p",
             "threads=1",
             "-p",

@@ -129,6 +129,16 @@ def test_the_template_declares_every_parameter_a_run_injects(digits, tmp_path):
     assert set(papermill.inspect_notebook(str(path))) == set(p.notebook_parameters({}))
 
 
+def test_min_time_and_warmup_time_are_null_here_and_an_older_reports_rerun_resolves(digits):
+    params = {**TTA, "data": str(digits)}
+    assert plan.resolve("resnet-tiny", "jax", params).params["min_time"] is None
+    older = plan.resolve("resnet-tiny", "jax", {**plan.FORMERLY, **params}).params  # as rerun
+    assert older["min_time"] is None and older["warmup_time"] is None
+    only = r"min_time applies to mode=inference\|training\|generate only"
+    with pytest.raises(UserError, match=only):
+        plan.resolve("resnet-tiny", "jax", {**params, "min_time": "2"})
+
+
 class Stand:
     """A framework and model stand-in: the held-out images are their own labels, and the model
     predicts each right once it has trained `learn` steps per percent of them."""

@@ -113,6 +113,7 @@ def test_old_reports_read_without_generation_figures_and_new_ones_show_them():
 
 GENERATE = ["-p", "mode=generate", "-p", "prompt_length=8", "-p", "new_tokens=8"]
 SHORT = ["-p", "batch_size=2", "-p", "steps=3", "-p", "warmup=1", "-p", "repeats=1"]
+SHORT += ["-p", "min_time=0"]  # exactly `steps` requests
 
 
 @pytest.mark.kernel

@@ -110,7 +110,7 @@ def test_the_summary_gives_this_runs_figures_with_their_cis_one_line_each():
     )
     assert summary["Measured"] == (
         "resnet-tiny in torch, inference, batch 2, fp32, compile eager, 2 threads; "
-        "20 steps × 3 processes, warm-up 6 steps (settled)"
+        "2 steps × 3 processes in 0.02 s each, warm-up 6 steps (settled)"
     )
     assert summary["Environment"] == (
         "AMD EPYC (2 logical cores), 23.5 GiB, GPU none (nvidia-smi not found); Debian GNU/Linux "
@@ -150,7 +150,7 @@ def test_one_process_a_sequence_an_mfu_and_a_failed_run_each_say_so():
         theirs = lines(head({**METRICS, "summary": own}))
         assert theirs["Result"].startswith("this template published no step-time summary")
         assert (
-            theirs["Warnings"] == "No warnings." and "20 steps × 3 processes" in theirs["Measured"]
+            theirs["Warnings"] == "No warnings." and "2 steps × 3 processes" in theirs["Measured"]
         )
     assert summary["Status"] == "failed: cell 7 raised ValueError: &lt;x&gt;"
     assert "warm-up up to 50 steps" in summary["Measured"]
@@ -263,3 +263,20 @@ def test_one_figure_in_the_terminal_the_report_the_record_a_comparison_and_a_his
     ci = head.samples_per_s_ci95
     said = f"{figure(head.samples_per_s, ci)}\\s+{figure(ci[0], ci)}–{figure(ci[1], ci)}"
     assert re.search(said, row), said  # the history's throughput and CI columns
+
+
+def test_measured_says_the_steps_and_time_each_process_measured():
+    metrics = copy.deepcopy(METRICS)
+    metrics["params"] = {**PARAMS, "min_time": 1.0}
+    metrics["samples"]["processes"] = [
+        {"step_s": [0.01] * 100},
+        {"step_s": [0.02] * 50 + [0.0201]},
+        {"step_s": [0.0125] * 80},
+    ]
+    assert lines(head(metrics))["Measured"].endswith(
+        "; 51–100 steps × 3 processes in 1.00–1.02 s each (min_time 1 s), warm-up 6 steps (settled)"
+    )
+    metrics["summary"]["processes"] = {"n": 1}
+    metrics["params"] = {**PARAMS, "repeats": 1}  # before min_time: exactly `steps`
+    metrics["samples"] = {"batch_size": 2, "step_s": [0.0079] * 20}
+    assert "; 20 steps × 1 process in 0.16 s, warm-up" in lines(head(metrics))["Measured"]

@@ -82,6 +82,48 @@ def test_only_the_measured_steps_are_inside_the_measured_window():
     assert events == ["step"] * 4 + ["enter"] + ["step"] * 5 + ["exit"]
 
 
+def test_min_time_adds_measured_steps_until_they_add_up_to_it():
+    m, _ = run([1.0] + [0.01] * 200, batch_size=1, warmup=0, steps=5, min_time=0.5)
+    assert len(m.step_s) == 50 and sum(m.step_s) >= 0.5  # steps is the floor, not the count
+    slow, _ = run([1.0] + [0.3] * 10, batch_size=1, warmup=0, steps=5, min_time=0.5)
+    assert len(slow.step_s) == 5  # the floor already measures longer than min_time
+    exact, _ = run([1.0] + [0.01] * 10, batch_size=1, warmup=0, steps=5, min_time=0)
+    assert len(exact.step_s) == 5
+
+
+def test_min_time_stops_at_max_steps(monkeypatch):
+    monkeypatch.setattr(measure, "MAX_STEPS", 30)
+    m, _ = run([1.0] + [0.001] * 100, batch_size=1, warmup=0, steps=5, min_time=10)
+    assert len(m.step_s) == 30
+
+
+def test_progress_says_how_many_steps_and_how_long_each_fifth_of_the_way():
+    device, log = FakeDevice([1.0] + [0.01] * 100), io.StringIO()
+    measure.protocol(
+        device.step,
+        device.sync,
+        clock=device.clock,
+        log=log,
+        batch_size=1,
+        warmup=0,
+        steps=5,
+        min_time=0.5,
+    )
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("measured")]
+    assert len(lines) == 5 and lines[-1].startswith("measured 50 steps in 0.50 s, median 10.0 ms")
+
+
+def test_warmup_time_caps_warmup_in_seconds():
+    m, _ = run(
+        [1.0] + [2.0 / (i + 1) for i in range(50)],
+        batch_size=1,
+        warmup=50,
+        steps=2,
+        warmup_time=3.0,
+    )
+    assert sum(m.warmup_s[:-1]) < 3.0 <= sum(m.warmup_s) and not m.steady  # 2 + 1 + 0.67 s
+
+
 def test_outputs_of_every_phase_are_kept_in_order_when_asked():
     m, _ = run([3.0, 2.0, 1.0, 1.0, 1.0], batch_size=1, warmup=2, steps=2, keep_outputs=True)
     assert m.outputs == (3.0, 2.0, 1.0, 1.0, 1.0)
@@ -128,7 +170,8 @@ def test_a_larger_warmup_is_advised_only_when_warmup_did_not_settle():
     assert measure.summarize(settled)["warnings"] == []
     capped = measure.Measurement(1, 1.0, (0.3, 0.2) * 25, slow_head, False)
     assert measure.summarize(capped)["warnings"] == [
-        "Warm-up hit its cap (50 steps) before step times settled: rerun with a larger warmup."
+        "Warm-up hit its cap (50 steps, 12.5 s) before step times settled: rerun with a larger "
+        "warmup or warmup_time."
     ]
     none = measure.summarize(measure.Measurement(1, 1.0, (), slow_head, True))  # warmup=0
     assert any("no warm-up (warmup=0)" in w for w in none["warnings"])

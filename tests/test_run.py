@@ -271,6 +271,7 @@ FRAMEWORKS = ["torch", "tensorflow", "jax"]
 MODES = ["inference", "training"]
 # Every family in every framework, and every family and every framework in both modes, in 12
 # runs rather than 24: a Latin square gives each (family, framework) pair one mode, alternating.
+MIN_TIME = 0.2  # seconds: the fast presets measure many more steps than the 3 asked for
 FAMILY_RUNS = [
     (workload, framework, MODES[(i + j) % 2])
     for i, workload in enumerate(FAMILY_PRESETS)
@@ -298,6 +299,8 @@ def test_every_family_runs_in_every_framework_and_both_modes(workload, framework
         "-p",
         "steps=3",
         "-p",
+        f"min_time={MIN_TIME}",
+        "-p",
         "warmup=1",
         "-p",
         f"mode={mode}",
@@ -317,6 +320,13 @@ def test_every_family_runs_in_every_framework_and_both_modes(workload, framework
     processes = 2 if mode == "inference" else 1
     assert metrics["params"]["repeats"] == summary["processes"]["n"] == processes
     assert len(metrics["samples"]["processes"]) == processes
+    # each process measured at least `steps` steps and min_time seconds, and no step more,
+    # after its own warm-up (warmup=1), all kept
+    for process in metrics["samples"]["processes"]:
+        step_s = process["step_s"]
+        assert len(step_s) >= 3 and sum(step_s) >= MIN_TIME
+        assert len(step_s) == 3 or sum(step_s[:-1]) < MIN_TIME
+        assert len(process["warmup_s"]) <= 1
     if processes > 1:  # throughput from the processes too, its CI around it
         low, high = summary["processes"]["samples_per_s_ci95"]
         assert low <= summary["processes"]["samples_per_s"] <= high

@@ -101,7 +101,7 @@ def measured(metrics: Metrics) -> str:
         else f"warm-up up to {p['warmup']} steps"
     )
     plural = "es" if processes != 1 else ""
-    how_long = f"{p['steps']} steps × {processes} process{plural}, {warmup}"
+    how_long = f"{measured_steps(metrics, processes)}, {warmup}"
     if p["mode"] == "train-to-accuracy":
         how_long = (
             f"to {p['target_accuracy']:.1%} on {p['data']}, caps {p['max_steps']} steps and "
@@ -117,6 +117,26 @@ def measured(metrics: Metrics) -> str:
         f"{sequence}, {p['precision']}, {served}, {p['threads']} "
         f"thread{'s' * (p['threads'] != 1)}; {how_long}"
     )
+
+
+def measured_steps(metrics: Metrics, processes: int | None) -> str:
+    """The steps each process measured and how long they took in all (min_time's window), from
+    the samples; where they do not hold every process's steps, the steps asked for."""
+    p, samples = metrics.params, metrics.samples or {}
+    runs = [q.get("step_s") or [] for q in samples.get("processes") or []]
+    if not runs and processes == 1:
+        runs = [samples.get("step_s") or []]
+    plural = "es" if (len(runs) or processes) != 1 else ""
+    if not runs or not all(runs):
+        return f"{p['steps']} steps × {processes} process{plural}"
+    counts, windows = [len(r) for r in runs], [sum(r) for r in runs]
+    steps = f"{min(counts):,}" + (f"–{max(counts):,}" if max(counts) > min(counts) else "")
+    window = f"{min(windows):.2f}" + (
+        f"–{max(windows):.2f}" if f"{max(windows):.2f}" != f"{min(windows):.2f}" else ""
+    )
+    each = " each" if len(runs) > 1 else ""
+    asked = f" (min_time {p['min_time']:g} s)" if p.get("min_time") else ""
+    return f"{steps} steps × {len(runs)} process{plural} in {window} s{each}{asked}"
 
 
 def batch(p: Mapping) -> str:

@@ -101,7 +101,21 @@ PARAMS = {
             maximum=1048576,
         ),
         Param(
-            "steps", int, "measured steps (each one timed and kept)", 20, minimum=1, maximum=100000
+            "steps",
+            int,
+            "measured steps, each one timed and kept (the fewest: see min_time)",
+            20,
+            minimum=1,
+            maximum=100000,  # repro.kernel.measure.MAX_STEPS
+        ),
+        Param(
+            "min_time",
+            float,
+            "shortest measured time per process in seconds: measured steps go on past `steps` "
+            "until they add up to it (at most 100000 steps); 0 = exactly `steps`",
+            1.0,
+            minimum=0,
+            maximum=3600,
         ),
         Param(
             "warmup",
@@ -110,6 +124,14 @@ PARAMS = {
             50,
             minimum=0,
             maximum=10000,
+        ),
+        Param(
+            "warmup_time",
+            float,
+            "most warm-up seconds (the step that crosses it ends warm-up)",
+            10.0,
+            minimum=0,
+            maximum=86400,
         ),
         Param(
             "mode",
@@ -307,9 +329,11 @@ PARAMS = {
 
 # A report made before a parameter existed ran what its code did then, recorded as this value.
 FORMERLY = {  # attention was written out before it was a choice; one process measured; each
-    "attention": "explicit",  # device took batch_size samples
-    "repeats": 1,
+    "attention": "explicit",  # device took batch_size samples; exactly `steps` were measured,
+    "repeats": 1,  # after a warm-up bounded by steps alone
     "scaling": "weak",
+    "min_time": 0.0,
+    "warmup_time": 86400.0,
 }
 # repeats=0: 3 processes for inference on a CPU; 1 for training (each process compiles again) and
 # on a GPU (each process would hold GPU memory while the next one runs; JAX preallocates 75%)
@@ -319,6 +343,7 @@ REPEATS = {
     TRAIN_TO_ACCURACY: 3,
     "generate": 3,
 }  # time to accuracy: its spread
+MEASURED = ("inference", "training", "generate")  # the modes repro.kernel.measure's protocol times
 # Parameters of one mode or one scenario, and where each applies. One rule for all of them
 # (check_applies): elsewhere, a value other than the default is refused, and the parameter is
 # recorded as null, so run.sh, a rerun and a comparison leave it out.
@@ -326,6 +351,7 @@ ONLY_IN = {
     "runtime": ("mode", ("inference",)),
     "prompt_length": ("mode", ("generate",)),
     "new_tokens": ("mode", ("generate",)),
+    **{name: ("mode", MEASURED) for name in ("min_time", "warmup_time")},
     **{name: ("mode", (TRAIN_TO_ACCURACY,)) for name in accuracy.ONLY_HERE},
     **{name: ("scenario", scenarios) for name, scenarios in APPLIES.items()},
 }
@@ -597,11 +623,12 @@ def check_mxnet(workload: str, spec: dict, resolved: dict) -> None:
 def check_applies(resolved: dict) -> None:
     """ONLY_IN's rule: a parameter set away from its default where it does not apply is
     refused; where it does not apply it is recorded as null. (A default given by hand, as a
-    rerun of an older report gives every recorded value, is accepted.)"""
+    rerun of an older report gives every recorded value, is accepted, and so is FORMERLY's
+    value, which a rerun gives for a parameter its report predates.)"""
     for name, (key, where) in ONLY_IN.items():
         if resolved[key] in where:
             continue
-        if resolved[name] != PARAMS[name].default:
+        if resolved[name] not in (PARAMS[name].default, FORMERLY.get(name)):
             raise UserError(
                 f"{name} applies to {key}={'|'.join(where)} only, not {key}={resolved[key]}"
             )

@@ -8,21 +8,25 @@ steps are recorded but not summarised, and every measured step's time is kept.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from repro import stats
+if TYPE_CHECKING:
+    from repro.stats import Headline
 
 HIGH_CV = 0.10  # pyperf warns at the same ratio of std to mean
 FEW_SAMPLES = 10
 WIDE_CI = 2.0  # a headline whose 95% CI's bounds are this far apart is said to be unusable
 STEADY_WINDOW = 3  # warm-up ends when two consecutive windows of this many steps agree...
 STEADY_TOLERANCE = 0.05  # ...within 5% of their medians
+MAX_STEPS = 100_000  # the most measured steps min_time may add up to (and steps' own maximum)
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,17 @@ def protocol(
     batch_size: int,
     warmup: int,
     steps: int,
+    min_time: float = 0.0,
+    warmup_time: float = math.inf,
     keep_outputs: bool = False,
     around_measured: AbstractContextManager | None = None,
     clock: Callable[[], float] = time.perf_counter,
     log=sys.stdout,
 ) -> Measurement:
-    """First call; warm-up until steady (at most `warmup` steps); `steps` measured steps.
+    """First call; warm-up until steady (at most `warmup` steps and about `warmup_time`
+    seconds); then measured steps until there are `steps` of them and they took `min_time`
+    seconds in all (an autorange, as timeit's and pyperf's: a fast step is measured more
+    often), at most MAX_STEPS.
 
     Every step is synchronised before the clock is read. `keep_outputs` keeps every step's
     return value (a training loss) without reading it during the loop, so no extra
@@ -91,19 +100,28 @@ def protocol(
     first = call()
     print(f"first call: {first:.3f} s (includes compilation / cold start)", file=log)
     warm: list[float] = []
-    while len(warm) < warmup and not is_steady(warm):
+    while len(warm) < warmup and sum(warm) < warmup_time and not is_steady(warm):
         warm.append(call())
     steady = is_steady(warm) or warmup == 0
     state = "steady" if steady else "NOT steady: cap reached"
     print(f"warm-up: {len(warm)} steps, {sum(warm):.2f} s ({state})", file=log)
     measured: list[float] = []
-    report_every = max(1, steps // 5)
+    total, shown = 0.0, 0
+
+    def progress() -> None:
+        ms = np.median(measured) * 1e3
+        print(f"measured {len(measured)} steps in {total:.2f} s, median {ms:.1f} ms", file=log)
+
     with around_measured or nullcontext():
-        for i in range(1, steps + 1):
+        while len(measured) < MAX_STEPS and (len(measured) < steps or total < min_time):
             measured.append(call())
-            if i % report_every == 0 or i == steps:
-                median_ms = np.median(measured) * 1e3
-                print(f"measured {i}/{steps} steps, median {median_ms:.1f} ms", file=log)
+            total += measured[-1]
+            done = min(len(measured) / steps, total / min_time if min_time else 1.0)
+            if int(5 * done) > shown:  # a line at each fifth of the way, the last at the end
+                shown = int(5 * done)
+                progress()
+    if shown < 5:  # stopped by MAX_STEPS
+        progress()
     return Measurement(batch_size, first, tuple(warm), tuple(measured), steady, tuple(outputs))
 
 
@@ -124,6 +142,9 @@ def summarize(m: Measurement, seed: int = 0, repeats: Sequence[Sequence[float]] 
     """The run's headline (repro.stats.headline: the processes' centre, this one's and the
     `repeats`' step times), the distribution of every measured step of every process (ms), and
     warnings."""
+    # imported here: a fresh process (repro.kernel.repeat) measures without scipy's 1-4 s import
+    from repro import stats
+
     steps = [list(m.step_s), *(list(r) for r in repeats)]
     head = stats.headline(
         {
@@ -158,7 +179,7 @@ def summarize(m: Measurement, seed: int = 0, repeats: Sequence[Sequence[float]] 
     }
 
 
-def disagree(head: stats.Headline) -> list[str]:
+def disagree(head: Headline) -> list[str]:
     """A headline whose processes landed far apart: its CI is honest, and too wide to use."""
     ci = head.samples_per_s_ci95
     if head.processes < 2 or not ci or ci[1] / ci[0] < WIDE_CI:
@@ -192,8 +213,8 @@ def warmup_warnings(m: Measurement, ms: np.ndarray) -> list[str]:
     without the step times settling (a warm-up that settled early stopped by itself)."""
     if not m.steady:
         return [
-            f"Warm-up hit its cap ({len(m.warmup_s)} steps) before step times settled: "
-            "rerun with a larger warmup."
+            f"Warm-up hit its cap ({len(m.warmup_s)} steps, {sum(m.warmup_s):.1f} s) before "
+            "step times settled: rerun with a larger warmup or warmup_time."
         ]
     head = ms[: max(1, len(ms) // 10)]
     if not m.warmup_s and len(ms) >= FEW_SAMPLES and head.mean() > 1.10 * np.median(ms):

@@ -33,7 +33,9 @@ PARAMS = (  # what a fresh process needs to measure exactly what the kernel meas
     "lr",
     "batch_size",
     "warmup",
+    "warmup_time",
     "steps",
+    "min_time",
     "data",  # mode=train-to-accuracy (repro.kernel.accuracy)
     "target_accuracy",
     "eval_every",
@@ -48,10 +50,13 @@ def once(p: dict, log=sys.stderr) -> dict:
     the measurement (the attention probe, the FLOP count): without the FLOP count's forward,
     torch's resnet-tiny steps ran at 4.9 to 6.7 ms in fresh processes against 3.7 to 5.1 ms with
     it (three processes each, 2-core VM), a bias a verdict would read as noise or change."""
-    from repro.kernel import accuracy, machine, measure, models, runtimes
-
     if p["mode"] == "train-to-accuracy":  # train from scratch to the target instead
+        from repro.kernel import accuracy
+
         return accuracy.once(p, log)
+    # only what measuring needs: scipy.stats (the report's statistics) took 1 to 4 s to import
+    from repro.kernel import machine, measure, models, runtimes
+
     fw = framework(p)
     net = fw.build(p["model"], p["attention"])
     batch, labels = models.synthetic_batch(models.config(p["model"]), p["batch_size"], p["seed"])
@@ -75,9 +80,21 @@ def once(p: dict, log=sys.stderr) -> dict:
         fw.count_flops(net, inputs, targets, p["mode"])
     with machine.Check() as check:
         m = measure.protocol(
-            step, fw.sync, batch_size=p["batch_size"], warmup=p["warmup"], steps=p["steps"], log=log
+            step,
+            fw.sync,
+            batch_size=p["batch_size"],
+            warmup=p["warmup"],
+            warmup_time=p["warmup_time"],
+            steps=p["steps"],
+            min_time=p["min_time"],
+            log=log,
         )
-    return {"first_call_s": m.first_call_s, "step_s": list(m.step_s), "machine": check.result()}
+    return {
+        "first_call_s": m.first_call_s,
+        "warmup_s": list(m.warmup_s),
+        "step_s": list(m.step_s),
+        "machine": check.result(),
+    }
 
 
 def framework(p: dict):

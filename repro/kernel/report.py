@@ -212,9 +212,16 @@ def results(
     request, a step being one request (repro.kernel.generation.step)."""
     repeats = repeats or []
     summary = measure.summarize(m, seed, [r["step_s"] for r in repeats])
-    processes = [{"first_call_s": m.first_call_s, "step_s": list(m.step_s)}]
+    processes = [
+        {"first_call_s": m.first_call_s, "warmup_s": list(m.warmup_s), "step_s": list(m.step_s)}
+    ]
     processes += [
-        {"first_call_s": r["first_call_s"], "step_s": r["step_s"], "load": r["machine"]["load"]}
+        {
+            "first_call_s": r["first_call_s"],
+            "warmup_s": r.get("warmup_s"),  # a time-to-accuracy process has none
+            "step_s": r["step_s"],
+            "load": r["machine"]["load"],
+        }
         for r in repeats
     ]
     summary["processes"] = spread = stats.spread({"processes": processes})
