@@ -89,7 +89,7 @@ def test_generate_sets_the_prompt_as_the_input_and_other_modes_record_null():
         "gpt-mini", "jax", {"mode": "generate", "prompt_length": "8", "new_tokens": "16"}
     )
     assert (p.params["prompt_length"], p.params["new_tokens"]) == (8, 16)
-    assert p.params["sequence_length"] == 8 and p.params["repeats"] == 3
+    assert p.params["sequence_length"] == 8 and p.params["repeats"] == 4
     assert p.notebook_parameters({})["model"]["config"]["sequence_length"] == 8
     other = plan.resolve("gpt-mini", "jax", {})
     assert other.params["prompt_length"] is None and other.params["new_tokens"] is None

@@ -151,10 +151,15 @@ def test_summary_statistics_and_intervals():
         tuple(0.2 + rng.exponential(0.01, size=50)),
         tuple(0.3 + rng.exponential(0.01, size=50)),
     )
-    three = measure.summarize(m, repeats=more)  # every process's steps: the centre, the pool
-    centre = np.exp(np.mean(np.log([np.median(times), *map(np.median, more)])))
+    two = measure.summarize(m, repeats=more[:1])  # the kernel's and one fresh: both count
+    centre = np.exp(np.mean(np.log([np.median(times), np.median(more[0])])))
+    assert two["throughput"]["samples_per_s"] == pytest.approx(8 / centre)
+    assert two["headline"]["processes"] == 2 and two["latency_ms"]["n"] == 250
+    three = measure.summarize(m, repeats=more)  # two fresh ones: the kernel's is left out
+    centre = np.exp(np.mean(np.log([np.median(r) for r in more])))
     assert three["throughput"]["samples_per_s"] == pytest.approx(8 / centre)
-    assert three["headline"]["processes"] == 3 and three["latency_ms"]["n"] == 300
+    assert three["headline"]["processes"] == 2 and three["latency_ms"]["n"] == 100
+    assert three["headline"]["kernel_samples_per_s"] == pytest.approx(8 / np.median(times))
 
 
 def test_warnings_name_what_to_do():

@@ -259,8 +259,8 @@ def test_the_reports_equivalence_claim_states_the_tolerance_the_test_uses():
     assert tolerance in claim
 
 
-def test_repeats_default_to_three_processes_for_inference_on_a_cpu_and_one_for_training():
-    for mode, processes in (("inference", 3), ("training", 1)):
+def test_repeats_default_to_four_processes_for_inference_on_a_cpu_and_one_for_training():
+    for mode, processes in (("inference", 4), ("training", 1)):
         p = plan.resolve("resnet-tiny", "torch", {"mode": mode, "device": "cpu"})
         assert p.params["repeats"] == processes
 

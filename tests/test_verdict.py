@@ -94,10 +94,11 @@ def test_old_reports_have_one_process():
 
 
 def test_the_headline_is_the_batch_at_the_processes_centre_quoted_to_its_ci():
-    processes = [{"step_s": [t, t * 1.02]} for t in (0.010, 0.012, 0.009)]
+    processes = [{"step_s": [t, t * 1.02]} for t in (0.007, 0.010, 0.012, 0.009)]
     samples = {"processes": processes, "batch_size": 4, "step_s": processes[0]["step_s"]}
-    head, spread = stats.headline(samples), stats.spread(samples)
+    head, spread = stats.headline(samples), stats.spread(samples)  # the three fresh ones
     assert head.step_ms == spread["centre_ms"] and head.processes == 3
+    assert head.kernel_samples_per_s == pytest.approx(4 / 0.00707) and spread["kernel_ms"] == 7.07
     assert head.samples_per_s == pytest.approx(4e3 / spread["centre_ms"])
     low, high = head.samples_per_s_ci95
     assert low == pytest.approx(4e3 / spread["centre_ci95_ms"][1]) and low < high

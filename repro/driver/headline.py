@@ -48,6 +48,11 @@ def result(metrics: Metrics) -> str:
         )
     parts = [time_to_accuracy(summary.time_to_accuracy)] if summary.time_to_accuracy else []
     parts += [f"**{head.quote()}**", step_time(head)]
+    if head.kernel_samples_per_s is not None:
+        parts.append(
+            f"the notebook kernel's own process, left out: {figure(head.kernel_samples_per_s)} "
+            f"samples/s ({head.kernel_samples_per_s / head.samples_per_s:.2f}x)"
+        )
     if summary.throughput.get("tokens_per_s"):
         parts.append(f"{figure(summary.throughput['tokens_per_s'])} tokens/s")
     if summary.generation:

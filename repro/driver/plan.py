@@ -192,8 +192,9 @@ PARAMS = {
         Param(
             "repeats",
             int,
-            "processes measuring the same steps (each fresh, the model rebuilt): verdicts rest "
-            "on their spread; 0 = 3 for inference or generate on a CPU, else 1",
+            "processes measuring the same steps: the notebook kernel's, then fresh ones (the "
+            "model rebuilt); with 2 or more fresh ones the figures and verdicts rest on theirs; "
+            "0 = 4 for inference or generate on a CPU, else 1",
             0,
             minimum=0,
             maximum=100,
@@ -335,13 +336,14 @@ FORMERLY = {  # attention was written out before it was a choice; one process me
     "min_time": 0.0,
     "warmup_time": 86400.0,
 }
-# repeats=0: 3 processes for inference on a CPU; 1 for training (each process compiles again) and
-# on a GPU (each process would hold GPU memory while the next one runs; JAX preallocates 75%)
+# repeats=0: 4 processes for inference on a CPU, the kernel's and 3 fresh ones, which the figures
+# rest on (repro.stats.processes); 1 for training (each process compiles again) and on a GPU (each
+# process would hold GPU memory while the next one runs; JAX preallocates 75%)
 REPEATS = {
-    "inference": 3,
+    "inference": 4,
     "training": 1,
     TRAIN_TO_ACCURACY: 3,
-    "generate": 3,
+    "generate": 4,
 }  # time to accuracy: its spread
 MEASURED = ("inference", "training", "generate")  # the modes repro.kernel.measure's protocol times
 # Parameters of one mode or one scenario, and where each applies. One rule for all of them

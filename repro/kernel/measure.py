@@ -139,25 +139,19 @@ def lr_schedule(peak: float, warmup_steps: int, total_steps: int) -> np.ndarray:
 
 
 def summarize(m: Measurement, seed: int = 0, repeats: Sequence[Sequence[float]] = ()) -> dict:
-    """The run's headline (repro.stats.headline: the processes' centre, this one's and the
-    `repeats`' step times), the distribution of every measured step of every process (ms), and
-    warnings."""
+    """The run's headline (repro.stats.headline over this process's and the `repeats`' step
+    times), the distribution of the steps of the processes it rests on (ms, pooled:
+    repro.stats.processes), and warnings."""
     # imported here: a fresh process (repro.kernel.repeat) measures without scipy's 1-4 s import
     from repro import stats
 
-    steps = [list(m.step_s), *(list(r) for r in repeats)]
-    head = stats.headline(
-        {
-            "batch_size": m.batch_size,
-            "step_s": steps[0],
-            "processes": [{"step_s": s} for s in steps],
-        },
-        seed,
-    )
-    ms = 1e3 * np.concatenate(steps)
+    each = [{"step_s": list(s)} for s in (m.step_s, *repeats)]
+    samples = {"batch_size": m.batch_size, "step_s": list(m.step_s), "processes": each}
+    head = stats.headline(samples, seed)
+    ms = 1e3 * stats.pooled(samples)
     mean = float(ms.mean())
     std = float(ms.std(ddof=1)) if len(ms) > 1 else 0.0
-    latency = {  # every step of every process, pooled: the distribution, not the headline
+    latency = {  # the steps of the headline's processes, pooled: the distribution
         "n": len(ms),
         "median": float(np.median(ms)),
         "mean": mean,
@@ -175,7 +169,7 @@ def summarize(m: Measurement, seed: int = 0, repeats: Sequence[Sequence[float]] 
         "first_call_s": m.first_call_s,
         "warmup_steps": len(m.warmup_s),
         "warmup_steady": m.steady,
-        "warnings": warnings(ms) + warmup_warnings(m, ms[: len(m.step_s)]) + disagree(head),
+        "warnings": warnings(ms) + warmup_warnings(m, 1e3 * np.asarray(m.step_s)) + disagree(head),
     }
 
 

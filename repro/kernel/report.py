@@ -461,11 +461,18 @@ def process_row(spread: dict) -> str:
             "or more, and 8 to catch a 20% change)"
         )
     within = spread["within_cv"]
+    apart = (
+        f"{spread['n']} fresh processes: the figures above are their centre; the notebook "
+        f"kernel's own process (1), which runs inside Jupyter and lands apart, measured "
+        f"{stats.figure(spread['kernel_ms'])} ms a step ({spread['kernel_ratio']:.2f}x the "
+        "centre)"
+        if "kernel_ms" in spread
+        else f"{spread['n']}: the figures above are their centre"
+    )
     return (
-        f"{spread['n']}: the figures above are their centre; CV between processes "
-        f"{spread['between_cv']:.1%}, within one "
+        f"{apart}; CV between processes {spread['between_cv']:.1%}, within one "
         + (f"{within:.1%}" if within is not None else "n/a (one step each)")
-        + ". The rows below pool every process's steps."
+        + ". The rows below pool their steps."
     )
 
 
