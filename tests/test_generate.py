@@ -59,13 +59,13 @@ def test_a_request_times_the_first_token_and_each_one_after_it():
 def test_the_figures_are_over_requests_and_over_tokens():
     requests = [{"ttft_s": 0.5, "tpot_s": [0.1, 0.1, 0.4]}, {"ttft_s": 0.7, "tpot_s": [0.2] * 3}]
     step_s = [1.1, 1.3]  # each request's end-to-end time, as the protocol measured it
-    g = generation.summarize(requests, step_s, batch_size=2, prompt_length=4)
+    g = generation.summarize(requests, step_s, batch_size=2, prompt_length=4, tokens_per_s=7.0)
     assert (g["new_tokens"], g["requests"], g["batch_size"]) == (4, 2, 2)
     assert g["ttft_ms"]["p50"] == pytest.approx(600) and g["ttft_ms"]["n"] == 2
     assert g["tpot_ms"]["n"] == 6 and g["tpot_ms"]["p50"] == pytest.approx(200)
     assert g["tpot_ms"]["p99"] == pytest.approx(390)  # over every token, not per request
     assert g["e2e_ms"]["p99"] == pytest.approx(1298)
-    assert g["tokens_per_s"] == pytest.approx(2 * 4 * 2 / 2.4)  # every output token of the batch
+    assert g["tokens_per_s"] == 7.0  # the run's headline in tokens, given (report.results)
     assert g["decode_tokens_per_s"] == pytest.approx(2 * 6 / 1.2)
     rows = generation.rows(g)
     assert rows["time to first token, p50 / p90 / p99 (ms)"] == "600.00 / 680.00 / 698.00"
@@ -100,7 +100,7 @@ def test_old_reports_read_without_generation_figures_and_new_ones_show_them():
     old = Summary.from_json(fixture["summary"], "old")
     assert dict(old.generation) == {}
     figures = generation.summarize(
-        [{"ttft_s": 0.5, "tpot_s": [0.1]}], [0.6], batch_size=1, prompt_length=4
+        [{"ttft_s": 0.5, "tpot_s": [0.1]}], [0.6], batch_size=1, prompt_length=4, tokens_per_s=3.3
     )
     fixture["summary"]["generation"] = figures
     fixture["params"].update(mode="generate", prompt_length=4, new_tokens=2)

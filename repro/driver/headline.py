@@ -101,7 +101,7 @@ def measured(metrics: Metrics) -> str:
     processes = summary.process_count if summary else p.get("repeats")
     warmup = (
         f"warm-up {summary.warmup_steps} steps "
-        + ("(settled)" if summary.warmup_steady else f"(cap {p['warmup']}, not settled)")
+        + ("(settled)" if summary.warmup_steady else f"(not settled: {warmup_cap(p)})")
         if summary and summary.warmup_steps is not None
         else f"warm-up up to {p['warmup']} steps"
     )
@@ -142,6 +142,12 @@ def measured_steps(metrics: Metrics, processes: int | None) -> str:
     each = " each" if len(runs) > 1 else ""
     asked = f" (min_time {p['min_time']:g} s)" if p.get("min_time") else ""
     return f"{steps} steps × {len(runs)} process{plural} in {window} s{each}{asked}"
+
+
+def warmup_cap(p: Mapping) -> str:
+    """What bounds warm-up: `warmup` steps, and `warmup_time` seconds where it is set."""
+    seconds = p.get("warmup_time")
+    return f"cap {p['warmup']} steps" + (f" or {seconds:g} s" if seconds else "")
 
 
 def batch(p: Mapping) -> str:

@@ -310,7 +310,7 @@ def results(
     if generated:  # the measured requests are the last ones
         measured = generated["requests"][-len(m.step_s) :]
         summary["generation"] = figures = generation.summarize(
-            measured, m.step_s, m.batch_size, generated["prompt_length"]
+            measured, m.step_s, m.batch_size, generated["prompt_length"], thr["tokens_per_s"]
         )
         rows = {**generation.rows(figures), **rows}
     notes = "".join(f"\n\n> ⚠ {w}" for w in summary["warnings"])
