@@ -16,7 +16,7 @@ from repro.driver import kernels, plan, templates
 from repro.errors import UserError
 from repro.kernel import models
 from repro.lockfile import target_python
-from repro.paths import KERNELSPECS
+from repro.paths import KERNELSPECS, LESSONS
 
 
 def test_defaults_come_from_the_workload_spec():
@@ -340,3 +340,33 @@ def test_run_sh_runs_as_written_from_its_run_folder(tmp_path):
         "run.sh: repro not found; run this from a checkout of commit abc after `make venv` (a run "
         "folder inside it finds its .venv), or set REPRO=path/to/repro\n"
     )
+
+
+def test_openmp_threads_wait_passively_unless_a_run_says_otherwise(monkeypatch):
+    """The default, how a rerun of a report older than it runs, and where each run records it."""
+    from repro.driver import accuracy
+    from repro.driver.execute import declared
+    from repro.kernel import capture, frameworks, repeat
+
+    assert plan.resolve("resnet-tiny", "torch").params["omp_wait_policy"] == "passive"
+    older = {**plan.FORMERLY, "threads": "2"}  # what a rerun adds to an older report's params
+    assert plan.resolve("resnet-tiny", "torch", older).params["omp_wait_policy"] == "unset"
+    with pytest.raises(UserError, match="choose one of: passive, active, unset"):
+        plan.resolve("resnet-tiny", "torch", {"omp_wait_policy": "spin"})
+
+    # every notebook a run executes takes it, and hands it on to the run's other processes
+    notebooks = [templates.assembled(n).notebook() for n in set(plan.TASK_TEMPLATES.values())]
+    others = [accuracy.TEMPLATE, *LESSONS.glob("*.ipynb")]
+    notebooks += [templates.from_file(p).notebook() for p in others]
+    assert all("omp_wait_policy" in declared(nb) for nb in notebooks)
+    assert "omp_wait_policy" in repeat.PARAMS
+
+    for var in (*frameworks.THREAD_ENV, "OMP_WAIT_POLICY"):  # restored after the test
+        monkeypatch.setenv(var, "")
+    threads = len(os.sched_getaffinity(0))  # all of them: the affinity stays as it is
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    frameworks.prepare_process(threads, False)  # before the framework's import, as load() does
+    assert capture.env_vars()["OMP_WAIT_POLICY"] == "PASSIVE"  # environment.json records it
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # unset: the environment's, kept
+    frameworks.prepare_process(threads, False, "unset")
+    assert capture.env_vars()["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -224,6 +224,14 @@ PARAMS = {
             minimum=0,
             maximum=4096,
         ),
+        Param(
+            "omp_wait_policy",
+            str,
+            "OMP_WAIT_POLICY of the run's processes: idle OpenMP threads sleep (passive) or spin "
+            "(active); unset: as the environment has it (torch and MXNet use OpenMP)",
+            "passive",
+            choices=("passive", "active", "unset"),
+        ),
         Param("device", str, "where the model runs", "auto", choices=("auto", "cpu", "gpu")),
         Param(
             "devices",
@@ -335,6 +343,7 @@ FORMERLY = {  # attention was written out before it was a choice; one process me
     "scaling": "weak",
     "min_time": 0.0,
     "warmup_time": 86400.0,
+    "omp_wait_policy": "unset",  # OpenMP's own default: spin, then sleep
 }
 # repeats=0: 4 processes for inference on a CPU, the kernel's and 3 fresh ones, which the figures
 # rest on (repro.stats.processes); 1 for training (each process compiles again) and on a GPU (each

@@ -106,6 +106,7 @@ def _torch(fw, model, inputs, labels, devices, compile, lr_table, attention) -> 
         "precision": fw.precision,
         "deterministic": fw.deterministic,
         "device": fw.requested_device,
+        "omp_wait_policy": "unset",  # as the kernel set it: inherited with its environment
     }
     job = (settings, model, inputs, labels, devices, compile, lr_table, attention, store.port)
     spawn = mp.get_context("spawn")

@@ -32,6 +32,10 @@ DATA_PARALLEL_COMPILE_MODES = {  # devices > 1: training only, in these (repro.k
     "jax": ("jit", "eager"),
 }
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Idle OpenMP threads sleep by default: left to spin (libgomp's default spins up to 300,000
+# iterations at every barrier), torch's two threads on a 2-core VM beside two busy loops ran
+# resnet-tiny at 12 samples/s against 403 passive (README: "Threads on a busy machine").
+WAIT_POLICY = "passive"
 DETERMINISM_ENV = {  # read when the framework initialises its GPU backend
     "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
     "MXNET_ENFORCE_DETERMINISM": "1",
@@ -54,14 +58,17 @@ def parallel_batches(batch_size: int, devices: int, scaling: str | None) -> tupl
     return batch_size // devices, batch_size
 
 
-def prepare_process(threads: int, deterministic: bool) -> int:
-    """Pin the thread count (and CPU affinity) and set determinism variables; return threads."""
+def prepare_process(threads: int, deterministic: bool, omp_wait_policy: str = WAIT_POLICY) -> int:
+    """Pin the thread count (and CPU affinity), OpenMP's wait policy (`unset`: the
+    environment's) and determinism variables; return threads."""
     available = sorted(os.sched_getaffinity(0))
     threads = threads or len(available)
     if threads < len(available):  # the same cores for every framework, JAX included
         os.sched_setaffinity(0, available[:threads])
     for var in THREAD_ENV:
         os.environ[var] = str(threads)
+    if omp_wait_policy != "unset":  # read when the OpenMP runtime loads, with the framework
+        os.environ["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
     if deterministic:
         for var, value in DETERMINISM_ENV.items():
             current = os.environ.get(var, "")
@@ -71,11 +78,16 @@ def prepare_process(threads: int, deterministic: bool) -> int:
 
 def load(name: str, devices: int = 1, **options) -> Adapter:
     """The adapter for framework `name`, set up with device, threads, seed, precision and
-    deterministic; `devices` > 1 readies that many CPU devices for data parallelism (JAX and
-    TensorFlow; torch runs a process per device)."""
+    deterministic, in a process with `omp_wait_policy` (prepare_process); `devices` > 1 readies
+    that many CPU devices for data parallelism (JAX and TensorFlow; torch runs a process per
+    device)."""
     if name not in FRAMEWORKS:
         raise ValueError(f"unknown framework {name!r}; choose one of {', '.join(FRAMEWORKS)}")
-    options["threads"] = prepare_process(options.get("threads", 0), options.get("deterministic"))
+    options["threads"] = prepare_process(
+        options.get("threads", 0),
+        options.get("deterministic"),
+        options.pop("omp_wait_policy", WAIT_POLICY),
+    )
     if name == "mxnet":  # read when libmxnet loads: one engine worker runs the ops in order,
         os.environ["MXNET_CPU_WORKER_NTHREADS"] = "1"  # each on OMP_NUM_THREADS threads
     if name == "jax" and devices > 1:  # N CPU devices, read when the backend starts
