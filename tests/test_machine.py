@@ -4,7 +4,9 @@ the machine, told apart from the run's own work (real processes, no mocked /proc
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 from conftest import burner
 from test_headline import PARAMS
 
@@ -52,6 +54,9 @@ def test_another_process_burning_a_core_makes_the_run_busy_and_is_named():
     assert load["status"] == "measured" and load["other_cores"] > machine.BUSY_CORES
     assert result["busy"] and "The machine was busy" in result["warnings"][0]
     assert pid in busiest(load)  # a full spinner: among the three busiest
+    (spinner,) = [p for p in load["busiest_others"] if p["pid"] == pid]
+    assert spinner["command"].startswith(f"{Path(sys.executable).name} -c import")  # not "python"
+    assert f"`{spinner['command']}`" in result["warnings"][0]  # named by what it runs
 
 
 def test_the_runs_own_child_processes_are_not_other_load():
@@ -95,3 +100,36 @@ def test_drift_counts_only_beyond_the_references_own_noise():
     assert slower["change"] > slower["threshold"]
     noisy = machine.drift(side(5.0, 6.5), side(6.5, 6.6))["sort_ms"]  # +30%, but 30% spread
     assert noisy["change"] < noisy["threshold"]
+
+
+BUSY = {  # a busy window as Check.load records it: the busiest named by their command lines
+    "status": "measured",
+    "cores": 2,
+    "other_cores": 1.8,
+    "steal_fraction": 0.0,
+    "busiest_others": [
+        {"name": "python", "command": "python -m pytest -n 2 tests", "pid": 7, "cores": 0.9},
+        {"name": "yes", "command": "yes", "pid": 8, "cores": 0.6},
+    ],
+}
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_the_busy_warning_names_the_busiest_commands_and_what_to_change(monkeypatch, framework):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what frameworks.load set: a 2-thread run
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)  # spinning OpenMP threads
+    for name in ("torch", "mxnet"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, framework, sys)  # a module by that name, loaded
+    warning = machine.busy_warning(BUSY)
+    assert warning.startswith("The machine was busy while this run was measured")
+    assert "`python -m pytest -n 2 tests` 0.9, `yes` 0.6" in warning
+    assert "quiet machine" in warning and "`threads=1`" in warning and "`steps`" in warning
+    openmp_hint = "`omp_wait_policy=passive` (this run's: unset)"
+    assert (openmp_hint in warning) == (framework == "torch")  # JAX has no OpenMP pool
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # on the core the others left free, passive:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # nothing about threads left to change
+    settled = machine.busy_warning(BUSY)
+    assert "threads=" not in settled and "omp_wait_policy" not in settled
+    assert "quiet machine" in settled

@@ -16,6 +16,7 @@ Linux only for the load; elsewhere it is "unavailable" with the reason.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ DRIFT = 0.10  # the reference's fastest time more than 10% slower or faster afte
 # beyond twice the reference's own spread on both sides (median over fastest): on this 2-core VM,
 # idle, two references in a row moved the fastest copy by up to 35% with once the spread alone
 LOAD_PERIOD_S = 0.5
+COMMAND_CHARS = 60  # of a busy process's command line: enough to tell `pytest` from `yes`
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -96,6 +98,21 @@ def process_cpu_s() -> dict[int, tuple[str, int, float]]:
     return out
 
 
+def command(pid: int, name: str) -> str:
+    """What process `pid` runs, as a reader would recognise it: the program's file name and its
+    first arguments (`python -m pytest -n 2 tests`), cut at COMMAND_CHARS; `name` (its comm)
+    once it has gone or hides its command line (a kernel thread)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return name
+    argv = [a for a in argv if a]
+    if not argv:
+        return name
+    text = " ".join(" ".join([Path(argv[0]).name, *argv[1:]]).split())  # `-c` code: one line
+    return text if len(text) <= COMMAND_CHARS else text[: COMMAND_CHARS - 1] + "…"
+
+
 def family(procs: dict[int, tuple[str, int, float]], root: int) -> set[int]:
     """`root` and its descendants (torch.compile's compile workers, say): this run's own work."""
     found, todo = {root}, [root]
@@ -105,6 +122,45 @@ def family(procs: dict[int, tuple[str, int, float]], root: int) -> set[int]:
         found.update(children)
         todo.extend(children)
     return found
+
+
+def busy_warning(load: dict) -> str:
+    """One warning for a busy measured window: how busy, by whom (their command lines), and what
+    to change: a quiet machine, the threads (no more than the cores the others leave free, and
+    sleeping rather than spinning OpenMP threads), a longer measurement."""
+    names = ", ".join(
+        f"`{p.get('command', p['name'])}` {p['cores']:.1f}" for p in load["busiest_others"]
+    )
+    threads = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
+    free = max(1, int(load["cores"] - load["other_cores"]))
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset").lower()
+    openmp = any(name in sys.modules for name in ("torch", "mxnet"))  # JAX and TF: Eigen pools
+    return (
+        f"The machine was busy while this run was measured: other processes used "
+        f"{load['other_cores']:.1f} of its {load['cores']} cores on average"
+        + (f" (busiest: {names})" if names else "")
+        + (
+            f", and {load['steal_fraction']:.0%} of CPU time was stolen by the host"
+            if load["steal_fraction"] > STEAL_FRACTION
+            else ""
+        )
+        + ". These figures are likely below this machine's normal; do not compare them with a "
+        "run measured on a quiet machine. To change that: rerun on a quiet machine (once the "
+        "processes named here have finished, or elsewhere)"
+        + (
+            f"; or measure on the cores they leave free (`threads={free}`; this run's "
+            f"{threads} threads shared cores with them)"
+            if threads > free
+            else ""
+        )
+        + (
+            f"; keep `omp_wait_policy=passive` (this run's: {policy}): spinning OpenMP threads "
+            "wait for each other's share of a busy core"
+            if openmp and policy != "passive"
+            else ""
+        )
+        + "; measure longer (more `steps`) if their load comes and goes."
+    )
 
 
 class Check:
@@ -165,7 +221,12 @@ class Check:
             "steal_fraction": (steal1 - steal0) / max(total1 - total0, 1e-9),
             "load_average_1m": {"start": self._loads[0], "max": max(self._loads)},
             "busiest_others": [
-                {"name": name, "pid": pid, "cores": round(cpu / wall, 2)}
+                {
+                    "name": name,
+                    "command": command(pid, name),
+                    "pid": pid,
+                    "cores": round(cpu / wall, 2),
+                }
                 for cpu, name, pid in others[:3]
                 if cpu / wall >= 0.05
             ],
@@ -177,18 +238,7 @@ class Check:
             load["other_cores"] > BUSY_CORES or load["steal_fraction"] > STEAL_FRACTION
         )
         if busy:
-            names = ", ".join(f"{p['name']} {p['cores']:.1f}" for p in load["busiest_others"])
-            warnings.append(
-                f"The machine was busy while this run was measured: other processes used "
-                f"{load['other_cores']:.1f} of its {load['cores']} cores on average"
-                + (f" (busiest: {names})" if names else "")
-                + (
-                    f", and {load['steal_fraction']:.0%} of CPU time was stolen by the host"
-                    if load["steal_fraction"] > STEAL_FRACTION
-                    else ""
-                )
-                + ". These figures are likely below this machine's normal: rerun when it is idle."
-            )
+            warnings.append(busy_warning(load))
         changes = drift(self.before, self.after)
         for name, d in changes.items():
             if abs(d["change"]) > d["threshold"]:
