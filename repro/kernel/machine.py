@@ -126,15 +126,16 @@ def family(procs: dict[int, tuple[str, int, float]], root: int) -> set[int]:
 
 def busy_warning(load: dict) -> str:
     """One warning for a busy measured window: how busy, by whom (their command lines), and what
-    to change: a quiet machine, the threads (no more than the cores the others leave free, and
-    sleeping rather than spinning OpenMP threads), a longer measurement."""
+    to change: a quiet machine; in torch or MXNet, OpenMP threads that sleep rather than spin
+    (spinning ones collapsed beside busy loops: README, "Threads on a busy machine"); a longer
+    measurement."""
     names = ", ".join(
         f"`{p.get('command', p['name'])}` {p['cores']:.1f}" for p in load["busiest_others"]
     )
     threads = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
-    free = max(1, int(load["cores"] - load["other_cores"]))
     policy = os.environ.get("OMP_WAIT_POLICY", "unset").lower()
-    openmp = any(name in sys.modules for name in ("torch", "mxnet"))  # JAX and TF: Eigen pools
+    spinning = policy != "passive" and threads > 1
+    spinning = spinning and any(m in sys.modules for m in ("torch", "mxnet"))  # JAX, TF: Eigen
     return (
         f"The machine was busy while this run was measured: other processes used "
         f"{load['other_cores']:.1f} of its {load['cores']} cores on average"
@@ -148,15 +149,9 @@ def busy_warning(load: dict) -> str:
         "run measured on a quiet machine. To change that: rerun on a quiet machine (once the "
         "processes named here have finished, or elsewhere)"
         + (
-            f"; or measure on the cores they leave free (`threads={free}`; this run's "
-            f"{threads} threads shared cores with them)"
-            if threads > free
-            else ""
-        )
-        + (
-            f"; keep `omp_wait_policy=passive` (this run's: {policy}): spinning OpenMP threads "
-            "wait for each other's share of a busy core"
-            if openmp and policy != "passive"
+            f"; set `omp_wait_policy=passive` or `threads=1` (this run: {policy}, {threads} "
+            "threads): spinning OpenMP threads wait for each other's share of a busy core"
+            if spinning
             else ""
         )
         + "; measure longer (more `steps`) if their load comes and goes."
