@@ -169,6 +169,7 @@ class Check:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reason: str | None = None
+        self._commands: dict[int, str] = {}
 
     def __enter__(self) -> Check:
         self.before = reference()
@@ -191,6 +192,8 @@ class Check:
             self._stop.set()
             self._thread.join()
             self._end = (time.perf_counter(), own_cpu_s(), cpu_busy_s(), process_cpu_s())
+            # read now: a short-lived neighbour may be gone by the time result() is asked for
+            self._commands = {pid: command(pid, name) for pid, (name, _, _) in self._end[3].items()}
         self.after = reference()
 
     def load(self) -> dict:
@@ -218,7 +221,7 @@ class Check:
             "busiest_others": [
                 {
                     "name": name,
-                    "command": command(pid, name),
+                    "command": self._commands.get(pid, name),
                     "pid": pid,
                     "cores": round(cpu / wall, 2),
                 }
