@@ -34,7 +34,7 @@ DATA_PARALLEL_COMPILE_MODES = {  # devices > 1: training only, in these (repro.k
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Idle OpenMP threads sleep by default: left to spin (libgomp's default spins up to 300,000
 # iterations at every barrier), torch's two threads on a 2-core VM beside two busy loops ran
-# resnet-tiny at 12 samples/s against 403 passive (README: "Threads on a busy machine").
+# resnet-tiny at 15 samples/s against 456 passive (README: "Threads on a busy machine").
 WAIT_POLICY = "passive"
 DETERMINISM_ENV = {  # read when the framework initialises its GPU backend
     "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
