@@ -130,3 +130,23 @@ def test_the_busy_warning_names_the_busiest_commands_and_what_to_change(monkeypa
 
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the default: nothing about threads
     assert "omp_wait_policy" not in machine.busy_warning(BUSY)
+
+
+def test_a_busy_further_process_makes_one_busy_warning_for_the_run(monkeypatch):
+    from repro.kernel.report import busy_too
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    quiet = {"busy": False, "warnings": ["The reference sort took 30% longer ..."]}
+    busy = {"busy": True, "load": BUSY, "warnings": [machine.busy_warning(BUSY)]}
+    repeats = [{"machine": quiet}, {"machine": busy}]  # processes 2 and 3 of 3
+
+    check = {**quiet, "warnings": list(quiet["warnings"])}  # the kernel's: quiet
+    busy_too(check, repeats)
+    assert check["busy"] and len(check["warnings"]) == 2  # the busy one first, once
+    assert check["warnings"][0].startswith("The machine was busy while process 3 of 3 measured")
+    assert "`python -m pytest -n 2 tests` 0.9" in check["warnings"][0]
+
+    check = {**busy, "warnings": list(busy["warnings"])}  # the kernel's: busy too
+    busy_too(check, repeats)
+    assert len(check["warnings"]) == 1
+    assert check["warnings"][0].endswith("It was busy too while process 3 of 3 measured.")

@@ -124,7 +124,7 @@ def family(procs: dict[int, tuple[str, int, float]], root: int) -> set[int]:
     return found
 
 
-def busy_warning(load: dict) -> str:
+def busy_warning(load: dict, when: str = "this run was measured") -> str:
     """One warning for a busy measured window: how busy, by whom (their command lines), and what
     to change: a quiet machine; in torch or MXNet, OpenMP threads that sleep rather than spin
     (spinning ones collapsed beside busy loops: README, "Threads on a busy machine"); a longer
@@ -137,7 +137,7 @@ def busy_warning(load: dict) -> str:
     spinning = policy != "passive" and threads > 1
     spinning = spinning and any(m in sys.modules for m in ("torch", "mxnet"))  # JAX, TF: Eigen
     return (
-        f"The machine was busy while this run was measured: other processes used "
+        f"The machine was busy while {when}: other processes used "
         f"{load['other_cores']:.1f} of its {load['cores']} cores on average"
         + (f" (busiest: {names})" if names else "")
         + (

@@ -17,6 +17,7 @@ import numpy as np
 from repro import MIME, stats
 from repro.kernel import capture, energy, generation, measure, models
 from repro.kernel.loadgen import accuracy_sentence
+from repro.kernel.machine import busy_warning
 from repro.markdown import escape
 
 
@@ -434,17 +435,21 @@ def parallel(
 
 
 def busy_too(check: dict, repeats: list[dict]) -> None:
-    """Mark the kernel's machine check busy, with a warning, when the machine was busy while a
-    further process measured: the verdict's machine check reads one flag for the whole run."""
-    busy = [str(i) for i, r in enumerate(repeats, 2) if r["machine"]["busy"]]
-    if busy:
+    """Mark the kernel's machine check busy when the machine was busy while a further process
+    measured: the verdict's machine check reads one flag for the whole run, and the report says
+    it in one warning (the kernel's own, or the first busy process's, naming what to change)."""
+    busy = [i for i, r in enumerate(repeats, 2) if r["machine"]["busy"]]
+    if not busy:
+        return
+    which = f"process{'es' if len(busy) > 1 else ''} {', '.join(map(str, busy))}"
+    which += f" of {len(repeats) + 1} measured"
+    if check["busy"]:  # warnings[0] is the kernel's busy warning
+        check["warnings"][0] += f" It was busy too while {which}."
+    else:
         check["busy"] = True
-        check["warnings"].append(
-            f"The machine was busy while process{'es' if len(busy) > 1 else ''} "
-            f"{', '.join(busy)} of {len(repeats) + 1} measured (other processes' load, in "
-            "metrics.json samples.processes): those figures are likely below this machine's "
-            "normal; rerun when it is idle."
-        )
+        load = repeats[busy[0] - 2]["machine"]["load"]
+        when = f"{which} (its figures: metrics.json samples.processes)"
+        check["warnings"].insert(0, busy_warning(load, when))
 
 
 def quoted(value: float, ci) -> str:
