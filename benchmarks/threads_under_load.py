@@ -40,6 +40,8 @@ def request(workload: str, framework: str, threads: int, policy: str, args) -> s
         "batch_size": str(args.batch_size),
         "steps": str(args.steps),
         "warmup": str(args.warmup),
+        "min_time": "0",  # exactly `steps`, warm-up bounded by `warmup` alone: as the README's
+        "warmup_time": str(plan.FORMERLY["warmup_time"]),  # table was measured
     }
     params = plan.resolve(workload, framework, given).notebook_parameters({})
     return json.dumps({k: params[k] for k in repeat.PARAMS})
