@@ -861,7 +861,7 @@ def unjudged(base: Run, run: Run) -> str | None:
     if busy:
         return (
             f"not judged: {' and '.join(busy)} measured on a busy machine; rerun on a quiet "
-            "machine (or with fewer threads)"
+            "machine (its busy warning says what to change)"
         )
     return None
 

@@ -138,16 +138,15 @@ def banner(notebook) -> str:
 def check_head(notebook, summary: dict, mode: str) -> None:
     """The report leads with this run's result, its parameters after; the set-up cell shows
     what applies to the mode."""
-    tags = [c.metadata.get("tags", []) for c in notebook.cells]
-    at = tags.index(["repro-banner"])  # 0, or 1 below a busy machine's warning
-    head = notebook.cells[at + 1]
-    assert head.metadata["tags"] == ["repro-summary"]
-    throughput = summary["throughput"]["samples_per_s"]
-    assert f"throughput **{throughput:,.1f} samples/s** (95% CI " in head.source
-    assert f"median step time **{summary['latency_ms']['median']:,.2f} ms**" in head.source
+    head, banner = notebook.cells[:2]  # the headline first, then what ran where
+    assert head.metadata["tags"] == ["repro-summary"] and banner.metadata["tags"] == [
+        "repro-banner"
+    ]
+    quote = stats.Headline(**{k: v for k, v in summary["headline"].items() if k != "basis"})
     framework = notebook.metadata.papermill.parameters.framework
+    assert head.source.startswith(f"# resnet-tiny in {framework}: {quote.quote()}\n")
     assert f"- **Measured**: resnet-tiny in {framework}, {mode}, batch 2, " in head.source
-    assert notebook.cells[at + 2].source.startswith("# Image classification benchmark")
+    assert notebook.cells[2].source.startswith("# Image classification benchmark")
     settings = next(c for c in notebook.cells if "report.settings(" in c.source)
     [shown] = [o["data"]["text/markdown"] for o in settings.outputs if "data" in o]
     assert "| setting | value |" in shown and ("optimizer" in shown) == (mode == "training")

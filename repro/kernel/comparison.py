@@ -53,8 +53,8 @@ def context(runs: list[records.Run], allow_mixed: bool) -> dict:
         lines = [
             f"> ⚠ **{len(busy)} of these {len(runs)} runs were measured on a busy machine** "
             f"({escape(', '.join(busy))}): their figures are likely below the machine's normal, "
-            "so no verdict involving them is judged. Rerun them on a quiet machine (or with "
-            "fewer threads).",
+            "so no verdict involving them is judged. Rerun them on a quiet machine ("
+            "their busy warnings say what to change).",
             "",
             *lines,
         ]
