@@ -116,7 +116,7 @@ def write_analysis(
         print(f"{what} {folder.name}: executing {name} in {kernel.spec_name}", file=log)
         parameters = {"runs": run_context["runs"], **analysis.parameters}
         with attempt() as outcome:
-            run_notebook(notebook, kernel, folder, {**parameters, "run_context": run_context})
+            run_notebook(notebook, kernel, folder, {**parameters, "run_context": run_context}, log)
     error, status = outcome.error, outcome.status
     with deferred_signals():
         report = folder / "report.ipynb"
