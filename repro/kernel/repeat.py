@@ -119,10 +119,11 @@ def measure(params: dict, more: int, log=sys.stdout) -> list[dict]:
     returns them, each process's progress shown on `log` as it comes. A process that fails
     stops the run with its error."""
     request = json.dumps({k: params[k] for k in PARAMS})
+    command = [sys.executable, "-u", "-m", "repro.kernel.repeat", request]  # -u: lines as they come
     results = []
     for i in range(more):
         start = time.perf_counter()
-        result = fresh(request, f"process {i + 2}/{more + 1}", log)
+        result = fresh(command, f"process {i + 2}/{more + 1}", log)
         results.append(result)
         median_ms = 1e3 * statistics.median(result["step_s"])
         reached = result.get("time_to_accuracy", {}).get("time_to_target_s")
@@ -137,21 +138,22 @@ def measure(params: dict, more: int, log=sys.stdout) -> list[dict]:
     return results
 
 
-def fresh(request: str, name: str, log) -> dict:
+def fresh(command: list[str], name: str, log) -> dict:
     """One fresh process's measurement. Its stdout lines are its progress, shown on `log` as
-    they come (after `name`), then its result; its stderr (libraries' warnings and logs) goes
-    to the run's kernel.log (repro.kernel.noise), and its end into the error if it fails."""
+    they come (after `name`), and its result (a JSON object); its stderr (libraries' warnings
+    and logs) goes to the run's kernel.log (repro.kernel.noise), its end into the error if it
+    fails."""
     print(f"{name}: starting", file=log, flush=True)
-    command = [sys.executable, "-u", "-m", "repro.kernel.repeat", request]
     with (
         tempfile.TemporaryFile("w+") as stderr,
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True) as process,
     ):
-        said = None
-        for line in process.stdout:  # the last line is the result: each is shown one late
-            if said is not None and not noise.noise(said):
-                print(f"{name}: {said.rstrip()}", file=log, flush=True)
-            said = line
+        said = "null"
+        for line in process.stdout:
+            if line.startswith("{"):  # its result, a JSON object on one line
+                said = line
+            elif line.strip() and not noise.noise(line):
+                print(f"{name}: {line.rstrip()}", file=log, flush=True)
         process.wait()
         stderr.seek(0)
         errors = stderr.read()
