@@ -212,14 +212,19 @@ def test_a_failing_cell_keeps_the_report_marked_failed(runs_dir):
         str(FIXTURES / "failing.ipynb"),
         "--runs-dir",
         str(runs_dir),
+        "--json",
     )
     assert done.returncode == 1
     folder = one_run(runs_dir)
     last = done.stderr.strip().splitlines()[-1]  # one line: what failed, and where the report is
     assert last.startswith("repro: run failed: cell ") and "planted failure for the tests" in last
     assert last.endswith(f"; the partial report is in {folder}")
+    assert done.stderr.count(str(folder)) == 1  # said once
     metrics = read_metrics(folder)
     assert metrics["status"] == "failed" and "planted failure" in metrics["error"]
+    answer = json.loads(done.stdout)  # CI reads the failure too
+    assert answer["status"] == "failed" and answer["error"] == metrics["error"]
+    assert answer["folder"] == str(folder.absolute()) and answer["headline"] is None
     notebook = nbformat.read(folder / "report.ipynb", as_version=4)
     assert "An Exception was encountered" in notebook.cells[0].source  # papermill's banner on top
     assert any("step one ran" in str(c.get("outputs")) for c in notebook.cells)
