@@ -679,8 +679,6 @@ def execute(
     except KeyboardInterrupt:
         stop(ray, sweep, state, running, engine.startswith("an embedded"), log)
         raise
-    finally:
-        log.now(None)
 
 
 def landed(sweep: Sweep, outcome: dict, name: str, logfile: Path, before: set[Path]) -> dict:
@@ -899,7 +897,7 @@ def sweep(
 ) -> Outcome:
     """Run the sweep file at `path` (resuming its folder); its Outcome says which cells are done
     (`check`)."""
-    with talking(log) as log:
+    with talking(log, "running the sweep") as log:
         return resume(load(path, runs_dir), address, retries, log)
 
 
@@ -908,6 +906,7 @@ def resume(sweep: Sweep, address: str | None, retries: int, log: Talk) -> Outcom
     address = address or os.environ.get("RAY_ADDRESS") or None
     sweep = check(sweep, remote=bool(address), log=log)
     check_runs_dir(sweep.runs_dir)
+    print(f"sweep {sweep.name}: {len(sweep.cells)} cells checked", file=log)
     state = read_state(sweep)
     progress = Progress(sweep, state, log)
     chosen = todo(sweep, state, retries, progress)
@@ -919,14 +918,16 @@ def resume(sweep: Sweep, address: str | None, retries: int, log: Talk) -> Outcom
         try:
             with log.phase("starting Ray"):
                 engine = start_ray(address, sweep, temp)
-            with signals_interrupt(stop_children=False):  # after ray.init, which sets SIGTERM's
+            # after ray.init, which sets SIGTERM's handler
+            with signals_interrupt(stop_children=False), log.phase("running the cells"):
                 progress.line(f"{len(chosen)} cells to run on {engine} in {sweep.folder}")
                 execute(sweep, state, chosen, engine, retries, log)
         finally:
             shutdown(temp)
     else:
         progress.line(f"nothing to run in {sweep.folder}")
-    return Outcome(sweep, state, compare(sweep, state, engine, log))
+    with log.phase("comparing the cells"):
+        return Outcome(sweep, state, compare(sweep, state, engine, log))
 
 
 def shutdown(temp: Path) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
-HEARTBEAT_S = 8.0  # the longest silence a run allows itself (the bar: never more than 10 s)
+HEARTBEAT_S = 6.0  # silence before a line: with start-up and a busy machine, still under 10 s
 SPIN = "|/-\\"  # ASCII: braille or emoji spinners render as boxes in some terminals' fonts
 CLEAR = "\r\x1b[K"  # back to the line's start, and erase it
 
