@@ -906,7 +906,6 @@ def resume(sweep: Sweep, address: str | None, retries: int, log: Talk) -> Outcom
     address = address or os.environ.get("RAY_ADDRESS") or None
     sweep = check(sweep, remote=bool(address), log=log)
     check_runs_dir(sweep.runs_dir)
-    print(f"sweep {sweep.name}: {len(sweep.cells)} cells checked", file=log)
     state = read_state(sweep)
     progress = Progress(sweep, state, log)
     chosen = todo(sweep, state, retries, progress)
