@@ -271,6 +271,28 @@ def test_a_planted_slowdown_fails_the_gate(small_runs, tmp_path):
 
 
 @pytest.mark.kernel
+def test_the_gate_for_ci_prints_one_json_object(small_runs, tmp_path):
+    slow = slowed_copy(small_runs["a"], tmp_path, 3.0)
+    done = repro(
+        "compare",
+        str(small_runs["a"]),
+        str(slow),
+        "--fail-if-slower",
+        "5%",
+        "--no-report",
+        "--json",
+    )
+    answer = json.loads(done.stdout)  # the lines for people are on stderr
+    assert f"{slow.name} vs {small_runs['a'].name}: " in done.stderr
+    assert [r["folder"] for r in answer["runs"]] == [str(small_runs["a"]), str(slow)]
+    assert [r["headline"]["processes"] for r in answer["runs"]] == [3, 3]
+    assert answer["report_html"] is None
+    [pair] = answer["pairs"]
+    assert done.returncode == (1 if pair["regression"] else 0)
+    assert pair["regression"] == pair["judged"]  # judged (not busy), 3x slower fails the gate
+
+
+@pytest.mark.kernel
 def test_runs_of_another_context_need_an_explicit_opt_in(small_runs, runs_dir):
     mixed = repro("compare", str(small_runs["a"]), str(small_runs["c"]))
     assert mixed.returncode == 2

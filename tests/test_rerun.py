@@ -93,11 +93,15 @@ def test_a_report_copied_elsewhere_reruns_and_states_its_verdict(small_runs, tmp
     shutil.copyfile(original / "report.ipynb", shared)
     # a tolerance wider than the drift between runs minutes apart in a busy CI (+8.6% seen):
     # how often the default one is right is benchmarks/rerun_verdicts.py's to measure
-    done = repro("rerun", str(shared), "--runs-dir", str(runs_dir), "--tolerance", "25%")
+    done = repro("rerun", str(shared), "--runs-dir", str(runs_dir), "--tolerance", "25%", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     [folder] = run_folders(runs_dir)
-    assert "rerun verdict: " in done.stdout and str(folder) in done.stdout
+    assert "  rerun verdict: " in done.stderr and f"  folder: {folder}" in done.stderr
+    answer = json.loads(done.stdout)  # for CI: the verdict's class and words, and the folder
     metrics, before = read_metrics(folder), read_metrics(original)
+    assert answer["folder"] == str(folder.absolute()) and answer["status"] == "ok"
+    recorded = metrics["rerun"]
+    assert answer["verdict"] == {"class": recorded["class"], "words": recorded["verdict"]}
     assert metrics["params"] == before["params"]  # seeds included
     verdict = metrics["rerun"]
     assert verdict["original_run"] == original.name and verdict["tolerance"] == 0.25

@@ -15,7 +15,9 @@ from conftest import FIXTURES, ROOT, SMALL, read_metrics, repro, run_folders
 from test_loadgen import check_scenario_run, scenario_params
 
 from repro import stats
-from repro.driver import kernels, plan
+from repro.driver import headline, kernels, plan
+from repro.kernel import noise
+from repro.records import Metrics
 
 pytestmark = pytest.mark.kernel
 
@@ -58,20 +60,15 @@ def manifest_ok(folder: Path) -> bool:
 @pytest.mark.parametrize("mode", ["inference", "training"])
 @pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax", "mxnet"])
 def test_run_produces_a_complete_run_folder(framework, mode, runs_dir):
-    folder = run_ok(
-        runs_dir,
-        "resnet-tiny",
-        "-f",
-        framework,
-        *SMALL,
-        "-p",
-        f"mode={mode}",
-        "-p",
-        "price_per_hour=3.6",
-    )
+    args = ["resnet-tiny", "-f", framework, *SMALL, "-p", f"mode={mode}"]
+    done = repro("run", *args, "-p", "price_per_hour=3.6", "--json", "--runs-dir", str(runs_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = one_run(runs_dir)
     assert re.fullmatch(rf"\d{{8}}T\d{{6}}Z_resnet-tiny_{framework}_[0-9a-f]{{6}}", folder.name)
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert files == RUN_FILES | ({"plots/loss_curve.png"} if mode == "training" else set())
+    logged = {"kernel.log"} & files  # what the kernel process wrote to its stderr, if anything
+    assert files - logged == RUN_FILES | ({"plots/loss_curve.png"} if mode == "training" else set())
+    check_closing(done, folder, framework)
 
     metrics = read_metrics(folder)
     assert metrics["schema"] == "repro.metrics/1" and metrics["status"] == "ok"
@@ -128,6 +125,32 @@ def test_run_produces_a_complete_run_folder(framework, mode, runs_dir):
     rerun = plan.resolve("resnet-tiny", framework, plan.parse_assignments(command[9::2]))
     assert rerun.params == metrics["params"]  # run.sh reproduces every parameter
     assert manifest_ok(folder)
+
+
+def check_closing(done, folder: Path, framework: str) -> None:
+    """--json: one object on stdout, with the run's headline; the closing block on stderr,
+    each of its lines once; TensorFlow's C++ log lines in kernel.log, not on the terminal."""
+    answer = json.loads(done.stdout)
+    metrics = Metrics.from_json(read_metrics(folder), "metrics.json")
+    quote = metrics.headline.quote()
+    assert answer["status"] == "ok" and answer["run_id"] == folder.name
+    assert answer["folder"] == str(folder.absolute())
+    assert answer["report_html"] == str((folder / "report.html").absolute())
+    assert answer["headline"]["quote"] == quote and answer["headline"]["processes"] == 1
+    assert answer["warnings"] == headline.warnings(metrics) and isinstance(answer["busy"], bool)
+    block = [
+        f"resnet-tiny / {framework}: {quote}",
+        "  status: ok",
+        *(f"  warning: {w}" for w in answer["warnings"]),
+        f"  report: {folder / 'report.html'}",
+        f"  folder: {folder}",
+    ]
+    lines = done.stderr.splitlines()
+    assert all(lines.count(line) == 1 for line in block), done.stderr
+    assert lines[-1] == block[-1] and str(folder) not in "".join(lines[: -len(block) - 1])
+    assert not any(noise.noise(line) for line in lines)
+    if framework == "tensorflow":
+        assert "oneDNN custom operations" in (folder / "kernel.log").read_text()
 
 
 def banner(notebook) -> str:
@@ -188,14 +211,19 @@ def test_a_failing_cell_keeps_the_report_marked_failed(runs_dir):
         str(FIXTURES / "failing.ipynb"),
         "--runs-dir",
         str(runs_dir),
+        "--json",
     )
     assert done.returncode == 1
     folder = one_run(runs_dir)
     last = done.stderr.strip().splitlines()[-1]  # one line: what failed, and where the report is
     assert last.startswith("repro: run failed: cell ") and "planted failure for the tests" in last
     assert last.endswith(f"; the partial report is in {folder}")
+    assert done.stderr.count(str(folder)) == 1  # said once
     metrics = read_metrics(folder)
     assert metrics["status"] == "failed" and "planted failure" in metrics["error"]
+    answer = json.loads(done.stdout)  # CI reads the failure too
+    assert answer["status"] == "failed" and answer["error"] == metrics["error"]
+    assert answer["folder"] == str(folder.absolute()) and answer["headline"] is None
     notebook = nbformat.read(folder / "report.ipynb", as_version=4)
     assert "An Exception was encountered" in notebook.cells[0].source  # papermill's banner on top
     assert any("step one ran" in str(c.get("outputs")) for c in notebook.cells)

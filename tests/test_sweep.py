@@ -25,6 +25,7 @@ import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 
+from repro import records
 from repro.driver import integrity, memory
 from repro.driver import sweep as sweeps
 from repro.driver.folders import write_manifest
@@ -321,15 +322,23 @@ def test_a_sweep_runs_its_cells_compares_them_and_resumes(tmp_path):
     assert "batch_size=4: done [2 done, 0 running, 0 failed of 2; ETA 0s]" in done.stderr
     comparison = Path(state["comparison"]["folder"])
     assert f"comparison report: {comparison / 'report.html'}" in done.stdout
+    for cell in cells.values():  # the sweep ends with its cells' headlines
+        quote = records.load(cell["folder"]).headline.quote()
+        assert f"{cell['label']}  {quote}\n" in done.stdout
     notebook = nbformat.read(comparison / "report.ipynb", as_version=4)
     assert "over batch_size" in notebook.cells[0].source
     assert "at most 1 cell ran at once" in notebook.cells[0].source
     heatmap = next(c for c in notebook.cells if "plot_heatmap" in c.source)
     assert "Columns: **batch size**" in heatmap.outputs[0]["data"]["text/markdown"]
     assert repro("verify", str(comparison)).returncode == 0
-    again = sweep(path, runs_dir)  # resumes: both cells done, the same report, no Ray
+    again = sweep(path, runs_dir, "--json")  # resumes: both cells done, the same report, no Ray
     assert again.returncode == 0, again.stderr
-    assert "nothing to run" in again.stderr and str(comparison) in again.stdout
+    answer = json.loads(again.stdout)
+    assert "nothing to run" in again.stderr and str(comparison) in answer["report_html"]
+    assert [c["label"] for c in answer["cells"]] == ["batch_size=2", "batch_size=4"]
+    assert all(
+        c["status"] == "done" and c["headline"]["quote"] in done.stdout for c in answer["cells"]
+    )
     assert json.loads((folder / "state.json").read_text()) == state
     assert len(list((folder / "comparisons").iterdir())) == 1
 

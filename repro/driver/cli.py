@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from repro.driver import datasets, kernels, plan
+from repro.driver.talk import talking
 from repro.errors import INTERNAL, INTERRUPTED, ReproError, UserError, brief, make_vars, option
 from repro.paths import RUNS
 
@@ -75,10 +76,12 @@ def parse_percentage(text: str, flag: str) -> float:
     return value
 
 
-def compare_runs(args) -> int:
+def compare_runs(args, give) -> int:
     """Print each run against the baseline and write the comparison report; with
-    --fail-if-slower, exit 1 on a significant regression beyond the threshold."""
+    --fail-if-slower, exit 1 on a significant regression beyond the threshold. `give` takes
+    the runs, their verdicts and the report's path (--json)."""
     from repro import records, stats
+    from repro.driver.closing import record
 
     skipped = io.StringIO()  # listed on stderr, or inside the one-line error below
     folders = records.expand(args.runs, log=skipped)
@@ -101,7 +104,7 @@ def compare_runs(args) -> int:
     threshold = (
         parse_percentage(args.fail_if_slower, "--fail-if-slower") if args.fail_if_slower else None
     )
-    failed = False
+    failed, pairs = False, []
     for run in [base, *runs]:
         print(
             f"{run.name}: {run.headline.quote()}" + (" [busy machine]" if run.summary.busy else "")
@@ -110,6 +113,7 @@ def compare_runs(args) -> int:
         r = records.judge(base, run)
         fails = r["judged"] and stats.slower(r, threshold or 0.0)
         failed |= threshold is not None and fails
+        pairs.append({**r, "regression": threshold is not None and fails})
         ratio = (
             f"step time x{stats.figure(r['time_ratio'], r['ci95'])} (95% CI "
             f"{stats.figure(r['ci95'][0], r['ci95'])}-{stats.figure(r['ci95'][1], r['ci95'])}, "
@@ -121,12 +125,22 @@ def compare_runs(args) -> int:
             f"{r['new']} vs {r['base']}: {ratio}{r['verdict']}"
             + (" -> REGRESSION" if threshold is not None and fails else "")
         )
+    report = None
     if not args.no_report:
         from repro.driver.compare import write_report
 
-        folder = write_report([base, *runs], args.runs_dir or RUNS, args.allow_mixed)
-        print(f"comparison report: {folder / 'report.html'}")
+        with talking(sys.stderr) as log:
+            folder = write_report([base, *runs], args.runs_dir or RUNS, args.allow_mixed, log)
+        report = folder / "report.html"
+        print(f"comparison report: {report}")
         refresh_index(args.runs_dir or RUNS)
+    give(
+        {
+            "runs": [record(run.metrics, run.folder) for run in [base, *runs]],
+            "pairs": pairs,
+            "report_html": report and str(report.absolute()),
+        }
+    )
     return 1 if failed else 0
 
 
@@ -140,12 +154,16 @@ def history(args) -> int:
         raise UserError(
             f"history found no runs: {runs_dir} does not exist; make one with `make run`"
         )
-    folder = write_history(args.runs or [str(runs_dir)], args.by, threshold, runs_dir)
+    with talking(sys.stderr) as log:
+        folder = write_history(args.runs or [str(runs_dir)], args.by, threshold, runs_dir, log)
     for r in regressions(folder):
         print(f"regression: {r['series']}: {r['run']}: {r['versus_previous']['verdict']}")
     print(f"history report: {folder / 'report.html'}")
     refresh_index(runs_dir)
     return 0
+
+
+JSON_HELP = "print one JSON object on stdout for CI (everything else goes to stderr)"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -199,6 +217,7 @@ def parser() -> argparse.ArgumentParser:
         "--template", help="a notebook to run as it is, instead of the task's template (advanced)"
     )
     run.add_argument("--runs-dir", help="where run folders go (default runs/)")
+    run.add_argument("--json", action="store_true", help=JSON_HELP)
 
     lesson = sub.add_parser(
         "lesson", help="run a lesson: one benchmarking pitfall, measured on this machine"
@@ -275,6 +294,7 @@ def parser() -> argparse.ArgumentParser:
         help="rerun even if the memory estimate says it will not fit",
     )
     rerun.add_argument("--runs-dir", help="where the new run folder goes (default runs/)")
+    rerun.add_argument("--json", action="store_true", help=JSON_HELP)
 
     compare = sub.add_parser(
         "compare", help="compare runs against the first, with statistics and a report"
@@ -299,6 +319,7 @@ def parser() -> argparse.ArgumentParser:
         "--no-report", action="store_true", help="print the statistics only (quick CI gate)"
     )
     compare.add_argument("--runs-dir", help="where the comparison folder goes (default runs/)")
+    compare.add_argument("--json", action="store_true", help=JSON_HELP)
 
     hist = sub.add_parser(
         "history", help="throughput and latency of every run over time, regressions flagged"
@@ -353,6 +374,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--runs-dir", help="where the sweep folder goes (default: the file's runs_dir, or runs/)"
     )
+    sweep.add_argument("--json", action="store_true", help=JSON_HELP)
     return top
 
 
@@ -363,17 +385,14 @@ def refresh_index(runs_dir: str | Path) -> None:
     refresh(Path(runs_dir))
 
 
-def execute_run(request: plan.RunPlan, argv: list[str], force_memory: bool = False):
-    """Run `request` and print its headline line; the run's Result."""
-    from repro.driver.run import run  # papermill and nbconvert: only for a valid request
+def execute_run(
+    request: plan.RunPlan, argv: list[str], force_memory: bool = False, give=lambda data: None
+):
+    """Run `request`, print its closing block and `give` its record (--json); the Result."""
+    from repro.driver.closing import closed  # papermill and nbconvert: only for a valid request
+    from repro.driver.run import run
 
-    result = run(request, argv=argv, force_memory=force_memory)
-    head = result.metrics.headline  # None: nothing measured
-    thr = f"{head.quote()} " if head else ""
-    runtime = request.params.get("runtime")
-    served = f" → {runtime}" if runtime not in (None, "native") else ""
-    print(f"{request.workload['name']} / {request.framework}{served}: {thr}-> {result.folder}")
-    return result
+    return closed(lambda: run(request, argv=argv, force_memory=force_memory), give)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,8 +413,13 @@ def main(argv: list[str] | None = None) -> int:
                 template=args.template,
                 runs_dir=args.runs_dir,
             )
-            execute_run(request, sys.argv[1:] if argv is None else argv, args.force_memory)
-            refresh_index(args.runs_dir or RUNS)
+            from repro.driver.closing import answering
+
+            with answering(args.json) as give:
+                execute_run(
+                    request, sys.argv[1:] if argv is None else argv, args.force_memory, give
+                )
+                refresh_index(args.runs_dir or RUNS)
         elif args.command == "lesson":
             from repro.driver import lessons
 
@@ -414,18 +438,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lesson {args.name}: {held} of {len(lesson.get('claims', []))} claims held here")
             refresh_index(args.runs_dir or RUNS)
         elif args.command == "rerun":
+            from repro.driver.closing import answering, closed
             from repro.driver.rerun import rerun
 
-            result = rerun(
-                args.report,
-                trust=args.trust,
-                runs_dir=args.runs_dir,
-                tolerance=parse_percentage(args.tolerance, "--tolerance"),
-                force_memory=args.force_memory,
-            )
-            verdict = result.metrics.verdict or "none recorded"
-            print(f"rerun verdict: {verdict} -> {result.folder}")
-            refresh_index(args.runs_dir or RUNS)
+            tolerance = parse_percentage(args.tolerance, "--tolerance")
+            with answering(args.json) as give:
+                closed(
+                    lambda: rerun(
+                        args.report,
+                        trust=args.trust,
+                        runs_dir=args.runs_dir,
+                        tolerance=tolerance,
+                        force_memory=args.force_memory,
+                    ),
+                    give,
+                )
+                refresh_index(args.runs_dir or RUNS)
         elif args.command == "kernels":
             names = args.names
             if (
@@ -471,7 +499,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(bundle(args.run, args.output))
         elif args.command == "compare":
-            return compare_runs(args)
+            from repro.driver.closing import answering
+
+            with answering(args.json) as give:
+                return compare_runs(args, give)
         elif args.command == "history":
             return history(args)
         elif args.command == "index":
@@ -483,14 +514,20 @@ def main(argv: list[str] | None = None) -> int:
 
             lab.open_lab(args.port, args.ip, args.token)
         elif args.command == "sweep":
+            from repro.driver.closing import answering, sweep_record
             from repro.driver.sweep import sweep
 
             if args.retries < 0:
                 raise UserError(f"{option('--retries')} must be 0 or more, got {args.retries}")
-            outcome = sweep(args.sweep, args.address, args.retries, args.runs_dir)
-            print(f"sweep folder: {outcome.folder}")
-            if outcome.comparison:
-                print(f"comparison report: {outcome.comparison / 'report.html'}")
+            with answering(args.json) as give:
+                outcome = sweep(args.sweep, args.address, args.retries, args.runs_dir)
+                report = outcome.comparison / "report.html" if outcome.comparison else None
+                print(outcome.table())
+                print(f"sweep folder: {outcome.folder}")
+                if report:
+                    print(f"comparison report: {report}")
+                give(sweep_record(outcome, report))
+                outcome.check()
     except ReproError as error:
         print(f"repro: {error}", file=sys.stderr)
         return error.exit_code

@@ -23,6 +23,7 @@ from repro.driver.execute import attempt, deferred_signals, run_notebook, signal
 from repro.driver.finalize import published, stop_banner
 from repro.driver.folders import check_runs_dir, new_folder, seal, write, write_manifest
 from repro.driver.run import git_state
+from repro.driver.talk import talking
 from repro.errors import RunFailed, brief
 from repro.markdown import escape
 from repro.paths import RUNS, TEMPLATES
@@ -116,9 +117,9 @@ def write_analysis(
         print(f"{what} {folder.name}: executing {name} in {kernel.spec_name}", file=log)
         parameters = {"runs": run_context["runs"], **analysis.parameters}
         with attempt() as outcome:
-            run_notebook(notebook, kernel, folder, {**parameters, "run_context": run_context})
+            run_notebook(notebook, kernel, folder, {**parameters, "run_context": run_context}, log)
     error, status = outcome.error, outcome.status
-    with deferred_signals():
+    with deferred_signals(), talking(log, "writing the report"):
         report = folder / "report.ipynb"
         executed = nbformat.read(report, as_version=4) if report.is_file() else None
         if error:

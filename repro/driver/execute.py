@@ -5,11 +5,16 @@ papermill injects the parameters after the cell tagged `parameters`, saves the o
 puts an error banner at the top that links to the failing cell. When the run ends, however it
 ends, the partial notebook is written whole as report.ipynb. Meanwhile a memory watchdog guards
 the machine, and Ctrl-C or SIGTERM stop the kernel and raise KeyboardInterrupt with the reason.
+
+What the kernel prints reaches the driver's log (stderr) as it comes, less framework log noise
+(repro.kernel.noise), and the log names the cell that runs (repro.driver.talk); what the kernel
+process writes to its own stdout and stderr (C++ libraries' logs) goes to the run's kernel.log.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import signal
 import sys
 import tempfile
@@ -23,6 +28,7 @@ import nbformat
 import papermill
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import DeadKernelError
+from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 from papermill.execute import ERROR_MARKER_TAG
 from traitlets import default
@@ -32,7 +38,9 @@ from repro.driver.folders import write
 from repro.driver.kernels import Kernel, jupyter_env
 from repro.driver.memory import Watchdog, stop_kernel
 from repro.driver.plan import RunPlan
+from repro.driver.talk import Talk, talking
 from repro.errors import RunFailed
+from repro.kernel.noise import KERNEL_LOG, KERNEL_LOG_VARIABLE, noise
 from repro.lockfile import LockCheck
 
 PARTIAL = "report.partial.ipynb"  # papermill's running record; report.ipynb is written whole
@@ -70,7 +78,12 @@ def banner(plan: RunPlan, run_context: dict) -> str:
 
 
 def execute(
-    plan: RunPlan, kernel: Kernel, run_dir: Path, run_context: dict, cells: tuple = ()
+    plan: RunPlan,
+    kernel: Kernel,
+    run_dir: Path,
+    run_context: dict,
+    cells: tuple = (),
+    log=sys.stderr,
 ) -> Path:
     """Run the template, then `cells`, into `run_dir/report.ipynb`; RunFailed if a cell raises
     or the kernel dies."""
@@ -82,7 +95,7 @@ def execute(
     names = declared(notebook)  # a template receives the parameters it declares
     if names is not None:
         parameters = {k: v for k, v in parameters.items() if k in names}
-    return run_notebook(notebook, kernel, run_dir, parameters)
+    return run_notebook(notebook, kernel, run_dir, parameters, log)
 
 
 def declared(notebook) -> set[str] | None:
@@ -113,33 +126,97 @@ class SocketKernelManager(AsyncKernelManager):
     def _default_ip(self) -> str:  # socket paths: this prefix + "-<n>", short enough for Unix
         return str(Path(tempfile.gettempdir()) / f"repro-kernel-{uuid.uuid4().hex}")
 
+    kernel_log: Path | None = None  # where the kernel process's stdout and stderr go
 
-def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Path:
-    """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`; RunFailed with a
-    one-line reason if a cell raises, the kernel dies or the memory watchdog stops it
-    (KeyboardInterrupt passes through). However it ends, report.ipynb holds what ran so far,
-    unless papermill could not save even that (a full disk).
+    async def start_kernel(self, **kw) -> None:
+        if self.kernel_log is None:
+            return await super().start_kernel(**kw)
+        env = {**kw.pop("env", os.environ), KERNEL_LOG_VARIABLE: str(self.kernel_log)}
+        with open(self.kernel_log, "ab") as log:  # the kernel keeps its own descriptor
+            return await super().start_kernel(stdout=log, stderr=log, env=env, **kw)
+
+
+class TalkingEngine(NBClientEngine):
+    """papermill's engine, telling the driver's Talk which code cell runs."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, talk: Talk, **kwargs):
+        start, code = nb_man.cell_start, [c for c in nb_man.nb.cells if c.cell_type == "code"]
+
+        def cell_start(cell, cell_index=None, **kw):
+            if cell.cell_type == "code":
+                lines = [x for x in cell.source.splitlines() if x.strip()[:1] not in ("", "#")]
+                shown = f": {lines[0][:60]}" if lines else ""
+                talk.now(f"running code cell {code.index(cell) + 1}/{len(code)}{shown}")
+            return start(cell, cell_index, **kw)
+
+        nb_man.cell_start = cell_start
+        return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+
+papermill_engines.register("repro", TalkingEngine)
+
+
+class Sieve:
+    """A stream of the kernel's output on its way to `out`, line by line, less framework log
+    noise (which the report's cell outputs and kernel.log keep)."""
+
+    def __init__(self, out) -> None:
+        self.out, self.rest = out, ""
+
+    def write(self, text: str) -> None:
+        *lines, self.rest = (self.rest + text).split("\n")
+        shown = "".join(f"{line}\n" for line in lines if not noise(line))
+        if shown:
+            self.out.write(shown)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def __enter__(self) -> Sieve:
+        return self
+
+    def __exit__(self, *exc) -> None:  # the last line, if it did not end
+        self.write("\n" if self.rest else "")
+
+
+def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=sys.stderr) -> Path:
+    """Execute `notebook` with papermill in `kernel` into `folder/report.ipynb`, the kernel's
+    output shown on `log` as it comes; RunFailed with a one-line reason if a cell raises, the
+    kernel dies or the memory watchdog stops it (KeyboardInterrupt passes through). However it
+    ends, report.ipynb holds what ran so far, unless papermill could not save even that (a full
+    disk); kernel.log, what the kernel process wrote to its own stdout and stderr, is removed
+    when empty.
     """
     jupyter_env()
     notebook.metadata["kernelspec"] = kernel.notebook_spec
+    kernel_log = folder / KERNEL_LOG
+    manager = type("LoggedKernelManager", (SocketKernelManager,), {"kernel_log": kernel_log})
     watchdog = Watchdog()
     watchdog.start()
     reason = None
     try:
-        papermill.execute_notebook(
-            notebook,
-            str(folder / PARTIAL),  # saved after every cell, so a crash leaves a record
-            parameters=parameters,
-            kernel_name=kernel.spec_name,
-            cwd=str(folder),
-            progress_bar=sys.stderr.isatty(),  # a bar per cell in a terminal, none in CI logs
-            log_output=False,
-            stdout_file=sys.stderr,  # the kernel's own progress lines, live
-            stderr_file=sys.stderr,
-            request_save_on_cell_execute=True,
-            start_timeout=120,
-            kernel_manager_class=SocketKernelManager,
-        )
+        with (
+            talking(log, f"starting kernel {kernel.spec_name}") as talk,
+            Sieve(talk) as out,
+            Sieve(talk) as err,
+        ):
+            papermill.execute_notebook(
+                notebook,
+                str(folder / PARTIAL),  # saved after every cell, so a crash leaves a record
+                parameters=parameters,
+                engine_name="repro",
+                talk=talk,
+                kernel_name=kernel.spec_name,
+                cwd=str(folder),
+                progress_bar=False,  # the Talk names each cell instead
+                log_output=False,
+                stdout_file=out,  # the kernel's own progress lines, live
+                stderr_file=err,
+                request_save_on_cell_execute=True,
+                start_timeout=120,
+                kernel_manager_class=manager,
+            )
     except PapermillExecutionError as error:
         reason = f"cell {error.exec_count} raised {error.ename}: {error.evalue}".strip()
     except KeyboardInterrupt as error:
@@ -153,6 +230,8 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict) -> Pa
         watchdog.stop()
         with deferred_signals():
             settle(folder, reason)
+            if kernel_log.is_file() and not kernel_log.stat().st_size:
+                kernel_log.unlink()
     if reason:
         raise RunFailed(reason)
     return folder / "report.ipynb"

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from repro.driver.talk import talking
 from repro.errors import DriftError, ReproError, UserError, brief, option
 from repro.lockfile import LockCheck, read_lock, sha256, target_python
 from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
@@ -125,12 +126,15 @@ def shown(path: Path) -> str:
 
 
 def _run(
-    cmd: list, what: str, log_file: Path | None = None, **kwargs
+    cmd: list, what: str, log_file: Path | None = None, echo=None, **kwargs
 ) -> subprocess.CompletedProcess:
     """Run `cmd`; on failure a ReproError with the end of its output. `log_file` keeps all of
-    it (the command line, stdout, stderr), failed or not."""
+    it (the command line, stdout, stderr), failed or not; `echo` shows it as it comes."""
     cmd = [str(c) for c in cmd]
-    done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if echo is None:
+        done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    else:
+        done = streamed(cmd, echo, **kwargs)
     if log_file is not None:
         log_file.write_text(f"$ {shlex.join(cmd)}\n{done.stdout}{done.stderr}")
     if done.returncode != 0:
@@ -138,6 +142,20 @@ def _run(
         where = f"; full log: {shown(log_file)}" if log_file else ""
         raise ReproError(f"{what} failed (exit {done.returncode}{where}):\n{tail}")
     return done
+
+
+def streamed(cmd: list[str], echo, **kwargs) -> subprocess.CompletedProcess:
+    """Run `cmd`, its output (stdout and stderr as one) shown on `echo` line by line as it
+    comes, less uv's line per package installed (its "Installed N packages" counts them)."""
+    lines = []
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
+    ) as process:
+        for line in process.stdout:
+            lines.append(line)
+            if line.strip() and not line.startswith((" + ", " - ")):
+                echo.write(f"  {line}")
+    return subprocess.CompletedProcess(cmd, process.returncode, "".join(lines), "")
 
 
 def built(name: str, lock: Path) -> bool:
@@ -155,7 +173,8 @@ def building(name: str, log=sys.stderr) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"waiting for another process building kernel {name}", file=log)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            with talking(log, f"waiting for kernel {name}"):
+                fcntl.flock(handle, fcntl.LOCK_EX)
         yield  # released when the file closes, or when this process dies
 
 
@@ -169,7 +188,8 @@ def build(name: str, lock: Path | None = None, log=sys.stderr, reuse: bool = Fal
     with building(name, log):
         if reuse and built(name, lock):
             return Kernel(name, KERNELS / name / "bin" / "python", lock)
-        return _build(name, lock, log)
+        with talking(log, f"building kernel {name}") as talk:
+            return _build(name, lock, talk)
 
 
 def _build(name: str, lock: Path, log) -> Kernel:
@@ -188,7 +208,7 @@ def _build(name: str, lock: Path, log) -> Kernel:
     command += ["--only-binary", ":all:", "--compile-bytecode", *find_links(), "-r", lock]
     command += ["--link-mode", "copy"]  # not hard links into uv's cache, which edits would change
     try:
-        _run(command, f"installing {shown(lock)}", log_file)
+        _run(command, f"installing {shown(lock)}", log_file, echo=log)
     except ReproError:
         hint = not_served(name, lock, log_file)
         if hint:

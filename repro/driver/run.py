@@ -13,6 +13,7 @@ from repro.driver.execute import attempt, deferred_signals, execute, signals_int
 from repro.driver.finalize import finalize
 from repro.driver.folders import check_runs_dir, new_folder, write
 from repro.driver.plan import RunPlan, equivalence
+from repro.driver.talk import Talk, talking
 from repro.errors import RunFailed, brief
 from repro.paths import ROOT
 from repro.records import Metrics
@@ -24,6 +25,14 @@ class Result:
 
     folder: Path
     metrics: Metrics
+
+
+class Stopped(RunFailed):
+    """A run that failed or was interrupted: its folder is finished all the same (`result`)."""
+
+    def __init__(self, message: str, result: Result) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -66,12 +75,26 @@ def run(
     if not force_memory:
         memory.check(plan.workload, plan.params)
     check_runs_dir(plan.runs_dir)
+    with talking(log) as log:
+        result = steps(plan, argv, log, addendum)
+    if result.metrics.status != "ok":
+        raise Stopped(
+            f"run {result.metrics.status}: {brief(result.metrics.error)}; the partial report is "
+            f"in {result.folder}",
+            result,
+        )
+    return result
+
+
+def steps(plan: RunPlan, argv: list[str] | None, log: Talk, addendum: Addendum) -> Result:
+    """The run, however it ends, telling `log` what it is doing."""
     kernel = (
         kernels.unpinned(plan.python)
         if plan.python
         else kernels.ensure(plan.kernel, log, lock=plan.lock, code=plan.code)
     )
-    lock_check = kernels.verify(kernel, allow_drift=plan.allow_drift)
+    with log.phase(f"checking kernel {kernel.name} against its lock"):
+        lock_check = kernels.verify(kernel, allow_drift=plan.allow_drift)
     code = snapshot.take(plan.template, plan.code)  # before running: the code that runs
     context = {
         "repro_version": __version__,
@@ -99,9 +122,9 @@ def run(
                 f"run {folder.name}: executing {plan.template.name} in kernel {kernel.spec_name}",
                 file=log,
             )
-            execute(plan, kernel, folder, run_context, addendum.cells)
+            execute(plan, kernel, folder, run_context, addendum.cells, log)
     error = outcome.error
-    with deferred_signals():
+    with deferred_signals(), log.phase("writing the report"):
         try:
             metrics = finalize(plan, folder, run_context, code, error, outcome.interrupted)
         except OSError as failure:  # a disk that filled up meanwhile
@@ -109,9 +132,4 @@ def run(
                 f"could not finish the run folder {folder}: {failure}"
                 + (f" (the run itself: {error})" if error else "")
             ) from None
-    print(f"run folder: {folder}", file=log)
-    if metrics.status != "ok":
-        raise RunFailed(
-            f"run {metrics.status}: {brief(metrics.error)}; the partial report is in {folder}"
-        )
     return Result(folder, metrics)

@@ -36,6 +36,7 @@ from repro import records
 from repro.driver import integrity, memory, plan
 from repro.driver.execute import signals_interrupt
 from repro.driver.folders import check_runs_dir, write
+from repro.driver.talk import Talk, talking
 from repro.driver.untrusted import NAME as PLAIN_NAME
 from repro.errors import ReproError, RunFailed, UserError, brief, option, unknown
 from repro.markdown import escape
@@ -624,8 +625,11 @@ def todo(sweep: Sweep, state: dict, retries: int, progress: Progress) -> list[in
     return chosen
 
 
-def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: int, log) -> None:
-    """Run the chosen cells on Ray, at most `concurrency` at once, recording each outcome."""
+def execute(
+    sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: int, log: Talk
+) -> None:
+    """Run the chosen cells on Ray, at most `concurrency` at once, recording each outcome;
+    `log` names the cells running while it waits."""
     import ray
 
     progress = Progress(sweep, state, log)
@@ -659,6 +663,8 @@ def execute(sweep: Sweep, state: dict, chosen: list[int], engine: str, retries: 
                 state["max_concurrent"] = max(state["max_concurrent"], len(running))
                 save(sweep, state)
                 progress.line(f"{entry['label']}: started")
+            labels = [state["cells"][name]["label"] for name, *_ in running.values()]
+            log.now(f"running {'; '.join(labels)}")
             [ref], _ = ray.wait(list(running), num_returns=1)
             name, began, logfile, before = running.pop(ref)
             outcome = landed(sweep, collect(ray, ref), name, logfile, before)
@@ -835,9 +841,51 @@ def compare(sweep: Sweep, state: dict, engine: str, log) -> Path | None:
 
 @dataclass(frozen=True)
 class Outcome:
-    folder: Path
+    sweep: Sweep
     state: dict
     comparison: Path | None
+
+    @property
+    def folder(self) -> Path:
+        return self.sweep.folder
+
+    def cells(self) -> list[dict]:
+        """Each cell's label, status, run folder and error, and its finished run (`records.Run`)
+        where it is done."""
+        shown = []
+        for entry in self.state["cells"].values():
+            run = None
+            if entry["status"] == "done":
+                with contextlib.suppress(ReproError):  # a run folder moved or changed since
+                    run = records.load(entry["folder"])
+            shown.append(
+                {**{k: entry[k] for k in ("label", "status", "folder", "error")}, "run": run}
+            )
+        return shown
+
+    def table(self) -> str:
+        """The cells' headlines, one line each."""
+        cells = self.cells()
+        width = max(len(c["label"]) for c in cells)
+        return "\n".join(
+            f"{c['label']:<{width}}  "
+            + (
+                c["run"].headline.quote()
+                if c["run"] and c["run"].headline
+                else f"{c['status']}: {brief(c['error'] or 'no headline')}"
+            )
+            for c in cells
+        )
+
+    def check(self) -> None:
+        """RunFailed unless every cell is done."""
+        failed = [e["label"] for e in self.state["cells"].values() if e["status"] != "done"]
+        if failed:
+            raise RunFailed(
+                f"sweep {self.sweep.name}: {len(failed)} of {len(self.sweep.cells)} cells not "
+                f"done ({'; '.join(failed)}); see {self.folder / 'state.json'}, and rerun the "
+                "same command to retry them"
+            )
 
 
 def sweep(
@@ -847,8 +895,14 @@ def sweep(
     runs_dir: str | Path | None = None,
     log=sys.stderr,
 ) -> Outcome:
-    """Run the sweep file at `path` (resuming its folder); RunFailed if a cell is not done."""
-    sweep = load(path, runs_dir)
+    """Run the sweep file at `path` (resuming its folder); its Outcome says which cells are done
+    (`check`)."""
+    with talking(log, "running the sweep") as log:
+        return resume(load(path, runs_dir), address, retries, log)
+
+
+def resume(sweep: Sweep, address: str | None, retries: int, log: Talk) -> Outcome:
+    """Run what the sweep has not done yet, then compare what it has."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     sweep = check(sweep, remote=bool(address), log=log)
     check_runs_dir(sweep.runs_dir)
@@ -861,23 +915,18 @@ def sweep(
         write(sweep.folder / "sweep.yaml", sweep.file.read_bytes())
         temp = Path(tempfile.mkdtemp(prefix="repro-ray-"))
         try:
-            engine = start_ray(address, sweep, temp)
-            with signals_interrupt(stop_children=False):  # after ray.init, which sets SIGTERM's
+            with log.phase("starting Ray"):
+                engine = start_ray(address, sweep, temp)
+            # after ray.init, which sets SIGTERM's handler
+            with signals_interrupt(stop_children=False), log.phase("running the cells"):
                 progress.line(f"{len(chosen)} cells to run on {engine} in {sweep.folder}")
                 execute(sweep, state, chosen, engine, retries, log)
         finally:
             shutdown(temp)
     else:
         progress.line(f"nothing to run in {sweep.folder}")
-    comparison = compare(sweep, state, engine, log)
-    failed = [e["label"] for e in state["cells"].values() if e["status"] != "done"]
-    if failed:
-        raise RunFailed(
-            f"sweep {sweep.name}: {len(failed)} of {len(sweep.cells)} cells not done "
-            f"({'; '.join(failed)}); see {sweep.folder / 'state.json'}, and rerun the same "
-            "command to retry them"
-        )
-    return Outcome(sweep.folder, state, comparison)
+    with log.phase("comparing the cells"):
+        return Outcome(sweep, state, compare(sweep, state, engine, log))
 
 
 def shutdown(temp: Path) -> None:

@@ -16,7 +16,10 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+
+from repro.kernel import noise
 
 PARAMS = (  # what a fresh process needs to measure exactly what the kernel measured
     "framework",
@@ -115,18 +118,14 @@ def framework(p: dict):
 
 def measure(params: dict, more: int, log=sys.stdout) -> list[dict]:
     """`more` fresh measurements, one process after another (never two at once), as `once`
-    returns them. A process that fails stops the run with its error."""
+    returns them, each process's progress shown on `log` as it comes. A process that fails
+    stops the run with its error."""
     request = json.dumps({k: params[k] for k in PARAMS})
+    command = [sys.executable, "-u", "-m", "repro.kernel.repeat", request]  # -u: lines as they come
     results = []
     for i in range(more):
         start = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "repro.kernel.repeat", request], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-            raise RuntimeError(f"repeat process {i + 2} failed (exit {done.returncode}):\n{tail}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = fresh(command, f"process {i + 2}/{more + 1}", log)
         results.append(result)
         median_ms = 1e3 * statistics.median(result["step_s"])
         reached = result.get("time_to_accuracy", {}).get("time_to_target_s")
@@ -141,5 +140,31 @@ def measure(params: dict, more: int, log=sys.stdout) -> list[dict]:
     return results
 
 
-if __name__ == "__main__":
-    print(json.dumps(once(json.loads(sys.argv[1]))))
+def fresh(command: list[str], name: str, log) -> dict:
+    """One fresh process's measurement. Its stdout lines are its progress, shown on `log` as
+    they come (after `name`), and its result (a JSON object); its stderr (libraries' warnings
+    and logs) goes to the run's kernel.log (repro.kernel.noise), its end into the error if it
+    fails."""
+    print(f"{name}: starting", file=log, flush=True)
+    with (
+        tempfile.TemporaryFile("w+") as stderr,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True) as process,
+    ):
+        said = "null"
+        for line in process.stdout:
+            if line.startswith("{"):  # its result, a JSON object on one line
+                said = line
+            elif line.strip() and not noise.noise(line):
+                print(f"{name}: {line.rstrip()}", file=log, flush=True)
+        process.wait()
+        stderr.seek(0)
+        errors = stderr.read()
+    noise.keep(errors)
+    if process.returncode != 0:
+        tail = "\n".join(errors.strip().splitlines()[-5:])
+        raise RuntimeError(f"repeat {name} failed (exit {process.returncode}):\n{tail}")
+    return json.loads(said)
+
+
+if __name__ == "__main__":  # progress and result on stdout, the libraries' chatter on stderr
+    print(json.dumps(once(json.loads(sys.argv[1]), log=sys.stdout)))

@@ -199,13 +199,15 @@ class Adapter(Base):
         from tensorflow.python.framework.convert_to_constants import (
             convert_variables_to_constants_v2,
         )
+        from tensorflow.python.util import deprecation
 
         try:
             concrete = tf.function(lambda x: net(x, training=False)).get_concrete_function(inputs)
             graph = convert_variables_to_constants_v2(concrete).graph
             options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
             options["output"] = "none"
-            flops = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
+            with deprecation.silence():  # the v1 profiler's own notice, in every TF run
+                flops = tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
         except Exception as error:  # the profiler is a v1 API and does not cover every op
             return {"flops": None, "method": "tf.compat.v1.profiler", "reason": str(error)}
         if mode == "training":
