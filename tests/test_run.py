@@ -225,7 +225,9 @@ def test_a_failing_cell_keeps_the_report_marked_failed(runs_dir):
     assert answer["status"] == "failed" and answer["error"] == metrics["error"]
     assert answer["folder"] == str(folder.absolute()) and answer["headline"] is None
     notebook = nbformat.read(folder / "report.ipynb", as_version=4)
-    assert "An Exception was encountered" in notebook.cells[0].source  # papermill's banner on top
+    head, banner = notebook.cells[:2]  # the title says it failed, papermill's banner under it
+    assert head.source.startswith("# ") and ": run failed" in head.source.splitlines()[0]
+    assert "An Exception was encountered" in banner.source
     assert any("step one ran" in str(c.get("outputs")) for c in notebook.cells)
     assert (folder / "report.html").is_file() and manifest_ok(folder)
 
