@@ -252,6 +252,7 @@ def per_process(framework: str, digits: Path) -> dict:
         "attention": "fused", "mode": "train-to-accuracy", "compile": "auto", "lr": 1e-3,
         "batch_size": 32, "warmup": 50, "steps": 0, "data": str(digits),
         "target_accuracy": 0.9, "eval_every": 10, "max_steps": 300, "max_seconds": 300.0,
+        "omp_wait_policy": "passive",
     }  # fmt: skip
     request["compile"] = {"torch": "eager", "tensorflow": "function", "jax": "jit"}[framework]
     python = kernels.ensure(f"{framework}-cpu").python

@@ -22,7 +22,7 @@ from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 from repro import records
 from repro.driver import memory, plan
 from repro.driver.execute import PARTIAL, settle
-from repro.driver.finalize import STOP_TAG
+from repro.driver.finalize import SUMMARY_TAG
 from repro.driver.folders import write
 from repro.driver.integrity import check
 from repro.errors import UserError
@@ -55,9 +55,10 @@ def finished_run(process: subprocess.Popen, runs_dir: Path, exit_code: int) -> P
 
 
 def banner(folder: Path) -> str:
-    """The first cell of the report, which must be the stop banner."""
+    """The first cell of the report: its title says how the run ended, its warnings why."""
     first = nbformat.read(folder / "report.ipynb", as_version=4).cells[0]
-    assert STOP_TAG in first.metadata.get("tags", [])
+    assert SUMMARY_TAG in first.metadata.get("tags", [])
+    assert first.source.splitlines()[0].endswith(("run failed", "run interrupted"))
     return first.source
 
 

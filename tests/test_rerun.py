@@ -106,8 +106,8 @@ def test_a_report_copied_elsewhere_reruns_and_states_its_verdict(small_runs, tmp
     verdict = metrics["rerun"]
     assert verdict["original_run"] == original.name and verdict["tolerance"] == 0.25
     assert verdict["class"] in verdict_module.CLASSES and verdict["class"] != "changed"
-    # three processes each: the kernel's and two fresh ones, which decide
-    assert verdict["shift"]["processes"] == [2, 2] and verdict["verdict"]
+    # four processes each: the kernel's and three fresh ones, which decide
+    assert verdict["shift"]["processes"] == [3, 3] and verdict["verdict"]
     rows = {r["metric"]: r for r in verdict["metrics"]}
     step = rows["median step time (ms)"]  # the headline's, as every view gives it
     assert step["original"] == pytest.approx(before["summary"]["headline"]["step_ms"])

@@ -73,7 +73,7 @@ def test_a_busy_machine_is_named_before_the_workload(small_runs, runs_dir):
     assert decided["words"].startswith("machine changed: ") and "busy" in decided["words"]
     summary = read_metrics(busy)["summary"]
     assert summary["machine"]["busy"]  # the fresh process, pinned to the same core, too:
-    assert any("busy while process 2 of 2 measured" in w for w in summary["warnings"])
+    assert any("It was busy too while process 2 of 2 measured" in w for w in summary["warnings"])
 
 
 def test_equivalence_is_decided_on_the_margin_and_the_spread():

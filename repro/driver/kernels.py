@@ -144,17 +144,29 @@ def _run(
     return done
 
 
+PROGRESS = (
+    "Using ",
+    "Resolved ",
+    "Prepared ",
+    "Installed ",
+    "Uninstalled ",
+    "Audited ",
+    "Bytecode",
+)
+
+
 def streamed(cmd: list[str], echo, **kwargs) -> subprocess.CompletedProcess:
-    """Run `cmd`, its output (stdout and stderr as one) shown on `echo` line by line as it
-    comes, less uv's line per package installed (its "Installed N packages" counts them)."""
+    """Run `cmd`, its progress lines (uv's: resolved, prepared, installed N packages...) shown
+    on `echo` as they come; the rest (a line per package, an error's explanation) only in the
+    output returned, for the log and the one-line error."""
     lines = []
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
     ) as process:
         for line in process.stdout:
             lines.append(line)
-            if line.strip() and not line.startswith((" + ", " - ")):
-                echo.write(f"  {line}")
+            if line.lstrip().startswith(PROGRESS):
+                echo.write(f"  {line.strip()}\n")
     return subprocess.CompletedProcess(cmd, process.returncode, "".join(lines), "")
 
 
