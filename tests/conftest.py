@@ -185,13 +185,13 @@ def runs_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def small_runs(tmp_path_factory) -> dict[str, Path]:
     """Real finished runs for the comparison, integrity and rerun tests: two identical
-    resnet-tiny torch runs ("a", "b") in four processes, one with another batch size ("c") in
-    three, and one in JAX, in one process."""
+    resnet-tiny torch runs ("a", "b") and one with another batch size ("c"), each in four
+    processes, and one in JAX, in one process."""
     runs = {}
     for name, framework, batch, repeats in (
         ("a", "torch", 2, 4),  # the kernel's process and three fresh ones, which the figures
         ("b", "torch", 2, 4),  # rest on (repro.stats.processes), as a default run measures
-        ("c", "torch", 4, 3),
+        ("c", "torch", 4, 4),
         ("jax", "jax", 2, 1),
     ):
         runs_dir = tmp_path_factory.mktemp(f"runs-{name}")
