@@ -41,7 +41,7 @@ help: ## Show this help
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(VENV)/bin/pip install --progress-bar off -e ".[dev]"  # not quiet: the first run says what it does
 	touch $@
 
 $(VENV)/.sweep: $(VENV)/.installed
