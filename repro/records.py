@@ -9,6 +9,7 @@ finds the finished runs among paths given on the command line."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -463,7 +464,7 @@ class Metrics:
         if not all(isinstance(p, dict) and nonempty(p.get("step_s")) for p in each):
             raise RecordError(f"{source} has a process without valid step times")
 
-    @property
+    @functools.cached_property  # read by every view; a one-process CI is a 2,000-fold bootstrap
     def headline(self) -> stats.Headline | None:
         """The run's one figure (repro.stats.headline), or None where nothing was measured."""
         return stats.headline(dict(self.samples)) if self.status == "ok" and self.samples else None

@@ -136,13 +136,10 @@ def headline(samples: dict, seed: int = 0) -> Headline | None:
     steps = processes(samples) if samples and samples.get("step_s") else []
     if not steps or not all(len(s) for s in steps) or not samples.get("batch_size"):
         return None
-    batch = samples["batch_size"]
-    if len(steps) > 1:  # the centre `spread` gives
-        s = spread(samples)
-        step, ci = s["centre_ms"], s["centre_ci95_ms"]
-    else:
-        ms = 1e3 * np.asarray(steps[0], float)
-        step, ci = float(np.median(ms)), bootstrap_ci(ms, np.median, seed)
+    batch, s = samples["batch_size"], spread(samples)
+    step, ci = s["centre_ms"], s["centre_ci95_ms"]  # between processes
+    if len(steps) == 1:  # one process: its median, the CI over its steps
+        ci = bootstrap_ci(1e3 * np.asarray(steps[0], float), np.median, seed)
     per_s = 1e3 * batch  # samples per second at 1 ms per step
     return Headline(
         step_ms=step,
@@ -151,9 +148,7 @@ def headline(samples: dict, seed: int = 0) -> Headline | None:
         samples_per_s_ci95=(per_s / ci[1], per_s / ci[0]) if ci else None,
         processes=len(steps),
         batch_size=batch,
-        kernel_samples_per_s=per_s / (1e3 * float(np.median(every_process(samples)[0])))
-        if kernel_apart(samples)
-        else None,
+        kernel_samples_per_s=per_s / s["kernel_ms"] if "kernel_ms" in s else None,
     )
 
 
