@@ -19,7 +19,7 @@ CENTRAL = {
     "async-dispatch": ("jax", (0,)),  # unsynchronised timing < 10% of synchronised
     "cold-start": ("jax", (0, 1)),  # the first call compiles; a naive mean overstates > 2x
     "noise": ("torch", (0,)),  # a loaded machine slows the step and is flagged busy
-    "threads": ("torch", (0,)),  # four times the cores in threads is slower than one per core
+    "threads": ("torch", (0,)),  # the thread count alone moves throughput by 1.2x or more
     "precision": ("torch", (0,)),  # bf16 and fp16 differ from fp32 beyond the tolerance
     "batch-size": ("torch", (0, 1)),  # throughput and latency both rise with the batch
     "same-model": ("torch", (0, 1, 2)),  # same parameter count; outputs and FLOPs differ
