@@ -123,8 +123,8 @@ class Headline:
         processes)`, its digits no finer than the CI allows."""
         count = f"{self.processes} process{'es' if self.processes > 1 else ''}"
         ci = self.samples_per_s_ci95
-        bounds = f"95% CI {figure(ci[0], ci)}–{figure(ci[1], ci)}, " if ci else "no CI, "
-        return f"{figure(self.samples_per_s, ci)} samples/s ({bounds}{count})"
+        interval = f"95% CI {bounds(ci)}, " if ci else "no CI, "
+        return f"{figure(self.samples_per_s, ci)} samples/s ({interval}{count})"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "basis": self.basis}
@@ -163,6 +163,11 @@ def figure(value: float, ci=None, digits: int = 4) -> str:
     if ci and abs(ci[1] - ci[0]) > 0:  # never fewer than two significant digits of the value
         scale = min(math.floor(math.log10(abs(ci[1] - ci[0]) / 2) + 1e-9) - 1, own - 1)
     return f"{round(value, -scale):,.{max(0, -scale)}f}"
+
+
+def bounds(ci, sep: str = "–") -> str:
+    """A CI's two bounds, each to the digits the CI allows (`figure`), or a dash for none."""
+    return sep.join(figure(b, ci) for b in ci) if ci else "—"
 
 
 def spread(samples: dict) -> dict:

@@ -115,9 +115,8 @@ def compare_runs(args, give) -> int:
         failed |= threshold is not None and fails
         pairs.append({**r, "regression": threshold is not None and fails})
         ratio = (
-            f"step time x{stats.figure(r['time_ratio'], r['ci95'])} (95% CI "
-            f"{stats.figure(r['ci95'][0], r['ci95'])}-{stats.figure(r['ci95'][1], r['ci95'])}, "
-            f"p={r['p_value']:.3g}; {r['basis']}): "
+            f"step time x{stats.figure(r['time_ratio'], r['ci95'])} "
+            f"(95% CI {stats.bounds(r['ci95'], '-')}, p={r['p_value']:.3g}; {r['basis']}): "
             if r["judged"]
             else ""
         )

@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from repro.kernel.capture import gpu_names
 from repro.markdown import escape
 from repro.records import Environment, Metrics, Summary, TimeToAccuracy, section
-from repro.stats import Headline, figure
+from repro.stats import Headline, bounds, figure
 
 
 def step_time(head: Headline) -> str:
     """The headline's median step time with its CI, and what the CI covers."""
     ci = head.step_ms_ci95
-    bounds = f"95% CI {figure(ci[0], ci)}–{figure(ci[1], ci)} ms" if ci else "no CI"
-    return f"median step time **{figure(head.step_ms, ci)} ms** ({bounds}; {head.basis})"
+    interval = f"95% CI {bounds(ci)} ms" if ci else "no CI"
+    return f"median step time **{figure(head.step_ms, ci)} ms** ({interval}; {head.basis})"
 
 
 def time_to_accuracy(record: TimeToAccuracy) -> str:

@@ -127,7 +127,7 @@ def readable(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "—"
     if isinstance(value, tuple):
-        return "–".join(stats.figure(v, value) for v in value)
+        return stats.bounds(value)
     return stats.figure(value) if isinstance(value, float) else str(value)
 
 
@@ -149,12 +149,7 @@ def against_baseline(runs: list[records.Run]) -> dict:
     for run, p in zip(runs[1:], pairs, strict=True):
         ci = p["ci95"]
         ratio, bounds = (
-            (
-                stats.figure(p["time_ratio"], ci),
-                f"{stats.figure(ci[0], ci)}–{stats.figure(ci[1], ci)}",
-            )
-            if p["judged"]
-            else ("—", "—")
+            (stats.figure(p["time_ratio"], ci), stats.bounds(ci)) if p["judged"] else ("—", "—")
         )
         lines.append(
             f"| {escape(run.label)} | {ratio} | {bounds} | {p['p_value']:.3g} | "

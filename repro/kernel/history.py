@@ -288,12 +288,7 @@ COLUMNS = {  # kind: (what its table says it is, its own columns: header and the
             "throughput (samples/s)": lambda p: stats.figure(
                 p["samples_per_s"], p["samples_per_s_ci95"]
             ),
-            "95% CI": lambda p: (
-                "–".join(
-                    stats.figure(b, p["samples_per_s_ci95"]) for b in p["samples_per_s_ci95"] or ()
-                )
-                or "—"
-            ),
+            "95% CI": lambda p: stats.bounds(p["samples_per_s_ci95"]),
             "p90 step (ms)": lambda p: figure(p["p90_ms"], 3),
             "95% CI ": lambda p: ci_text(p["p90_ms_ci95"], 3),
         },

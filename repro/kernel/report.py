@@ -454,8 +454,7 @@ def busy_too(check: dict, repeats: list[dict]) -> None:
 
 def quoted(value: float, ci) -> str:
     """A figure and its 95% CI, its digits no finer than the CI allows (repro.stats.figure)."""
-    bounds = f" (95% CI {stats.figure(ci[0], ci)}–{stats.figure(ci[1], ci)})" if ci else ""
-    return stats.figure(value, ci) + bounds
+    return stats.figure(value, ci) + (f" (95% CI {stats.bounds(ci)})" if ci else "")
 
 
 def process_row(spread: dict) -> str:
