@@ -5,12 +5,14 @@ the claim at its centre held on the machine that ran it; a claim that did not ho
 from __future__ import annotations
 
 import re
+import shutil
 
 import nbformat
 import pytest
 from conftest import read_metrics, repro, run_folders
 
 from repro.driver import lessons
+from repro.errors import UserError
 from repro.paths import ROOT
 
 # lesson: the framework its test runs in, and the claims that must hold there (by index); the
@@ -53,6 +55,25 @@ def test_a_lesson_asked_for_wrongly_gets_one_line():
     assert wrong.returncode == 2 and "use --framework jax" in wrong.stderr
     bad = repro("lesson", "async-dispatch", "-p", "batch_size=0")
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {},
+        {"lesson": "threads"},
+        {"lesson": {"order": 9, "teaches": "x", "workload": "resnet-tiny"}},
+    ],
+)
+def test_a_notebook_in_lessons_that_is_no_lesson_breaks_no_other(metadata, tmp_path, monkeypatch):
+    shutil.copy(lessons.LESSONS / "threads.ipynb", tmp_path)
+    nbformat.write(nbformat.v4.new_notebook(metadata=metadata), tmp_path / "notes.ipynb")
+    monkeypatch.setattr(lessons, "LESSONS", tmp_path)
+    assert [lesson.name for lesson in lessons.available()] == ["threads"]
+    assert lessons.find("threads").workload == "resnet-tiny"
+    assert "skipped: notes.ipynb in " in lessons.listing()
+    with pytest.raises(UserError, match=r"notes.ipynb in .+ is not a lesson: .+ needs "):
+        lessons.find("notes")
 
 
 @pytest.mark.kernel

@@ -31,8 +31,23 @@ class Lesson:
     params: dict = field(default_factory=dict)  # the lesson's small defaults, as text
 
 
+FIELDS = {"order": int, "teaches": str, "workload": str, "frameworks": list, "params": dict}
+
+
 def read(path: Path) -> Lesson:
-    about = read_notebook(path, "lesson").metadata["lesson"]
+    """The lesson at `path`, or UserError naming what its metadata lacks."""
+    about = read_notebook(path, "lesson").metadata.get("lesson")
+    about = {"params": {}, **(about if isinstance(about, dict) else {})}
+    wrong = [k for k, kind in FIELDS.items() if not isinstance(about.get(k), kind)]
+    if not wrong and not (
+        about["frameworks"] and all(isinstance(f, str) for f in about["frameworks"])
+    ):
+        wrong = ["frameworks"]
+    if wrong:
+        raise UserError(
+            f"{path.name} in {path.parent.name}/ is not a lesson: its metadata.lesson needs "
+            f"{', '.join(wrong)} ({', '.join(f'{k}: {t.__name__}' for k, t in FIELDS.items())})"
+        )
     return Lesson(
         name=path.stem,
         path=path,
@@ -41,17 +56,31 @@ def read(path: Path) -> Lesson:
         workload=about["workload"],
         framework=about["frameworks"][0],
         frameworks=tuple(about["frameworks"]),
-        params={k: str(v) for k, v in about.get("params", {}).items()},
+        params={k: str(v) for k, v in about["params"].items()},
     )
 
 
+def survey() -> tuple[list[Lesson], dict[str, str]]:
+    """Every lesson, in the order a student reads them, and {name: why not} for each notebook
+    in lessons/ that is not one: one broken notebook breaks no other lesson."""
+    found, broken = [], {}
+    for path in sorted(LESSONS.glob("*.ipynb")):
+        try:
+            found.append(read(path))
+        except UserError as error:
+            broken[path.stem] = str(error)
+    return sorted(found, key=lambda lesson: lesson.order), broken
+
+
 def available() -> list[Lesson]:
-    """Every lesson, in the order a student reads them."""
-    return sorted((read(p) for p in LESSONS.glob("*.ipynb")), key=lambda lesson: lesson.order)
+    return survey()[0]
 
 
 def find(name: str) -> Lesson:
-    lessons = {lesson.name: lesson for lesson in available()}
+    found, broken = survey()
+    if name in broken:
+        raise UserError(broken[name])
+    lessons = {lesson.name: lesson for lesson in found}
     if name not in lessons:
         raise UserError(unknown("lesson", name, list(lessons)))
     return lessons[name]
@@ -82,8 +111,12 @@ def resolve(
 
 
 def listing() -> str:
-    """One line per lesson: its name, frameworks and what it teaches."""
+    """One line per lesson: its name, frameworks and what it teaches; then what was skipped."""
+    found, broken = survey()
     return "\n".join(
-        f"{lesson.order}. {lesson.name} ({', '.join(lesson.frameworks)}): {lesson.teaches}"
-        for lesson in available()
+        [
+            f"{lesson.order}. {lesson.name} ({', '.join(lesson.frameworks)}): {lesson.teaches}"
+            for lesson in found
+        ]
+        + [f"skipped: {why}" for why in broken.values()]
     )
