@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, repro
 
@@ -67,6 +68,7 @@ def bad(tmp_path_factory) -> Path:
     (d / "notjson.ipynb").write_text("not json at all")
     (d / "truncated.ipynb").write_text(report[: len(report) // 2])
     (d / "list.ipynb").write_text("[1, 2]")
+    nbformat.write(nbformat.v4.new_notebook(), d / "no-cells.ipynb")
     (d / "notes.txt").write_text("not a notebook")
     (d / "garbage.tar.gz").write_bytes(b"\x1f\x8b garbage, not gzip")
     whole = tar_gz(d / "whole.tar.gz", {"run/report.ipynb": os.urandom(100_000)})
@@ -177,6 +179,7 @@ ROWS = [
     ([*RUN, "--kernel", "torch-rocm"], "unknown kernel 'torch-rocm' for torch"),
     ([*RUN, "--template", "{d}/notes.txt"], "cannot read template {d}/notes.txt as a notebook"),
     ([*RUN, "--template", "{d}/missing.ipynb"], "template not found"),
+    ([*RUN, "--template", "{d}/no-cells.ipynb"], "template {d}/no-cells.ipynb has no code to run"),
     ([*RUN, "--runs-dir", "{d}/notes.txt"], "{d}/notes.txt is a file; choose another"),
     ([*RUN, "--runs-dir", "{d}/notes.txt/runs"], "{d}/notes.txt is a file"),
     ([*RUN, "--unpinned", "--python", "/etc/passwd"], "/etc/passwd is not a Python interpreter"),

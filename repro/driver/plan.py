@@ -801,7 +801,9 @@ def resolve(
     if template:
         if not Path(template).is_file():
             raise UserError(f"template not found: {template}")
-        read_notebook(template, "template")  # not a notebook: said now, before any kernel
+        notebook = read_notebook(template, "template")  # not a notebook: said now, not later
+        if not any(cell.cell_type == "code" and cell.source.strip() for cell in notebook.cells):
+            raise UserError(f"template {template} has no code to run: add the cells to measure")
         to_run = templates.from_file(Path(template))
     elif resolved["mode"] == TRAIN_TO_ACCURACY:  # a notebook of its own: training, not steps
         to_run = templates.from_file(accuracy.TEMPLATE)
