@@ -124,20 +124,23 @@ def render(pins: dict[str, Pin]) -> str:
 
 def lock_changes(theirs: dict[str, Pin], ours: dict[str, Pin]) -> list[str]:
     """How the lock `theirs` differs from `ours`, one line per package, as `diff` marks them:
-    `+` only in theirs (would be installed), `-` only in ours, `~` another version or files."""
+    `+` only in theirs (would be installed), `-` only in ours, `~` another version, environment
+    marker or files. Markers are shown: they decide whether a line installs at all."""
+
+    def pinned(pin: Pin) -> str:
+        return f"=={pin.version}" + (f" ; {pin.marker}" if pin.marker else "")
+
     changes = []
     for name in sorted(set(theirs) | set(ours)):
         a, b = ours.get(name), theirs.get(name)
         if a == b:
             continue
-        if a is None:
-            changes.append(f"+ {name}=={b.version}")
-        elif b is None:
-            changes.append(f"- {name}=={a.version}")
-        elif a.version != b.version:
-            changes.append(f"~ {name} {a.version} -> {b.version}")
+        if a is None or b is None:
+            changes.append(f"+ {name}{pinned(b)}" if a is None else f"- {name}{pinned(a)}")
+        elif (a.version, a.marker) != (b.version, b.marker):
+            changes.append(f"~ {name}{pinned(a)} -> {name}{pinned(b)}")
         else:
-            changes.append(f"~ {name}=={a.version}: other files or markers")
+            changes.append(f"~ {name}{pinned(a)}: other files")
     return changes
 
 

@@ -72,8 +72,13 @@ def test_a_lock_is_rendered_from_its_pins_and_differences_read_as_a_diff():
     marked = read_lock(f'six==1.17.0 ; python_version >= "3.8" {H}\n')
     assert marked["six"].marker == 'python_version >= "3.8"'
     theirs = read_lock(LOCK.replace("fake-pkg==1.0", "fake-pkg==2.0") + f"six==1.17.0 {H}\n")
-    assert lock_changes(theirs, ours) == ["~ fake-pkg 1.0 -> 2.0", "+ six==1.17.0"]
-    assert lock_changes(ours, theirs) == ["~ fake-pkg 2.0 -> 1.0", "- six==1.17.0"]
+    assert lock_changes(theirs, ours) == ["~ fake-pkg==1.0 -> fake-pkg==2.0", "+ six==1.17.0"]
+    assert lock_changes(ours, theirs) == ["~ fake-pkg==2.0 -> fake-pkg==1.0", "- six==1.17.0"]
+    # a marker decides whether a line installs: a diff that hid it would hide the change
+    assert lock_changes(marked, read_lock(f"six==1.17.0 {H}\n")) == [
+        '~ six==1.17.0 -> six==1.17.0 ; python_version >= "3.8"'
+    ]
+    assert lock_changes(marked, {}) == ['+ six==1.17.0 ; python_version >= "3.8"']
     with pytest.raises(ValueError, match="a second time"):
         read_lock(f"six==1.17.0 {H}\nSix==1.16.0 {H}\n")
 
