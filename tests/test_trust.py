@@ -70,7 +70,7 @@ def test_packages_the_report_would_install_are_listed_before_anything_is_downloa
 
     stderr = refused(forged(small_runs["a"] / "report.ipynb", tmp_path, swap), tmp_path / "runs")
     assert "+++ the report's lock: what a rerun would install" in stderr
-    assert "+ evilpkg==6.6.6" in stderr and "-> 1.26.4" in stderr and "~ numpy" in stderr
+    assert "+ evilpkg==6.6.6" in stderr and "-> numpy==1.26.4" in stderr and "~ numpy==" in stderr
     assert "the lock differs (2 packages)" in stderr.splitlines()[-1]
     assert "--trust" in stderr.splitlines()[-1]
     assert not list(ROOT.glob(".kernels/torch-cpu-lock-*"))  # nothing was built or downloaded
