@@ -142,10 +142,20 @@ def lock_changes(theirs: dict[str, Pin], ours: dict[str, Pin]) -> list[str]:
     return changes
 
 
+def prefix() -> str:
+    """The folder of the environment running this check. The driver runs it without `site`
+    (python -S: kernels.verify), which is what sets a venv's sys.prefix; a venv is the folder
+    above its interpreter's, holding pyvenv.cfg."""
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    return venv if os.path.isfile(os.path.join(venv, "pyvenv.cfg")) else sys.prefix
+
+
 def site_packages() -> list[str]:
-    """The running environment's site-packages folders. Paths added by PYTHONPATH (the project's
-    own code, for one) are not the lock's concern."""
-    return sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    """The running environment's site-packages folders, each once (lib64 may link to lib).
+    Paths added by PYTHONPATH (the project's own code, for one) are not the lock's concern."""
+    paths = sysconfig.get_paths(vars={"base": prefix(), "platbase": prefix()})
+    unique = {os.path.realpath(paths[k]): paths[k] for k in ("platlib", "purelib")}
+    return sorted(unique.values())
 
 
 def installed() -> dict[str, metadata.Distribution]:
@@ -292,7 +302,7 @@ class LockCheck:
             + [f"version {v}" for v in self.versions]
             + [f"not in lock {n}" for n in self.extra]
             + [f"modified {m}" for m in self.modified]
-            + [f"stray file site-packages/{s} (no installed distribution's)" for s in self.strays]
+            + [f"stray file site-packages/{s} (installed by no distribution)" for s in self.strays]
         )
 
     def to_dict(self) -> dict:
@@ -317,7 +327,7 @@ def verify(lock_path: str | Path, check_files: bool = True) -> LockCheck:
             result.versions.append(f"{name}: locked {version}, installed {dist.version}")
     result.extra = sorted(set(dists) - set(pins))
     if check_files:
-        where = Path(sys.prefix) / RECORDED
+        where = Path(prefix()) / RECORDED
         files = FileCheck(known=recorded(where))
         for name in sorted(set(dists) & set(pins)):
             result.files_checked += len(hashed_files(dists[name]))

@@ -329,12 +329,14 @@ def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
     """Check the kernel's installed files against its lock, in the kernel's own interpreter.
 
     Drift raises DriftError listing every difference, unless `allow_drift`, in which case the
-    result (with its problems) is returned for the report to show at the top.
+    result (with its problems) is returned for the report to show at the top. The check runs
+    without `site` (-S: it reads site-packages by path), so no startup hook it may find there
+    (a `.pth`, sitecustomize) runs first, to print into its answer or change it.
     """
     if kernel.lock is None:
         return None
     done = _run(
-        [kernel.python, "-m", "repro.lockfile", kernel.lock],
+        [kernel.python, "-S", "-m", "repro.lockfile", kernel.lock],
         f"verifying kernel {kernel.name}",
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
