@@ -8,6 +8,7 @@ import shlex
 
 INTERNAL = 70  # exit code of a bug in repro (EX_SOFTWARE in sysexits.h)
 INTERRUPTED = 130  # exit code after Ctrl-C (128 + SIGINT)
+TERMINATED = 143  # exit code after SIGTERM (128 + SIGTERM)
 
 
 class ReproError(Exception):
@@ -24,6 +25,12 @@ class DriftError(ReproError):
     """The kernel's installed packages differ from its lock."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, where a handler makes it an exception so that clean-up runs."""
+
+    exit_code = TERMINATED
 
 
 class RunFailed(ReproError):

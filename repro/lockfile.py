@@ -2,10 +2,11 @@
 Standard library only.
 
 The driver runs this module with the kernel's own interpreter (`python -m repro.lockfile LOCK`),
-so `importlib.metadata` sees the kernel's distributions, not the driver's. Two levels of check:
-every locked distribution is installed at its locked version and nothing else is installed; and
+so `importlib.metadata` sees the kernel's distributions, not the driver's. Three levels of check:
+every locked distribution is installed at its locked version and nothing else is installed;
 every installed file still has the sha256 that pip wrote into the distribution's RECORD, which
-catches an installed file edited after the fact.
+catches an installed file edited after the fact; and every file in site-packages is one of those
+(see `strays`), which catches a file added there, such as a `.pth` that runs at every start.
 
 Hashing every file of a kernel (1-2 GB) costs seconds a run, so the check remembers, in the
 kernel's own folder, each file it found intact with its inode, size, mtime and ctime, as git's
@@ -144,23 +145,81 @@ def lock_changes(theirs: dict[str, Pin], ours: dict[str, Pin]) -> list[str]:
     return changes
 
 
+def prefix() -> str:
+    """The folder of the environment running this check. The driver runs it without `site`
+    (python -S: kernels.verify), which is what sets a venv's sys.prefix; a venv is the folder
+    above its interpreter's, holding pyvenv.cfg."""
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    return venv if os.path.isfile(os.path.join(venv, "pyvenv.cfg")) else sys.prefix
+
+
+def site_packages() -> list[str]:
+    """The running environment's site-packages folders, each once (lib64 may link to lib).
+    Paths added by PYTHONPATH (the project's own code, for one) are not the lock's concern."""
+    paths = sysconfig.get_paths(vars={"base": prefix(), "platbase": prefix()})
+    unique = {os.path.realpath(paths[k]): paths[k] for k in ("platlib", "purelib")}
+    return sorted(unique.values())
+
+
 def installed() -> dict[str, metadata.Distribution]:
     """The distributions installed in the running environment's site-packages, by normalized
-    name. Paths added by PYTHONPATH (the project's own code, for one) are not the lock's concern."""
-    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
-    return {normalize(d.metadata["Name"]): d for d in metadata.distributions(path=site)}
+    name."""
+    return {normalize(d.metadata["Name"]): d for d in metadata.distributions(path=site_packages())}
 
 
 RECORDED = "repro-verified.json"  # in the environment's prefix: files found intact, by status
 RACY = 2.0  # seconds: a file changed this recently may change again within one ctime tick
 
 
-def hashed_files(dist: metadata.Distribution) -> list[tuple[str, str]]:
-    """(path in RECORD, urlsafe-base64 sha256) of each file RECORD gives a sha256 for; RECORD
-    itself, .pyc files and the like carry none. Read as CSV: `dist.files` builds a Path per file,
-    seconds for a kernel's 30,000."""
+def record(dist: metadata.Distribution) -> list[tuple[str, str]]:
+    """(path, urlsafe-base64 sha256 or "") of each file in the distribution's RECORD; RECORD
+    itself, .pyc files and the like carry no sha256. Read as CSV: `dist.files` builds a Path per
+    file, seconds for a kernel's 30,000."""
     rows = csv.reader((dist.read_text("RECORD") or "").splitlines())
-    return [(row[0], row[1][7:]) for row in rows if len(row) >= 2 and row[1].startswith("sha256=")]
+    return [
+        (row[0], row[1][7:] if row[1:2] and row[1].startswith("sha256=") else "")
+        for row in rows
+        if row
+    ]
+
+
+def hashed_files(dist: metadata.Distribution) -> list[tuple[str, str]]:
+    """(path in RECORD, sha256) of each file RECORD gives a sha256 for."""
+    return [(path, digest) for path, digest in record(dist) if digest]
+
+
+def strays(dists: list[metadata.Distribution]) -> list[str]:
+    """The files in site-packages (relative to it) that no distribution of `dists` accounts for.
+
+    Allowed, and nothing else: a file a RECORD gives a sha256 for (checked against it, for a
+    locked distribution; an unlocked one is drift of its own), each distribution's RECORD, and
+    bytecode in a `__pycache__` of such a file (uv compiles it after installing, so no RECORD
+    hashes it; Python loads it only beside its source, of the mtime and size it was compiled
+    from). So a startup hook (a `.pth` file, sitecustomize or usercustomize) is always one a
+    RECORD hashes. A kernel is a `python -m venv` made without pip: no file in its site-packages
+    is the venv's own (no `_virtualenv.pth`, which virtualenv and `uv venv` add); bin/activate
+    and pyvenv.cfg lie outside it. A symlinked folder counts as a file: no RECORD names one."""
+    owned = set()
+    for dist in dists:
+        base = dist.locate_file("")
+        for path, digest in record(dist):
+            if digest or os.path.basename(path) == "RECORD":
+                owned.add(os.path.normpath(f"{base}/{path}"))
+    found = []
+    for top in site_packages():
+        for folder, subfolders, files in os.walk(top):  # symlinked folders are not walked
+            links = [s for s in subfolders if os.path.islink(f"{folder}/{s}")]
+            bytecode = os.path.basename(folder) == "__pycache__"
+            for name in files + links:
+                path = f"{folder}/{name}"
+                if path in owned or (
+                    bytecode
+                    and name.endswith(".pyc")
+                    and f"{os.path.dirname(folder)}/{name.split('.')[0]}.py" in owned
+                ):
+                    continue
+                found.append(os.path.relpath(path, top))
+    return sorted(found)
 
 
 def status(path: str) -> list[int] | None:
@@ -232,12 +291,13 @@ class LockCheck:
     versions: list[str] = field(default_factory=list)  # "name: locked X, installed Y"
     extra: list[str] = field(default_factory=list)  # installed, not locked
     modified: list[str] = field(default_factory=list)  # "name: path" edited after install
+    strays: list[str] = field(default_factory=list)  # in site-packages, no RECORD's (`strays`)
     files_checked: int = 0
     files_hashed: int = 0  # of those, read again: new, or changed since a check found them intact
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.versions or self.extra or self.modified)
+        return not (self.missing or self.versions or self.extra or self.modified or self.strays)
 
     def problems(self) -> list[str]:
         return (
@@ -245,6 +305,7 @@ class LockCheck:
             + [f"version {v}" for v in self.versions]
             + [f"not in lock {n}" for n in self.extra]
             + [f"modified {m}" for m in self.modified]
+            + [f"stray file site-packages/{s} (installed by no distribution)" for s in self.strays]
         )
 
     def to_dict(self) -> dict:
@@ -269,12 +330,13 @@ def verify(lock_path: str | Path, check_files: bool = True) -> LockCheck:
             result.versions.append(f"{name}: locked {version}, installed {dist.version}")
     result.extra = sorted(set(dists) - set(pins))
     if check_files:
-        where = Path(sys.prefix) / RECORDED
+        where = Path(prefix()) / RECORDED
         files = FileCheck(known=recorded(where))
         for name in sorted(set(dists) & set(pins)):
             result.files_checked += len(hashed_files(dists[name]))
             result.modified += [f"{name}: {path}" for path in files.modified(dists[name])]
         result.files_hashed = files.hashed
+        result.strays = strays(list(dists.values()))
         if files.intact != files.known:
             remember(where, files.intact)
     return result

@@ -114,6 +114,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(f"{baseid}::{name}"))
 
 
+def small_lock(package: str) -> str:
+    """A lock of one pin, `package`'s, taken from the analysis kernel's lock (a small wheel: a
+    kernel of it builds in seconds)."""
+    lines = (ROOT / "kernelspecs" / "analysis" / "requirements.lock").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{package}=="))
+    block = [lines[start]] + [line for line in lines[start + 1 : start + 4] if "--hash" in line]
+    return "\n".join(block) + "\n"
+
+
 def repro(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the `repro` CLI as a user would; output captured as text."""
     return subprocess.run(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
+from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders, small_lock
 
 from repro import records
 from repro.driver import memory, plan
@@ -146,10 +146,7 @@ def test_eight_concurrent_runs_leave_eight_intact_folders(tmp_path):
 @pytest.mark.kernel  # builds a kernel (of one small wheel, from PyPI)
 def test_kernel_builds_wait_for_each_other_and_build_once(tmp_path):
     lock = tmp_path / "requirements.lock"  # one small pure-Python wheel from a real lock
-    lines = (ROOT / "kernelspecs" / "analysis" / "requirements.lock").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("packaging=="))
-    block = [lines[start]] + [line for line in lines[start + 1 : start + 4] if "--hash" in line]
-    lock.write_text("\n".join(block) + "\n")
+    lock.write_text(small_lock("packaging"))
     build = (
         "import sys; from pathlib import Path; from repro.driver import kernels; "
         "print(kernels.build('analysis', Path(sys.argv[1]), reuse=True).python)"

@@ -110,10 +110,12 @@ def env(tmp_path_factory) -> Path:
     (site / "fake_pkg" / "__init__.py").write_bytes(code)
     info = site / "fake_pkg-1.0.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-pkg\nVersion: 1.0\n")
+    meta = b"Metadata-Version: 2.1\nName: fake-pkg\nVersion: 1.0\n"
+    (info / "METADATA").write_bytes(meta)
     (info / "RECORD").write_text(
         f"fake_pkg/__init__.py,{record_hash(code)},{len(code)}\n"
-        "fake_pkg-1.0.dist-info/METADATA,,\nfake_pkg-1.0.dist-info/RECORD,,\n"
+        f"fake_pkg-1.0.dist-info/METADATA,{record_hash(meta)},{len(meta)}\n"
+        "fake_pkg-1.0.dist-info/RECORD,,\n"
     )
     return root
 
@@ -122,13 +124,14 @@ HASH = " --hash=sha256:" + "0" * 64
 
 
 def check(env: Path, lock_text: str, tmp_path: Path) -> dict:
-    """The kernel-side check of `env` against a lock of `lock_text`'s pins (hashes added)."""
+    """The kernel-side check of `env` against a lock of `lock_text`'s pins (hashes added), run as
+    the driver runs it (kernels.verify)."""
     lock = tmp_path / "requirements.lock"
     lock.write_text(
         "".join(line + (HASH if "==" in line else "") + "\n" for line in lock_text.splitlines())
     )
     done = subprocess.run(
-        [env / "bin" / "python", "-m", "repro.lockfile", lock],
+        [env / "bin" / "python", "-S", "-m", "repro.lockfile", lock],
         capture_output=True,
         text=True,
         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])},
@@ -139,7 +142,7 @@ def check(env: Path, lock_text: str, tmp_path: Path) -> dict:
 
 def test_matching_environment_passes(env, tmp_path):
     result = check(env, "fake-pkg==1.0\n", tmp_path)
-    assert result["ok"] and result["files_checked"] == 1
+    assert result["ok"] and result["files_checked"] == 2
     assert len(result["lock_sha256"]) == 64
 
 
@@ -168,13 +171,37 @@ def test_an_edited_installed_file_is_caught(env, tmp_path):
     assert check(env, "fake-pkg==1.0\n", tmp_path)["ok"]
 
 
+def test_a_file_no_distribution_installed_is_drift_and_named(env, tmp_path):
+    """A startup hook dropped into site-packages runs in every benchmark: the check names it
+    (and runs none: a hook that prints would spoil its answer)."""
+    site = next(env.rglob("site-packages"))
+    tag = sys.implementation.cache_tag
+    allowed = site / "fake_pkg" / "__pycache__" / f"__init__.{tag}.pyc"  # bytecode of a locked file
+    planted = ["evil.pth", "sitecustomize.py", f"__pycache__/usercustomize.{tag}.pyc"]
+    planted += ["fake_pkg/extra.py", "linked"]
+    try:
+        for path in [allowed, *(site / p for p in planted[:-1])]:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text("print('hook')\n")
+        (site / "linked").symlink_to(site / "fake_pkg")  # an importable folder no RECORD names
+        result = check(env, "fake-pkg==1.0\n", tmp_path)
+        assert result["strays"] == sorted(planted) and not result["ok"]
+        assert "stray file site-packages/evil.pth (installed by no distribution)" in (
+            lockfile.LockCheck.from_dict(result).problems()
+        )
+    finally:
+        for path in [allowed, *(site / p for p in planted)]:
+            path.unlink(missing_ok=True)
+    assert check(env, "fake-pkg==1.0\n", tmp_path)["ok"]
+
+
 def test_a_file_found_intact_is_not_hashed_again_until_it_changes(env, tmp_path):
     time.sleep(lockfile.RACY)  # files changed just now are hashed at every check
     check(env, "fake-pkg==1.0\n", tmp_path)
     again = check(env, "fake-pkg==1.0\n", tmp_path)
-    assert again["ok"] and again["files_checked"] == 1 and again["files_hashed"] == 0
+    assert again["ok"] and again["files_checked"] == 2 and again["files_hashed"] == 0
     (env / lockfile.RECORDED).write_text("not json")  # a broken record: everything hashed again
-    assert check(env, "fake-pkg==1.0\n", tmp_path)["files_hashed"] == 1
+    assert check(env, "fake-pkg==1.0\n", tmp_path)["files_hashed"] == 2
     init = next(env.rglob("fake_pkg/__init__.py"))
     original = init.read_bytes()
     try:

@@ -461,14 +461,15 @@ def main(argv: list[str] | None = None) -> int:
                 names, skipped = kernels.defaults(plan.has_nvidia_gpu())
                 for line in skipped:
                     print(f"skipping kernel {line}", file=sys.stderr)
-            for name in names:
-                kernel = kernels.build(name) if args.rebuild else kernels.ensure(name)
-                kernels.register(kernel)
-                check = kernels.verify(kernel)
-                print(
-                    f"{kernel.spec_name}: {kernel.python} "
-                    f"({check['files_checked']:,} files match the lock)"
-                )
+            with kernels.terminable():
+                for name in names:
+                    kernel = kernels.build(name) if args.rebuild else kernels.ensure(name)
+                    kernels.register(kernel)
+                    check = kernels.verify(kernel)
+                    print(
+                        f"{kernel.spec_name}: {kernel.python} "
+                        f"({check['files_checked']:,} files match the lock)"
+                    )
         elif args.command == "lock":
             for name in args.names or kernels.lockable():
                 kernels.compile_lock(name, upgrade=args.upgrade)
@@ -530,9 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReproError as error:
         print(f"repro: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:  # a run in progress handles its own (run.py): this is before or after
-        print("repro: interrupted", file=sys.stderr)
-        return INTERRUPTED
+    except KeyboardInterrupt as stop:  # a run in progress handles its own (run.py): before or after
+        print(f"repro: {str(stop) or 'interrupted'}", file=sys.stderr)  # errors.Terminated: 143
+        return getattr(stop, "exit_code", INTERRUPTED)
     except Exception as error:  # not the user's fault: keep the traceback for the bug report
         traceback.print_exc()
         print(

@@ -1,7 +1,8 @@
 """Pinned Jupyter kernels: build from the lock, register, verify (driver side).
 
 A kernel is a virtual environment under `.kernels/<name>` installed with
-`uv pip install --require-hashes` from `kernelspecs/<name>/requirements.lock`, registered as the
+`uv pip install --require-hashes` from `kernelspecs/<name>/requirements.lock` (built beside it
+and renamed into place when complete: `_build`), registered as the
 kernelspec `repro-<name>` in the project-local Jupyter data dir `.jupyter/`. The environment
 holds exactly the locked distributions (it is created without pip; the driver's uv installs into
 it), and the kernel finds the in-kernel part of `repro` through PYTHONPATH, so code edits need no
@@ -16,17 +17,19 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from repro.driver.talk import talking
-from repro.errors import DriftError, ReproError, UserError, brief, option
+from repro.errors import DriftError, ReproError, Terminated, UserError, brief, option
 from repro.lockfile import LockCheck, read_lock, sha256, target_python
 from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
 
@@ -131,10 +134,7 @@ def _run(
     """Run `cmd`; on failure a ReproError with the end of its output. `log_file` keeps all of
     it (the command line, stdout, stderr), failed or not; `echo` shows it as it comes."""
     cmd = [str(c) for c in cmd]
-    if echo is None:
-        done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-    else:
-        done = streamed(cmd, echo, **kwargs)
+    done = streamed(cmd, echo, **kwargs)
     if log_file is not None:
         log_file.write_text(f"$ {shlex.join(cmd)}\n{done.stdout}{done.stderr}")
     if done.returncode != 0:
@@ -155,19 +155,54 @@ PROGRESS = (
 )
 
 
-def streamed(cmd: list[str], echo, **kwargs) -> subprocess.CompletedProcess:
-    """Run `cmd`, its progress lines (uv's: resolved, prepared, installed N packages...) shown
-    on `echo` as they come; the rest (a line per package, an error's explanation) only in the
-    output returned, for the log and the one-line error."""
-    lines = []
-    with subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
-    ) as process:
-        for line in process.stdout:
-            lines.append(line)
-            if line.lstrip().startswith(PROGRESS):
-                echo.write(f"  {line.strip()}\n")
-    return subprocess.CompletedProcess(cmd, process.returncode, "".join(lines), "")
+def streamed(cmd: list[str], echo=None, **kwargs) -> subprocess.CompletedProcess:
+    """Run `cmd`, its output captured. With `echo`, stderr joins stdout and its progress lines
+    (uv's: resolved, prepared, installed N packages...) are shown on `echo` as they come; the
+    rest (a line per package, an error's explanation) is only in the output returned, for the
+    log and the one-line error. `cmd` runs in a process group of its own, killed whole when this
+    process stops waiting for it (Ctrl-C, SIGTERM under `terminable`, an error): nothing it
+    started (uv's bytecode compilers, say) goes on writing into a kernel no one builds."""
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT if echo else subprocess.PIPE}
+    with subprocess.Popen(cmd, text=True, start_new_session=True, **pipes, **kwargs) as process:
+        try:
+            if echo is None:
+                out, err = process.communicate()
+            else:
+                lines = []
+                for line in process.stdout:
+                    lines.append(line)
+                    if line.lstrip().startswith(PROGRESS):
+                        echo.write(f"  {line.strip()}\n")
+                out, err = "".join(lines), ""
+                process.wait()
+        except BaseException:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    return subprocess.CompletedProcess(cmd, process.returncode, out, err)
+
+
+@contextmanager
+def terminable() -> Iterator[None]:
+    """SIGTERM raises Terminated here, as Ctrl-C raises KeyboardInterrupt, so that a build it
+    stops cleans up (its children killed, its folder removed) and repro says so, exit 143,
+    instead of dying silently. A SIGTERM handler already set (a run's, Ray's) is kept."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def built(name: str, lock: Path) -> bool:
@@ -197,7 +232,7 @@ def build(name: str, lock: Path | None = None, log=sys.stderr, reuse: bool = Fal
     problem = python_mismatch(name, lock)
     if problem:
         raise UserError(problem)
-    with building(name, log):
+    with terminable(), building(name, log):
         if reuse and built(name, lock):
             return Kernel(name, KERNELS / name / "bin" / "python", lock)
         with talking(log, f"building kernel {name}") as talk:
@@ -205,15 +240,44 @@ def build(name: str, lock: Path | None = None, log=sys.stderr, reuse: bool = Fal
 
 
 def _build(name: str, lock: Path, log) -> Kernel:
+    """Build the kernel in `.kernels/.<name>.building-<pid>` and rename it into place once
+    complete, the old one (if any) moved aside and removed: however the build ends (an error,
+    Ctrl-C, SIGTERM), `.kernels/<name>` is the old kernel, the new one or, if stopped between the
+    two renames, none, never a partial one that counts as built. What a build killed outright
+    leaves beside it is removed by the next build of the kernel (whose lock the caller holds)."""
     venv = KERNELS / name
-    marker = venv / "repro-lock.sha256"  # written last: its absence means "not (fully) built"
     print(
         f"building kernel {name} from {shown(lock)} (first time: a few minutes)",
         file=log,
     )
     start = time.perf_counter()
-    shutil.rmtree(venv, ignore_errors=True)
-    _run([sys.executable, "-m", "venv", "--without-pip", venv], f"creating {venv}")
+    staging = KERNELS / f".{name}.building-{os.getpid()}"
+    try:
+        clear_leftovers(name)
+        _install(name, lock, staging, venv, log)
+        if venv.exists() or venv.is_symlink():
+            os.rename(venv, staging.with_name(f"{staging.name}.old"))
+        os.rename(staging, venv)
+    finally:
+        clear_leftovers(name)
+    print(f"kernel {name} built in {time.perf_counter() - start:.0f} s", file=log)
+    return Kernel(name, venv / "bin" / "python", lock)
+
+
+def clear_leftovers(name: str) -> None:
+    """Remove the folders a build of kernel `name` works in (see `_build`)."""
+    for leftover in KERNELS.glob(f".{name}.building-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _install(name: str, lock: Path, venv: Path, final: Path, log) -> None:
+    """Make at `venv` the environment of `lock`, to be moved to `final`, its marker last."""
+    _run(
+        [sys.executable, "-m", "venv", "--without-pip", "--prompt", name, venv],
+        f"creating {shown(venv)}",
+    )
+    config = venv / "pyvenv.cfg"  # uv then writes console scripts that find their python
+    config.write_text(config.read_text() + "relocatable = true\n")  # relative to themselves
     python = venv / "bin" / "python"
     log_file = KERNELS / f"{name}.build.log"
     command = [uv(), "pip", "install", "--python", python, "--require-hashes", "--no-deps"]
@@ -226,9 +290,10 @@ def _build(name: str, lock: Path, log) -> Kernel:
         if hint:
             raise UserError(hint) from None
         raise
-    marker.write_text(sha256(lock).hexdigest())
-    print(f"kernel {name} built in {time.perf_counter() - start:.0f} s", file=log)
-    return Kernel(name, python, lock)
+    for text in [config, *(venv / "bin").glob("activate*")]:  # the only files naming the folder
+        text.write_text(text.read_text().replace(str(venv), str(final)))
+    # written last: its absence means "not (fully) built"
+    (venv / "repro-lock.sha256").write_text(sha256(lock).hexdigest())
 
 
 def not_served(name: str, lock: Path, log_file: Path) -> str | None:
@@ -329,12 +394,14 @@ def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
     """Check the kernel's installed files against its lock, in the kernel's own interpreter.
 
     Drift raises DriftError listing every difference, unless `allow_drift`, in which case the
-    result (with its problems) is returned for the report to show at the top.
+    result (with its problems) is returned for the report to show at the top. The check runs
+    without `site` (-S: it reads site-packages by path), so no startup hook it may find there
+    (a `.pth`, sitecustomize) runs first, to print into its answer or change it.
     """
     if kernel.lock is None:
         return None
     done = _run(
-        [kernel.python, "-m", "repro.lockfile", kernel.lock],
+        [kernel.python, "-S", "-m", "repro.lockfile", kernel.lock],
         f"verifying kernel {kernel.name}",
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

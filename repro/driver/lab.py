@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from repro.driver import kernels, plan
-from repro.errors import ReproError, UserError
+from repro.errors import INTERRUPTED, ReproError, UserError
 from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
 
 CHECKPOINTS = JUPYTER_DATA / "checkpoints"  # Lab's checkpoints, mirroring the checkout's folders
@@ -107,3 +107,9 @@ if __name__ == "__main__":
     except ReproError as error:
         print(f"repro: kernel {sys.argv[1]} cannot start: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
+    except KeyboardInterrupt as stop:  # stopped while building: Lab's SIGTERM (errors.Terminated)
+        print(
+            f"repro: kernel {sys.argv[1]} not started: {str(stop) or 'interrupted'}",
+            file=sys.stderr,
+        )
+        sys.exit(getattr(stop, "exit_code", INTERRUPTED))
