@@ -37,9 +37,7 @@ def new_folder(runs_dir: Path, label: str) -> Path:
     folder = Path(runs_dir) / f"{stamp}_{label}_{secrets.token_hex(3)}"
     try:
         folder.mkdir(parents=True, exist_ok=False)
-    except (
-        OSError
-    ) as error:  # what paths.check_runs_dir could not rule out (a read-only file system)
+    except OSError as error:  # what check_runs_dir could not rule out (a read-only file system)
         raise UserError(f"cannot create a run folder in {runs_dir}: {error.strerror}") from None
     return folder
 
