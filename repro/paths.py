@@ -40,10 +40,11 @@ def record_holding(path: str | Path, sweeps: bool = True) -> tuple[str, Path] | 
     for folder in [path, *path.parents]:
         if any((folder / name).is_file() for name in RECORD_FILES):
             return "run", folder
-        sweep = folder.name.startswith("sweep_") and any(
-            (folder / name).is_file() for name in SWEEP_FILES
-        )
-        if sweeps and sweep:
+        if (
+            sweeps
+            and folder.name.startswith("sweep_")
+            and any((folder / name).is_file() for name in SWEEP_FILES)
+        ):
             return "sweep", folder
     return None
 
