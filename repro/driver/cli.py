@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
+from repro import paths
 from repro.driver import datasets, kernels, plan
 from repro.driver.talk import talking
 from repro.errors import INTERNAL, INTERRUPTED, ReproError, UserError, brief, make_vars, option
@@ -83,6 +84,7 @@ def compare_runs(args, give) -> int:
     from repro import records, stats
     from repro.driver.closing import record
 
+    runs_dir = None if args.no_report else paths.runs_dir(args.runs_dir)  # before any output
     skipped = io.StringIO()  # listed on stderr, or inside the one-line error below
     folders = records.expand(args.runs, log=skipped)
     if len(folders) < 2:
@@ -129,10 +131,10 @@ def compare_runs(args, give) -> int:
         from repro.driver.compare import write_report
 
         with talking(sys.stderr) as log:
-            folder = write_report([base, *runs], args.runs_dir or RUNS, args.allow_mixed, log)
+            folder = write_report([base, *runs], runs_dir, args.allow_mixed, log)
         report = folder / "report.html"
         print(f"comparison report: {report}")
-        refresh_index(args.runs_dir or RUNS)
+        refresh_index(runs_dir)
     give(
         {
             "runs": [record(run.metrics, run.folder) for run in [base, *runs]],
@@ -147,7 +149,7 @@ def history(args) -> int:
     """Write the history report over the finished runs under the given folders (runs/)."""
     from repro.driver.history import regressions, write_history
 
-    runs_dir = Path(args.runs_dir) if args.runs_dir else RUNS
+    runs_dir = paths.runs_dir(args.runs_dir)
     threshold = parse_percentage(args.threshold, "--threshold")
     if not args.runs and not runs_dir.is_dir():
         raise UserError(
@@ -410,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                 unpinned_python=(args.python or sys.executable) if args.unpinned else None,
                 allow_drift=args.allow_drift,
                 template=args.template,
-                runs_dir=args.runs_dir,
+                runs_dir=paths.runs_dir(args.runs_dir),
             )
             from repro.driver.closing import answering
 
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                 execute_run(
                     request, sys.argv[1:] if argv is None else argv, args.force_memory, give
                 )
-                refresh_index(args.runs_dir or RUNS)
+                refresh_index(request.runs_dir)
         elif args.command == "lesson":
             from repro.driver import lessons
 
@@ -429,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.name,
                 args.framework,
                 plan.parse_assignments([*args.param, *args.params.split()]),
-                args.runs_dir,
+                paths.runs_dir(args.runs_dir, RUNS / "lessons"),
             )
             result = execute_run(request, sys.argv[1:] if argv is None else argv)
             lesson = (result.metrics.summary or {}).get("lesson") or {}
@@ -441,18 +443,19 @@ def main(argv: list[str] | None = None) -> int:
             from repro.driver.rerun import rerun
 
             tolerance = parse_percentage(args.tolerance, "--tolerance")
+            runs_dir = paths.runs_dir(args.runs_dir)
             with answering(args.json) as give:
                 closed(
                     lambda: rerun(
                         args.report,
                         trust=args.trust,
-                        runs_dir=args.runs_dir,
+                        runs_dir=runs_dir,
                         tolerance=tolerance,
                         force_memory=args.force_memory,
                     ),
                     give,
                 )
-                refresh_index(args.runs_dir or RUNS)
+                refresh_index(runs_dir)
         elif args.command == "kernels":
             names = args.names
             if (
@@ -461,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
                 names, skipped = kernels.defaults(plan.has_nvidia_gpu())
                 for line in skipped:
                     print(f"skipping kernel {line}", file=sys.stderr)
+            for name in names:  # every name checked before any kernel is built
+                kernels.spec_lock(name)
             with kernels.terminable():
                 for name in names:
                     kernel = kernels.build(name) if args.rebuild else kernels.ensure(name)
@@ -485,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             wheelhouse.build(Path(args.out), args.python_version, have)
         elif args.command == "data":
             unit, write, _ = datasets.WRITERS[args.name]
+            paths.outside_records(args.dest, "the data set's folder")
             print(f"{write(args.dest):,} {unit} -> {args.dest}")
         elif args.command == "verify":
             from repro.driver.integrity import check
@@ -508,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "index":
             from repro.driver.index import write_index
 
-            print(write_index(Path(args.runs_dir or RUNS)))
+            print(write_index(paths.runs_dir(args.runs_dir)))
         elif args.command == "lab":
             from repro.driver import lab
 

@@ -21,12 +21,12 @@ from repro import __version__, records
 from repro.driver import kernels, snapshot, templates
 from repro.driver.execute import attempt, deferred_signals, run_notebook, signals_interrupt
 from repro.driver.finalize import published, stop_banner
-from repro.driver.folders import check_runs_dir, new_folder, seal, write, write_manifest
+from repro.driver.folders import new_folder, seal, write, write_manifest
 from repro.driver.run import git_state
 from repro.driver.talk import talking
 from repro.errors import RunFailed, brief
 from repro.markdown import escape
-from repro.paths import RUNS, TEMPLATES
+from repro.paths import RUNS, TEMPLATES, check_runs_dir
 
 TEMPLATE = TEMPLATES / "compare.ipynb"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from nbconvert import HTMLExporter
 
 from repro.driver import integrity
 from repro.driver.integrity import MANIFEST, manifest_lines
-from repro.errors import UserError, option
+from repro.errors import UserError
 
 HTML_TEMPLATE = Path(__file__).with_name("html") / "repro.html.j2"  # offline, images embedded
 
@@ -30,29 +29,6 @@ def write(path: Path, content: str | bytes) -> None:
     except BaseException:  # a full disk, an interrupt: no half-written file, no stray temp
         tmp.unlink(missing_ok=True)
         raise
-
-
-MIN_FREE_VARIABLE = "REPRO_MIN_FREE_MB"  # free space a run needs (default 200 MB)
-
-
-def check_runs_dir(runs_dir: Path) -> None:
-    """UserError unless run folders can be written under `runs_dir` (created later if missing)
-    and its disk has room for a report."""
-    existing = Path(runs_dir).absolute()
-    while not existing.exists():
-        existing = existing.parent
-    fix = f"choose another with {option('--runs-dir')}"
-    if not existing.is_dir():
-        raise UserError(f"cannot create the runs directory {runs_dir}: {existing} is a file; {fix}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"the runs directory {runs_dir} is not writable ({existing}); {fix}")
-    need = float(os.environ.get(MIN_FREE_VARIABLE, 200)) * 1e6
-    free = shutil.disk_usage(existing).free
-    if free < need:
-        raise UserError(
-            f"only {free / 1e6:.0f} MB free for {runs_dir}, a run needs {need / 1e6:.0f} MB "
-            f"({MIN_FREE_VARIABLE}); free some space or {fix}"
-        )
 
 
 def new_folder(runs_dir: Path, label: str) -> Path:

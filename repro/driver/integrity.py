@@ -22,6 +22,7 @@ import nbformat
 from repro.driver import snapshot
 from repro.errors import UserError, brief
 from repro.lockfile import sha256
+from repro.paths import outside_records
 
 MANIFEST = "MANIFEST.sha256"
 # Where Jupyter keeps a notebook's checkpoints, beside it unless told otherwise (`make lab` keeps
@@ -337,6 +338,7 @@ def bundle(folder: str | Path, output: str | Path | None = None) -> Path:
     if not (folder / MANIFEST).is_file():
         raise UserError(f"{folder} is not a finalised run folder (no {MANIFEST})")
     output = Path(output) if output else folder.with_name(f"{folder.name}.tar.gz")
+    outside_records(output, "the bundle", sweeps=False, fix="choose another path with -o")
     if output.exists():
         raise UserError(f"{output} exists already; choose another path with -o")
     if not output.parent.is_dir():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.driver.talk import talking
-from repro.errors import DriftError, ReproError, Terminated, UserError, brief, option
+from repro.errors import DriftError, ReproError, Terminated, UserError, brief, option, unknown
 from repro.lockfile import LockCheck, read_lock, sha256, target_python
 from repro.paths import JUPYTER_DATA, KERNELS, KERNELSPECS, ROOT
 
@@ -64,6 +65,26 @@ class Kernel:
 
 def available() -> list[str]:
     return sorted(p.parent.name for p in KERNELSPECS.glob("*/requirements.lock"))
+
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a kernel's name: a folder's, never a path
+
+
+def kernel_dir(name: str) -> Path:
+    """.kernels/<name>, where kernel `name` is built, its .lock and .build.log beside it: the one
+    place a kernel is written or deleted. A kernel is named (a kernelspec's name, or one derived
+    from it), never given as a path, so no build reaches outside the kernels dir."""
+    if not NAME.fullmatch(name):
+        raise UserError(f"a kernel is named, not given as a path: {name!r}")
+    return KERNELS / name
+
+
+def spec_lock(name: str) -> Path:
+    """kernelspecs/<name>/requirements.lock; UserError (did you mean) unless `name` is a kernel's
+    name: a kernel is named, never given as a path."""
+    if name not in available():
+        raise UserError(unknown("kernel", name, available()))
+    return KERNELSPECS / name / "requirements.lock"
 
 
 def lockable() -> list[str]:
@@ -207,15 +228,16 @@ def terminable() -> Iterator[None]:
 
 def built(name: str, lock: Path) -> bool:
     """Whether .kernels/<name> is a finished build of `lock`: its marker is written last."""
-    marker = KERNELS / name / "repro-lock.sha256"
+    marker = kernel_dir(name) / "repro-lock.sha256"
     return marker.is_file() and marker.read_text() == sha256(lock).hexdigest()
 
 
 @contextmanager
 def building(name: str, log=sys.stderr) -> Iterator[None]:
     """Hold .kernels/<name>.lock: one process builds a kernel, any other waits for it."""
+    path = kernel_dir(name).with_name(f"{name}.lock")
     KERNELS.mkdir(parents=True, exist_ok=True)
-    with open(KERNELS / f"{name}.lock", "w") as handle:
+    with open(path, "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -228,13 +250,13 @@ def building(name: str, log=sys.stderr) -> Iterator[None]:
 def build(name: str, lock: Path | None = None, log=sys.stderr, reuse: bool = False) -> Kernel:
     """(Re)create the environment of kernel `name` from its lock, hashes checked by uv; with
     `reuse`, keep a finished build (another process's, made while this one waited)."""
-    lock = lock or KERNELSPECS / name / "requirements.lock"
+    lock = lock or spec_lock(name)
     problem = python_mismatch(name, lock)
     if problem:
         raise UserError(problem)
     with terminable(), building(name, log):
         if reuse and built(name, lock):
-            return Kernel(name, KERNELS / name / "bin" / "python", lock)
+            return Kernel(name, kernel_dir(name) / "bin" / "python", lock)
         with talking(log, f"building kernel {name}") as talk:
             return _build(name, lock, talk)
 
@@ -245,7 +267,7 @@ def _build(name: str, lock: Path, log) -> Kernel:
     Ctrl-C, SIGTERM), `.kernels/<name>` is the old kernel, the new one or, if stopped between the
     two renames, none, never a partial one that counts as built. What a build killed outright
     leaves beside it is removed by the next build of the kernel (whose lock the caller holds)."""
-    venv = KERNELS / name
+    venv = kernel_dir(name)
     print(
         f"building kernel {name} from {shown(lock)} (first time: a few minutes)",
         file=log,
@@ -279,7 +301,7 @@ def _install(name: str, lock: Path, venv: Path, final: Path, log) -> None:
     config = venv / "pyvenv.cfg"  # uv then writes console scripts that find their python
     config.write_text(config.read_text() + "relocatable = true\n")  # relative to themselves
     python = venv / "bin" / "python"
-    log_file = KERNELS / f"{name}.build.log"
+    log_file = venv.with_name(f"{name}.build.log")
     command = [uv(), "pip", "install", "--python", python, "--require-hashes", "--no-deps"]
     command += ["--only-binary", ":all:", "--compile-bytecode", *find_links(), "-r", lock]
     command += ["--link-mode", "copy"]  # not hard links into uv's cache, which edits would change
@@ -351,15 +373,13 @@ def ensure(name: str, log=sys.stderr, lock: Path | None = None, code: Path = ROO
     `lock` (a report's own lock, for a rerun) builds a separate environment named after its hash
     when it differs from kernelspecs/<name>/requirements.lock; `code` is what PYTHONPATH points at.
     """
-    if name not in available():
-        raise UserError(f"unknown kernel {name!r}; choose one of: {', '.join(available())}")
-    local = KERNELSPECS / name / "requirements.lock"
+    local = spec_lock(name)
     if lock is None or lock.read_bytes() == local.read_bytes():
         lock = local
     else:
         name = f"{name}-lock-{sha256(lock).hexdigest()[:12]}"
     if built(name, lock):
-        kernel = Kernel(name, KERNELS / name / "bin" / "python", lock, code)
+        kernel = Kernel(name, kernel_dir(name) / "bin" / "python", lock, code)
     else:
         kernel = Kernel(name, build(name, lock, log, reuse=True).python, lock, code)
     register(kernel)
@@ -424,7 +444,7 @@ def compile_lock(name: str, upgrade: bool = False, log=sys.stderr) -> Path:
     Pins already in the lock are kept where requirements.in still allows them (as pip-compile
     does), so adding a package moves nothing else; `upgrade` takes the newest of everything."""
     source = KERNELSPECS / name / "requirements.in"
-    if not source.is_file():
+    if name not in lockable():  # a name, never a path: the lock is written beside it
         raise UserError(f"no requirements.in for kernel {name!r}; kernels: {', '.join(lockable())}")
     python = target_python(source.read_text())
     if python is None:

@@ -11,11 +11,11 @@ from repro import __version__
 from repro.driver import kernels, memory, snapshot
 from repro.driver.execute import attempt, deferred_signals, execute, signals_interrupt
 from repro.driver.finalize import finalize
-from repro.driver.folders import check_runs_dir, new_folder, write
+from repro.driver.folders import new_folder, write
 from repro.driver.plan import RunPlan, equivalence
 from repro.driver.talk import Talk, talking
 from repro.errors import RunFailed, brief
-from repro.paths import ROOT
+from repro.paths import ROOT, check_runs_dir
 from repro.records import Metrics
 
 

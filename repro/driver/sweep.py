@@ -32,10 +32,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from repro import records
+from repro import paths, records
 from repro.driver import integrity, memory, plan
 from repro.driver.execute import signals_interrupt
-from repro.driver.folders import check_runs_dir, write
+from repro.driver.folders import write
 from repro.driver.talk import Talk, talking
 from repro.driver.untrusted import NAME as PLAIN_NAME
 from repro.errors import ReproError, RunFailed, UserError, brief, option, unknown
@@ -184,9 +184,7 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
     if template is not None and not isinstance(template, str):
         raise UserError(f"{where}: template must be a notebook's path")
     shared = shared_folder(data, runs_dir, where)
-    folder = shared or runs_dir or data.get("runs_dir") or RUNS
-    if not isinstance(folder, str | Path):
-        raise UserError(f"{where}: runs_dir must be a folder's path")
+    folder = shared or paths.runs_dir(runs_dir or file_runs_dir(data.get("runs_dir"), where))
     return Sweep(
         name=name,
         file=path,
@@ -195,7 +193,7 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
         concurrency=concurrency,
         num_gpus=number(data, "num_gpus", 0, float, where),
         template=str(Path(template).absolute()) if template else None,  # a worker's cwd differs
-        runs_dir=Path(folder).absolute(),
+        runs_dir=folder,
         shared_dir=shared,
     )
 
@@ -220,7 +218,23 @@ def shared_folder(data: dict, runs_dir, where: str) -> Path | None:
             f"{where}: shared_dir {shared} is not a folder here; mount the shared file system "
             "there, or drop shared_dir to have other nodes send their run folders back"
         )
+    paths.runs_dir(shared, fix=f"fix shared_dir in {where}")  # kept as given: every node's path
     return Path(shared)
+
+
+def file_runs_dir(value, where: str) -> Path:
+    """A sweep file's runs_dir: a folder under runs/ (the default), never outside it. The file
+    is data that may come from anyone; where on this machine a sweep goes is the user's call,
+    given with --runs-dir."""
+    if value is None:
+        return RUNS
+    folder = RUNS / value if isinstance(value, str) and value else None
+    if folder is None or not paths.inside(folder, RUNS):
+        raise UserError(
+            f"{where}: runs_dir must name a folder under {RUNS} (such as nightly), got "
+            f"{value!r}; give any other place with {option('--runs-dir')}"
+        )
+    return folder
 
 
 def resolve_cell(sweep: Sweep, cell: dict, runs_dir: Path | None = None) -> plan.RunPlan:
@@ -497,8 +511,7 @@ def save(sweep: Sweep, state: dict) -> None:
 def still_done(sweep: Sweep, entry: dict) -> bool:
     """A done cell whose run folder is still inside the sweep folder and finished."""
     folder = Path(entry["folder"] or "")
-    inside = folder.resolve().is_relative_to(sweep.folder.resolve() / "cells")
-    return inside and records.not_finished(folder) is None
+    return paths.inside(folder, sweep.folder / "cells") and records.not_finished(folder) is None
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -817,8 +830,9 @@ def compare(sweep: Sweep, state: dict, engine: str, log) -> Path | None:
     done = [e for e in state["cells"].values() if e["status"] == "done"]
     folders = [e["folder"] for e in done]
     previous = state["comparison"]
-    if previous and previous.get("runs") == folders and Path(previous["folder"]).is_dir():
-        return Path(previous["folder"])
+    mine = previous and paths.inside(previous["folder"], sweep.folder / "comparisons")
+    if mine and previous.get("runs") == folders and Path(previous["folder"]).is_dir():
+        return Path(previous["folder"])  # state.json is data: only a folder of this sweep's
     if len(done) < 2:
         print(f"sweep {sweep.name}: {len(done)} cell done, no comparison report", file=log)
         return None
@@ -904,8 +918,7 @@ def sweep(
 def resume(sweep: Sweep, address: str | None, retries: int, log: Talk) -> Outcome:
     """Run what the sweep has not done yet, then compare what it has."""
     address = address or os.environ.get("RAY_ADDRESS") or None
-    sweep = check(sweep, remote=bool(address), log=log)
-    check_runs_dir(sweep.runs_dir)
+    sweep = check(sweep, remote=bool(address), log=log)  # its runs_dir was checked by load
     state = read_state(sweep)
     progress = Progress(sweep, state, log)
     chosen = todo(sweep, state, retries, progress)
