@@ -273,7 +273,7 @@ def make_env() -> dict[str, str]:
     """This environment without make's own variables or the Makefile's (an outer `make test`
     exports them), so each row sees only what it sets."""
     makefile = (ROOT / "Makefile").read_text()
-    listed = re.search(r"^USER_VARS := (.*?)\n(?!\t)", makefile, re.M | re.S)
+    listed = re.search(r"^(?:override )?USER_VARS := (.*?)\n(?!\t)", makefile, re.M | re.S)
     names = listed.group(1).replace("\\", " ").split() if listed else []
     return {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k not in names}
 
