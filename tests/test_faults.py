@@ -5,6 +5,7 @@ so each costs a kernel start, not a benchmark."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -19,13 +20,13 @@ import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 
-from repro import records
-from repro.driver import memory, plan
+from repro import MIME, records
+from repro.driver import memory, plan, snapshot
 from repro.driver.execute import PARTIAL, settle
-from repro.driver.finalize import SUMMARY_TAG
+from repro.driver.finalize import SUMMARY_TAG, finalize
 from repro.driver.folders import write
-from repro.driver.integrity import check
-from repro.errors import UserError
+from repro.driver.integrity import MANIFEST, check
+from repro.errors import RunFailed, UserError
 
 GiB = 2**30
 
@@ -223,6 +224,80 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
     with pytest.raises(OSError):
         write(tmp_path / "report.ipynb", "{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.ipynb"]
+
+
+def full_disk(monkeypatch, room: int) -> None:
+    """A disk with `room` bytes left for each file repro writes (folders.write: a temporary
+    file, then renamed), whatever the check before the run found."""
+    write_bytes = Path.write_bytes
+
+    def full(path: Path, data: bytes) -> int:
+        if len(data) > room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+
+
+def executed(folder: Path, report: bool = True):
+    """A run folder as a run leaves it to be finalised (report.ipynb: one published result),
+    and finalize's other arguments."""
+    request = plan.resolve("resnet-tiny", "torch", {}, unpinned_python=sys.executable)
+    folder.mkdir()
+    if report:
+        samples = {"batch_size": 1, "first_call_s": 0.1, "warmup_s": [], "step_s": [0.1, 0.1]}
+        result = {"kind": "metrics", "data": {"samples": samples}}
+        cell = nbformat.v4.new_code_cell("publish()")
+        cell.outputs = [
+            nbformat.v4.new_output("display_data", data={MIME: result, "text/plain": "x"})
+        ]
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), folder / "report.ipynb")
+    context = {"run_id": folder.name, "lock": None, "git": {"commit": None, "dirty": None}}
+    return request, folder, context, snapshot.take(request.template, request.code)
+
+
+def test_a_disk_that_fills_up_leaves_a_failed_folder_with_what_it_must_hold(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    args = executed(folder)
+    full_disk(monkeypatch, room=100_000)  # the report: yes; with the code it carries, or HTML: no
+    metrics = finalize(*args)
+    assert metrics.status == "failed" and metrics.samples  # what was measured is kept
+    assert metrics.error == "could not write the run folder: [Errno 28] No space left on device"
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST, "metrics.json", "report.ipynb"]
+    assert not check(folder)  # intact, sealed
+    assert f"Run failed: {metrics.error}" in banner(folder)
+
+
+@pytest.mark.parametrize("report", [True, False])
+def test_a_disk_with_no_room_for_a_failed_folder_keeps_what_the_run_wrote(
+    report, tmp_path, monkeypatch
+):
+    folder = tmp_path / "run"
+    args = executed(folder, report)
+    ran = (folder / "report.ipynb").read_bytes() if report else None
+    full_disk(monkeypatch, room=0)
+    with pytest.raises(RunFailed) as failed:
+        finalize(*args, error="cell 3 raised ValueError: x")
+    why = "could not write the run folder: [Errno 28] No space left on device (the run itself: "
+    assert str(failed.value).startswith(why + "cell 3 raised ValueError: x); ")
+    if report:  # an unfinished run, as it ran: nothing half-written
+        assert [p.name for p in folder.iterdir()] == ["report.ipynb"]
+        assert (folder / "report.ipynb").read_bytes() == ran
+        assert str(failed.value).endswith(
+            f"{folder} keeps what the run wrote (its report as the run left it)"
+        )
+    else:  # nothing that looks like a run
+        assert not folder.exists() and str(failed.value).endswith(f"({folder} removed)")
+
+
+def test_a_report_that_cannot_be_written_again_is_kept_as_papermill_saved_it(tmp_path, monkeypatch):
+    cell = nbformat.v4.new_code_cell("x")
+    (tmp_path / PARTIAL).write_text(nbformat.writes(nbformat.v4.new_notebook(cells=[cell])))
+    saved = (tmp_path / PARTIAL).read_bytes()
+    full_disk(monkeypatch, room=0)
+    settle(tmp_path, "kernel died")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.ipynb"]
+    assert (tmp_path / "report.ipynb").read_bytes() == saved
 
 
 def test_a_truncated_partial_report_never_becomes_report_ipynb(tmp_path):

@@ -240,7 +240,8 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
 def settle(folder: Path, reason: str | None) -> None:
     """Write papermill's partial notebook whole as report.ipynb and remove it. A cell that was
     running when the run stopped is marked so (papermill calls a killed cell completed); a
-    partial notebook that cannot be read (a full disk) leaves no report.ipynb."""
+    partial notebook that cannot be read (a full disk) leaves no report.ipynb, and one that
+    cannot be written again (a full disk) becomes report.ipynb as it is, unmarked."""
     partial = folder / PARTIAL
     try:
         notebook = nbformat.read(partial, as_version=4)
@@ -249,7 +250,11 @@ def settle(folder: Path, reason: str | None) -> None:
         return
     if reason and not any(ERROR_MARKER_TAG in c.metadata.get("tags", []) for c in notebook.cells):
         mark_stopped_cell(notebook, reason)
-    write(folder / "report.ipynb", nbformat.writes(notebook))
+    try:
+        write(folder / "report.ipynb", nbformat.writes(notebook))
+    except OSError:  # a full disk: the partial notebook whole, as papermill last saved it
+        os.replace(partial, folder / "report.ipynb")
+        return
     partial.unlink()
 
 
