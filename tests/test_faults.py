@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,10 +23,12 @@ from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 
 from repro import MIME, records
 from repro.driver import memory, plan, snapshot
+from repro.driver import scratch as scratch_module
 from repro.driver.execute import PARTIAL, settle
 from repro.driver.finalize import SUMMARY_TAG, finalize
 from repro.driver.folders import write
 from repro.driver.integrity import MANIFEST, check
+from repro.driver.scratch import scratch
 from repro.errors import RunFailed, UserError
 
 GiB = 2**30
@@ -346,3 +349,30 @@ def test_verify_names_a_run_whose_driver_was_killed(tmp_path):
     (tmp_path / PARTIAL).write_text("{}")
     done = repro("verify", str(tmp_path))
     assert done.returncode == 1 and "is an unfinished run: no metrics.json" in done.stdout
+
+
+def test_a_scratch_folder_goes_when_done_or_at_the_next_start_after_its_holder_was_killed(
+    tmp_path, monkeypatch
+):
+    long = tmp_path / ("t" * 80)  # a TMPDIR too long for sockets: not used
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    hold = "from repro.driver.scratch import scratch\nwith scratch() as s: print(s); input()"
+    holder = subprocess.Popen(
+        [sys.executable, "-u", "-c", hold],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(long)},
+    )
+    held = Path(holder.stdout.readline().decode().strip())
+    with scratch() as mine:
+        assert len(str(mine)) <= scratch_module.MAX and mine.stat().st_mode & 0o777 == 0o700
+        assert held.is_dir() and mine.parent == held.parent  # in use: kept
+    assert not mine.exists()
+    holder.kill()  # SIGKILL: its folder stays, until the next start
+    holder.wait()
+    assert held.is_dir()
+    with scratch():
+        assert not held.exists()
+    assert not list(long.iterdir())

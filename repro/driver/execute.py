@@ -17,9 +17,7 @@ import ast
 import os
 import signal
 import sys
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +36,10 @@ from repro.driver.folders import write
 from repro.driver.kernels import Kernel, jupyter_env
 from repro.driver.memory import Watchdog, stop_kernel
 from repro.driver.plan import RunPlan
+from repro.driver.scratch import scratch
 from repro.driver.talk import Talk, talking
 from repro.errors import RunFailed
+from repro.kernel.loadgen import SCRATCH_VARIABLE
 from repro.kernel.noise import KERNEL_LOG, KERNEL_LOG_VARIABLE, noise
 from repro.lockfile import LockCheck
 
@@ -114,26 +114,32 @@ def declared(notebook) -> set[str] | None:
 
 
 class SocketKernelManager(AsyncKernelManager):
-    """A kernel on Unix domain sockets with names of its own, not on TCP ports: kernels started
-    at once by separate runs picked the same free port ("Address already in use", one run of
-    eight concurrent ones lost), and nothing else on the machine can connect to them."""
+    """A kernel on Unix domain sockets, not on TCP ports: kernels started at once by separate
+    runs picked the same free port ("Address already in use", one run of eight concurrent ones
+    lost). Its connection file, its sockets (kernel-ipc-<n>) and its temporary files are in
+    `scratch`, a private folder of the run's (repro.driver.scratch), so nothing else on the
+    machine can connect to it and nothing of it outlives the run."""
 
     @default("transport")
     def _default_transport(self) -> str:
         return "ipc"
 
-    @default("ip")
-    def _default_ip(self) -> str:  # socket paths: this prefix + "-<n>", short enough for Unix
-        return str(Path(tempfile.gettempdir()) / f"repro-kernel-{uuid.uuid4().hex}")
+    @default("connection_file")
+    def _default_connection_file(self) -> str:  # jupyter_client puts the sockets beside it
+        return str(self.scratch / "kernel.json")
 
-    kernel_log: Path | None = None  # where the kernel process's stdout and stderr go
+    scratch: Path
+    kernel_log: Path  # where the kernel process's stdout and stderr go
 
     async def start_kernel(self, **kw) -> None:
-        if self.kernel_log is None:
-            return await super().start_kernel(**kw)
-        env = {**kw.pop("env", os.environ), KERNEL_LOG_VARIABLE: str(self.kernel_log)}
+        env = {
+            **kw.pop("env", os.environ),
+            "JUPYTER_RUNTIME_DIR": str(self.scratch),
+            SCRATCH_VARIABLE: str(self.scratch),
+            KERNEL_LOG_VARIABLE: str(self.kernel_log),
+        }
         with open(self.kernel_log, "ab") as log:  # the kernel keeps its own descriptor
-            return await super().start_kernel(stdout=log, stderr=log, env=env, **kw)
+            await super().start_kernel(stdout=log, stderr=log, env=env, **kw)
 
 
 class TalkingEngine(NBClientEngine):
@@ -191,16 +197,17 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
     jupyter_env()
     notebook.metadata["kernelspec"] = kernel.notebook_spec
     kernel_log = folder / KERNEL_LOG
-    manager = type("LoggedKernelManager", (SocketKernelManager,), {"kernel_log": kernel_log})
     watchdog = Watchdog()
-    watchdog.start()
     reason = None
     try:
         with (
+            scratch() as tmp,
             talking(log, f"starting kernel {kernel.spec_name}") as talk,
             Sieve(talk) as out,
             Sieve(talk) as err,
         ):
+            own = {"kernel_log": kernel_log, "scratch": tmp}
+            watchdog.start()
             papermill.execute_notebook(
                 notebook,
                 str(folder / PARTIAL),  # saved after every cell, so a crash leaves a record
@@ -215,7 +222,7 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
                 stderr_file=err,
                 request_save_on_cell_execute=True,
                 start_timeout=120,
-                kernel_manager_class=manager,
+                kernel_manager_class=type("RunKernelManager", (SocketKernelManager,), own),
             )
     except PapermillExecutionError as error:
         reason = f"cell {error.exec_count} raised {error.ename}: {error.evalue}".strip()
