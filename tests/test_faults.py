@@ -94,16 +94,21 @@ def test_a_signal_finalises_the_run_as_interrupted(signum, reason, tmp_path):
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("fixture", ["dying", "segfaulting"])  # SIGKILL; SIGSEGV, as a C bug
-def test_a_kernel_killed_mid_cell_is_reported_as_dead(fixture, tmp_path):
+@pytest.mark.parametrize(
+    "fixture, killed",  # by another process's SIGKILL (not repro's watchdog); SIGSEGV: a C bug
+    [("dying", "SIGKILL (not by repro's memory watchdog)"), ("segfaulting", "SIGSEGV")],
+)
+def test_a_kernel_killed_mid_cell_is_reported_as_dead(fixture, killed, tmp_path):
     runs_dir = tmp_path / "runs"
     folder = finished_run(start_run(fixture, runs_dir, tmp_path / "err"), runs_dir, exit_code=1)
     metrics = read_metrics(folder)
-    assert metrics["status"] == "failed" and metrics["error"].startswith("kernel died")
-    assert "peak RSS" in metrics["error"] and "Run failed: kernel died" in banner(folder)
-    cell = nbformat.read(folder / "report.ipynb", as_version=4).cells[-1]
+    assert metrics["status"] == "failed"
+    assert metrics["error"].startswith(f"kernel died: killed by {killed} — peak RSS ")
+    assert "Run failed: kernel died" in banner(folder)
+    *_, cell, after = nbformat.read(folder / "report.ipynb", as_version=4).cells
     assert cell.metadata.papermill.status == "failed"  # papermill itself says "completed"
     assert cell.outputs[-1].evalue == metrics["error"]
+    assert after.metadata.papermill.status == "pending" and not after.outputs  # never ran
 
 
 @pytest.mark.kernel
@@ -128,13 +133,24 @@ def test_the_watchdog_keeps_the_machine_from_running_out(monkeypatch):
     assert watchdog.death() == watchdog.reason
 
 
-def test_a_dead_kernel_is_blamed_on_memory_only_when_memory_was_short():
+def test_a_dead_kernel_is_blamed_on_memory_only_when_the_oom_killer_struck(monkeypatch):
+    kills = [7]  # the system's count of out-of-memory kills
+    monkeypatch.setattr(memory, "oom_kills", lambda: kills[0])
     watchdog = memory.Watchdog()
-    watchdog.total, watchdog.reserve, watchdog.peak = 24 * GiB, GiB, GiB
-    watchdog.lowest_available = 20 * GiB
-    assert watchdog.death() == "kernel died — peak RSS 1.0 GiB of 24.0 GiB, memory was not short"
-    watchdog.lowest_available = GiB  # the system's OOM killer struck between two samples
-    assert watchdog.death().startswith("kernel died: out of memory — peak RSS 1.0 GiB of 24.0")
+    watchdog.total, watchdog.reserve, watchdog.peak = 24 * GiB, 1.18 * GiB, GiB
+    watchdog.lowest_available = 1.99 * GiB  # short, but no process was killed for it
+    assert watchdog.death(-signal.SIGKILL) == (
+        "kernel died: killed by SIGKILL (not by repro's memory watchdog) — peak RSS 1.0 GiB of "
+        "24.0 GiB, lowest available 2.0 GiB"
+    )
+    assert watchdog.death(-signal.SIGSEGV).startswith("kernel died: killed by SIGSEGV — peak")
+    assert watchdog.death(3).startswith("kernel died: exit code 3 — peak RSS 1.0 GiB")
+    kills[0] += 1  # the OOM killer struck between two samples
+    assert watchdog.death(-signal.SIGKILL) == (
+        "kernel died: out of memory, killed by the system's OOM killer — peak RSS 1.0 GiB of "
+        "24.0 GiB"
+    )
+    assert watchdog.death(-signal.SIGSEGV).startswith("kernel died: killed by SIGSEGV")
 
 
 @pytest.mark.kernel

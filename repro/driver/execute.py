@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -130,6 +131,7 @@ class SocketKernelManager(AsyncKernelManager):
 
     scratch: Path
     kernel_log: Path  # where the kernel process's stdout and stderr go
+    processes: list  # the kernel's process (a Popen) once started: how it ended
 
     async def start_kernel(self, **kw) -> None:
         env = {
@@ -140,6 +142,7 @@ class SocketKernelManager(AsyncKernelManager):
         }
         with open(self.kernel_log, "ab") as log:  # the kernel keeps its own descriptor
             await super().start_kernel(stdout=log, stderr=log, env=env, **kw)
+        self.processes.append(getattr(self.provisioner, "process", None))
 
 
 class TalkingEngine(NBClientEngine):
@@ -197,6 +200,7 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
     jupyter_env()
     notebook.metadata["kernelspec"] = kernel.notebook_spec
     kernel_log = folder / KERNEL_LOG
+    processes: list = []
     watchdog = Watchdog()
     reason = None
     try:
@@ -206,7 +210,7 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
             Sieve(talk) as out,
             Sieve(talk) as err,
         ):
-            own = {"kernel_log": kernel_log, "scratch": tmp}
+            own = {"kernel_log": kernel_log, "scratch": tmp, "processes": processes}
             watchdog.start()
             papermill.execute_notebook(
                 notebook,
@@ -230,7 +234,7 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
         reason = str(error) or INTERRUPTED
         raise
     except DeadKernelError:
-        reason = watchdog.death()
+        reason = watchdog.death(ended(processes))
     except Exception as error:  # a timeout, an unreadable kernel reply: keep what was saved
         reason = f"execution stopped: {type(error).__name__}: {error}"
     finally:
@@ -242,6 +246,16 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
     if reason:
         raise RunFailed(reason)
     return folder / "report.ipynb"
+
+
+def ended(processes: list) -> int | None:
+    """The exit status of the last kernel process started (negative: the signal that ended it),
+    None where unknown."""
+    process = processes[-1] if processes else None
+    try:
+        return process.wait(timeout=5) if process else None
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def settle(folder: Path, reason: str | None) -> None:
@@ -267,7 +281,12 @@ def settle(folder: Path, reason: str | None) -> None:
 
 def mark_stopped_cell(notebook, reason: str) -> None:
     """Give the last cell that started an error output with `reason`, and papermill status
-    failed."""
+    failed; the cells after it, which never ran, status pending (papermill, its run stopped,
+    calls every pending cell completed)."""
+    for cell in notebook.cells:
+        meta = cell.metadata.get("papermill", {})
+        if not meta.get("start_time") and meta.get("status") == "completed":
+            meta["status"] = "pending"
     started = [c for c in notebook.cells if c.metadata.get("papermill", {}).get("start_time")]
     if not started:
         return
