@@ -47,6 +47,16 @@ def start_run(fixture: str, runs_dir: Path, stderr: Path, **env: str) -> subproc
     )
 
 
+def sleeping(runs_dir: Path, stderr: Path, **env: str) -> subprocess.Popen:
+    """A run whose cell sleeps, once that cell is running."""
+    process = start_run("sleeping", runs_dir, stderr, **env)
+    deadline = time.monotonic() + 60
+    while "sleeping now" not in stderr.read_text():
+        assert time.monotonic() < deadline and process.poll() is None, stderr.read_text()
+        time.sleep(0.2)
+    return process
+
+
 def finished_run(process: subprocess.Popen, runs_dir: Path, exit_code: int) -> Path:
     """The one run folder, after checking the exit code, that it verifies and that nothing
     temporary is left."""
@@ -76,11 +86,7 @@ def banner(folder: Path) -> str:
 )
 def test_a_signal_finalises_the_run_as_interrupted(signum, reason, tmp_path):
     runs_dir, stderr = tmp_path / "runs", tmp_path / "stderr"
-    process = start_run("sleeping", runs_dir, stderr)
-    deadline = time.monotonic() + 60
-    while "sleeping now" not in stderr.read_text():  # the cell is running
-        assert time.monotonic() < deadline and process.poll() is None, stderr.read_text()
-        time.sleep(0.2)
+    process = sleeping(runs_dir, stderr)
     process.send_signal(signum)
     folder = finished_run(process, runs_dir, exit_code=1)
     metrics = read_metrics(folder)
@@ -91,6 +97,23 @@ def test_a_signal_finalises_the_run_as_interrupted(signum, reason, tmp_path):
     cell = nbformat.read(folder / "report.ipynb", as_version=4).cells[-1]
     assert cell.metadata.papermill.status == "failed"  # the running cell, not left "running"
     assert "sleeping now" in json.dumps(cell.outputs)
+
+
+@pytest.mark.kernel
+def test_a_killed_driver_leaves_nothing_in_tmpdir_once_repro_starts_again(tmp_path, monkeypatch):
+    tmp = Path(tempfile.mkdtemp(dir=scratch_module.SHORT, prefix="t"))  # short: scratch goes here
+    try:
+        process = sleeping(tmp_path / "runs", tmp_path / "stderr", TMPDIR=str(tmp))
+        [held] = tmp.iterdir()  # the kernel's connection file and sockets, the driver's lock
+        assert {"kernel.json", "kernel-ipc-1", scratch_module.HELD} <= set(os.listdir(held))
+        process.kill()  # SIGKILL: nothing of the driver's runs
+        process.wait()
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+        with scratch() as mine:  # the next run, or sweep
+            assert not held.exists() and mine.parent == tmp
+        assert not list(tmp.iterdir())
+    finally:
+        shutil.rmtree(tmp)
 
 
 @pytest.mark.kernel
