@@ -24,7 +24,7 @@ from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 from repro import MIME, records
 from repro.driver import memory, plan, snapshot
 from repro.driver import scratch as scratch_module
-from repro.driver.execute import PARTIAL, settle
+from repro.driver.execute import PARTIAL, attempt, settle
 from repro.driver.finalize import SUMMARY_TAG, finalize
 from repro.driver.folders import write
 from repro.driver.integrity import MANIFEST, check
@@ -330,6 +330,12 @@ def test_a_disk_with_no_room_for_a_failed_folder_keeps_what_the_run_wrote(
         )
     else:  # nothing that looks like a run
         assert not folder.exists() and str(failed.value).endswith(f"({folder} removed)")
+
+
+def test_a_run_folder_that_cannot_be_written_before_the_notebook_runs_is_a_failed_run():
+    with attempt() as outcome:  # `repro rerun` writes the original's results there first
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert outcome.error == "execution stopped: OSError: [Errno 28] No space left on device"
 
 
 def test_a_report_that_cannot_be_written_again_is_kept_as_papermill_saved_it(tmp_path, monkeypatch):

@@ -39,7 +39,7 @@ from repro.driver.memory import Watchdog, stop_kernel
 from repro.driver.plan import RunPlan
 from repro.driver.scratch import scratch
 from repro.driver.talk import Talk, talking
-from repro.errors import RunFailed
+from repro.errors import RunFailed, brief
 from repro.kernel.loadgen import SCRATCH_VARIABLE
 from repro.kernel.noise import KERNEL_LOG, KERNEL_LOG_VARIABLE, noise
 from repro.lockfile import LockCheck
@@ -335,6 +335,8 @@ def attempt() -> Iterator[Outcome]:
         yield outcome
     except RunFailed as failure:
         outcome.error = str(failure)
+    except OSError as error:  # the run folder could not be written (a full disk)
+        outcome.error = f"execution stopped: {type(error).__name__}: {brief(error)}"
     except KeyboardInterrupt as stop:
         outcome.error, outcome.interrupted = str(stop) or INTERRUPTED, True
 
