@@ -5,6 +5,7 @@ so each costs a kernel start, not a benchmark."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -12,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,13 +21,15 @@ import nbformat
 import pytest
 from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders, small_lock
 
-from repro import records
-from repro.driver import memory, plan
-from repro.driver.execute import PARTIAL, settle
-from repro.driver.finalize import SUMMARY_TAG
+from repro import MIME, records
+from repro.driver import memory, plan, snapshot
+from repro.driver import scratch as scratch_module
+from repro.driver.execute import PARTIAL, attempt, settle
+from repro.driver.finalize import SUMMARY_TAG, finalize
 from repro.driver.folders import write
-from repro.driver.integrity import check
-from repro.errors import UserError
+from repro.driver.integrity import MANIFEST, check
+from repro.driver.scratch import scratch
+from repro.errors import RunFailed, UserError
 
 GiB = 2**30
 
@@ -41,6 +45,16 @@ def start_run(fixture: str, runs_dir: Path, stderr: Path, **env: str) -> subproc
         stderr=stderr.open("w"),
         env={**os.environ, **env},
     )
+
+
+def sleeping(runs_dir: Path, stderr: Path, **env: str) -> subprocess.Popen:
+    """A run whose cell sleeps, once that cell is running."""
+    process = start_run("sleeping", runs_dir, stderr, **env)
+    deadline = time.monotonic() + 60
+    while "sleeping now" not in stderr.read_text():
+        assert time.monotonic() < deadline and process.poll() is None, stderr.read_text()
+        time.sleep(0.2)
+    return process
 
 
 def finished_run(process: subprocess.Popen, runs_dir: Path, exit_code: int) -> Path:
@@ -72,11 +86,7 @@ def banner(folder: Path) -> str:
 )
 def test_a_signal_finalises_the_run_as_interrupted(signum, reason, tmp_path):
     runs_dir, stderr = tmp_path / "runs", tmp_path / "stderr"
-    process = start_run("sleeping", runs_dir, stderr)
-    deadline = time.monotonic() + 60
-    while "sleeping now" not in stderr.read_text():  # the cell is running
-        assert time.monotonic() < deadline and process.poll() is None, stderr.read_text()
-        time.sleep(0.2)
+    process = sleeping(runs_dir, stderr)
     process.send_signal(signum)
     folder = finished_run(process, runs_dir, exit_code=1)
     metrics = read_metrics(folder)
@@ -90,16 +100,38 @@ def test_a_signal_finalises_the_run_as_interrupted(signum, reason, tmp_path):
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("fixture", ["dying", "segfaulting"])  # SIGKILL; SIGSEGV, as a C bug
-def test_a_kernel_killed_mid_cell_is_reported_as_dead(fixture, tmp_path):
+def test_a_killed_driver_leaves_nothing_in_tmpdir_once_repro_starts_again(tmp_path, monkeypatch):
+    tmp = Path(tempfile.mkdtemp(dir=scratch_module.SHORT, prefix="t"))  # short: scratch goes here
+    try:
+        process = sleeping(tmp_path / "runs", tmp_path / "stderr", TMPDIR=str(tmp))
+        [held] = tmp.iterdir()  # the kernel's connection file and sockets, the driver's lock
+        assert {"kernel.json", "kernel-ipc-1", scratch_module.HELD} <= set(os.listdir(held))
+        process.kill()  # SIGKILL: nothing of the driver's runs
+        process.wait()
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+        with scratch() as mine:  # the next run, or sweep
+            assert not held.exists() and mine.parent == tmp
+        assert not list(tmp.iterdir())
+    finally:
+        shutil.rmtree(tmp)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    "fixture, killed",  # by another process's SIGKILL (not repro's watchdog); SIGSEGV: a C bug
+    [("dying", "SIGKILL (not by repro's memory watchdog)"), ("segfaulting", "SIGSEGV")],
+)
+def test_a_kernel_killed_mid_cell_is_reported_as_dead(fixture, killed, tmp_path):
     runs_dir = tmp_path / "runs"
     folder = finished_run(start_run(fixture, runs_dir, tmp_path / "err"), runs_dir, exit_code=1)
     metrics = read_metrics(folder)
-    assert metrics["status"] == "failed" and metrics["error"].startswith("kernel died")
-    assert "peak RSS" in metrics["error"] and "Run failed: kernel died" in banner(folder)
-    cell = nbformat.read(folder / "report.ipynb", as_version=4).cells[-1]
+    assert metrics["status"] == "failed"
+    assert metrics["error"].startswith(f"kernel died: killed by {killed} — peak RSS ")
+    assert "Run failed: kernel died" in banner(folder)
+    *_, cell, after = nbformat.read(folder / "report.ipynb", as_version=4).cells
     assert cell.metadata.papermill.status == "failed"  # papermill itself says "completed"
     assert cell.outputs[-1].evalue == metrics["error"]
+    assert after.metadata.papermill.status == "pending" and not after.outputs  # never ran
 
 
 @pytest.mark.kernel
@@ -124,13 +156,24 @@ def test_the_watchdog_keeps_the_machine_from_running_out(monkeypatch):
     assert watchdog.death() == watchdog.reason
 
 
-def test_a_dead_kernel_is_blamed_on_memory_only_when_memory_was_short():
+def test_a_dead_kernel_is_blamed_on_memory_only_when_the_oom_killer_struck(monkeypatch):
+    kills = [7]  # the system's count of out-of-memory kills
+    monkeypatch.setattr(memory, "oom_kills", lambda: kills[0])
     watchdog = memory.Watchdog()
-    watchdog.total, watchdog.reserve, watchdog.peak = 24 * GiB, GiB, GiB
-    watchdog.lowest_available = 20 * GiB
-    assert watchdog.death() == "kernel died — peak RSS 1.0 GiB of 24.0 GiB, memory was not short"
-    watchdog.lowest_available = GiB  # the system's OOM killer struck between two samples
-    assert watchdog.death().startswith("kernel died: out of memory — peak RSS 1.0 GiB of 24.0")
+    watchdog.total, watchdog.reserve, watchdog.peak = 24 * GiB, 1.18 * GiB, GiB
+    watchdog.lowest_available = 1.99 * GiB  # short, but no process was killed for it
+    assert watchdog.death(-signal.SIGKILL) == (
+        "kernel died: killed by SIGKILL (not by repro's memory watchdog) — peak RSS 1.0 GiB of "
+        "24.0 GiB, lowest available 2.0 GiB"
+    )
+    assert watchdog.death(-signal.SIGSEGV).startswith("kernel died: killed by SIGSEGV — peak")
+    assert watchdog.death(3).startswith("kernel died: exit code 3 — peak RSS 1.0 GiB")
+    kills[0] += 1  # the OOM killer struck between two samples
+    assert watchdog.death(-signal.SIGKILL) == (
+        "kernel died: out of memory, killed by the system's OOM killer — peak RSS 1.0 GiB of "
+        "24.0 GiB"
+    )
+    assert watchdog.death(-signal.SIGSEGV).startswith("kernel died: killed by SIGSEGV")
 
 
 @pytest.mark.kernel
@@ -222,6 +265,86 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.ipynb"]
 
 
+def full_disk(monkeypatch, room: int) -> None:
+    """A disk with `room` bytes left for each file repro writes (folders.write: a temporary
+    file, then renamed), whatever the check before the run found."""
+    write_bytes = Path.write_bytes
+
+    def full(path: Path, data: bytes) -> int:
+        if len(data) > room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+
+
+def executed(folder: Path, report: bool = True):
+    """A run folder as a run leaves it to be finalised (report.ipynb: one published result),
+    and finalize's other arguments."""
+    request = plan.resolve("resnet-tiny", "torch", {}, unpinned_python=sys.executable)
+    folder.mkdir()
+    if report:
+        samples = {"batch_size": 1, "first_call_s": 0.1, "warmup_s": [], "step_s": [0.1, 0.1]}
+        result = {"kind": "metrics", "data": {"samples": samples}}
+        cell = nbformat.v4.new_code_cell("publish()")
+        cell.outputs = [
+            nbformat.v4.new_output("display_data", data={MIME: result, "text/plain": "x"})
+        ]
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), folder / "report.ipynb")
+    context = {"run_id": folder.name, "lock": None, "git": {"commit": None, "dirty": None}}
+    return request, folder, context, snapshot.take(request.template, request.code)
+
+
+def test_a_disk_that_fills_up_leaves_a_failed_folder_with_what_it_must_hold(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    args = executed(folder)
+    full_disk(monkeypatch, room=100_000)  # the report: yes; with the code it carries, or HTML: no
+    metrics = finalize(*args)
+    assert metrics.status == "failed" and metrics.samples  # what was measured is kept
+    assert metrics.error == "could not write the run folder: [Errno 28] No space left on device"
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST, "metrics.json", "report.ipynb"]
+    assert not check(folder)  # intact, sealed
+    assert f"Run failed: {metrics.error}" in banner(folder)
+
+
+@pytest.mark.parametrize("report", [True, False])
+def test_a_disk_with_no_room_for_a_failed_folder_keeps_what_the_run_wrote(
+    report, tmp_path, monkeypatch
+):
+    folder = tmp_path / "run"
+    args = executed(folder, report)
+    ran = (folder / "report.ipynb").read_bytes() if report else None
+    full_disk(monkeypatch, room=0)
+    with pytest.raises(RunFailed) as failed:
+        finalize(*args, error="cell 3 raised ValueError: x")
+    why = "could not write the run folder: [Errno 28] No space left on device (the run itself: "
+    assert str(failed.value).startswith(why + "cell 3 raised ValueError: x); ")
+    if report:  # an unfinished run, as it ran: nothing half-written
+        assert [p.name for p in folder.iterdir()] == ["report.ipynb"]
+        assert (folder / "report.ipynb").read_bytes() == ran
+        assert str(failed.value).endswith(
+            f"{folder} keeps what the run wrote (its report as the run left it)"
+        )
+    else:  # nothing that looks like a run
+        assert not folder.exists() and str(failed.value).endswith(f"({folder} removed)")
+
+
+def test_a_run_folder_that_cannot_be_written_before_the_notebook_runs_is_a_failed_run():
+    with attempt() as outcome:  # `repro rerun` writes the original's results there first
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert outcome.error == "execution stopped: OSError: [Errno 28] No space left on device"
+
+
+def test_a_report_that_cannot_be_written_again_is_kept_as_papermill_saved_it(tmp_path, monkeypatch):
+    cell = nbformat.v4.new_code_cell("x")
+    (tmp_path / PARTIAL).write_text(nbformat.writes(nbformat.v4.new_notebook(cells=[cell])))
+    saved = (tmp_path / PARTIAL).read_bytes()
+    full_disk(monkeypatch, room=0)
+    settle(tmp_path, "kernel died")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.ipynb"]
+    assert (tmp_path / "report.ipynb").read_bytes() == saved
+
+
 def test_a_truncated_partial_report_never_becomes_report_ipynb(tmp_path):
     (tmp_path / PARTIAL).write_text('{"cells": [{"cell_type": "mark')  # a disk that filled up
     settle(tmp_path, "kernel died")
@@ -268,3 +391,30 @@ def test_verify_names_a_run_whose_driver_was_killed(tmp_path):
     (tmp_path / PARTIAL).write_text("{}")
     done = repro("verify", str(tmp_path))
     assert done.returncode == 1 and "is an unfinished run: no metrics.json" in done.stdout
+
+
+def test_a_scratch_folder_goes_when_done_or_at_the_next_start_after_its_holder_was_killed(
+    tmp_path, monkeypatch
+):
+    long = tmp_path / ("t" * 80)  # a TMPDIR too long for sockets: not used
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    hold = "from repro.driver.scratch import scratch\nwith scratch() as s: print(s); input()"
+    holder = subprocess.Popen(
+        [sys.executable, "-u", "-c", hold],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(long)},
+    )
+    held = Path(holder.stdout.readline().decode().strip())
+    with scratch() as mine:
+        assert len(str(mine)) <= scratch_module.MAX and mine.stat().st_mode & 0o777 == 0o700
+        assert held.is_dir() and mine.parent == held.parent  # in use: kept
+    assert not mine.exists()
+    holder.kill()  # SIGKILL: its folder stays, until the next start
+    holder.wait()
+    assert held.is_dir()
+    with scratch():
+        assert not held.exists()
+    assert not list(long.iterdir())

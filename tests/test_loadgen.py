@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import numpy as np
@@ -20,6 +21,7 @@ from repro.driver import plan
 from repro.driver.finalize import loadgen_logs
 from repro.errors import UserError
 from repro.kernel import loadgen
+from repro.kernel.loadgen import LOG_FILES
 
 SUMMARIES = FIXTURES / "loadgen"
 
@@ -255,3 +257,20 @@ def check_scenario_run(folder: Path, scenario: str) -> None:
     shown = json.dumps([c.get("outputs", []) for c in notebook.cells])
     assert "MLPerf Results Summary" in shown and "| | LoadGen | repro" in shown
     assert "not an MLPerf submission" in json.dumps(metrics["summary"]["warnings"])
+
+
+def test_loadgens_logs_are_written_in_the_runs_scratch_folder(tmp_path, monkeypatch):
+    """The driver removes its scratch folder however the run ends: on Ctrl-C or SIGTERM it
+    kills the kernel, which cannot clean up after itself."""
+    monkeypatch.setenv(loadgen.SCRATCH_VARIABLE, str(tmp_path))
+    outdirs = []
+
+    def drive(lg, sut, scenario, test, log):
+        outdirs.append(Path(log.log_output.outdir))
+        (outdirs[0] / "mlperf_log_summary.txt").write_text("summary")
+
+    monkeypatch.setattr(loadgen, "drive", drive)
+    lg = SimpleNamespace(LogSettings=lambda: SimpleNamespace(log_output=SimpleNamespace()))
+    done = loadgen.perform(lg, SimpleNamespace(error=None), "offline", None, LOG_FILES[:1])
+    assert done[0] == {"mlperf_log_summary.txt": "summary"}
+    assert outdirs[0].parent == tmp_path and not outdirs[0].exists()

@@ -573,3 +573,30 @@ def test_an_embedded_ray_that_cannot_start_is_one_line_with_a_retry(tmp_path):
         "retry (a busy machine slows its start), or start one with `ray start "
         "--head` and give --address HOST:PORT"
     )
+
+
+def test_rays_sockets_fit_a_unix_socket_path_under_a_long_tmpdir(tmp_path):
+    """macOS's TMPDIR (/var/folders/…) or a deep one: Ray's session, and its sockets, go to a
+    short scratch folder instead, removed after; nothing is made before Ray has started."""
+    body = {"workload": "resnet-tiny", "params": SMALL, "axes": {"batch_size": [2]}}
+    seen = (
+        "import sys, ray; from repro.driver import cli\n"
+        "def init(_temp_dir, **_): print(_temp_dir); raise Exception('Ray died')\n"
+        "ray.init = init; sys.exit(cli.main(sys.argv[1:]))"
+    )
+    long = tmp_path / ("t" * 80)
+    long.mkdir()
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-c", seen, "sweep", str(given(tmp_path, body)), "--runs-dir", str(runs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(long)},
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    temp = done.stdout.strip()
+    # Ray's longest socket path: <temp>/session_<date>_<time>_<microseconds>_<pid>/sockets/…
+    plasma = f"{temp}/session_2026-12-07_18-40-30_582552_4194304/sockets/plasma_store"
+    assert len(os.fsencode(plasma)) <= 107 and not Path(temp).exists()
+    assert not list(long.iterdir()) and not runs.exists()  # no half-made sweep folder

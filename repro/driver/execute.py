@@ -16,10 +16,9 @@ from __future__ import annotations
 import ast
 import os
 import signal
+import subprocess
 import sys
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +37,10 @@ from repro.driver.folders import write
 from repro.driver.kernels import Kernel, jupyter_env
 from repro.driver.memory import Watchdog, stop_kernel
 from repro.driver.plan import RunPlan
+from repro.driver.scratch import scratch
 from repro.driver.talk import Talk, talking
-from repro.errors import RunFailed
+from repro.errors import RunFailed, brief
+from repro.kernel.loadgen import SCRATCH_VARIABLE
 from repro.kernel.noise import KERNEL_LOG, KERNEL_LOG_VARIABLE, noise
 from repro.lockfile import LockCheck
 
@@ -114,26 +115,34 @@ def declared(notebook) -> set[str] | None:
 
 
 class SocketKernelManager(AsyncKernelManager):
-    """A kernel on Unix domain sockets with names of its own, not on TCP ports: kernels started
-    at once by separate runs picked the same free port ("Address already in use", one run of
-    eight concurrent ones lost), and nothing else on the machine can connect to them."""
+    """A kernel on Unix domain sockets, not on TCP ports: kernels started at once by separate
+    runs picked the same free port ("Address already in use", one run of eight concurrent ones
+    lost). Its connection file, its sockets (kernel-ipc-<n>) and its temporary files are in
+    `scratch`, a private folder of the run's (repro.driver.scratch), so nothing else on the
+    machine can connect to it and nothing of it outlives the run."""
 
     @default("transport")
     def _default_transport(self) -> str:
         return "ipc"
 
-    @default("ip")
-    def _default_ip(self) -> str:  # socket paths: this prefix + "-<n>", short enough for Unix
-        return str(Path(tempfile.gettempdir()) / f"repro-kernel-{uuid.uuid4().hex}")
+    @default("connection_file")
+    def _default_connection_file(self) -> str:  # jupyter_client puts the sockets beside it
+        return str(self.scratch / "kernel.json")
 
-    kernel_log: Path | None = None  # where the kernel process's stdout and stderr go
+    scratch: Path
+    kernel_log: Path  # where the kernel process's stdout and stderr go
+    processes: list  # the kernel's process (a Popen) once started: how it ended
 
     async def start_kernel(self, **kw) -> None:
-        if self.kernel_log is None:
-            return await super().start_kernel(**kw)
-        env = {**kw.pop("env", os.environ), KERNEL_LOG_VARIABLE: str(self.kernel_log)}
+        env = {
+            **kw.pop("env", os.environ),
+            "JUPYTER_RUNTIME_DIR": str(self.scratch),
+            SCRATCH_VARIABLE: str(self.scratch),
+            KERNEL_LOG_VARIABLE: str(self.kernel_log),
+        }
         with open(self.kernel_log, "ab") as log:  # the kernel keeps its own descriptor
-            return await super().start_kernel(stdout=log, stderr=log, env=env, **kw)
+            await super().start_kernel(stdout=log, stderr=log, env=env, **kw)
+        self.processes.append(getattr(self.provisioner, "process", None))
 
 
 class TalkingEngine(NBClientEngine):
@@ -191,16 +200,18 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
     jupyter_env()
     notebook.metadata["kernelspec"] = kernel.notebook_spec
     kernel_log = folder / KERNEL_LOG
-    manager = type("LoggedKernelManager", (SocketKernelManager,), {"kernel_log": kernel_log})
+    processes: list = []
     watchdog = Watchdog()
-    watchdog.start()
     reason = None
     try:
         with (
+            scratch() as tmp,
             talking(log, f"starting kernel {kernel.spec_name}") as talk,
             Sieve(talk) as out,
             Sieve(talk) as err,
         ):
+            own = {"kernel_log": kernel_log, "scratch": tmp, "processes": processes}
+            watchdog.start()
             papermill.execute_notebook(
                 notebook,
                 str(folder / PARTIAL),  # saved after every cell, so a crash leaves a record
@@ -215,7 +226,7 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
                 stderr_file=err,
                 request_save_on_cell_execute=True,
                 start_timeout=120,
-                kernel_manager_class=manager,
+                kernel_manager_class=type("RunKernelManager", (SocketKernelManager,), own),
             )
     except PapermillExecutionError as error:
         reason = f"cell {error.exec_count} raised {error.ename}: {error.evalue}".strip()
@@ -223,7 +234,7 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
         reason = str(error) or INTERRUPTED
         raise
     except DeadKernelError:
-        reason = watchdog.death()
+        reason = watchdog.death(ended(processes))
     except Exception as error:  # a timeout, an unreadable kernel reply: keep what was saved
         reason = f"execution stopped: {type(error).__name__}: {error}"
     finally:
@@ -237,10 +248,21 @@ def run_notebook(notebook, kernel: Kernel, folder: Path, parameters: dict, log=s
     return folder / "report.ipynb"
 
 
+def ended(processes: list) -> int | None:
+    """The exit status of the last kernel process started (negative: the signal that ended it),
+    None where unknown."""
+    process = processes[-1] if processes else None
+    try:
+        return process.wait(timeout=5) if process else None
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def settle(folder: Path, reason: str | None) -> None:
     """Write papermill's partial notebook whole as report.ipynb and remove it. A cell that was
     running when the run stopped is marked so (papermill calls a killed cell completed); a
-    partial notebook that cannot be read (a full disk) leaves no report.ipynb."""
+    partial notebook that cannot be read (a full disk) leaves no report.ipynb, and one that
+    cannot be written again (a full disk) becomes report.ipynb as it is, unmarked."""
     partial = folder / PARTIAL
     try:
         notebook = nbformat.read(partial, as_version=4)
@@ -249,13 +271,22 @@ def settle(folder: Path, reason: str | None) -> None:
         return
     if reason and not any(ERROR_MARKER_TAG in c.metadata.get("tags", []) for c in notebook.cells):
         mark_stopped_cell(notebook, reason)
-    write(folder / "report.ipynb", nbformat.writes(notebook))
+    try:
+        write(folder / "report.ipynb", nbformat.writes(notebook))
+    except OSError:  # a full disk: the partial notebook whole, as papermill last saved it
+        os.replace(partial, folder / "report.ipynb")
+        return
     partial.unlink()
 
 
 def mark_stopped_cell(notebook, reason: str) -> None:
     """Give the last cell that started an error output with `reason`, and papermill status
-    failed."""
+    failed; the cells after it, which never ran, status pending (papermill, its run stopped,
+    calls every pending cell completed)."""
+    for cell in notebook.cells:
+        meta = cell.metadata.get("papermill", {})
+        if not meta.get("start_time") and meta.get("status") == "completed":
+            meta["status"] = "pending"
     started = [c for c in notebook.cells if c.metadata.get("papermill", {}).get("start_time")]
     if not started:
         return
@@ -304,6 +335,8 @@ def attempt() -> Iterator[Outcome]:
         yield outcome
     except RunFailed as failure:
         outcome.error = str(failure)
+    except OSError as error:  # the run folder could not be written (a full disk)
+        outcome.error = f"execution stopped: {type(error).__name__}: {brief(error)}"
     except KeyboardInterrupt as stop:
         outcome.error, outcome.interrupted = str(stop) or INTERRUPTED, True
 

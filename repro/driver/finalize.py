@@ -15,6 +15,7 @@ import io
 import json
 import re
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from repro.driver import headline
 from repro.driver.folders import seal, write, write_manifest
 from repro.driver.integrity import mapping
 from repro.driver.plan import RunPlan
+from repro.errors import RunFailed, brief
 from repro.kernel.capture import hardware_markdown
 from repro.kernel.loadgen import ACCURACY_LOG, LOG_FILES
 from repro.records import Environment, Metrics, RecordError, RerunRecord
@@ -198,9 +200,51 @@ def finalize(
     interrupted: bool = False,
 ) -> Metrics:
     """Write every file of the run folder from its report; return metrics.json's record.
-    `error` is why the run stopped (`interrupted`: by a signal) and heads the report."""
+    `error` is why the run stopped (`interrupted`: by a signal) and heads the report. A folder
+    that cannot be written whole (its disk filled up meanwhile) loses what this wrote and is
+    finalised as failed with what it must hold: the report (sealed, without the rerun record's
+    code), metrics.json and the manifest. Where even that fails, RunFailed: the folder keeps what
+    the run wrote (an unfinished run: no metrics.json), or goes if that is nothing."""
     report = run_dir / "report.ipynb"
-    notebook = nbformat.read(report, as_version=4) if report.is_file() else None
+    text = report.read_text() if report.is_file() else None  # as the run left it
+    ran = set(run_dir.rglob("*"))
+    try:
+        return write_folder(plan, run_dir, run_context, code, text, error, interrupted)
+    except OSError as failure:
+        why = f"could not write the run folder: {brief(failure)}"
+        why += f" (the run itself: {brief(error)})" if error else ""
+    undo(run_dir, ran)
+    try:
+        return write_folder(plan, run_dir, run_context, code, text, why, interrupted, lean=True)
+    except OSError:
+        undo(run_dir, ran)
+    if not any(p.is_file() and p.stat().st_size for p in ran):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise RunFailed(f"{why}; nothing of the run was kept ({run_dir} removed)")
+    raise RunFailed(f"{why}; {run_dir} keeps what the run wrote (its report as the run left it)")
+
+
+def undo(run_dir: Path, ran: set[Path]) -> None:
+    """Remove what finalising wrote into `run_dir`: all but `ran`, and all of it derived from
+    the report."""
+    for path in sorted(set(run_dir.rglob("*")) - ran, reverse=True):  # files before folders
+        with contextlib.suppress(OSError):
+            path.rmdir() if path.is_dir() else path.unlink()
+
+
+def write_folder(
+    plan: RunPlan,
+    run_dir: Path,
+    run_context: dict,
+    code: dict,
+    text: str | None,
+    error: str | None,
+    interrupted: bool,
+    lean: bool = False,
+) -> Metrics:
+    """finalize's writing, from the report's `text`; `lean`: the report, metrics.json and the
+    manifest only, the report without report.html or the rerun record's code."""
+    notebook = nbformat.reads(text, as_version=4) if text is not None else None
     results, plots = published(notebook) if notebook else ({}, {})
     measured = dict(results.get("metrics", {}))
     samples = measured.pop("samples", None)
@@ -234,29 +278,32 @@ def finalize(
     environment = environment_of(published_environment)
     if notebook:
         head(notebook, metrics, environment)
-    if isinstance(published_environment, dict):  # as published: nothing recorded is lost
-        write(run_dir / "environment.json", json.dumps(published_environment, indent=1) + "\n")
-    if environment:
-        write(run_dir / "hardware.md", hardware_markdown(environment.to_json()))
-    if samples:
-        write(run_dir / "raw_metrics.csv", raw_csv(samples))
-    for name, png in plots.items():
-        write(run_dir / "plots" / f"{name}.png", png)
-    for name, text in loadgen_logs(results).items():
-        write(run_dir / name, text)
     lock = plan.lock_path.read_text() if plan.lock_path else None
-    if lock is not None:
-        write(run_dir / "requirements.lock", lock)
-    write(run_dir / "run.sh", run_script(plan, run_context))
-    (run_dir / "run.sh").chmod(0o755)
+    if not lean:  # the files beside the report, each derived from it or from the plan
+        if isinstance(published_environment, dict):  # as published: nothing recorded is lost
+            write(run_dir / "environment.json", json.dumps(published_environment, indent=1) + "\n")
+        if environment:
+            write(run_dir / "hardware.md", hardware_markdown(environment.to_json()))
+        if samples:
+            write(run_dir / "raw_metrics.csv", raw_csv(samples))
+        for name, png in plots.items():
+            write(run_dir / "plots" / f"{name}.png", png)
+        for name, log in loadgen_logs(results).items():
+            write(run_dir / name, log)
+        if lock is not None:
+            write(run_dir / "requirements.lock", lock)
+        write(run_dir / "run.sh", run_script(plan, run_context))
+        (run_dir / "run.sh").chmod(0o755)
     if notebook:
+        rerun = {} if lean else {"rerun": rerun_record(plan, lock, code).to_json()}
         seal(
             notebook,
             run_dir,
+            html=not lean,
             run=run_context,
             status=metrics.status,
             environment=published_environment,
-            rerun=rerun_record(plan, lock, code).to_json(),
+            **rerun,
         )
     write(run_dir / "metrics.json", json.dumps(metrics.to_json(), indent=1) + "\n")
     write_manifest(run_dir)

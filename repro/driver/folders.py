@@ -42,14 +42,15 @@ def new_folder(runs_dir: Path, label: str) -> Path:
     return folder
 
 
-def seal(notebook, folder: Path, **meta) -> None:
-    """Record `meta` and the integrity hashes in the notebook's metadata, then write it as
-    `folder/report.ipynb` and as the self-contained `report.html`."""
+def seal(notebook, folder: Path, html: bool = True, **meta) -> None:
+    """Record `meta` and the integrity hashes in the notebook's metadata, then write it as the
+    self-contained `report.html` (with `html`) and, last, as `folder/report.ipynb`: a report
+    that is written is whole, or report.ipynb is still what it was."""
     notebook.metadata["repro"] = {**meta, "integrity": integrity.seal(meta, notebook)}
+    if html:
+        exporter = HTMLExporter(embed_images=True, template_file=str(HTML_TEMPLATE))
+        write(folder / "report.html", exporter.from_notebook_node(notebook)[0])
     write(folder / "report.ipynb", notebook_text(notebook))
-    exporter = HTMLExporter(embed_images=True, template_file=str(HTML_TEMPLATE))
-    html, _ = exporter.from_notebook_node(notebook)
-    write(folder / "report.html", html)
 
 
 def notebook_text(notebook) -> str:

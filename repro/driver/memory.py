@@ -59,6 +59,18 @@ def check(workload: dict, params: dict, available: int | None = None) -> None:
         )
 
 
+def oom_kills() -> int | None:
+    """How many processes the system's out-of-memory killer has killed since boot (None where
+    the system does not say)."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def descendants(root: int) -> list[int]:
     """The processes below `root` (the kernel and whatever it started)."""
     children: dict[int, list[int]] = {}
@@ -107,6 +119,7 @@ class Watchdog(threading.Thread):
         self.limit = int(float(cap) * 2**20) if cap else None
         self.peak = 0
         self.lowest_available: int | None = None
+        self.oom_kills = oom_kills()
         self.reason: str | None = None
         self._done = threading.Event()
 
@@ -134,13 +147,24 @@ class Watchdog(threading.Thread):
     def stop(self) -> None:
         self._done.set()
 
-    def death(self) -> str:
-        """The one-line reason for a kernel that died: the watchdog's own stop, or whether the
-        memory it saw points to the system's out-of-memory killer."""
+    def death(self, returncode: int | None = None) -> str:
+        """The one-line reason for a kernel that died (`returncode`: its process's, where
+        known): the watchdog's own stop, the system's out-of-memory killer (its count of kills
+        rose meanwhile), or else what the process's end says, a signal or an exit code."""
         if self.reason:
             return self.reason
         peak = f"peak RSS {gib(self.peak)} of {gib(self.total)}"
-        short = self.lowest_available is not None and self.lowest_available < 2 * self.reserve
-        if short or (self.total and self.peak > 0.8 * self.total):
-            return f"kernel died: out of memory — {peak}"
-        return f"kernel died — {peak}, memory was not short"
+        low = f", lowest available {gib(self.lowest_available)}" if self.lowest_available else ""
+        now, before = oom_kills(), self.oom_kills
+        if returncode in (None, -signal.SIGKILL) and None not in (now, before) and now > before:
+            return f"kernel died: out of memory, killed by the system's OOM killer — {peak}"
+        if returncode is not None and returncode < 0:
+            try:
+                name = signal.Signals(-returncode).name
+            except ValueError:
+                name = f"signal {-returncode}"
+            whose = " (not by repro's memory watchdog)" if -returncode == signal.SIGKILL else ""
+            return f"kernel died: killed by {name}{whose} — {peak}{low}"
+        if returncode:
+            return f"kernel died: exit code {returncode} — {peak}{low}"
+        return f"kernel died — {peak}{low}"

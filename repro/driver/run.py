@@ -123,13 +123,6 @@ def steps(plan: RunPlan, argv: list[str] | None, log: Talk, addendum: Addendum) 
                 file=log,
             )
             execute(plan, kernel, folder, run_context, addendum.cells, log)
-    error = outcome.error
     with deferred_signals(), log.phase("writing the report"):
-        try:
-            metrics = finalize(plan, folder, run_context, code, error, outcome.interrupted)
-        except OSError as failure:  # a disk that filled up meanwhile
-            raise RunFailed(
-                f"could not finish the run folder {folder}: {failure}"
-                + (f" (the run itself: {error})" if error else "")
-            ) from None
+        metrics = finalize(plan, folder, run_context, code, outcome.error, outcome.interrupted)
     return Result(folder, metrics)

@@ -36,6 +36,7 @@ from repro import paths, records
 from repro.driver import integrity, memory, plan
 from repro.driver.execute import signals_interrupt
 from repro.driver.folders import write
+from repro.driver.scratch import scratch
 from repro.driver.talk import Talk, talking
 from repro.driver.untrusted import NAME as PLAIN_NAME
 from repro.errors import ReproError, RunFailed, UserError, brief, option, unknown
@@ -924,28 +925,27 @@ def resume(sweep: Sweep, address: str | None, retries: int, log: Talk) -> Outcom
     chosen = todo(sweep, state, retries, progress)
     engine = f"the Ray cluster at {address}" if address else "an embedded Ray cluster"
     if chosen:
-        sweep.folder.mkdir(parents=True, exist_ok=True)
-        write(sweep.folder / "sweep.yaml", sweep.file.read_bytes())
-        temp = Path(tempfile.mkdtemp(prefix="repro-ray-"))
-        try:
-            with log.phase("starting Ray"):
-                engine = start_ray(address, sweep, temp)
-            # after ray.init, which sets SIGTERM's handler
-            with signals_interrupt(stop_children=False), log.phase("running the cells"):
-                progress.line(f"{len(chosen)} cells to run on {engine} in {sweep.folder}")
-                execute(sweep, state, chosen, engine, retries, log)
-        finally:
-            shutdown(temp)
+        with scratch() as temp:  # Ray's session: its sockets' paths stay short
+            try:
+                with log.phase("starting Ray"):
+                    engine = start_ray(address, sweep, temp)
+                sweep.folder.mkdir(parents=True, exist_ok=True)  # once Ray runs: no half folder
+                write(sweep.folder / "sweep.yaml", sweep.file.read_bytes())
+                # after ray.init, which sets SIGTERM's handler
+                with signals_interrupt(stop_children=False), log.phase("running the cells"):
+                    progress.line(f"{len(chosen)} cells to run on {engine} in {sweep.folder}")
+                    execute(sweep, state, chosen, engine, retries, log)
+            finally:
+                shutdown()
     else:
         progress.line(f"nothing to run in {sweep.folder}")
     with log.phase("comparing the cells"):
         return Outcome(sweep, state, compare(sweep, state, engine, log))
 
 
-def shutdown(temp: Path) -> None:
+def shutdown() -> None:
     with contextlib.suppress(ImportError):
         import ray
 
         if ray.is_initialized():
             ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)

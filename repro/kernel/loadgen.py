@@ -31,6 +31,7 @@ top-1 against the QSL's labels.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import statistics
@@ -55,6 +56,9 @@ APPLIES = {
 SUBMISSION_MS = 600_000  # LoadGen's default minimum duration: what an MLPerf result runs
 LOG_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt")  # the performance run's
 ACCURACY_LOG = "mlperf_log_accuracy.json"  # the accuracy run's answers
+# A folder of the driver's for the kernel's temporary files (repro.driver.scratch): removed by the
+# driver however the run ends, even when it had to kill the kernel (Ctrl-C, SIGTERM)
+SCRATCH_VARIABLE = "REPRO_SCRATCH"
 WARM_CALLS = 3  # timed calls per shape after its first (compiling) one
 # Targets left at 0. Server: half the rate one sample at a time allows, and a latency bound of 10
 # single-sample latencies. Single-stream: half the warm latency, as LoadGen stops once both
@@ -244,7 +248,8 @@ def run(
 def perform(lg, sut: Sut, scenario: str, test, names: tuple[str, ...]) -> tuple[dict, float]:
     """One LoadGen test: its log files `names` (text) and its wall time in seconds. The first
     error a query met is raised once LoadGen has stopped."""
-    with tempfile.TemporaryDirectory(prefix="repro-loadgen-") as folder:
+    scratch = os.environ.get(SCRATCH_VARIABLE)  # None: TMPDIR, outside a run
+    with tempfile.TemporaryDirectory(prefix="repro-loadgen-", dir=scratch) as folder:
         log = lg.LogSettings()
         log.log_output.outdir = folder
         log.log_output.copy_summary_to_stdout = False
