@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
+from repro.bounds import setting
 from repro.driver import integrity
 from repro.driver.integrity import MANIFEST, manifest_lines
 from repro.errors import UserError, option
@@ -46,7 +47,7 @@ def check_runs_dir(runs_dir: Path) -> None:
         raise UserError(f"cannot create the runs directory {runs_dir}: {existing} is a file; {fix}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"the runs directory {runs_dir} is not writable ({existing}); {fix}")
-    need = float(os.environ.get(MIN_FREE_VARIABLE, 200)) * 1e6
+    need = setting(MIN_FREE_VARIABLE) * 1e6
     free = shutil.disk_usage(existing).free
     if free < need:
         raise UserError(
