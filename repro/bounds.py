@@ -89,7 +89,7 @@ def check_environment() -> None:
         setting(variable)
 
 
-YAML_BYTES = 1 << 20  # a sweep or workload file is a few hundred bytes
+YAML_BYTES = 1 << 18  # a sweep or workload file is a few hundred bytes (and yaml reads 100 KB/s)
 YAML_DEPTH = 20  # nested mappings and lists
 
 
@@ -138,7 +138,7 @@ def read_yaml(path: str | Path, what: str):
         with path.open("rb") as file:
             data = file.read(YAML_BYTES + 1)
         if len(data) > YAML_BYTES:
-            raise ValueError(f"over {YAML_BYTES >> 20} MB; a {what} is a few hundred bytes")
+            raise ValueError(f"over {YAML_BYTES >> 10} KB; a {what} is a few hundred bytes")
         return yaml.load(data.decode(), Loader=Loader)  # noqa: S506 (a SafeLoader)
     except (OSError, ValueError, yaml.YAMLError) as error:
         mark = getattr(error, "problem_mark", None)
