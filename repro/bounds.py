@@ -34,12 +34,9 @@ def number(value, name: str, kind: type, minimum: float, maximum: float, fix: st
         except ValueError:  # also an int of more digits than Python converts
             if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
                 raise UserError(f"{name} must be a finite number, got {text}{fix}") from None
-            ascii_ = (
-                " (ASCII digits 0-9 only)"
-                if any(c.isdigit() and not c.isascii() for c in text)
-                else ""
-            )
-            raise UserError(f"{name} must be {what}, got {quoted(value)}{ascii_}{fix}") from None
+            other = any(c.isdigit() and not c.isascii() for c in text)  # ٣, ３
+            hint = " (ASCII digits 0-9 only)" if other else ""
+            raise UserError(f"{name} must be {what}, got {quoted(value)}{hint}{fix}") from None
     wrong = kind is int and not isinstance(value, int)
     if isinstance(value, bool) or not isinstance(value, int | float) or wrong:
         raise UserError(f"{name} must be {what}, got {quoted(value)}{fix}")
