@@ -64,9 +64,9 @@ def text(value, name: str, limit: int = TEXT_LIMIT, form: str = "", what: str = 
 
 # Every environment variable repro reads a number from: (kind, minimum, maximum, default, unit).
 ENVIRONMENT = {
-    "REPRO_MIN_FREE_MB": (float, 0, 1e9, 200.0, "MB of free disk a run needs (0: no check)"),
-    "REPRO_MEMORY_LIMIT_MB": (float, 1, 1e9, None, "MB of RSS the kernel may hold"),
-    "REPRO_DATA_MAX_MB": (float, 0, 1e9, 2048.0, "MB of data a run may read"),
+    "REPRO_MIN_FREE_MB": (float, 0, 10**12, 200.0, "MB of free disk a run needs (0: no check)"),
+    "REPRO_MEMORY_LIMIT_MB": (float, 1, 10**12, None, "MB of RSS the kernel may hold"),
+    "REPRO_DATA_MAX_MB": (float, 0, 10**12, 2048.0, "MB of data a run may read"),
 }
 
 
