@@ -14,6 +14,9 @@ TERMINATED = 143  # exit code after SIGTERM (128 + SIGTERM)
 class ReproError(Exception):
     exit_code = 1
 
+    def __str__(self) -> str:  # every message, however it was built, is cut to a readable size
+        return shortened(super().__str__())
+
 
 class UserError(ReproError):
     """Bad input: unknown workload, framework or parameter, a wrong type or value."""
@@ -37,6 +40,40 @@ class RunFailed(ReproError):
     """The notebook raised or the kernel died; the run folder keeps the partial report."""
 
     exit_code = 1
+
+
+VALUE_LIMIT = 100  # characters of a value that a message echoes
+LINE_LIMIT = 1000  # characters of any one line of a message
+LINES_LIMIT = 60  # lines of a message or of a listing shown with one
+
+
+def cut(value, limit: int = VALUE_LIMIT) -> str:
+    """`value` as text (a str as is, anything else as str()), its first `limit` characters then
+    "… and N more characters" where it is longer: what a message echoes of a user's value."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… and {len(text) - limit:,} more characters"
+
+
+def quoted(value, limit: int = VALUE_LIMIT) -> str:
+    """repr(value), cut (a long string is cut before its repr is taken)."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… and {len(value) - limit:,} more characters"
+    return cut(repr(value), limit)
+
+
+def cut_lines(text: str | list[str], limit: int = LINES_LIMIT) -> str:
+    """`text` (or a list of lines) to its first `limit` lines, then "… and N more lines"."""
+    lines = text.splitlines() if isinstance(text, str) else list(text)
+    if len(lines) <= limit:
+        return "\n".join(lines)
+    return "\n".join([*lines[:limit], f"… and {len(lines) - limit:,} more lines"])
+
+
+def shortened(message: str) -> str:
+    """A message cut to LINES_LIMIT lines of LINE_LIMIT characters each."""
+    return cut_lines([cut(line, LINE_LIMIT) for line in message.splitlines()])
 
 
 def brief(error: BaseException | str, limit: int = 200) -> str:
@@ -84,8 +121,8 @@ def unknown(what: str, name: str, choices) -> str:
         keys.get(key(name)) or (alias if alias in choices else None) or (close and keys[close[0]])
     )
     if match:
-        return f"unknown {what} {name!r} (did you mean {match}?)"
-    return f"unknown {what} {name!r}; choose one of: {', '.join(choices)}"
+        return f"unknown {what} {quoted(name)} (did you mean {match}?)"
+    return f"unknown {what} {quoted(name)}; choose one of: {', '.join(choices)}"
 
 
 def make_vars() -> list[str]:

@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from repro.bounds import setting
 from repro.errors import UserError
 
 MAX_BYTES_VARIABLE = "REPRO_DATA_MAX_MB"  # the most a tree may hold on disk (default 2048 MB)
@@ -57,11 +58,7 @@ def held_out(n: int) -> int:
 
 
 def max_bytes() -> int:
-    raw = os.environ.get(MAX_BYTES_VARIABLE, "2048")
-    try:
-        return int(float(raw) * 2**20)
-    except ValueError:
-        raise UserError(f"{MAX_BYTES_VARIABLE} must be a number of MB, got {raw!r}") from None
+    return int(setting(MAX_BYTES_VARIABLE) * 2**20)
 
 
 def scan(path: str | Path, *, check_headers: bool = True) -> ImageFolder:

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+from repro.bounds import setting
 from repro.errors import UserError, option
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +83,7 @@ def check_runs_dir(runs_dir: Path, fix: str | None = None) -> None:
     and its disk has room for a report; `fix` says where to choose another."""
     fix = fix or f"choose another with {option('--runs-dir')}"
     existing = creatable(runs_dir, "the runs directory", fix)
-    need = float(os.environ.get(MIN_FREE_VARIABLE, 200)) * 1e6
+    need = setting(MIN_FREE_VARIABLE) * 1e6
     free = shutil.disk_usage(existing).free
     if free < need:
         raise UserError(

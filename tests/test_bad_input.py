@@ -259,7 +259,7 @@ ROWS = [
     (["make", "compare", "RUNS={d}/not-a-run*"], "not-a-run-2: a metrics.json that is not"),
     (["make", "compare"], "the following arguments are required: RUNS (see `make help`)"),
     (["make", "compare", "RUNS={d}/mixed-a {d}/mixed-b"], "compare them anyway with ALLOW_MIXED=1"),
-    (["make", "sweep", "SWEEP={d}/x.yaml", "RETRIES=-1"], "RETRIES must be 0 or more, got -1"),
+    (["make", "sweep", "SWEEP={d}/x.yaml", "RETRIES=-1"], "RETRIES must be >= 0, got -1"),
     (["make", "bundle", "RUN=$(touch {d}/pwned)"], "is not a finalised run folder"),
     (["make", "rerun", "REPORT={d}/x", "TOLERANCE=5%;touch {d}/pwned"], "TOLERANCE takes a"),
     (["make", "history", "RUNS={d}/x;touch {d}/pwned"], "{d}/x;touch does not exist"),

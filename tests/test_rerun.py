@@ -169,6 +169,12 @@ def test_rerun_parameters_are_validated_as_for_a_fresh_run(small_runs, tmp_path,
     done = repro("rerun", edited(small_runs["a"] / "report.ipynb", tmp_path, bad_batch))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "repro: batch_size must be >= 1, got 0"
+
+    def other_digits(record):  # int("٣") is 3: a report's text is read as a fresh run's
+        record.params.steps, record.params.country = "٣", "ßßß"
+
+    done = repro("rerun", edited(small_runs["a"] / "report.ipynb", tmp_path, other_digits))
+    assert done.returncode == 2 and "steps must be an integer, got '٣'" in done.stderr
     assert run_folders(runs_dir) == []
     assert repro("rerun", str(tmp_path / "nothing.ipynb")).returncode == 2
     (tmp_path / "garbled.ipynb").write_text("{not json")

@@ -13,9 +13,19 @@ from pathlib import Path
 from typing import NoReturn
 
 from repro import paths
+from repro.bounds import number
 from repro.driver import datasets, kernels, plan
 from repro.driver.talk import talking
-from repro.errors import INTERNAL, INTERRUPTED, ReproError, UserError, brief, make_vars, option
+from repro.errors import (
+    INTERNAL,
+    INTERRUPTED,
+    ReproError,
+    UserError,
+    brief,
+    make_vars,
+    option,
+    quoted,
+)
 from repro.paths import RUNS
 
 
@@ -34,6 +44,9 @@ class Parser(argparse.ArgumentParser):
         see = "make help" if make_vars() else f"{self.prog} --help"
         print(f"repro: {message} (see `{see}`)", file=sys.stderr)
         raise SystemExit(UserError.exit_code)
+
+
+MAX_RETRIES = 100  # --retries: times a failed sweep cell is tried again
 
 
 def given(text: str) -> str:
@@ -68,13 +81,14 @@ def workload_table() -> str:
 
 def parse_percentage(text: str, flag: str) -> float:
     """ "5%" or "0.05" -> 0.05, or UserError naming `flag`."""
+    percent = text.endswith("%")
     try:
-        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        raise UserError(f"{option(flag)} takes a percentage such as 5%, got {text!r}") from None
-    if not 0 <= value < 10:
-        raise UserError(f"{option(flag)} must be between 0% and 1000%, got {text!r}")
-    return value
+        value = number(text.removesuffix("%"), flag, float, 0, 1000 if percent else 10)
+    except UserError:
+        raise UserError(
+            f"{option(flag)} takes a percentage such as 5% (0% to 1000%), got {quoted(text)}"
+        ) from None
+    return value / 100 if percent else value
 
 
 def compare_runs(args, give) -> int:
@@ -368,8 +382,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--retries",
-        type=int,
-        default=1,
+        default="1",
         help="times a failed cell is tried again by a later invocation (default 1)",
     )
     sweep.add_argument(
@@ -523,10 +536,9 @@ def main(argv: list[str] | None = None) -> int:
             from repro.driver.closing import answering, sweep_record
             from repro.driver.sweep import sweep
 
-            if args.retries < 0:
-                raise UserError(f"{option('--retries')} must be 0 or more, got {args.retries}")
+            retries = number(args.retries, option("--retries"), int, 0, MAX_RETRIES)
             with answering(args.json) as give:
-                outcome = sweep(args.sweep, args.address, args.retries, args.runs_dir)
+                outcome = sweep(args.sweep, args.address, retries, args.runs_dir)
                 report = outcome.comparison / "report.html" if outcome.comparison else None
                 print(outcome.table())
                 print(f"sweep folder: {outcome.folder}")

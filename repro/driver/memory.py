@@ -12,6 +12,7 @@ import signal
 import threading
 from pathlib import Path
 
+from repro.bounds import setting
 from repro.errors import UserError
 
 ALLOWANCE = 2**30  # the framework's runtime and the activations of a small batch
@@ -115,8 +116,8 @@ class Watchdog(threading.Thread):
         self.interval = interval
         self.total = meminfo().get("MemTotal", 0)
         self.reserve = max(2**29, int(self.total * RESERVE_FRACTION))
-        cap = os.environ.get(LIMIT_VARIABLE)
-        self.limit = int(float(cap) * 2**20) if cap else None
+        cap = setting(LIMIT_VARIABLE)
+        self.limit = int(cap * 2**20) if cap else None
         self.peak = 0
         self.lowest_available: int | None = None
         self.oom_kills = oom_kills()

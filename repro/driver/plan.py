@@ -6,7 +6,6 @@ valid choices.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -15,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from repro.bounds import check_environment, number, read_yaml, text
 from repro.driver import accuracy, kernels
 from repro.driver.accuracy import TRAIN_TO_ACCURACY
-from repro.errors import UserError, brief, option, unknown
+from repro.errors import UserError, brief, option, quoted, unknown
 from repro.kernel import generation, models, runtimes
 from repro.kernel.frameworks import (
     COMPILE_MODES,
@@ -46,6 +44,8 @@ class Param:
     choices: tuple = ()
     minimum: float | None = None
     maximum: float | None = None  # bounds a typo (steps=2000000) before it runs for days
+    form: tuple[str, str] = ()  # text: an ASCII regular expression and what it says in words
+    length: int = 256  # text: the most characters
 
     @property
     def valid(self) -> str:
@@ -60,25 +60,21 @@ class Param:
         """Convert a command-line string to this parameter's type, or raise UserError."""
         if self.type is bool:
             if raw.lower() not in BOOLEANS:
-                raise UserError(f"{self.name} must be true or false, got {raw!r}")
+                raise UserError(f"{self.name} must be true or false, got {quoted(raw)}")
             return BOOLEANS[raw.lower()]
-        try:
-            return self.check(self.type(raw))
-        except ValueError:
-            kind = {int: "an integer", float: "a number"}.get(self.type, "a string")
-            raise UserError(f"{self.name} must be {kind}, got {raw!r}") from None
+        return self.check(raw)
 
     def check(self, value: Any) -> Any:
+        """`value` (text, or a typed value from a spec) as this parameter's type, within its
+        bounds (repro.bounds), or UserError."""
+        if value is None or self.type is bool:
+            return value
+        if self.type is not str:
+            return number(value, self.name, self.type, self.minimum, self.maximum)
+        text(value, self.name, self.length, *self.form)
         if self.choices and value not in self.choices:
-            raise UserError(
-                f"{self.name}={value!r} is not valid; choose one of: {', '.join(self.choices)}"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UserError(f"{self.name} must be a finite number, got {value}")
-        if self.minimum is not None and value is not None and value < self.minimum:
-            raise UserError(f"{self.name} must be >= {self.minimum}, got {value}")
-        if self.maximum is not None and value is not None and value > self.maximum:
-            raise UserError(f"{self.name} must be <= {self.maximum}, got {value}")
+            choices = ", ".join(self.choices)
+            raise UserError(f"{self.name}={quoted(value)} is not valid; choose one of: {choices}")
         return value
 
 
@@ -256,8 +252,15 @@ PARAMS = {
             "machine price per hour for cost per 1,000 samples (and to target); 0 = not given",
             0.0,
             minimum=0,
+            maximum=1e6,
         ),
-        Param("country", str, "ISO 3166 alpha-3 code for codecarbon's CO2 estimate", "USA"),
+        Param(
+            "country",
+            str,
+            "ISO 3166 alpha-3 code for codecarbon's CO2 estimate",
+            "USA",
+            form=("[A-Za-z]{3}", "a 3-letter ISO 3166 code such as USA or FRA"),
+        ),
         Param(
             "scenario",
             str,
@@ -300,7 +303,9 @@ PARAMS = {
             maximum=3_600_000,
         ),
         # mode=train-to-accuracy (repro.driver.accuracy): the data, the target and the caps
-        Param("data", str, "train-to-accuracy: an image-folder tree or a token file", ""),
+        Param(
+            "data", str, "train-to-accuracy: an image-folder tree or a token file", "", length=4096
+        ),
         Param(
             "target_accuracy",
             float,
@@ -392,17 +397,6 @@ SPEC_KEYS = (
     "precision",
     "mode",
 )
-
-
-def read_yaml(path: Path, what: str):
-    """The YAML file at `path` as data (not yet checked), or UserError naming `what` and the line
-    that does not parse."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise UserError(f"cannot read {what} {path}: {where}{brief(error)}") from None
 
 
 def load_workload(path: Path) -> dict:
@@ -667,13 +661,33 @@ def check_runtime(framework: str, family: str, resolved: dict) -> None:
         )
 
 
+LOADGEN_SECONDS = 3600  # the longest LoadGen run a plan may ask for (min_duration_ms's maximum)
+
+
 def check_scenario(resolved: dict) -> None:
-    """A LoadGen scenario drives inference."""
+    """A LoadGen scenario drives inference, for at most LOADGEN_SECONDS: the server scenario's
+    queries arrive at target_qps and single-stream's one per target_latency_ms (where given),
+    and LoadGen runs until min_query_count have (`server target_qps=0.0001` waits hours)."""
     scenario = resolved["scenario"]
     if scenario != "none" and resolved["mode"] != "inference":
         raise UserError(
             f"scenario={scenario} drives inference, not {resolved['mode']}; use mode=inference or "
             "scenario=none"
+        )
+    qps, latency_ms = resolved["target_qps"], resolved["target_latency_ms"]
+    given = "target_qps" if qps else "target_latency_ms" if latency_ms else None
+    if scenario not in ("server", "single-stream") or given is None:
+        return  # offline: one query of min_duration_ms's work; otherwise: from warm calls
+    count = resolved["min_query_count"]
+    seconds = max(
+        resolved["min_duration_ms"] / 1e3, count / qps if qps else count * latency_ms / 1e3
+    )
+    if seconds > LOADGEN_SECONDS:
+        fix = "raise target_qps" if qps else "lower target_latency_ms"
+        raise UserError(
+            f"scenario={scenario} runs until min_query_count={count:,} queries have come at "
+            f"{given}={resolved[given]:g}: {seconds:,.0f} s, over the {LOADGEN_SECONDS:,} s a "
+            f"LoadGen run may take; {fix} or lower min_query_count"
         )
 
 
@@ -717,6 +731,7 @@ def resolve(
     """Validate the request and return the plan, or raise UserError naming the valid choices.
 
     `spec` is a workload spec to use instead of repro/workloads/<workload>.yaml (a rerun's)."""
+    check_environment()  # a bad REPRO_* variable stops the run before its folder exists
     specs = workloads() if spec is None else {workload: spec}
     wrong = [  # both named in one line: `repro run resnet50 -f pytorch`
         unknown("workload", workload, list(specs)) if workload not in specs else "",
@@ -764,11 +779,7 @@ def resolve(
     check_scenario(resolved)
     check_runtime(framework, spec["model"]["arch"], resolved)
     check_generation(workload, spec, resolved, params or {})
-    if not (len(resolved["country"]) == 3 and resolved["country"].isalpha()):
-        raise UserError(
-            f"country must be a 3-letter ISO code such as USA or FRA, got {resolved['country']!r}"
-        )
-    resolved["country"] = resolved["country"].upper()
+    resolved["country"] = resolved["country"].upper()  # ASCII letters (its Param's form)
     if resolved["device"] == "gpu" and not has_nvidia_gpu():
         raise UserError(
             "device=gpu but this machine has no NVIDIA GPU (nvidia-smi found none); "

@@ -22,7 +22,7 @@ import nbformat
 
 from repro.driver import integrity, kernels, plan, snapshot, untrusted
 from repro.driver.run import Addendum, Result, run
-from repro.errors import ReproError, UserError, option
+from repro.errors import LINE_LIMIT, ReproError, UserError, cut, cut_lines, option
 from repro.kernel.verdict import TOLERANCE
 from repro.lockfile import render
 from repro.paths import KERNELS, ROOT
@@ -54,13 +54,16 @@ def verified(source: Path, trust: bool, log) -> list[str]:
     return problems
 
 
+DIFF_LINES = 400  # of the diff shown before a rerun is refused (a changed library: thousands)
+
+
 def same_as_checkout(report: untrusted.Report, trust: bool, log) -> untrusted.Differences:
     """Stop unless the report's code, lock and spec are this checkout's or the user trusts them:
     what differs is shown first (code as a diff, the lock as the packages it would install)."""
     differs = untrusted.differences(report)
-    summary = "; ".join(differs.summary)
+    summary = cut("; ".join(differs.summary), LINE_LIMIT // 2)
     if summary and not trust:
-        print(differs.diff, file=log)
+        print(cut_lines(differs.diff, DIFF_LINES), file=log)
         raise UserError(
             f"the report differs from this checkout ({summary}); read the diff above, then "
             f"rerun with {option('--trust', True)} to install and run what it carries"

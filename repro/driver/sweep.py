@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro import paths, records
+from repro.bounds import number, read_yaml, text
 from repro.driver import integrity, memory, plan
 from repro.driver.execute import signals_interrupt
 from repro.driver.folders import write
 from repro.driver.scratch import scratch
 from repro.driver.talk import Talk, talking
 from repro.driver.untrusted import NAME as PLAIN_NAME
-from repro.errors import ReproError, RunFailed, UserError, brief, option, unknown
+from repro.errors import ReproError, RunFailed, UserError, brief, option, quoted, unknown
 from repro.markdown import escape
 from repro.paths import RUNS
 
@@ -58,6 +59,7 @@ TOP_KEYS = (
 STATUSES = ("pending", "running", "done", "failed", "interrupted")
 SCALAR = (str, int, float, bool)
 MAX_CELLS = 1000  # a typo in an axis should not queue a month of runs
+MAX_GPUS = 64  # GPUs one cell asks Ray for (a fraction shares one)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_BUNDLE = 256 * 2**20  # a run folder packs to about 0.5 MB; a node sends back no more than this
 MAX_LOG = 2**20  # the end of a cell's log that a node sends back
@@ -101,20 +103,13 @@ def key(index: int, cell: dict) -> str:
 def scalar(value, where: str) -> str:
     """A YAML scalar as the text `plan.resolve` parses (true -> "true")."""
     if not isinstance(value, SCALAR):
-        raise UserError(f"{where} must be a single value (text or number), got {value!r}")
+        raise UserError(f"{where} must be a single value (text or number), got {quoted(value)}")
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def mapping(value, where: str) -> dict:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise UserError(f"{where} must be a mapping of names to values")
-    return value
-
-
-def number(data: dict, name: str, default, kind: type, where: str):
-    value = data.get(name, default)
-    if type(value) not in (kind, int) or not math.isfinite(value) or value < 0:
-        raise UserError(f"{where}: {name} must be a {kind.__name__} >= 0, got {value!r}")
     return value
 
 
@@ -157,13 +152,15 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
     resolved: `check`); UserError naming the file and what to fix otherwise."""
     path = Path(path)
     where = f"sweep file {path}"
-    data = mapping(plan.read_yaml(path, "sweep file"), where)
+    data = mapping(read_yaml(path, "sweep file"), where)
     extra = sorted(set(data) - set(TOP_KEYS))
     if extra:
         raise UserError(f"{where}: {unknown('key', extra[0], list(TOP_KEYS))}")
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise UserError(f"{where}: name must be letters, digits, '.', '_' or '-', got {name!r}")
+        raise UserError(
+            f"{where}: name must be up to 64 letters, digits, '.', '_' or '-', got {quoted(name)}"
+        )
     fixed = {
         k: scalar(v, f"{where}: params.{k}")
         for k, v in mapping(data.get("params", {}), f"{where}: params").items()
@@ -178,21 +175,18 @@ def load(path: str | Path, runs_dir: str | Path | None = None) -> Sweep:
     count = math.prod(len(values) for values in axes.values())
     if count > MAX_CELLS:
         raise UserError(f"{where}: {count:,} cells; at most {MAX_CELLS:,}, so split the sweep")
-    concurrency = number(data, "concurrency", 1, int, where)
-    if concurrency < 1:
-        raise UserError(f"{where}: concurrency must be at least 1 (cells run at once)")
-    template = data.get("template")
-    if template is not None and not isinstance(template, str):
-        raise UserError(f"{where}: template must be a notebook's path")
+    concurrency = number(data.get("concurrency", 1), f"{where}: concurrency", int, 1, MAX_CELLS)
+    given = {k: text(data[k], f"{where}: {k}") for k in ("template", "runs_dir") if k in data}
+    template = given.get("template")
     shared = shared_folder(data, runs_dir, where)
-    folder = shared or paths.runs_dir(runs_dir or file_runs_dir(data.get("runs_dir"), where))
+    folder = shared or paths.runs_dir(runs_dir or file_runs_dir(given.get("runs_dir"), where))
     return Sweep(
         name=name,
         file=path,
         cells=expand(fixed, axes),
         axes=axes,
         concurrency=concurrency,
-        num_gpus=number(data, "num_gpus", 0, float, where),
+        num_gpus=number(data.get("num_gpus", 0), f"{where}: num_gpus", float, 0, MAX_GPUS),
         template=str(Path(template).absolute()) if template else None,  # a worker's cwd differs
         runs_dir=folder,
         shared_dir=shared,
@@ -205,9 +199,9 @@ def shared_folder(data: dict, runs_dir, where: str) -> Path | None:
     shared = data.get("shared_dir")
     if shared is None:
         return None
-    if not (isinstance(shared, str) and Path(shared).is_absolute()):
+    if not (isinstance(shared, str) and Path(text(shared, f"{where}: shared_dir")).is_absolute()):
         raise UserError(
-            f"{where}: shared_dir must be an absolute path every node sees, got {shared!r}"
+            f"{where}: shared_dir must be an absolute path every node sees, got {quoted(shared)}"
         )
     if runs_dir or data.get("runs_dir"):
         raise UserError(

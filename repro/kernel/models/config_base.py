@@ -6,7 +6,33 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from repro.errors import quoted
+
 C = TypeVar("C", bound="Config")
+SIZES = (1, 2**20)  # every int: a width, depth, head count, size, vocabulary or class count
+SCALES = (0, 1)  # every float: an epsilon or initial scale, in (0, 1]
+STAGES = 16  # the most entries of a tuple (stages of a ResNet or ConvNeXt)
+
+
+def checked(name: str, kind: str, value):
+    """A config value of its field's type (`kind`, the annotation's text) and range, the range
+    checked before any framework builds a layer of it; ValueError otherwise."""
+    size = "a whole number from {:,} to {:,}".format(*SIZES)
+    if kind == "bool":
+        ok, what = isinstance(value, bool), "true or false"
+    elif kind == "int":
+        ok, what = type(value) is int and SIZES[0] <= value <= SIZES[1], size
+    elif kind == "float":
+        what = f"a number above {SCALES[0]} and at most {SCALES[1]}"
+        ok = type(value) in (int, float) and SCALES[0] < value <= SCALES[1]
+    else:  # tuple[int, ...]
+        what = f"a list of 1 to {STAGES} entries, each {size}"
+        value = tuple(value) if isinstance(value, list | tuple) else value
+        ok = isinstance(value, tuple) and 1 <= len(value) <= STAGES
+        ok = ok and all(type(v) is int and SIZES[0] <= v <= SIZES[1] for v in value)
+    if not ok:
+        raise ValueError(f"{name} must be {what}, got {quoted(value)}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,11 +42,14 @@ class Config:
 
     @classmethod
     def from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
-        """Build from a plain mapping (e.g. parsed YAML); lists become tuples."""
+        """Build from a plain mapping (e.g. parsed YAML), each value checked (`checked`); lists
+        become tuples."""
         if not isinstance(d, Mapping):
             raise TypeError(f"a {cls.__name__} is a mapping of keys to values, not {d!r}")
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(valid))
+        kinds = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(kinds), key=str)
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid keys are {valid}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+            raise ValueError(
+                f"unknown {cls.__name__} keys {quoted(unknown)}; valid keys are {list(kinds)}"
+            )
+        return cls(**{k: checked(k, kinds[k], v) for k, v in d.items()})
