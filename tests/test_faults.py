@@ -235,7 +235,8 @@ def fake_run(folder: Path, status: str = "ok") -> Path:
     """A run folder as compare reads it: a real run's metrics.json and environment.json."""
     folder.mkdir(parents=True)
     metrics = json.loads((FIXTURES / "records" / "metrics.json").read_text())
-    (folder / "metrics.json").write_text(json.dumps({**metrics, "status": status}))
+    metrics |= {"status": status, "run_id": folder.name}  # a run of its own, not a copy
+    (folder / "metrics.json").write_text(json.dumps(metrics))
     shutil.copy(FIXTURES / "records" / "environment.json", folder)
     return folder
 

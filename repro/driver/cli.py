@@ -5,7 +5,6 @@ so (exit 70)."""
 from __future__ import annotations
 
 import argparse
-import io
 import re
 import sys
 import traceback
@@ -83,16 +82,15 @@ def compare_runs(args, give) -> int:
     from repro import records, stats
     from repro.driver.closing import record
 
-    skipped = io.StringIO()  # listed on stderr, or inside the one-line error below
-    folders = records.expand(args.runs, log=skipped)
-    if len(folders) < 2:
-        head, *why = [line.strip() for line in skipped.getvalue().splitlines()] or [""]
+    found, skipped = records.gather(args.runs, repeats=False)
+    if len(found) < 2:  # what was skipped, inside the one line
         raise UserError(
-            f"compare needs at least two finished runs, got {len(folders)}"
-            + (f"; {head} {'; '.join(why)}" if head else "")
+            f"compare needs at least two finished runs, got {len(found)}"
+            + (f"; skipping {len(skipped)}: {'; '.join(skipped)}" if skipped else "")
         )
-    sys.stderr.write(skipped.getvalue())
-    base, *runs = [records.load(f) for f in folders]
+    for line in skipped:
+        print(f"skipping {line}", file=sys.stderr)
+    base, *runs = found
     differences = records.context_differences([base, *runs])
     for field, values in differences.items():
         print(f"context differs: {field}: {values}")
