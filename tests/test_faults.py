@@ -23,7 +23,7 @@ from repro import records
 from repro.driver import memory, plan
 from repro.driver.execute import PARTIAL, settle
 from repro.driver.finalize import SUMMARY_TAG
-from repro.driver.folders import write
+from repro.driver.folders import seal, write, write_manifest
 from repro.driver.integrity import check
 from repro.errors import UserError
 
@@ -266,6 +266,27 @@ def test_compare_skips_and_lists_what_is_not_a_finished_run(tmp_path):
     assert records.expand([runs]) == [runs / "1_ok", runs / "2_ok"]  # a folder of runs
     done = repro("compare", "--no-report", str(runs / "1_ok"), str(runs / "3_failed"))
     assert done.returncode == 2 and "at least two finished runs, got 1" in done.stderr
+
+
+def test_a_report_in_its_run_folder_is_verified_with_the_folder(tmp_path):
+    folder = fake_run(tmp_path / "run")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 700 samples/s")])
+    seal(notebook, folder, status="ok")
+    write_manifest(folder)
+    report = folder / "report.ipynb"
+    assert check(report) == [] and check(folder) == []
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["summary"]["throughput"]["samples_per_s"] *= 2  # the number beside the report
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    done = repro("verify", str(report))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "CHANGED: metrics.json was modified",
+        f"{report}: 1 changes",
+    ]
+    alone = tmp_path / "shared.ipynb"  # the same report sent on its own: only its own hashes
+    shutil.copyfile(report, alone)
+    assert check(alone) == []
 
 
 def test_verify_names_a_run_whose_driver_was_killed(tmp_path):
