@@ -20,12 +20,12 @@ import pytest
 from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders
 
 from repro import records
-from repro.driver import memory, plan
+from repro.driver import kernels, memory, plan
 from repro.driver.execute import PARTIAL, settle
 from repro.driver.finalize import SUMMARY_TAG
 from repro.driver.folders import seal, write, write_manifest
 from repro.driver.integrity import check
-from repro.errors import UserError
+from repro.errors import DriftError, UserError
 
 GiB = 2**30
 
@@ -287,6 +287,21 @@ def test_a_report_in_its_run_folder_is_verified_with_the_folder(tmp_path):
     alone = tmp_path / "shared.ipynb"  # the same report sent on its own: only its own hashes
     shutil.copyfile(report, alone)
     assert check(alone) == []
+
+
+@pytest.mark.parametrize(
+    ("allow_drift", "offered"), [(False, True), (None, False)]
+)  # None: rerun, lesson, compare, history and kernels have no --allow-drift
+def test_a_drift_error_offers_only_options_the_command_has(monkeypatch, allow_drift, offered):
+    drifted = {"lock_sha256": "0" * 64, "versions": ["numpy: locked 2.0, installed 2.1"]}
+    done = subprocess.CompletedProcess([], 0, json.dumps({**drifted, "ok": False}), "")
+    monkeypatch.setattr(kernels, "_run", lambda *args, **kwargs: done)
+    kernel = kernels.Kernel("torch-cpu", Path(sys.executable), Path("requirements.lock"))
+    with pytest.raises(DriftError) as drift:
+        kernels.verify(kernel, allow_drift)
+    assert "version numpy: locked 2.0, installed 2.1" in str(drift.value)
+    assert "make kernels REBUILD=1" in str(drift.value)
+    assert ("--allow-drift" in str(drift.value)) is offered
 
 
 def test_verify_names_a_run_whose_driver_was_killed(tmp_path):
