@@ -575,12 +575,17 @@ class Environment:
         return section(self.run, "lock").get("lock_sha256")
 
     def facts(self) -> dict[str, dict]:
-        """What a run ran on and with, grouped as a rerun verdict reports it."""
-        run = self.run
+        """What a run ran on and with, grouped as a rerun verdict reports it: every fact of its
+        context the records hold (the CPU affinity, as usable cores and as the cores used)."""
+        run, affinity = self.run, self.cpu.get("affinity")
         return {
             "hardware": {
+                "host": self.system.get("hostname"),
                 "CPU": self.cpu.get("model"),
                 "logical cores": self.cpu.get("logical_cores"),
+                "physical cores": self.cpu.get("physical_cores"),
+                "usable cores": len(affinity) if isinstance(affinity, list) else None,
+                "CPU governor": self.cpu.get("governor"),
                 "memory (GiB)": round((self.memory.get("total_bytes") or 0) / 2**30, 1),
                 "GPU": self.gpu_names or None,
             },
@@ -588,6 +593,8 @@ class Environment:
                 "NVIDIA driver": self.driver_version,
                 "CUDA (framework)": self.framework.get("cuda"),
                 "OS kernel": self.system.get("kernel"),
+                "OS": self.system.get("os_pretty_name"),
+                "container image": self.container.get("image"),
             },
             "packages": dict(p.split("==", 1) for p in self.packages if "==" in p),
             "code": {
@@ -596,7 +603,8 @@ class Environment:
                 "lock sha256": self.lock_sha256,
                 "git commit": section(run, "git").get("commit"),
             },
-            "settings": {k: v for k, v in self.settings.items() if k != "affinity"},
+            "settings": dict(self.settings),  # the framework's: threads, the cores it used, ...
+            "variables": dict(self.env_vars),  # the result-changing environment variables set
         }
 
 

@@ -55,6 +55,26 @@ def test_what_readers_read_has_a_name():
     assert comparison.differences == {} and comparison.baseline == comparison.pairs[0]["base"]
 
 
+def test_a_rerun_names_every_context_difference_affinity_included():
+    """The original ran 2 threads on cores 0-1; the rerun, under `taskset -c 0`, on core 0."""
+    original = fixture("environment.json")
+    original["cpu"]["affinity"] = original["settings"]["affinity"] = [0, 1]
+    pinned = json.loads(json.dumps(original))
+    pinned["cpu"]["affinity"] = pinned["settings"]["affinity"] = [0]
+    pinned["env_vars"]["OMP_WAIT_POLICY"] = "ACTIVE"
+    pinned["system"]["hostname"] = "elsewhere"
+    before, after = (records.Environment.from_json(e, "e") for e in (original, pinned))
+    assert records.environment_differences(before, after) == {
+        "hardware": {"host": [original["system"]["hostname"], "elsewhere"], "usable cores": [2, 1]},
+        "driver": {},
+        "packages": {},
+        "code": {},
+        "settings": {"affinity": [[0, 1], [0]]},
+        "variables": {"OMP_WAIT_POLICY": [original["env_vars"].get("OMP_WAIT_POLICY"), "ACTIVE"]},
+    }
+    assert not any(records.environment_differences(before, before).values())
+
+
 @pytest.mark.parametrize("name", CLASSES)
 def test_another_version_or_no_schema_is_refused_in_one_line(name):
     kind = CLASSES[name].schema.split("/")[0]
