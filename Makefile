@@ -12,7 +12,7 @@ FRAMEWORK_GIVEN := $(if $(filter file,$(origin FRAMEWORK)),,1)
 # An empty WORKLOAD= or FRAMEWORK= reaches repro as an empty argument: an error, not the default.
 USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR REBUILD \
 	RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES DEST \
-	UPGRADE NAME BY THRESHOLD PORT IP TOKEN
+	UPGRADE NAME BY THRESHOLD PORT IP TOKEN YES
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 REPRO := $(VENV)/bin/repro
@@ -111,9 +111,10 @@ sweep: $(VENV)/.sweep ## Run a sweep's matrix on Ray, then compare: make sweep S
 	$(REPRO) sweep "$$SWEEP" $(if $(ADDRESS),--address "$$ADDRESS") \
 		$(if $(RETRIES),--retries "$$RETRIES") $(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR")
 
-rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1] [TOLERANCE=10%]
+rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1] [TOLERANCE=10%] [YES=1]
 	$(REPRO) rerun "$$REPORT" $(if $(TRUST),--trust) $(if $(TOLERANCE),--tolerance "$$TOLERANCE") \
-		$(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR") $(if $(FORCE_MEMORY),--force-memory)
+		$(if $(RUNS_DIR),--runs-dir "$$RUNS_DIR") $(if $(FORCE_MEMORY),--force-memory) \
+		$(if $(YES),--yes)
 
 verify: venv ## Check a run folder, bundle or report for edits: make verify REPORT=runs/<run>
 	$(REPRO) verify "$$REPORT"

@@ -13,9 +13,11 @@ import nbformat
 import numpy as np
 import pytest
 from conftest import FIXTURES, repro
+from papermill.translators import PythonTranslator
 
 from repro import records, stats
-from repro.driver import integrity, snapshot, templates
+from repro.driver import integrity, snapshot, templates, untrusted
+from repro.errors import UserError
 from repro.paths import TEMPLATES
 
 RECORDS = FIXTURES / "records"
@@ -251,6 +253,32 @@ def test_rerun_refuses_a_report_of_another_version_in_one_line(tmp_path):
         "repro; this repro reads repro.rerun/1: read it with the repro that wrote it"
     )
     assert not (tmp_path / "runs").exists()
+
+
+def ran(record: records.RerunRecord, **changes):
+    """A notebook whose injected-parameters cell is what papermill writes for `record`'s run."""
+    parameters = {"workload": record.workload["name"], "framework": record.framework}
+    parameters |= {"model": record.workload["model"], **record.params, **changes}
+    source = PythonTranslator.codify({**parameters, "run_context": {"run_id": "r"}})
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    return nbformat.v4.new_notebook(cells=[cell])
+
+
+def test_a_rerun_record_must_name_what_its_notebook_ran():
+    record = records.RerunRecord.from_json(fixture("rerun.json"), "rerun.json")
+    untrusted.as_ran(ran(record), record)
+    for changes, named in [
+        (
+            {"workload": "vit-tiny"},
+            "workload='resnet-tiny', but its notebook ran workload='vit-tiny'",
+        ),
+        ({"framework": "jax"}, "framework='torch', but its notebook ran framework='jax'"),
+        ({"batch_size": 64}, "batch_size=2, but its notebook ran batch_size=64"),
+    ]:
+        with pytest.raises(UserError, match=f"its rerun record names {named}$"):
+            untrusted.as_ran(ran(record, **changes), record)
+    with pytest.raises(UserError, match="does not say what it ran"):
+        untrusted.as_ran(nbformat.v4.new_notebook(), record)
 
 
 def test_comparison_json_records_its_schema_first(tmp_path):

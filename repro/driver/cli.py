@@ -291,6 +291,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rerun even if the memory estimate says it will not fit",
     )
+    rerun.add_argument(
+        "--yes",
+        action="store_true",
+        help="rerun even if it would measure far longer than a default run (said first)",
+    )
     rerun.add_argument("--runs-dir", help="where the new run folder goes (default runs/)")
     rerun.add_argument("--json", action="store_true", help=JSON_HELP)
 
@@ -448,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                         runs_dir=args.runs_dir,
                         tolerance=tolerance,
                         force_memory=args.force_memory,
+                        yes=args.yes,
                     ),
                     give,
                 )
