@@ -9,9 +9,9 @@ override GIVEN := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin 
 # reaches repro as an empty argument: an error, not the default.
 override USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR \
 	REBUILD RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES \
-	DEST UPGRADE NAME BY THRESHOLD PORT IP TOKEN
+	DEST UPGRADE NAME BY THRESHOLD PORT IP TOKEN YES
 # yes/no settings: on with 1, true or yes; off with 0, false, no or empty (any case)
-override BOOL_VARS := UNPINNED ALLOW_DRIFT FORCE_MEMORY REBUILD ALLOW_MIXED TRUST UPGRADE
+override BOOL_VARS := UNPINNED ALLOW_DRIFT FORCE_MEMORY REBUILD ALLOW_MIXED TRUST UPGRADE YES
 # make's own settings: the interpreter that builds .venv, pytest's workers, Jupyter's search path
 override SETTINGS := $(USER_VARS) PYTHON TEST_WORKERS JUPYTER_PATH
 override OTHER_VARS := $(filter-out $(SETTINGS),$(GIVEN))
@@ -139,9 +139,10 @@ sweep: $(VENV)/.sweep ## Run a sweep's matrix on Ray, then compare: make sweep S
 	$(REPRO) sweep $(if $(ADDRESS),--address="$$ADDRESS") $(if $(RETRIES),--retries="$$RETRIES") \
 		$(if $(RUNS_DIR),--runs-dir="$$RUNS_DIR") -- "$$SWEEP"
 
-rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1] [TOLERANCE=10%]
+rerun: venv ## Rerun a report from the file alone: make rerun REPORT=path/to/report.ipynb [TRUST=1] [TOLERANCE=10%] [YES=1]
 	$(REPRO) rerun $(if $(call on,TRUST),--trust) $(if $(TOLERANCE),--tolerance="$$TOLERANCE") \
 		$(if $(RUNS_DIR),--runs-dir="$$RUNS_DIR") $(if $(call on,FORCE_MEMORY),--force-memory) \
+		$(if $(call on,YES),--yes) \
 		-- "$$REPORT"
 
 verify: venv ## Check a run folder, bundle or report for edits: make verify REPORT=runs/<run>

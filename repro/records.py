@@ -3,8 +3,9 @@ record a report carries, and a comparison's comparison.json. Each is one frozen 
 `to_json` is the file on disk and whose `from_json` reads one back as untrusted data: it checks
 the schema string first (a file of another major version, or of none, is refused in one line),
 then the fields readers use, so a missing or mistyped key is named at the boundary instead of
-emptying a table cell later. `load` reads a finished run folder for a comparison, and `expand`
-finds the finished runs among paths given on the command line."""
+emptying a table cell later; a number is finite. `load` reads a finished run folder for a
+comparison, `expand` finds the finished runs among paths given on the command line, and `gather`
+loads them, each run once, passing over (with a line) what cannot be read."""
 
 from __future__ import annotations
 
@@ -67,7 +68,25 @@ def typed(data: dict, key: str, kind: type | tuple, source: str, absent: Any = .
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = " or ".join("null" if k is NONE else k.__name__ for k in kinds)
         raise RecordError(f"{source}: {key!r} is {type(value).__name__}, not {names}")
+    return finite(value, key, source)
+
+
+def finite(value: Any, key: str, source: str) -> Any:
+    """`value`, or RecordError where it is or holds NaN or infinity (JSON has neither; Python's
+    json module reads both): a number in a record is a measurement, never a placeholder."""
+    many = isinstance(value, list)
+    bad = [v for v in (value if many else [value]) if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise RecordError(f"{source}: {key!r} {'holds' if many else 'is'} {bad[0]}, not a number")
     return value
+
+
+def figures(data: dict, key: str, source: str) -> dict:
+    """`data[key]`, a JSON object whose numbers (and lists of numbers) are finite."""
+    found = typed(data, key, dict, source)
+    for name, value in found.items():
+        finite(value, name, f"{source} {key}")
+    return found
 
 
 def section(data: Any, key: str) -> Mapping:
@@ -328,8 +347,8 @@ class Summary:
     def from_json(cls, data: Any, source: str) -> Summary:
         if not isinstance(data, dict):
             raise RecordError(f"{source} is not a step-time summary: {type(data).__name__}")
-        latency = typed(data, "latency_ms", dict, source)
-        throughput = typed(data, "throughput", dict, source)
+        latency = figures(data, "latency_ms", source)
+        throughput = figures(data, "throughput", source)
         typed(latency, "median", NUMBER, f"{source} latency_ms")
         typed(throughput, "samples_per_s", NUMBER, f"{source} throughput")
         for key in SECTIONS:  # null where not measured; processes absent before repeats
@@ -556,12 +575,17 @@ class Environment:
         return section(self.run, "lock").get("lock_sha256")
 
     def facts(self) -> dict[str, dict]:
-        """What a run ran on and with, grouped as a rerun verdict reports it."""
-        run = self.run
+        """What a run ran on and with, grouped as a rerun verdict reports it: every fact of its
+        context the records hold (the CPU affinity, as usable cores and as the cores used)."""
+        run, affinity = self.run, self.cpu.get("affinity")
         return {
             "hardware": {
+                "host": self.system.get("hostname"),
                 "CPU": self.cpu.get("model"),
                 "logical cores": self.cpu.get("logical_cores"),
+                "physical cores": self.cpu.get("physical_cores"),
+                "usable cores": len(affinity) if isinstance(affinity, list) else None,
+                "CPU governor": self.cpu.get("governor"),
                 "memory (GiB)": round((self.memory.get("total_bytes") or 0) / 2**30, 1),
                 "GPU": self.gpu_names or None,
             },
@@ -569,6 +593,8 @@ class Environment:
                 "NVIDIA driver": self.driver_version,
                 "CUDA (framework)": self.framework.get("cuda"),
                 "OS kernel": self.system.get("kernel"),
+                "OS": self.system.get("os_pretty_name"),
+                "container image": self.container.get("image"),
             },
             "packages": dict(p.split("==", 1) for p in self.packages if "==" in p),
             "code": {
@@ -577,7 +603,8 @@ class Environment:
                 "lock sha256": self.lock_sha256,
                 "git commit": section(run, "git").get("commit"),
             },
-            "settings": {k: v for k, v in self.settings.items() if k != "affinity"},
+            "settings": dict(self.settings),  # the framework's: threads, the cores it used, ...
+            "variables": dict(self.env_vars),  # the result-changing environment variables set
         }
 
 
@@ -788,11 +815,11 @@ def not_finished(path: Path) -> str | None:
     return f"{'an' if str(status)[:1] in 'aeiou' else 'a'} {status} run"
 
 
-def expand(paths: list[str | Path], log=None, depth: int = 1) -> list[Path]:
+def survey(paths: list[str | Path], depth: int = 1) -> tuple[list[Path], list[str]]:
     """Finished run folders from `paths`: each a run folder, or a folder of them (in name order),
-    looked for `depth` folders down (a sweep's runs are in <sweep>/cells/<cell>/). Anything else
-    (unfinished, failed or interrupted runs, comparisons, bundles, stray files given) is skipped
-    and listed on `log`; the caller decides whether enough runs remain."""
+    looked for `depth` folders down (a sweep's runs are in <sweep>/cells/<cell>/); and a line for
+    each thing skipped (unfinished, failed or interrupted runs, comparisons, bundles, stray
+    files given). The caller decides whether enough runs remain."""
     folders, skipped = [], []
     for path in map(Path, paths):
         if not path.exists():
@@ -806,11 +833,45 @@ def expand(paths: list[str | Path], log=None, depth: int = 1) -> list[Path]:
                 skipped.append(f"{candidate}: {why}")
             else:
                 folders.append(candidate)
-    if log and skipped:
-        print(f"skipping {len(skipped)} that are not finished runs:", file=log)
-        for line in skipped:
-            print(f"  {line}", file=log)
-    return folders
+    return folders, skipped
+
+
+def gather(
+    paths: list[str | Path], depth: int = 1, repeats: bool = True
+) -> tuple[list[Run], list[str]]:
+    """The finished runs under `paths` that load, each once, and a line for everything passed
+    over: not a finished run (`survey`), records this repro cannot read or without valid
+    measurements (`load`), or a run found before (the same folder, through a link or another
+    spelling of its path, or a copy: the same run id). Where not `repeats`, a run found twice
+    is UserError instead: a comparison of a run with itself says nothing."""
+    folders, passed = survey(paths, depth)
+    runs: list[Run] = []
+    seen: dict[Path | str, Path | None] = {}  # resolved folder or run id: its first folder
+
+    def once(key: Path | str, folder: Path, what: str) -> bool:
+        if key not in seen:
+            seen[key] = folder
+            return True
+        if seen[key] is None:
+            return False
+        line = f"{folder} is {what} as {seen[key]}"
+        if not repeats:
+            raise UserError(f"{line}: a run compared with itself says nothing")
+        passed.append(line)
+        return False
+
+    for folder in folders:
+        if not once(folder.resolve(), folder, "the same folder"):
+            continue
+        try:
+            run = load(folder)
+        except UserError as error:
+            passed.append(f"{folder}: {error}")
+            seen[folder.resolve()] = None  # said once: not again where found again
+            continue
+        if once(run.metrics.run_id, folder, f"the same run (id {run.metrics.run_id})"):
+            runs.append(run)
+    return runs, passed
 
 
 def found(path: Path, depth: int) -> list[Path]:

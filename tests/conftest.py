@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,13 +158,19 @@ def in_kernel(framework: str, script: Path, *args: str):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def resealed(report: Path, target: Path, change) -> str:
+def resealed(report: Path, target: Path, change, ran: dict | None = None) -> str:
     """`report` with its rerun record changed by `change(record)`, written to `target` and sealed
     again as repro seals a report (the run context's hashes and the integrity record follow the
-    record): what a colleague's other checkout, or a forger, sends. `verify` calls it intact."""
+    record): what a colleague's other checkout, or a forger, sends. `verify` calls it intact.
+    `ran`: parameters whose values its injected-parameters cell then says it ran with."""
     notebook = nbformat.read(report, as_version=4)
     meta = notebook.metadata.repro
     change(meta.rerun)
+    for cell in notebook.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            for name, value in (ran or {}).items():
+                line = f"{name} = {json.dumps(value)}"  # as papermill writes an int or a str
+                cell.source = re.sub(rf"^{name} = .*$", line, cell.source, flags=re.M)
     meta.run.lock.lock_sha256 = hashlib.sha256(meta.rerun.lock.encode()).hexdigest()
     meta.run.template.sha256 = meta.rerun.code.template.sha256
     meta.run.code.library_sha256 = meta.rerun.code.library.sha256

@@ -207,7 +207,7 @@ ROWS = [
     (["repro", "bundle", "{d}/fake-run", "-o", "{d}/no/such.tar.gz"], "{d}/no is not a folder"),
     (
         ["repro", "compare", "{d}/not-a-run", "{d}/not-a-run-2"],
-        "got 0; skipping 2 that are not finished runs: {d}/not-a-run: a metrics.json that is not",
+        "got 0; skipping 2: {d}/not-a-run: a metrics.json that is not",
     ),
     (
         ["repro", "compare", "{d}/no-params", "{d}/no-params"],

@@ -163,6 +163,7 @@ def slowed_copy(folder, tmp_path, factor, name="slow"):
     for steps in (samples, *samples["processes"]):  # the kernel's process is the first
         steps["step_s"] = [t * factor for t in steps["step_s"]]
     metrics["summary"]["machine"]["busy"] = False
+    metrics["run_id"] = slow.name  # another run (a copy of one run is that run: refused)
     (slow / "metrics.json").write_text(json.dumps(metrics))
     return slow
 

@@ -22,14 +22,14 @@ import pytest
 from conftest import FIXTURES, ROOT, read_metrics, repro, run_folders, small_lock
 
 from repro import MIME, records
-from repro.driver import memory, plan, snapshot
+from repro.driver import kernels, memory, plan, snapshot
 from repro.driver import scratch as scratch_module
 from repro.driver.execute import PARTIAL, attempt, settle
 from repro.driver.finalize import SUMMARY_TAG, finalize
-from repro.driver.folders import write
+from repro.driver.folders import seal, write, write_manifest
 from repro.driver.integrity import MANIFEST, check
 from repro.driver.scratch import scratch
-from repro.errors import RunFailed, UserError
+from repro.errors import DriftError, RunFailed, UserError
 
 GiB = 2**30
 
@@ -355,7 +355,8 @@ def fake_run(folder: Path, status: str = "ok") -> Path:
     """A run folder as compare reads it: a real run's metrics.json and environment.json."""
     folder.mkdir(parents=True)
     metrics = json.loads((FIXTURES / "records" / "metrics.json").read_text())
-    (folder / "metrics.json").write_text(json.dumps({**metrics, "status": status}))
+    metrics |= {"status": status, "run_id": folder.name}  # a run of its own, not a copy
+    (folder / "metrics.json").write_text(json.dumps(metrics))
     shutil.copy(FIXTURES / "records" / "environment.json", folder)
     return folder
 
@@ -382,9 +383,45 @@ def test_compare_skips_and_lists_what_is_not_a_finished_run(tmp_path):
         ("6_compare", "a comparison, not a run"),
     ]:
         assert f"{runs / name}: {why}" in done.stderr
-    assert records.expand([runs]) == [runs / "1_ok", runs / "2_ok"]  # a folder of runs
+    assert records.survey([runs])[0] == [runs / "1_ok", runs / "2_ok"]  # a folder of runs
     done = repro("compare", "--no-report", str(runs / "1_ok"), str(runs / "3_failed"))
     assert done.returncode == 2 and "at least two finished runs, got 1" in done.stderr
+
+
+def test_a_report_in_its_run_folder_is_verified_with_the_folder(tmp_path):
+    folder = fake_run(tmp_path / "run")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 700 samples/s")])
+    seal(notebook, folder, status="ok")
+    write_manifest(folder)
+    report = folder / "report.ipynb"
+    assert check(report) == [] and check(folder) == []
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["summary"]["throughput"]["samples_per_s"] *= 2  # the number beside the report
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    done = repro("verify", str(report))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "CHANGED: metrics.json was modified",
+        f"{report}: 1 changes",
+    ]
+    alone = tmp_path / "shared.ipynb"  # the same report sent on its own: only its own hashes
+    shutil.copyfile(report, alone)
+    assert check(alone) == []
+
+
+@pytest.mark.parametrize(
+    ("allow_drift", "offered"), [(False, True), (None, False)]
+)  # None: rerun, lesson, compare, history and kernels have no --allow-drift
+def test_a_drift_error_offers_only_options_the_command_has(monkeypatch, allow_drift, offered):
+    drifted = {"lock_sha256": "0" * 64, "versions": ["numpy: locked 2.0, installed 2.1"]}
+    done = subprocess.CompletedProcess([], 0, json.dumps({**drifted, "ok": False}), "")
+    monkeypatch.setattr(kernels, "_run", lambda *args, **kwargs: done)
+    kernel = kernels.Kernel("torch-cpu", Path(sys.executable), Path("requirements.lock"))
+    with pytest.raises(DriftError) as drift:
+        kernels.verify(kernel, allow_drift)
+    assert "version numpy: locked 2.0, installed 2.1" in str(drift.value)
+    assert "make kernels REBUILD=1" in str(drift.value)
+    assert ("--allow-drift" in str(drift.value)) is offered
 
 
 def test_verify_names_a_run_whose_driver_was_killed(tmp_path):

@@ -38,6 +38,7 @@ def planted(
     metrics = json.loads((source / "metrics.json").read_text())
     environment = json.loads((source / "environment.json").read_text())
     metrics["started_at"] = started
+    metrics["run_id"] = f"{metrics['run_id']}-{folder.name}"  # another run, not a copy
     metrics["params"].update(params)
     samples, summary = metrics["samples"], metrics["summary"]
     for steps in (samples, *samples.get("processes", [])):

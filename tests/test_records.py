@@ -13,9 +13,11 @@ import nbformat
 import numpy as np
 import pytest
 from conftest import FIXTURES, repro
+from papermill.translators import PythonTranslator
 
 from repro import records, stats
-from repro.driver import integrity, snapshot, templates
+from repro.driver import integrity, snapshot, templates, untrusted
+from repro.errors import UserError
 from repro.paths import TEMPLATES
 
 RECORDS = FIXTURES / "records"
@@ -53,6 +55,26 @@ def test_what_readers_read_has_a_name():
     assert facts["code"]["lock sha256"] == environment.run["lock"]["lock_sha256"]
     comparison = records.Comparison.from_json(fixture("comparison.json"), "comparison.json")
     assert comparison.differences == {} and comparison.baseline == comparison.pairs[0]["base"]
+
+
+def test_a_rerun_names_every_context_difference_affinity_included():
+    """The original ran 2 threads on cores 0-1; the rerun, under `taskset -c 0`, on core 0."""
+    original = fixture("environment.json")
+    original["cpu"]["affinity"] = original["settings"]["affinity"] = [0, 1]
+    pinned = json.loads(json.dumps(original))
+    pinned["cpu"]["affinity"] = pinned["settings"]["affinity"] = [0]
+    pinned["env_vars"]["OMP_WAIT_POLICY"] = "ACTIVE"
+    pinned["system"]["hostname"] = "elsewhere"
+    before, after = (records.Environment.from_json(e, "e") for e in (original, pinned))
+    assert records.environment_differences(before, after) == {
+        "hardware": {"host": [original["system"]["hostname"], "elsewhere"], "usable cores": [2, 1]},
+        "driver": {},
+        "packages": {},
+        "code": {},
+        "settings": {"affinity": [[0, 1], [0]]},
+        "variables": {"OMP_WAIT_POLICY": [original["env_vars"].get("OMP_WAIT_POLICY"), "ACTIVE"]},
+    }
+    assert not any(records.environment_differences(before, before).values())
 
 
 @pytest.mark.parametrize("name", CLASSES)
@@ -108,7 +130,8 @@ def test_older_files_lack_fields_added_since():
 def run_copy(tmp_path: Path, name: str, metrics=None, environment=None) -> str:
     folder = tmp_path / name
     folder.mkdir()
-    (folder / "metrics.json").write_text(json.dumps(metrics or fixture("metrics.json")))
+    metrics = {**(metrics or fixture("metrics.json")), "run_id": name}  # a run of its own
+    (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "environment.json").write_text(json.dumps(environment or fixture("environment.json")))
     return str(folder)
 
@@ -120,11 +143,12 @@ def refused(done) -> str:
     return line
 
 
-def test_compare_refuses_a_run_of_another_version_in_one_line(tmp_path):
+def test_compare_skips_a_run_of_another_version_in_one_line(tmp_path):
     base = run_copy(tmp_path, "base")
     newer = run_copy(tmp_path, "newer", {**fixture("metrics.json"), "schema": "repro.metrics/2"})
     assert refused(repro("compare", base, newer, "--no-report")) == (
-        f"repro: {newer}/metrics.json is a repro.metrics/2 record, from another version of "
+        f"repro: compare needs at least two finished runs, got 1; skipping 1: {newer}: "
+        f"{newer}/metrics.json is a repro.metrics/2 record, from another version of "
         "repro; this repro reads repro.metrics/1: read it with the repro that wrote it"
     )
     lacking = {k: v for k, v in fixture("metrics.json").items() if k != "framework"}
@@ -147,6 +171,69 @@ def test_loading_a_run_names_what_its_records_lack(tmp_path):
         records.load(moded)
 
 
+def spoiled(change) -> dict:
+    """The fixture's metrics.json with `change(metrics)` applied."""
+    metrics = fixture("metrics.json")
+    change(metrics)
+    return metrics
+
+
+SPOILED = {  # a run whose records hold no measurement to read: refused where records are read
+    "no steps": lambda m: m["samples"].update(step_s=[]),
+    "a process without steps": lambda m: m["samples"]["processes"][1].update(step_s=[]),
+    "a NaN step": lambda m: m["samples"]["processes"][0]["step_s"].insert(2, float("nan")),
+    "an infinite step": lambda m: m["samples"]["step_s"].append(float("inf")),
+    "a NaN throughput": lambda m: m["summary"]["throughput"].update(samples_per_s=float("nan")),
+    "an infinite CI": lambda m: m["summary"]["throughput"].update(ci95=[1.0, float("inf")]),
+    "a NaN p90": lambda m: m["summary"]["latency_ms"].update(p90=float("nan")),
+}
+
+
+@pytest.mark.parametrize("spoil", SPOILED)
+def test_a_run_without_valid_measurements_is_refused_in_one_line_naming_it(spoil, tmp_path):
+    folder = run_copy(tmp_path, "bad", spoiled(SPOILED[spoil]))
+    with pytest.raises(records.RecordError, match=f"^{folder}/metrics.json") as refusal:
+        records.load(folder)
+    assert "\n" not in str(refusal.value) and len(str(refusal.value)) < 200
+
+
+def test_compare_and_history_skip_a_bad_run_with_one_line_and_go_on(tmp_path):
+    good = [run_copy(tmp_path, name) for name in ("a", "b")]
+    bad = [run_copy(tmp_path, f"bad{i}", spoiled(f)) for i, f in enumerate(SPOILED.values())]
+    done = repro("compare", good[0], bad[0], bad[4], good[1], "--no-report")
+    assert done.returncode == 0, done.stderr
+    assert "b vs a: " in done.stdout and "bad" not in done.stdout
+    assert done.stderr.splitlines() == [
+        f"skipping {bad[0]}: {bad[0]}/metrics.json has no valid step times (samples.step_s)",
+        f"skipping {bad[4]}: {bad[4]}/metrics.json summary throughput: 'samples_per_s' is nan, "
+        "not a number",
+    ]
+    line = refused(repro("compare", good[0], *bad, "--no-report"))  # one good run: nothing said
+    assert line.startswith(
+        f"repro: compare needs at least two finished runs, got 1; skipping {len(bad)}: "
+    )
+    runs, passed = records.gather([tmp_path], depth=4)
+    assert [r.name for r in runs] == ["a", "b"] and len(passed) == len(bad)
+
+
+def test_a_run_is_compared_with_itself_never_and_counted_once(tmp_path):
+    a, b = run_copy(tmp_path, "a"), run_copy(tmp_path, "b")
+    copy = shutil.copytree(a, tmp_path / "copy")  # another folder, the same run
+    for twice, why in [
+        ([a, a], f"{a} is the same folder as {a}"),
+        ([a, b, f"{a}/."], f"{a} is the same folder as {a}"),
+        ([a, copy], f"{copy} is the same run (id a) as {a}"),
+    ]:
+        assert refused(repro("compare", *twice, "--no-report")) == (
+            f"repro: {why}: a run compared with itself says nothing"
+        )
+    (tmp_path / "loop").symlink_to(tmp_path)  # runs/loop -> runs: every run found again below
+    runs, passed = records.gather([tmp_path], depth=4)
+    assert [r.name for r in runs] == ["a", "b"]
+    assert f"{copy} is the same run (id a) as {a}" in passed
+    assert f"{tmp_path}/loop/b is the same folder as {b}" in passed
+
+
 def report_of_another_version(tmp_path: Path) -> Path:
     """A sealed report, intact for `verify`, whose rerun record is of schema repro.rerun/2."""
     code = snapshot.take(templates.from_file(TEMPLATES / "compare.ipynb"))
@@ -166,6 +253,32 @@ def test_rerun_refuses_a_report_of_another_version_in_one_line(tmp_path):
         "repro; this repro reads repro.rerun/1: read it with the repro that wrote it"
     )
     assert not (tmp_path / "runs").exists()
+
+
+def ran(record: records.RerunRecord, **changes):
+    """A notebook whose injected-parameters cell is what papermill writes for `record`'s run."""
+    parameters = {"workload": record.workload["name"], "framework": record.framework}
+    parameters |= {"model": record.workload["model"], **record.params, **changes}
+    source = PythonTranslator.codify({**parameters, "run_context": {"run_id": "r"}})
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    return nbformat.v4.new_notebook(cells=[cell])
+
+
+def test_a_rerun_record_must_name_what_its_notebook_ran():
+    record = records.RerunRecord.from_json(fixture("rerun.json"), "rerun.json")
+    untrusted.as_ran(ran(record), record)
+    for changes, named in [
+        (
+            {"workload": "vit-tiny"},
+            "workload='resnet-tiny', but its notebook ran workload='vit-tiny'",
+        ),
+        ({"framework": "jax"}, "framework='torch', but its notebook ran framework='jax'"),
+        ({"batch_size": 64}, "batch_size=2, but its notebook ran batch_size=64"),
+    ]:
+        with pytest.raises(UserError, match=f"its rerun record names {named}$"):
+            untrusted.as_ran(ran(record, **changes), record)
+    with pytest.raises(UserError, match="does not say what it ran"):
+        untrusted.as_ran(nbformat.v4.new_notebook(), record)
 
 
 def test_comparison_json_records_its_schema_first(tmp_path):

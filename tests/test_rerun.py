@@ -7,13 +7,16 @@ import base64
 import io
 import json
 import shutil
+import subprocess
 import tarfile
 
 import nbformat
 import pytest
-from conftest import read_metrics, repro, resealed, run_folders
+from conftest import FIXTURES, ROOT, read_metrics, repro, resealed, run_folders
 
-from repro.driver import kernels, snapshot, templates
+from repro import records
+from repro.driver import kernels, plan, rerun, snapshot, templates
+from repro.errors import UserError
 from repro.kernel import verdict as verdict_module
 from repro.paths import KERNELSPECS
 
@@ -166,7 +169,8 @@ def test_rerun_parameters_are_validated_as_for_a_fresh_run(small_runs, tmp_path,
     def bad_batch(record):
         record.params.batch_size = 0
 
-    done = repro("rerun", edited(small_runs["a"] / "report.ipynb", tmp_path, bad_batch))
+    report = small_runs["a"] / "report.ipynb"
+    done = repro("rerun", resealed(report, tmp_path / "r.ipynb", bad_batch, {"batch_size": 0}))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "repro: batch_size must be >= 1, got 0"
 
@@ -182,6 +186,41 @@ def test_rerun_parameters_are_validated_as_for_a_fresh_run(small_runs, tmp_path,
     assert garbled.returncode == 2 and "cannot read" in garbled.stderr.splitlines()[-1]
     lax = repro("rerun", str(small_runs["a"]), "--tolerance", "lots")
     assert lax.returncode == 2 and "--tolerance takes a percentage such as 5%" in lax.stderr
+
+
+def test_a_rerun_far_longer_than_a_default_run_asks_first():
+    metrics = json.loads((FIXTURES / "records" / "metrics.json").read_text())
+    original = records.Metrics.from_json(metrics, "metrics.json")  # 2.76 ms a step
+    for asked in ({}, {"steps": "2000"}, {"steps": "100000", "repeats": "1"}):  # 4 s, 22 s, 5 min
+        rerun.affordable(plan.resolve("resnet-tiny", "torch", asked), original)
+    costly = plan.resolve("resnet-tiny", "torch", {"steps": "100000", "repeats": "100"})
+    with pytest.raises(UserError) as asking:
+        rerun.affordable(costly, original)
+    assert str(asking.value).startswith(
+        "this rerun would measure for about 7.7 h (repeats=100, steps=100000, min_time=1.0 at the "
+        "original's 2.76 ms a step), "
+    )
+    assert str(asking.value).endswith("rerun with --yes to run it anyway")
+
+
+@pytest.mark.kernel
+def test_a_costly_or_mislabelled_report_is_refused_before_a_kernel_starts(small_runs, tmp_path):
+    def costly(record):
+        record.params.steps, record.params.repeats = 100000, 100
+
+    report = small_runs["a"] / "report.ipynb"
+    asking = resealed(report, tmp_path / "r.ipynb", costly, {"steps": 100000, "repeats": 100})
+    args = [f"REPORT={asking}", f"RUNS_DIR={tmp_path / 'runs'}"]
+    done = subprocess.run(["make", "rerun", *args], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "rerun with YES=1 to run it anyway" in done.stderr
+    mislabelled = resealed(report, tmp_path / "m.ipynb", costly)  # its notebook ran 5 steps
+    done = repro("rerun", mislabelled, "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith("its rerun record names repeats=100, but its notebook ran repeats=4")
+    )
+    assert run_folders(tmp_path / "runs") == []
 
 
 @pytest.mark.kernel

@@ -85,6 +85,16 @@ def test_a_workload_spec_that_differs_is_shown_and_refused(small_runs, tmp_path)
     assert "workload resnet-tiny differs" in stderr.splitlines()[-1]
 
 
+def test_a_record_naming_another_workload_than_its_notebook_ran_is_refused(small_runs, tmp_path):
+    def other(record):  # this checkout's own spec: no difference for --trust to stop
+        record.workload = plan.workloads()["vit-tiny"]
+
+    stderr = refused(forged(small_runs["a"] / "report.ipynb", tmp_path, other), tmp_path / "runs")
+    assert stderr.splitlines()[-1].endswith(
+        "its rerun record names workload='vit-tiny', but its notebook ran workload='resnet-tiny'"
+    )
+
+
 PATH_EDITS = {
     "workload": lambda r: setattr(r.workload, "name", "../../../escaped"),
     "template": lambda r: setattr(r.code.template, "name", "../../../../escaped.ipynb"),

@@ -5,7 +5,6 @@ so (exit 70)."""
 from __future__ import annotations
 
 import argparse
-import io
 import re
 import sys
 import traceback
@@ -99,16 +98,15 @@ def compare_runs(args, give) -> int:
     from repro.driver.closing import record
 
     runs_dir = None if args.no_report else paths.runs_dir(args.runs_dir)  # before any output
-    skipped = io.StringIO()  # listed on stderr, or inside the one-line error below
-    folders = records.expand(args.runs, log=skipped)
-    if len(folders) < 2:
-        head, *why = [line.strip() for line in skipped.getvalue().splitlines()] or [""]
+    found, skipped = records.gather(args.runs, repeats=False)
+    if len(found) < 2:  # what was skipped, inside the one line
         raise UserError(
-            f"compare needs at least two finished runs, got {len(folders)}"
-            + (f"; {head} {'; '.join(why)}" if head else "")
+            f"compare needs at least two finished runs, got {len(found)}"
+            + (f"; skipping {len(skipped)}: {'; '.join(skipped)}" if skipped else "")
         )
-    sys.stderr.write(skipped.getvalue())
-    base, *runs = [records.load(f) for f in folders]
+    for line in skipped:
+        print(f"skipping {line}", file=sys.stderr)
+    base, *runs = found
     differences = records.context_differences([base, *runs])
     for field, values in differences.items():
         print(f"context differs: {field}: {values}")
@@ -308,6 +306,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rerun even if the memory estimate says it will not fit",
     )
+    rerun.add_argument(
+        "--yes",
+        action="store_true",
+        help="rerun even if it would measure far longer than a default run (said first)",
+    )
     rerun.add_argument("--runs-dir", help="where the new run folder goes (default runs/)")
     rerun.add_argument("--json", action="store_true", help=JSON_HELP)
 
@@ -465,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                         runs_dir=runs_dir,
                         tolerance=tolerance,
                         force_memory=args.force_memory,
+                        yes=args.yes,
                     ),
                     give,
                 )

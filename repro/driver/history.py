@@ -5,7 +5,6 @@ MANIFEST.sha256."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess
@@ -25,16 +24,9 @@ OBJECT_NAME = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256: what
 
 
 def found(paths: list[str], log=sys.stderr) -> tuple[list[records.Run], list[str]]:
-    """The finished runs under `paths` that load, and a line for every folder passed over (not a
-    finished run, or records this repro cannot read); UserError if no run loads."""
-    skipped = io.StringIO()
-    runs, passed = [], []
-    for folder in records.expand(paths, log=skipped, depth=DEPTH):
-        try:
-            runs.append(records.load(folder))
-        except UserError as error:
-            passed.append(f"{folder}: {error}")
-    passed = [line.strip() for line in skipped.getvalue().splitlines()[1:]] + passed
+    """The finished runs under `paths` that load, each once, and a line for every folder passed
+    over (records.gather); UserError if no run loads."""
+    runs, passed = records.gather(paths, depth=DEPTH)
     if not runs:
         more = f", and {len(passed) - 1} more" if len(passed) > 1 else ""
         why = f" (passed over: {passed[0]}{more})" if passed else ""

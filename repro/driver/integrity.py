@@ -315,9 +315,18 @@ def manifest_entries(text: str) -> dict[str, str]:
     return entries
 
 
+def in_run_folder(report: Path) -> bool:
+    """Whether `report` is the report of the run folder it is in (its manifest lists it)."""
+    try:
+        recorded = manifest_entries((report.parent / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return report.name in recorded
+
+
 def check(path: str | Path) -> list[str]:
     """Everything that differs from what the run recorded: a run folder, a bundle (.tar.gz) or
-    a report notebook on its own. An empty list means intact."""
+    a report notebook on its own (in its run folder: the folder). An empty list means intact."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist: give a run folder, a .tar.gz bundle or a report")
@@ -328,6 +337,8 @@ def check(path: str | Path) -> list[str]:
             folder = unpack(path, Path(tmp))
             return folder_problems(folder)
     if path.suffix == ".ipynb":
+        if in_run_folder(path):  # its numbers are in the files beside it: they are checked too
+            return folder_problems(path.parent)
         return notebook_problems(read_notebook(path, "report"))
     raise UserError(f"cannot verify {path}: give a run folder, a .tar.gz bundle or a report.ipynb")
 

@@ -410,13 +410,14 @@ def unpinned(python: str) -> Kernel:
     return kernel
 
 
-def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
+def verify(kernel: Kernel, allow_drift: bool | None = None) -> dict | None:
     """Check the kernel's installed files against its lock, in the kernel's own interpreter.
 
     Drift raises DriftError listing every difference, unless `allow_drift`, in which case the
-    result (with its problems) is returned for the report to show at the top. The check runs
-    without `site` (-S: it reads site-packages by path), so no startup hook it may find there
-    (a `.pth`, sitecustomize) runs first, to print into its answer or change it.
+    result (with its problems) is returned for the report to show at the top. None: the command
+    has no --allow-drift, so its error suggests only a rebuild. The check runs without `site`
+    (-S: it reads site-packages by path), so no startup hook it may find there (a `.pth`,
+    sitecustomize) runs first, to print into its answer or change it.
     """
     if kernel.lock is None:
         return None
@@ -432,8 +433,13 @@ def verify(kernel: Kernel, allow_drift: bool = False) -> dict | None:
             f"kernel {kernel.name} differs from {shown(kernel.lock)} "
             f"({len(problems)} differences):\n  "
             + "\n  ".join(problems[:50])
-            + f"\nRebuild it with `make kernels REBUILD=1`, or run with "
-            f"{option('--allow-drift', True)} (the report then shows the drift at the top)."
+            + "\nRebuild it with `make kernels REBUILD=1`"
+            + (
+                f", or run with {option('--allow-drift', True)} (the report then shows the drift "
+                "at the top)."
+                if allow_drift is not None
+                else "."
+            )
         )
     return check
 

@@ -528,7 +528,7 @@ class RunPlan:
     params: dict  # every parameter, resolved and typed
     template: Template  # the notebook to execute, as the report records it
     python: str | None = None  # the interpreter of an unpinned run
-    allow_drift: bool = False
+    allow_drift: bool | None = None  # None: its command has no --allow-drift (rerun, lesson)
     runs_dir: Path = RUNS
     lock: Path | None = None  # the lock to build the kernel from; None: kernelspecs/<kernel>/
     code: Path = ROOT  # the folder holding the `repro` package the kernel imports
@@ -723,7 +723,7 @@ def resolve(
     kernel: str = "auto",
     kernel_reason: str = "named with --kernel",
     unpinned_python: str | None = None,
-    allow_drift: bool = False,
+    allow_drift: bool | None = None,
     template: str | None = None,
     runs_dir: str | Path | None = None,
     spec: dict | None = None,

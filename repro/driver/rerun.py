@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import nbformat
+import numpy as np
 
 from repro.driver import integrity, kernels, plan, snapshot, untrusted
 from repro.driver.run import Addendum, Result, run
@@ -26,6 +27,7 @@ from repro.errors import LINE_LIMIT, ReproError, UserError, cut, cut_lines, opti
 from repro.kernel.verdict import TOLERANCE
 from repro.lockfile import render
 from repro.paths import KERNELS, ROOT
+from repro.records import Metrics
 
 
 def report_path(source: Path, scratch: Path) -> Path:
@@ -143,6 +145,42 @@ def addendum(report: untrusted.Report, problems: list[str], tolerance: float) ->
     )
 
 
+LONG = 10  # a rerun measuring this many times as long as a default run, and
+LONG_S = 300  # at least this many seconds, asks for --yes first
+
+
+def measuring_s(params: Mapping, step_s: float) -> float:
+    """About how long a run of `params` measures, at `step_s` a step: each process's warm-up and
+    measured steps, as warmup, warmup_time, steps and min_time bound them (train-to-accuracy:
+    up to its caps), once per process."""
+    if params["mode"] == plan.TRAIN_TO_ACCURACY:
+        each = min(params["max_steps"] * step_s, params["max_seconds"])
+    else:
+        warmup = min(params["warmup"] * step_s, params["warmup_time"])
+        each = warmup + max(params["steps"] * step_s, params["min_time"])
+    return params["repeats"] * each
+
+
+def affordable(request: plan.RunPlan, original: Metrics) -> None:
+    """UserError where the rerun would measure far longer than a default run of its workload
+    (LONG times, LONG_S at least), at the original's median step time: a report may ask for
+    any steps and repeats, and a rerun of it should not take hours unannounced."""
+    step_s, mode = float(np.median(original.step_s)), request.params["mode"]
+    default = {n: p.default for n, p in plan.PARAMS.items()} | {"mode": mode}
+    default["repeats"] = plan.REPEATS[mode]  # what repeats=0 picks on a CPU
+    seconds, usual = measuring_s(request.params, step_s), measuring_s(default, step_s)
+    if seconds > max(LONG * usual, LONG_S):
+        tta = mode == plan.TRAIN_TO_ACCURACY
+        asked = ("repeats", *(("max_steps", "max_seconds") if tta else ("steps", "min_time")))
+        took = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+        raise UserError(
+            f"this rerun would measure for about {took} "
+            f"({', '.join(f'{k}={request.params[k]}' for k in asked)} at the original's "
+            f"{step_s * 1e3:.3g} ms a step), {seconds / usual:,.0f} times a default run of "
+            f"{request.workload['name']}: rerun with {option('--yes', True)} to run it anyway"
+        )
+
+
 def rerun(
     source: str | Path,
     trust: bool = False,
@@ -150,9 +188,10 @@ def rerun(
     tolerance: float = TOLERANCE,
     log=sys.stderr,
     force_memory: bool = False,
+    yes: bool = False,
 ) -> Result:
     """Rerun the report in `source` (report.ipynb, run folder or bundle) into a new run folder;
-    its verdict decides at `tolerance` (0.10: ±10%; repro.stats)."""
+    its verdict decides at `tolerance` (0.10: ±10%; repro.stats). `yes`: even a long one."""
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         notebook = integrity.read_notebook(report_path(Path(source), scratch), "report")
@@ -183,6 +222,8 @@ def rerun(
             spec=report.workload,
         )
         request = dataclasses.replace(request, lock=lock, code=code)
+        if not yes:
+            affordable(request, report.metrics)
         print(f"rerunning {report.metrics.run_id}", file=log)
         return run(
             request,

@@ -103,7 +103,7 @@ def steps(plan: RunPlan, argv: list[str] | None, log: Talk, addendum: Addendum) 
         "python": str(kernel.python),
         "lock": lock_check,
         "lock_file": kernels.shown(kernel.lock) if kernel.lock else None,
-        "drift_allowed": plan.allow_drift,
+        "drift_allowed": bool(plan.allow_drift),
         **snapshot.hashes(code),  # template path and sha256, library sha256
         "git": git_state()
         if plan.code == ROOT

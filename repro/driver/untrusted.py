@@ -11,6 +11,8 @@ checkout: the code that would run (template and library), the packages that woul
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import math
 import re
 from dataclasses import dataclass
@@ -106,15 +108,8 @@ def original_results(notebook, meta: dict, record: RerunRecord) -> tuple[Metrics
         "the report's metrics",
     )
     summary = Summary.from_json(measured, "the report's metrics")
-    processes = samples.get("processes")  # absent in a report older than repeats
-    if not positive([samples.get("first_call_s")]) or not (
-        processes is None
-        or (
-            isinstance(processes, list)
-            and all(isinstance(p, dict) and positive(p.get("step_s")) for p in processes)
-        )
-    ):
-        raise bad("its step times are not positive numbers")
+    if not positive([samples.get("first_call_s")]):  # its steps: Metrics.check_samples
+        raise bad("its first call time is not a positive number")
     reference = summary.machine.get("reference")
     if reference is not None and not (
         isinstance(reference, dict)
@@ -128,6 +123,37 @@ def original_results(notebook, meta: dict, record: RerunRecord) -> tuple[Metrics
         raise bad("its machine reference is not timings in positive numbers")
     environment = Environment.from_json(meta.get("environment"), "the report's environment")
     return metrics, environment
+
+
+def injected(notebook) -> dict:
+    """What the notebook ran with: the assignments papermill wrote into its injected-parameters
+    cell (sealed with the other cells), read as literals, never run."""
+    cells = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    try:
+        body = ast.parse(cells[0].source).body if cells else []
+    except (SyntaxError, ValueError):
+        return {}
+    values = {}
+    for node in body:
+        if isinstance(node, ast.Assign) and [type(t) for t in node.targets] == [ast.Name]:
+            with contextlib.suppress(ValueError, TypeError, SyntaxError, RecursionError):
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+def as_ran(notebook, record: RerunRecord) -> None:
+    """UserError unless the rerun record names what the notebook ran (its workload, framework and
+    parameters): a rerun of another workload would be judged against this one's numbers."""
+    ran = injected(notebook)
+    if "workload" not in ran:
+        raise bad("its notebook does not say what it ran (no injected parameters)")
+    named = {"workload": record.workload.get("name"), "framework": record.framework}
+    for key, value in {**named, **record.params}.items():
+        if key in ran and integrity.canonical(ran[key]) != integrity.canonical(value):
+            raise bad(
+                f"its rerun record names {key}={repr(value)[:40]}, but its notebook ran "
+                f"{key}={repr(ran[key])[:40]}"
+            )
 
 
 def read(notebook) -> Report:
@@ -148,6 +174,7 @@ def read(notebook) -> Report:
         )
     spec = plan.check_spec(record.workload, "the report's workload spec")
     name(spec["name"], NAME, "workload")
+    as_ran(notebook, record)
     try:
         pins = read_lock(record.lock)
     except ValueError as error:
