@@ -87,7 +87,7 @@ def hf_model(arch: str, cfg, attention: str):
             n_layer=cfg.layers,
             n_head=cfg.heads,
             n_inner=cfg.hidden,
-            activation_function="gelu",  # repro's exact GELU (GPT-2's own is the tanh one)
+            activation_function="gelu_new" if cfg.tanh_gelu else "gelu",  # cfg.activation
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,

@@ -260,3 +260,12 @@ def test_each_counter_counts_fused_attention_as_the_explicit_one(framework):
     for counts in (*flops["fused"].values(), explicit):
         assert counts["uncounted"] == []
         assert report.judge_counter(counts, analytic) == counts  # the counter's figure is used
+
+
+def test_gpt2_and_gpt_neo_use_the_tanh_gelu_and_a_config_refuses_an_unknown_one():
+    assert all(
+        models.config(SPECS[n]["model"]).activation == "gelu_tanh"
+        for n in ("gpt2-small", "gpt-neo-2.7b", "gpt-mini")  # gpt-mini: the equivalence tests'
+    )
+    with pytest.raises(ValueError, match="choose one of gelu, gelu_tanh"):
+        models.config({"arch": "gpt", "config": {"activation": "relu"}})

@@ -135,6 +135,8 @@ def model_summary(
         "parameters (analytic)": f"{info['params_analytic']:,}{match}",
         "build time (s)": f"{build_s:.2f}",
     }
+    if hasattr(cfg, "activation"):  # a config default the spec may leave out
+        info["activation"] = rows["activation"] = cfg.activation
     if models.has_attention(model["arch"]):
         kernel = "written out (matmul, softmax)"
         if attention == "fused":
