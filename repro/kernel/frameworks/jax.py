@@ -241,12 +241,12 @@ class Adapter(Base):
         (cuDNN's fused attention on a GPU) is opaque to it, so those are named as uncounted."""
         _, variables = net
         predict, loss_and_stats = self._functions(net)
-        forward = jax.jit(predict).lower(variables, inputs)
-        lowered = forward
+        lowered = forward = jax.jit(predict).lower(variables, inputs)
+        flops = forward_flops = xla_flops(forward)
         if mode == "training":
             fn = jax.jit(jax.value_and_grad(loss_and_stats, has_aux=True))
             lowered = fn.lower(variables["params"], model_state(variables), inputs, labels)
-        flops, forward_flops = (xla_flops(one) for one in (lowered, forward))
+            flops = xla_flops(lowered)
         if flops is None:
             return {"flops": None, "method": "XLA cost_analysis", "reason": "no 'flops' entry"}
         method = "XLA cost_analysis" + (" (forward + backward)" if mode == "training" else "")
