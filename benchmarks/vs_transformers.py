@@ -9,7 +9,12 @@ forward each per round, so drifts in machine speed hit all alike; after warm-up 
 the median of `--repeats` rounds. Prints a table of samples/s with the ratio
 repro/transformers (target >= 0.97), and repro's fused/explicit speed-up.
 
+`--weights` checks instead that they are the same models: transformers' random weights, moved
+into repro's model by name (GPT-2's Conv1D weights transposed; strict: every tensor of each side
+used), give the same logits; prints max |repro - transformers| / max |transformers| per model.
+
     .venv/bin/python benchmarks/vs_transformers.py [--repeats 5] [--batch-size 1] [--threads 0]
+    .venv/bin/python benchmarks/vs_transformers.py --weights
 
 transformers never enters a pinned kernel: the first run installs it (pinned below, with its light
 dependencies, no torch) into the ignored folder .bench/site, which the torch-cpu kernel's Python
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -39,6 +45,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed forwards first")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="0: every core available")
+    parser.add_argument("--weights", action="store_true", help="check weights, not speed")
     parser.add_argument("--in-kernel", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -87,7 +94,7 @@ def hf_model(arch: str, cfg, attention: str):
             n_layer=cfg.layers,
             n_head=cfg.heads,
             n_inner=cfg.hidden,
-            activation_function="gelu",  # repro's exact GELU (GPT-2's own is the tanh one)
+            activation_function="gelu_new" if cfg.tanh_gelu else "gelu",  # cfg.activation
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
@@ -116,8 +123,12 @@ def hf_model(arch: str, cfg, attention: str):
     return model.eval()
 
 
-def measure(args: argparse.Namespace) -> None:
-    """Kernel side: build each pair, time it, print the table."""
+CASES = [("bert-base", t) for t in LENGTHS] + [("gpt2-small", t) for t in LENGTHS]
+CASES.append(("vit-base", None))
+
+
+def cases(args: argparse.Namespace):
+    """Kernel side: (name, length, model, cfg, inputs) of each case, torch's threads set."""
     sys.path.append(str(SITE))  # after the kernel's own packages
     import numpy as np
     import torch
@@ -129,17 +140,12 @@ def measure(args: argparse.Namespace) -> None:
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     specs = plan.workloads()
-    cases = [("bert-base", t) for t in LENGTHS] + [("gpt2-small", t) for t in LENGTHS]
-    cases.append(("vit-base", None))
+    timing = f", median of {args.repeats} after {args.warmup} warm-up forwards"
     print(
         f"torch {torch.__version__}, transformers {transformers.__version__}, {threads} threads, "
-        f"batch {args.batch_size}, fp32 inference, median of {args.repeats} after "
-        f"{args.warmup} warm-up forwards\n"
+        f"batch {args.batch_size}, fp32 inference{'' if args.weights else timing}\n"
     )
-    header = "| model | T | attention | repro samples/s | transformers samples/s | repro/hf |"
-    print(header + "\n|---|---|---|---|---|---|", flush=True)
-    speed: dict[tuple, dict[str, float]] = {}
-    for name, length in cases:
+    for name, length in CASES:
         model = plan.effective_model(specs[name], length)
         if model["arch"] == "bert" and length:  # positions for the longest sequence
             config = {**model["config"], "max_position": max(512, length)}
@@ -147,6 +153,78 @@ def measure(args: argparse.Namespace) -> None:
         cfg = models.config(model)
         x, _ = models.synthetic_batch(cfg, args.batch_size, seed=0)
         x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x))
+        yield name, length, model, cfg, x
+
+
+# transformers' ViT names -> repro's (timm's layout); BERT's and GPT-2's are repro's already
+VIT_NAMES = [
+    (r"^vit\.layers\.(\d+)\.", r"blocks.\1."),
+    (
+        r"attention\.([qkv])_proj",
+        lambda m: "attn." + {"q": "query", "k": "key", "v": "value"}[m[1]],
+    ),
+    (r"attention\.o_proj", "attn.proj"),
+    (r"layernorm_before", "norm1"),
+    (r"layernorm_after", "norm2"),
+    (r"^vit\.embeddings\.cls_token", "cls_token"),
+    (r"^vit\.embeddings\.position_embeddings", "pos_embed"),
+    (r"^vit\.embeddings\.patch_embeddings\.projection", "patch_embed.proj"),
+    (r"^vit\.layernorm", "norm"),
+    (r"^classifier", "head"),
+]
+
+
+def repro_state(arch: str, state: dict) -> dict:
+    """transformers' state_dict under repro's names and layouts."""
+    out = {}
+    for key, tensor in state.items():
+        if arch == "gpt" and key == "lm_head.weight":
+            continue  # tied to transformer.wte.weight
+        if arch == "gpt" and re.search(r"c_(attn|proj|fc)\.weight$", key):
+            tensor = tensor.t()  # Conv1D (in, out) -> Linear (out, in)
+        for pattern, name in VIT_NAMES if arch == "vit" else ():
+            key = re.sub(pattern, name, key)
+        out[key] = tensor
+    return out
+
+
+def weights(args: argparse.Namespace) -> None:
+    """Kernel side: transformers' weights in repro's model, the logits of each compared."""
+    import torch
+
+    from repro.kernel import models
+
+    header = (
+        "| model | T | attention | activation | max |diff| / max |logit| |\n|---|---|---|---|---|"
+    )
+    for i, (name, length, model, cfg, x) in enumerate(cases(args)):
+        if not i:  # below the versions line cases() prints first
+            print(header)
+        for attention in ATTENTIONS:
+            torch.manual_seed(0)
+            theirs = hf_model(model["arch"], cfg, attention)
+            ours = models.native(model["arch"], "torch").build(cfg, attention=attention).eval()
+            ours.load_state_dict(repro_state(model["arch"], theirs.state_dict()), strict=True)
+            with torch.inference_mode():
+                a, b = ours(x), theirs(x).logits
+            diff = float((a - b).abs().max() / b.abs().max())
+            activation = getattr(cfg, "activation", "gelu")
+            print(
+                f"| {name} | {length or cfg.num_tokens} | {attention} | {activation} | {diff:.2e} |"
+            )
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Kernel side: build each pair, time it, print the table."""
+    import torch
+
+    from repro.kernel import models
+
+    header = "| model | T | attention | repro samples/s | transformers samples/s | repro/hf |"
+    speed: dict[tuple, dict[str, float]] = {}
+    for i, (name, length, model, cfg, x) in enumerate(cases(args)):
+        if not i:  # below the versions line cases() prints first
+            print(header + "\n|---|---|---|---|---|---|", flush=True)
         built = {}  # (implementation, attention) -> model; all four timed in turn
         for attention in ATTENTIONS:
             torch.manual_seed(0)
@@ -176,7 +254,7 @@ def measure(args: argparse.Namespace) -> None:
                 flush=True,
             )
     print("\n| model | T | repro fused/explicit | transformers sdpa/eager |\n|---|---|---|---|")
-    for name, length in cases:
+    for name, length in CASES:
         fused, explicit = speed[name, length, "fused"], speed[name, length, "explicit"]
         print(
             f"| {name} | {length or '-'} | {fused['repro'] / explicit['repro']:.3f} | "
@@ -187,6 +265,6 @@ def measure(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     options = arguments()
     if options.in_kernel:
-        measure(options)
+        (weights if options.weights else measure)(options)
     else:
         sys.exit(launch(options))

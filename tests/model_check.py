@@ -1,6 +1,7 @@
 """Model checks run inside ONE framework's kernel; tests/test_models.py drives them.
 
-    python model_check.py count FRAMEWORK MODELS        counted trainable parameters of each
+    python model_check.py count FRAMEWORK MODELS [MODEL]  counted trainable parameters of each
+                                                        (and MODEL's FLOPs by the adapter)
     python model_check.py reference MODEL OUT.npz       torch: perturbed weights, inputs, outputs
     python model_check.py compare FRAMEWORK MODEL REF    transfer torch weights, run, diff
 
@@ -274,6 +275,38 @@ def adapter(framework: str, model: dict):
     return None
 
 
+def flop_counts(framework: str, model: dict) -> dict:
+    """The adapter's FLOP counts of a fresh model on the seeded batch: an inference step with
+    each attention, a training step with the fused one; torch also says what its counter
+    misses without repro's fused-attention formula."""
+    fw = frameworks.load(framework, seed=SEED)
+    x, labels = models.synthetic_batch(models.config(model), BATCH, SEED)
+    inputs, labels = fw.to_native(x), fw.to_native(labels)
+    counts = {}
+    for kind in KINDS:
+        net, modes = fw.build(model, kind), ("inference", "training")[: 2 if kind == "fused" else 1]
+        counts[kind] = {mode: fw.count_flops(net, inputs, labels, mode) for mode in modes}
+    if framework == "torch":
+        counts["missed"] = torch_counter_names_what_it_missed(model)
+    return counts
+
+
+def torch_counter_names_what_it_missed(model: dict) -> list[str]:
+    """torch's counter without the fused-attention formula repro adds: what it names uncounted."""
+    import torch
+
+    from repro.kernel.frameworks.base import missed_work
+    from repro.kernel.frameworks.torch import flop_counter
+
+    net = models.native(model["arch"], "torch").build(models.config(model)).eval()
+    x, _ = models.synthetic_batch(models.config(model), BATCH, SEED)
+    counter = flop_counter()
+    del counter.flop_registry[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu]
+    with counter, torch.no_grad():
+        net(torch.from_numpy(np.ascontiguousarray(to_torch_layout(x))))
+    return missed_work(counter.uncounted)
+
+
 def generate_all(fw, model: dict, build, x: np.ndarray) -> dict:
     """For each attention, with `build(kind)`'s net: the greedy tokens of the adapter's generation
     (its default compile mode) on the first PROMPT tokens of x, and the logits the cache gave
@@ -431,8 +464,10 @@ if __name__ == "__main__":
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     command, *args = sys.argv[1:]
-    if command == "count":
-        result = {name: count(args[0], model) for name, model in json.loads(args[1]).items()}
+    if command == "count":  # FLOP counts first: the adapter sets TensorFlow's threads up front
+        flops = flop_counts(args[0], json.loads(args[2])) if args[2:] else {}
+        every = json.loads(args[1]).items()
+        result = {"params": {name: count(args[0], model) for name, model in every}, "flops": flops}
     elif command == "initial":
         result = {name: initial_weights(model) for name, model in json.loads(args[0]).items()}
     elif command == "reference":

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 from conftest import in_kernel
+from model_check import BATCH
 
 from repro.driver import plan
-from repro.kernel import generation, models
+from repro.kernel import generation, models, report
 from repro.kernel.models.attention import KINDS
 from repro.kernel.models.resnet import ResNetConfig
 
@@ -89,11 +90,16 @@ def countable(name: str, framework: str) -> bool:
     return framework != "tensorflow" or params <= KERAS_COUNT_LIMIT
 
 
+FLOPS_CHECKED = "bert-mini"  # its FLOPs counted in each framework, in the same kernel process
+
+
 @cache
-def counted_params(framework: str) -> dict[str, int]:
-    """Every workload's parameters as `framework` counts them, in one kernel process."""
+def counted(framework: str) -> dict:
+    """Every workload's parameters as `framework` counts them ("params"), and FLOPS_CHECKED's
+    FLOP counts by the adapter ("flops"), in one kernel process."""
     every = {n: s["model"] for n, s in SPECS.items() if countable(n, framework)}
-    return in_kernel(framework, CHECK, "count", framework, json.dumps(every))
+    flops = model_json(FLOPS_CHECKED)
+    return in_kernel(framework, CHECK, "count", framework, json.dumps(every), flops)
 
 
 @pytest.mark.kernel
@@ -102,8 +108,7 @@ def counted_params(framework: str) -> dict[str, int]:
 def test_each_framework_counts_the_analytic_parameters(name, framework):
     if not countable(name, framework):
         pytest.skip(f"Keras would allocate {name}'s weights to count them (KERAS_COUNT_LIMIT)")
-    counted = counted_params(framework)[name]
-    assert counted == models.config(SPECS[name]["model"]).num_params()
+    assert counted(framework)["params"][name] == models.config(SPECS[name]["model"]).num_params()
 
 
 @pytest.mark.kernel
@@ -172,7 +177,7 @@ def test_mxnet_counts_the_analytic_parameters():
     """Gluon's ResNets (resnet-tiny and resnet-50) count the analytic parameters; BatchNorm's
     running statistics, Gluon parameters too, are not trained and not counted."""
     every = {n: SPECS[n]["model"] for n in MXNET}
-    counted = in_kernel("mxnet", CHECK, "count", "mxnet", json.dumps(every))
+    counted = in_kernel("mxnet", CHECK, "count", "mxnet", json.dumps(every))["params"]
     assert counted == {n: models.config(SPECS[n]["model"]).num_params() for n in MXNET}
 
 
@@ -221,3 +226,46 @@ def test_greedy_generation_gives_the_same_tokens_and_the_cache_the_same_logits(
         print(f"{name} {framework} {kind}: {result}")
         assert result["tokens"] == torch_tokens
         assert_same(result, result["kv_max_abs_diff"], "logits_max_abs")
+
+
+def test_a_counter_that_missed_work_is_not_used():
+    counted = {"flops": 300, "forward": 100, "method": "counter", "uncounted": []}
+    assert report.judge_counter(counted, 100) == counted  # 3x: a training step
+    assert report.judge_counter({**counted, "forward": 96}, 100) == {**counted, "forward": 96}
+    short = report.judge_counter({**counted, "forward": 94}, 100)
+    assert short["flops"] is None and short["counted"] == 300 and "0.940" in short["reason"]
+    named = report.judge_counter({**counted, "uncounted": ["aten.fused_attention"]}, 100)
+    assert named["flops"] is None and "no formula for aten.fused_attention" in named["reason"]
+    compute = report.efficiency(
+        type("Fw", (), {"device_name": lambda _: None, "precision": "fp32"})(),
+        {**named, "analytic": 250},
+        1.0,
+    )
+    assert compute["flops_per_step"] == 250 and "aten.fused_attention" in compute["flops_source"]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_each_counter_counts_fused_attention_as_the_explicit_one(framework):
+    """Fused attention's FLOPs are counted (torch's CPU kernel and Keras' Einsums had no formula):
+    the same forward count as the explicit attention, no op named uncounted, and the counter's
+    figure is the one used; torch's counter without repro's formula names the op it missed."""
+    flops = counted(framework)["flops"]
+    if framework == "torch":
+        assert flops.pop("missed") == ["aten._scaled_dot_product_flash_attention_for_cpu"]
+    fused, explicit = (flops[kind]["inference"] for kind in KINDS)
+    print(f"{framework}: fused {flops['fused']}, explicit {explicit}")
+    assert abs(fused["forward"] / explicit["forward"] - 1) < 1e-3
+    analytic = models.config(SPECS[FLOPS_CHECKED]["model"]).flops_per_sample() * BATCH
+    for counts in (*flops["fused"].values(), explicit):
+        assert counts["uncounted"] == []
+        assert report.judge_counter(counts, analytic) == counts  # the counter's figure is used
+
+
+def test_gpt2_and_gpt_neo_use_the_tanh_gelu_and_a_config_refuses_an_unknown_one():
+    assert all(
+        models.config(SPECS[n]["model"]).activation == "gelu_tanh"
+        for n in ("gpt2-small", "gpt-neo-2.7b", "gpt-mini")  # gpt-mini: the equivalence tests'
+    )
+    with pytest.raises(ValueError, match="choose one of gelu, gelu_tanh"):
+        models.config({"arch": "gpt", "config": {"activation": "relu"}})

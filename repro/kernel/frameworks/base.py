@@ -6,9 +6,20 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import resource
 
 from repro.kernel.frameworks import COMPILE_MODES
+
+# Ops that do a model's multiply-adds (matmuls, convolutions, attention), by name: one that ran
+# without a formula in the framework's FLOP counter is work the counter missed (report.flops).
+WORK_OPS = re.compile(r"attention|attn|fmha|einsum|matmul|gemm|conv|dot|linear|mm$", re.I)
+
+
+def missed_work(uncounted_ops) -> list[str]:
+    """The multiply-add ops among those a FLOP counter had no formula for, sorted."""
+    return sorted({str(op) for op in uncounted_ops if WORK_OPS.search(str(op))})
+
 
 OPTIMIZER = {"name": "adamw", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}
 

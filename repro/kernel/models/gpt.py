@@ -8,7 +8,7 @@ without importing a framework. The architecture is GPT-2 as in nanoGPT's `model.
     Block: x + attn(ln_1(x)), then x + mlp(ln_2(x))          (pre-norm, residual)
     attn:  c_attn (width -> 3 width: q, k, v) -> causal softmax(q k^T / sqrt(head_dim)) v
            -> c_proj (width -> width)
-    mlp:   c_fc (width -> mlp_ratio width) -> exact (erf) GELU -> c_proj (back to width)
+    mlp:   c_fc (width -> mlp_ratio width) -> GELU (`activation`) -> c_proj (back to width)
 
 Every linear layer has a bias (q/k/v's is optional, see `qkv_bias`); the LM head has none and by
 default reuses the token embedding matrix (`tie_embeddings`). No dropout anywhere (rate 0), so
@@ -16,8 +16,9 @@ train and eval mode compute the same function. The causal mask is position i att
 positions j <= i: the frameworks' fused attention with is_causal=True, or (attention=explicit)
 -inf before the softmax, in all three frameworks.
 
-GELU is the exact (erf) one, as in nanoGPT; the original GPT-2 and GPT-Neo use its tanh
-approximation ("gelu_new"): slightly different numbers, the same shapes and counts.
+`activation` picks the GELU: "gelu", the exact (erf) one, as in nanoGPT (the default), or
+"gelu_tanh", its tanh approximation, which GPT-2 and GPT-Neo use (Hugging Face's "gelu_new"):
+slightly different numbers, the same shapes and counts.
 
 GPT-Neo-2.7B is approximated by this block at its sizes (width 2560, 32 layers, 20 heads,
 context 2048, vocab 50257) with `qkv_bias=False`, as GPT-Neo has. NOT reproduced: GPT-Neo
@@ -50,14 +51,26 @@ class GPTConfig(Config):
     layer_norm_eps: float = 1e-5  # torch's default, set explicitly in Keras and Flax
     tie_embeddings: bool = True  # LM head reuses the token embedding (GPT-2, GPT-Neo)
     qkv_bias: bool = True  # bias on the q/k/v projection (GPT-2 yes, GPT-Neo no)
+    activation: str = "gelu"  # one of ACTIVATIONS: exact (erf) GELU, or its tanh approximation
+
+    ACTIVATIONS: ClassVar[tuple[str, ...]] = ("gelu", "gelu_tanh")
 
     def __post_init__(self) -> None:
+        if self.activation not in self.ACTIVATIONS:
+            raise ValueError(
+                f"activation {self.activation!r}; choose one of {', '.join(self.ACTIVATIONS)}"
+            )
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if not 0 < self.sequence_length <= self.context:
             raise ValueError(
                 f"sequence_length {self.sequence_length} must be in 1..context ({self.context})"
             )
+
+    @property
+    def tanh_gelu(self) -> bool:
+        """Whether the MLP's GELU is the tanh approximation (activation "gelu_tanh")."""
+        return self.activation == "gelu_tanh"
 
     @property
     def head_dim(self) -> int:

@@ -7,9 +7,9 @@ Submodule names are the torch module names with "transformer." dropped and "h.3"
 exactly means: attention through `attention_flax.attend` (jax.nn.dot_product_attention, or
 written out; no flax attention module, whose per-head kernels have another layout),
 LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False) (Flax defaults to 1e-6 and to the
-one-pass variance E[x^2] - E[x]^2; torch computes two-pass), exact GELU (nn.gelu defaults to the
-tanh approximation!), no dropout (rate 0: `train` changes nothing), and the tied LM head as
-wte.attend (x @ embedding^T). Initialisers are nanoGPT's.
+one-pass variance E[x^2] - E[x]^2; torch computes two-pass), the GELU cfg.activation names
+(nn.gelu defaults to the tanh approximation!), no dropout (rate 0: `train` changes nothing), and
+the tied LM head as wte.attend (x @ embedding^T). Initialisers are nanoGPT's.
 
 Generation (repro.kernel.generation) applies the same module with a KV cache: `new_cache` makes a
 fixed-size one (a (k, v) pair per layer, each (N, L, heads, head_dim)), and
@@ -77,7 +77,7 @@ class MLP(nn.Module):
         cfg = self.cfg
         proj_std = 0.02 / math.sqrt(2 * cfg.layers)
         x = nn.Dense(cfg.hidden, kernel_init=_normal(0.02), name="c_fc")(x)  # (N, T, 4C)
-        x = nn.gelu(x, approximate=False)  # exact (erf) GELU, like torch
+        x = nn.gelu(x, approximate=cfg.tanh_gelu)  # cfg.activation (Flax defaults to tanh)
         return nn.Dense(cfg.width, kernel_init=_normal(proj_std), name="c_proj")(x)
 
 

@@ -7,8 +7,8 @@ variable paths are e.g. "gpt/h_3/attn/c_attn/kernel", which is what gpt_transfer
 Matching torch exactly means: attention through `attention_keras.attend`
 (keras.ops.dot_product_attention, or written out; no MultiHeadAttention, whose per-head kernels
 have another layout), LayerNormalization(epsilon=cfg.layer_norm_eps)
-(Keras defaults to 1e-3), exact erf GELU, no dropout (rate 0), and the tied LM head computed
-as x @ wte.embeddings^T. Initialisers are nanoGPT's, as in gpt_torch.
+(Keras defaults to 1e-3), the GELU cfg.activation names, no dropout (rate 0), and the tied LM
+head computed as x @ wte.embeddings^T. Initialisers are nanoGPT's, as in gpt_torch.
 
 Generation (repro.kernel.generation) calls the same model with a KV cache: `new_cache` makes a
 fixed-size one (a (k, v) pair per layer, each (N, L, heads, head_dim)), and
@@ -72,9 +72,10 @@ class MLP(layers.Layer):
         proj_std = 0.02 / math.sqrt(2 * cfg.layers)
         self.c_fc = layers.Dense(cfg.hidden, kernel_initializer=_normal(0.02), name="c_fc")
         self.c_proj = layers.Dense(cfg.width, kernel_initializer=_normal(proj_std), name="c_proj")
+        self.tanh_gelu = cfg.tanh_gelu
 
     def call(self, x):  # (N, T, C)
-        return self.c_proj(keras.activations.gelu(self.c_fc(x), approximate=False))
+        return self.c_proj(keras.activations.gelu(self.c_fc(x), approximate=self.tanh_gelu))
 
 
 class Block(layers.Layer):

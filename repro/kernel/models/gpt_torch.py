@@ -58,9 +58,11 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(cfg.width, cfg.hidden)
         self.c_proj = nn.Linear(cfg.hidden, cfg.width)
+        self.tanh_gelu = cfg.tanh_gelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, C)
-        return self.c_proj(F.gelu(self.c_fc(x)))  # exact (erf) GELU, torch's default
+        approximate = "tanh" if self.tanh_gelu else "none"  # cfg.activation
+        return self.c_proj(F.gelu(self.c_fc(x), approximate=approximate))
 
 
 class Block(nn.Module):
