@@ -219,6 +219,8 @@ def test_a_workload_file_goes_through_the_same_loader(tmp_path):
         ("gpt-mini", {"layer_norm_eps": float("nan")}, "layer_norm_eps must be a number above 0"),
         ("gpt-mini", {"heads": -2}, "heads must be a whole number"),
         ("gpt-mini", {"qkv_bias": 1}, "qkv_bias must be true or false, got 1"),
+        ("gpt-mini", {"activation": "x" * 100}, "activation must be a name of 1 to 32 characters"),
+        ("gpt-mini", {"activation": "relu"}, "activation"),  # GPT's own check: its choices
     ],
     ids=short,
 )

@@ -12,6 +12,7 @@ C = TypeVar("C", bound="Config")
 SIZES = (1, 2**20)  # every int: a width, depth, head count, size, vocabulary or class count
 SCALES = (0, 1)  # every float: an epsilon or initial scale, in (0, 1]
 STAGES = 16  # the most entries of a tuple (stages of a ResNet or ConvNeXt)
+NAME = 32  # the longest text value (a choice by name)
 
 
 def checked(name: str, kind: str, value):
@@ -25,6 +26,11 @@ def checked(name: str, kind: str, value):
     elif kind == "float":
         what = f"a number above {SCALES[0]} and at most {SCALES[1]}"
         ok = type(value) in (int, float) and SCALES[0] < value <= SCALES[1]
+    elif kind == "str":  # a choice, such as GPT's activation: the family checks which
+        ok, what = (
+            isinstance(value, str) and 0 < len(value) <= NAME,
+            f"a name of 1 to {NAME} characters",
+        )
     else:  # tuple[int, ...]
         what = f"a list of 1 to {STAGES} entries, each {size}"
         value = tuple(value) if isinstance(value, list | tuple) else value
