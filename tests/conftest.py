@@ -170,7 +170,9 @@ def resealed(report: Path, target: Path, change, ran: dict | None = None) -> str
         if "injected-parameters" in cell.metadata.get("tags", []):
             for name, value in (ran or {}).items():
                 line = f"{name} = {json.dumps(value)}"  # as papermill writes an int or a str
-                cell.source = re.sub(rf"^{name} = .*$", line, cell.source, flags=re.M)
+                cell.source = re.sub(
+                    rf"^{name} = .*$", lambda _, line=line: line, cell.source, flags=re.M
+                )
     meta.run.lock.lock_sha256 = hashlib.sha256(meta.rerun.lock.encode()).hexdigest()
     meta.run.template.sha256 = meta.rerun.code.template.sha256
     meta.run.code.library_sha256 = meta.rerun.code.library.sha256

@@ -177,7 +177,8 @@ def test_rerun_parameters_are_validated_as_for_a_fresh_run(small_runs, tmp_path,
     def other_digits(record):  # int("٣") is 3: a report's text is read as a fresh run's
         record.params.steps, record.params.country = "٣", "ßßß"
 
-    done = repro("rerun", edited(small_runs["a"] / "report.ipynb", tmp_path, other_digits))
+    ran = {"steps": "٣", "country": "ßßß"}  # and its notebook says so: no mislabelled record
+    done = repro("rerun", resealed(report, tmp_path / "d.ipynb", other_digits, ran))
     assert done.returncode == 2 and "steps must be an integer, got '٣'" in done.stderr
     assert run_folders(runs_dir) == []
     assert repro("rerun", str(tmp_path / "nothing.ipynb")).returncode == 2
