@@ -113,7 +113,7 @@ test: venv $(VENV)/.sweep $(VENV)/.data $(VENV)/.lab ## Lint, build/verify the k
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(REPRO) kernels
-	$(VENV)/bin/python -m pytest --numprocesses="$$TEST_WORKERS" --dist loadgroup --durations=25
+	$(VENV)/bin/python -m pytest --numprocesses="$$TEST_WORKERS" --dist load --durations=25
 
 test-fast: lint $(VENV)/.data $(VENV)/.lab ## Lint, then every test that starts no kernel (under a minute)
 	$(VENV)/bin/python -m pytest -m "not kernel"

@@ -98,23 +98,6 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
         yield
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two workers), the tests that share a session- or
-    module-scoped fixture (real runs, made once) go to one worker, so no fixture is made twice;
-    every other test goes to whichever worker is free (`--dist loadgroup`)."""
-    rank = {"session": 0, "package": 1, "module": 2}
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        shared = [
-            (rank[defs[-1].scope], defs[-1].baseid, name)
-            for name, defs in (info.name2fixturedefs.items() if info else ())
-            if defs and defs[-1].scope in rank and defs[-1].baseid.startswith("tests")
-        ]
-        if shared:
-            _, baseid, name = min(shared)
-            item.add_marker(pytest.mark.xdist_group(f"{baseid}::{name}"))
-
-
 def small_lock(package: str) -> str:
     """A lock of one pin, `package`'s, taken from the analysis kernel's lock (a small wheel: a
     kernel of it builds in seconds)."""
@@ -200,11 +183,33 @@ def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
+def shared_by_workers(tmp_path_factory) -> Path:
+    """A folder this test session's pytest-xdist workers share (pytest-xdist's recipe for a
+    session fixture made once): what one worker makes there, under a lock, the others reuse.
+    (`xdist_group` marks cannot keep a fixture's tests on one worker: pytest 9 reads node ids
+    from `Node._id`, and xdist 3.8 still writes the group into `_nodeid`, which nothing reads.)"""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def small_runs(tmp_path_factory) -> dict[str, Path]:
     """Real finished runs for the comparison, integrity and rerun tests: two identical
     resnet-tiny torch runs ("a", "b") and one with another batch size ("c"), each in four
-    processes, and one in JAX, in one process."""
+    processes, and one in JAX, in one process. Made once per test session, by the first worker
+    that asks (`shared_by_workers`); tests copy them before changing anything."""
+    root = shared_by_workers(tmp_path_factory)
+    made = root / "small_runs.json"
+    with open(root / "small_runs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if made.is_file():
+            return {name: Path(folder) for name, folder in json.loads(made.read_text()).items()}
+        runs = make_small_runs(root)
+        made.write_text(json.dumps({name: str(folder) for name, folder in runs.items()}))
+        return runs
+
+
+def make_small_runs(root: Path) -> dict[str, Path]:
     runs = {}
     for name, framework, batch, repeats in (
         ("a", "torch", 2, 4),  # the kernel's process and three fresh ones, which the figures
@@ -212,7 +217,7 @@ def small_runs(tmp_path_factory) -> dict[str, Path]:
         ("c", "torch", 4, 4),
         ("jax", "jax", 2, 1),
     ):
-        runs_dir = tmp_path_factory.mktemp(f"runs-{name}")
+        runs_dir = root / f"small-runs-{name}"
         done = repro(
             "run",
             "resnet-tiny",
