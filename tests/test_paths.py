@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, repro
 
 from repro import paths
 from repro.driver import cli, integrity, kernels, lessons, wheelhouse
@@ -222,3 +222,16 @@ def test_a_wheelhouse_is_built_aside_so_a_failed_one_leaves_nothing(tmp_path, mo
         assert wheelhouse.build(out, "3.12", None) == out.resolve()
         assert sorted(p.name for p in out.iterdir()) == ["install.sh", "requirements.txt", "wheels"]
     assert [p.name for p in tmp_path.iterdir()] == ["house"]
+
+
+def test_a_kernels_folder_that_cannot_be_made_is_one_line(tmp_path):
+    """REPRO_KERNELS_DIR below a file (as this test process has it: conftest's guard) stops a
+    run that passed every other check with one line, and no run folder (it was a traceback)."""
+    done = repro("run", "resnet-tiny", "-p", "steps=3", "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"repro: cannot build kernels in {os.environ['REPRO_KERNELS_DIR']}: [Errno 20] Not a "
+        f"directory: '{os.environ['REPRO_KERNELS_DIR']}'; set REPRO_KERNELS_DIR to a folder you "
+        "can write, or unset it (default: .kernels in the checkout)"
+    ]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -236,8 +236,15 @@ def built(name: str, lock: Path) -> bool:
 def building(name: str, log=sys.stderr) -> Iterator[None]:
     """Hold .kernels/<name>.lock: one process builds a kernel, any other waits for it."""
     path = kernel_dir(name).with_name(f"{name}.lock")
-    KERNELS.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
+    try:
+        KERNELS.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "w")  # noqa: SIM115 (closed by the `with` below)
+    except OSError as error:
+        raise UserError(
+            f"cannot build kernels in {KERNELS}: {brief(error)}; set REPRO_KERNELS_DIR to a "
+            "folder you can write, or unset it (default: .kernels in the checkout)"
+        ) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
