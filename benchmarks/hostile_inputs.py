@@ -4,13 +4,15 @@ hangs.
 
     .venv/bin/python benchmarks/hostile_inputs.py [--show] [--only CLASS]
 
-Every input runs from the checkout with HOME and TMPDIR in a sandbox, `{m}` naming a folder that
-must stay empty (a value that is code touches a file there), `{r}` a finished run folder and
-`{o}` a folder outside the checkout. REPRO_KERNELS_DIR points below a file, where no kernel can
-be built or found: an input that gets past every check stops at the kernel, with one line,
-instead of starting a run. After each input: no exit 70 and no "Traceback", nothing in `{m}`,
-the checkout (without .git, .venv, .kernels, runs/ and caches) and `{o}` unchanged, and no new
-folder in the runs directories from an input refused as bad (exit 2). A finding prints its input.
+Names and paths go after `--`, as the Makefile passes them (an option typed as an option is the
+user's). Every input runs from the checkout with HOME and TMPDIR in a sandbox; `{m}` names a
+folder that must stay empty (a value that is code touches a file there), `{r}` a finished run
+folder, `{o}` a folder outside the checkout. REPRO_KERNELS_DIR points below a file, where no
+kernel can be built or found: an input that gets past every check stops at the kernel, with one
+line, instead of starting a run. After each input: no exit 70 and no "Traceback", nothing in
+`{m}`, the checkout (without .git, .venv, .kernels, .jupyter, runs/ and caches) and `{o}`
+unchanged, and no new folder in the runs directories from an input refused as bad (exit 2). A
+finding prints its input.
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ from pathlib import Path
 from repro.driver.folders import write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = {".git", ".venv", ".kernels", "runs", ".pytest_cache", ".ruff_cache", "__pycache__"}
+# repro's own places: the kernels, their Jupyter registrations (.jupyter), the runs; and caches
+SKIP = {
+    ".git",
+    ".venv",
+    ".kernels",
+    ".jupyter",
+    "runs",
+    ".pytest_cache",
+    ".ruff_cache",
+    "__pycache__",
+}
 CODE = ["$(touch {m}/dollar)", "`touch {m}/tick`", "x; touch {m}/semicolon", "x\ntouch {m}/nl"]
 OPTIONS = ["--help", "--template={o}/nb.ipynb", "--runs-dir={o}/elsewhere", "--unpinned", "-p"]
 TEXT = ["", " ", "x" * 100_000, "ÅÄÖ", "ßßß", "résnet-50", "\t", "../../../../etc/passwd"]
@@ -72,9 +84,11 @@ def inputs(sandbox: Path) -> list[tuple[str, list[str], dict]]:
     found = [("param", [*run, "-p", f"{p}={v}"], {}) for p in PARAMS for v in NUMBERS + CODE]
     found += [("param", [*run, "-p", v], {}) for v in hostile + ["=5", "steps", "steps=5=5"]]
     for command in ("run", "lesson", "verify", "rerun", "bundle", "data", "sweep"):
-        found += [("name", ["repro", command, v, "--runs-dir", "{s}/runs"], {}) for v in hostile]
-    for command in ("compare", "history"):
-        found += [("name", ["repro", command, "{r}", v, "--no-report"], {}) for v in hostile]
+        found += [
+            ("name", ["repro", command, "--runs-dir", "{s}/runs", "--", v], {}) for v in hostile
+        ]
+    for command in (["compare", "--no-report"], ["history", "--runs-dir", "{s}/runs"]):
+        found += [("name", ["repro", *command, "--", "{r}", v], {}) for v in hostile]
     found += [("name", ["repro", "kernels", "--rebuild", v], {}) for v in hostile + ["..", "."]]
     found += [("name", ["repro", "lock", v], {}) for v in hostile + ["../kernelspecs/torch-cpu"]]
     for option in ("--out", "--have"):
@@ -190,6 +204,8 @@ def main() -> int:
             if found:
                 counts[what] += 1
                 line = said.strip().splitlines()[-1][:200] if said.strip() else ""
+                if what == "writes":  # which files
+                    line += f" {sorted(set(after[0].items()) ^ set(before[0].items()))[:3]}"
                 print(f"{what.upper()} [{kind}] {shown} {extra}: rc={rc}: {line}", flush=True)
         if args.show:
             print(f"  rc={rc} [{kind}] {shown[:100]}: {said.strip()[:120]!r}", flush=True)

@@ -179,6 +179,8 @@ ROWS = [
     ([*RUN, "--kernel", "torch-rocm"], "unknown kernel 'torch-rocm' for torch"),
     ([*RUN, "--template", "{d}/notes.txt"], "cannot read template {d}/notes.txt as a notebook"),
     ([*RUN, "--template", "{d}/missing.ipynb"], "template not found"),
+    (["repro", "verify", "--", "x" * 5000], "a name or path given is too long: 'xxx"),
+    (["repro", "rerun", "--", "x" * 300], "a name or path given is too long: 'xxx"),
     ([*RUN, "--template", "{d}/no-cells.ipynb"], "template {d}/no-cells.ipynb has no code to run"),
     ([*RUN, "--runs-dir", "{d}/notes.txt"], "{d}/notes.txt is a file; choose another"),
     ([*RUN, "--runs-dir", "{d}/notes.txt/runs"], "{d}/notes.txt is a file"),

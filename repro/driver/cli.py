@@ -5,6 +5,7 @@ so (exit 70)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 import sys
 import traceback
@@ -557,6 +558,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repro: {str(stop) or 'interrupted'}", file=sys.stderr)  # errors.Terminated: 143
         return getattr(stop, "exit_code", INTERRUPTED)
     except Exception as error:  # not the user's fault: keep the traceback for the bug report
+        if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:  # a name given
+            print(
+                f"repro: a name or path given is too long: {quoted(error.filename)}",
+                file=sys.stderr,
+            )
+            return UserError.exit_code
         traceback.print_exc()
         print(
             "repro: internal error (a bug in repro, please report it with the traceback above): "
