@@ -194,7 +194,7 @@ def test_rerun_parameters_are_validated_as_for_a_fresh_run(small_runs, tmp_path,
 
 def test_a_rerun_far_longer_than_a_default_run_asks_first():
     metrics = json.loads((FIXTURES / "records" / "metrics.json").read_text())
-    original = records.Metrics.from_json(metrics, "metrics.json")  # 2.76 ms a step
+    original = records.Metrics.from_json(metrics, "metrics.json")  # headline: 2.75 ms a step
     for asked in ({}, {"steps": "2000"}, {"steps": "100000", "repeats": "1"}):  # 4 s, 22 s, 5 min
         rerun.affordable(plan.resolve("resnet-tiny", "torch", asked), original)
     costly = plan.resolve("resnet-tiny", "torch", {"steps": "100000", "repeats": "100"})
@@ -202,7 +202,7 @@ def test_a_rerun_far_longer_than_a_default_run_asks_first():
         rerun.affordable(costly, original)
     assert str(asking.value).startswith(
         "this rerun would measure for about 7.7 h (repeats=100, steps=100000, min_time=1.0 at the "
-        "original's 2.76 ms a step), "
+        "original's 2.75 ms a step), "
     )
     assert str(asking.value).endswith("rerun with --yes to run it anyway")
 
