@@ -106,7 +106,8 @@ def main() -> int:
         seconds.append(time.perf_counter() - start)
         if done.returncode:
             sys.exit(done.stderr[-2000:])
-        folder = Path(done.stdout.strip().rsplit(" -> ", 1)[1])
+        [folder] = [Path(line.split(": ", 1)[1]) for line in done.stdout.splitlines()
+                    if line.strip().startswith("folder: ")]  # fmt: skip
         said = metrics_of(folder).rerun
         unchanged[said["class"]] += 1
         print(f"rerun {i + 1}: {said['verdict']}", flush=True)

@@ -80,8 +80,7 @@ def brief(error: BaseException | str, limit: int = 200) -> str:
     """An exception (or message) as one short line for the user: its first non-empty line."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else lines[0] if lines else ""
-    text = text or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(text or type(error).__name__, limit)
 
 
 # Names people type for a framework or parameter that difflib would not find (tf: tensorflow).
