@@ -29,6 +29,12 @@ from scipy import stats
 MARGIN = 0.10  # a rerun within ±10% of the original counts as the same (CPU processes: 2-16% CV)
 ADVISED = 3  # processes per run to start from when there is no spread to plan with
 MOST = 50  # advice beyond this is "more than 50"
+# Two runs of one setup on one quiet machine differ by more than their processes' spread says:
+# what their processes share (the host's state over minutes) moves every process of a run
+# together. RUN_NOISE is that between-run noise (a CV per run, measured by
+# benchmarks/rerun_verdicts.py: unchanged reruns' centres scatter beyond what their processes
+# predict); every comparison of two runs adds it to the processes' own noise (`shift`).
+RUN_NOISE = 0.03
 ALPHA = 0.05  # significance level of a comparison's test (Welch's t, Mann-Whitney U)
 
 
@@ -192,22 +198,28 @@ def spread(samples: dict) -> dict:
     }
 
 
-def needed(sd: float, room: float, confidence: float, have: int) -> int:
+def needed(sd: float, room: float, confidence: float, have: int, tau: float = 0.0) -> int:
     """The fewest processes per run, more than `have`, for which a two-sample t interval at
-    `confidence` with log-scale spread `sd` is narrower than `room` on each side; MOST + 1 if
-    none up to MOST is."""
+    `confidence` with log-scale spread `sd` between processes and `tau` between runs is narrower
+    than `room` on each side; MOST + 1 if none up to MOST is (or, with `tau`, none can be)."""
     for n in range(max(have + 1, ADVISED), MOST + 1):
-        if room > 0 and stats.t.ppf(0.5 + confidence / 2, 2 * n - 2) * sd * (2 / n) ** 0.5 < room:
+        t = stats.t.ppf(0.5 + confidence / 2, 2 * n - 2)
+        if room > 0 and t * math.sqrt(2 * sd**2 / n + 2 * tau**2) < room:
             return n
     return MOST + 1
 
 
-def shift(base: list[float], new: list[float], margin: float = MARGIN) -> dict:
-    """`new` against `base` (per-process values, e.g. median step times): ratio of geometric
-    means, its 90% and 95% CIs (Welch on logs), and the verdict class with its words."""
+def shift(
+    base: list[float], new: list[float], margin: float = MARGIN, run_noise: float = RUN_NOISE
+) -> dict:
+    """`new` against `base` (per-process values of two runs, e.g. median step times): ratio of
+    geometric means, its 90% and 95% CIs (Welch on logs, widened by `run_noise` per run: the
+    noise between runs that no run's processes see), and the verdict class with its words. Only
+    a shift beyond the margin, and beyond what both noises explain, is "changed"."""
     a, b = np.log(base), np.log(new)
     d = float(b.mean() - a.mean())
     out = {"ratio": math.exp(d), "margin": margin, "processes": [len(a), len(b)]}
+    out["run_noise"] = run_noise
     if min(len(a), len(b)) < 2:
         return {
             **out,
@@ -219,8 +231,10 @@ def shift(base: list[float], new: list[float], margin: float = MARGIN) -> dict:
             f"noise from a change; measure with repeats={ADVISED} or more",
         }
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else 1e9
+    tau = math.log1p(run_noise)
+    se = math.sqrt(va + vb + 2 * tau**2)  # each run's centre also moves by tau
+    within = va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)  # Welch-Satterthwaite; tau is known
+    df = (va + vb + 2 * tau**2) ** 2 / within if within > 0 else 1e9
     ci90 = [math.exp(d + s * stats.t.ppf(0.95, df) * se) for s in (-1, 1)]
     ci95 = [math.exp(d + s * stats.t.ppf(0.975, df) * se) for s in (-1, 1)]
     low, high = math.log1p(-margin) if margin < 1 else -math.inf, math.log1p(margin)
@@ -237,10 +251,19 @@ def shift(base: list[float], new: list[float], margin: float = MARGIN) -> dict:
         return {**out, "kind": "changed", "needed": None, "words": words}
     inside = abs(d) < high  # then more processes could show equivalence; else a change
     have = min(len(a), len(b))
-    n = needed(sd, high - abs(d), 0.90, have) if inside else needed(sd, abs(d), 0.95, have)
-    advice = f"about {n} processes per run" if n <= MOST else f"more than {MOST} processes per run"
+    room, confidence = (high - abs(d), 0.90) if inside else (abs(d), 0.95)
+    n = needed(sd, room, confidence, have, tau)
+    if n <= MOST:
+        advice = f"measure with about {n} processes per run"
+    elif needed(0.0, room, confidence, MOST - 1, tau) > MOST:  # runs' own noise: no n decides
+        advice = (
+            f"two runs on one machine differ by about ±{run_noise:.0%} beyond their processes' "
+            "spread, which more processes do not narrow"
+        )
+    else:
+        advice = f"measure with more than {MOST} processes per run"
     words = f"inconclusive: ratio {out['ratio']:.3f} (95% CI {ci95[0]:.3f}–{ci95[1]:.3f}) "
-    words += f"cannot be placed inside or outside ±{margin:.0%}; measure with {advice}"
+    words += f"cannot be placed inside or outside ±{margin:.0%}; {advice}"
     return {**out, "kind": "inconclusive", "needed": n, "words": words}
 
 

@@ -339,7 +339,9 @@ def markdown(result: dict) -> str:
     if shift["ci90"]:
         how += (
             f", 90% CI {shift['ci90'][0]:.3f}–{shift['ci90'][1]:.3f} (the equivalence test at "
-            f"±{result['tolerance']:.0%}), 95% CI {shift['ci95'][0]:.3f}–{shift['ci95'][1]:.3f}"
+            f"±{result['tolerance']:.0%}), 95% CI {shift['ci95'][0]:.3f}–{shift['ci95'][1]:.3f}, "
+            f"each run's centre taken to move ±{shift['run_noise']:.0%} between runs beyond its "
+            'processes\' spread (README, "How a rerun is judged")'
         )
     lines = [
         f"**Verdict: {_md_value(result['verdict'])}**",
