@@ -85,7 +85,9 @@ def inputs(config: dict, task: str, cfg: HFConfig) -> dict:
             )
         return value
 
-    labels = len(config.get("id2label") or {}) or None
+    labels = cfg.num_classes or len(config.get("id2label") or {}) or None
+    if labels is None and task != "causal-lm":
+        raise SourceError("the model's config has no id2label: set num_classes in the spec")
     if task == "image-classification":
         size = field("image_size", "image_size")
         if isinstance(size, list | tuple):  # (height, width): repro's images are square
@@ -93,8 +95,7 @@ def inputs(config: dict, task: str, cfg: HFConfig) -> dict:
                 raise SourceError(f"the model's images are {size}: set a square image_size")
             size = size[0]
         channels = field("in_channels", "num_channels")
-        classes = cfg.num_classes or labels
-        return {"image_size": size, "in_channels": channels, "num_classes": classes}
+        return {"image_size": size, "in_channels": channels, "num_classes": labels}
     vocab = field("vocab_size", "vocab_size")
     positions = next((config[k] for k in POSITIONS if config.get(k)), None)
     length = cfg.sequence_length or (min(SEQUENCE, positions) if positions else None)
@@ -104,5 +105,5 @@ def inputs(config: dict, task: str, cfg: HFConfig) -> dict:
         raise SourceError(
             f"sequence_length {length} exceeds the model's {positions} positions; set a smaller one"
         )
-    classes = None if task == "causal-lm" else (cfg.num_classes or labels)  # causal: tokens
+    classes = None if task == "causal-lm" else labels  # a causal LM's labels are tokens
     return {"vocab_size": vocab, "sequence_length": length, "num_classes": classes}

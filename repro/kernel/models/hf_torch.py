@@ -69,7 +69,16 @@ def load(cfg: HFConfig, config, task: str) -> nn.Module:
 
 def resolve(cfg: HFConfig) -> dict:
     """The config with the task, input shape, parameter count and pins filled in: the hub
-    commit read, or the sha256 of a local directory's files (which must be those recorded)."""
+    commit read, or the sha256 of a local directory's files (which must be those recorded).
+    What transformers cannot find (no such model or revision, no network, no weights) is a
+    SourceError: its first line."""
+    try:
+        return resolved(cfg)
+    except OSError as error:
+        raise SourceError(f"{cfg.ref}: {str(error).strip()}") from None
+
+
+def resolved(cfg: HFConfig) -> dict:
     config = model_config(cfg)
     task = task_of(config.architectures, cfg.task)
     pins = {"revision": getattr(config, "_commit_hash", None) or cfg.revision}

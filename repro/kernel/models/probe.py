@@ -24,8 +24,8 @@ def main() -> int:
     try:
         with contextlib.redirect_stdout(sys.stderr):
             config = models.native(model["arch"], framework).resolve(models.config(model))
-    except SourceError as error:
-        print(error, file=sys.stderr)
+    except SourceError as error:  # its first line: the driver shows the last line it gets
+        print(str(error).strip().splitlines()[0], file=sys.stderr)
         return 2
     json.dump({"config": config}, sys.stdout)
     return 0
