@@ -35,8 +35,10 @@ PYTHON ?= python3
 VENV := .venv
 # Whether FRAMEWORK was given (before its default): a lesson's default framework is its own.
 FRAMEWORK_GIVEN := $(if $(filter undefined,$(origin FRAMEWORK)),,1)
-# Whether WORKLOAD was given: with MODEL= (your own model) none is, unless both are (an error).
+# Whether WORKLOAD and MODEL were given: MODEL= (your own model) takes the place of WORKLOAD's
+# default; both given is repro's error, and an empty MODEL= reaches repro as an empty argument.
 WORKLOAD_GIVEN := $(if $(filter undefined,$(origin WORKLOAD)),,1)
+MODEL_GIVEN := $(if $(filter undefined,$(origin MODEL)),,1)
 WORKLOAD ?= resnet-50
 FRAMEWORK ?= torch
 SWEEP ?= sweeps/frameworks-small.yaml
@@ -96,8 +98,8 @@ run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on 
 	$(REPRO) run --framework="$$FRAMEWORK" --params="$$PARAMS" \
 		$(if $(KERNEL),--kernel="$$KERNEL") $(if $(RUNS_DIR),--runs-dir="$$RUNS_DIR") \
 		$(if $(call on,UNPINNED),--unpinned) $(if $(call on,ALLOW_DRIFT),--allow-drift) \
-		$(if $(call on,FORCE_MEMORY),--force-memory) $(if $(MODEL),--model="$$MODEL") \
-		-- $(if $(or $(WORKLOAD_GIVEN),$(if $(MODEL),,1)),"$$WORKLOAD")
+		$(if $(call on,FORCE_MEMORY),--force-memory) $(if $(MODEL_GIVEN),--model="$$MODEL") \
+		-- $(if $(or $(WORKLOAD_GIVEN),$(if $(MODEL_GIVEN),,1)),"$$WORKLOAD")
 
 lesson: venv ## Run a lesson (a benchmarking pitfall, measured here): make lesson NAME=async-dispatch [FRAMEWORK=jax]; no NAME: list them
 	$(REPRO) lesson $(if $(FRAMEWORK_GIVEN),--framework="$$FRAMEWORK") --params="$$PARAMS" \

@@ -296,6 +296,8 @@ ROWS = [
     (["repro", "run", "{d}/no-task.yaml"], "unknown task 'auto'; choose one of"),
     (["repro", "run", "{d}/missing.yaml"], "missing.yaml"),
     (["make", "run", "MODEL=hf:{d}/empty-folder"], "empty-folder holds no config.json"),
+    (["make", "run", "MODEL="], "MODEL: must not be empty"),
+    (["make", "run", "MODEL=hf:a/b", "WORKLOAD=bert-mini"], "give a workload or MODEL, not both"),
 ]
 
 
