@@ -106,14 +106,17 @@ def resolve(spec: dict, framework: str, python: str, code: Path) -> dict:
     """`spec` with its model resolved by the probe in the kernel's interpreter: the task, input
     shape, parameter count and pins filled in. A problem with the model is one UserError; where
     the model's own code or library raised, its traceback goes to a log file the line names."""
-    done = subprocess.run(
+    arch, config = spec["model"]["arch"], spec["model"]["config"]
+    if arch == "hf" and Path(config["ref"]).is_dir():  # the probe runs in `code`, not here
+        config = {**config, "ref": str(Path(config["ref"]).resolve())}
+    done = subprocess.run(  # in `code`: `-m` imports the repro of the folder it runs in
         [python, "-m", "repro.kernel.models.probe", framework],
-        input=json.dumps(spec["model"]),
+        input=json.dumps({"arch": arch, "config": config}),
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(code)},
+        cwd=code,
     )
-    arch = spec["model"]["arch"]
     if done.returncode == 2:
         raise UserError(f"{arch}: {brief(done.stderr.strip().splitlines()[-1])}")
     if done.returncode != 0:

@@ -139,7 +139,11 @@ def model_summary(
     }
     if source:  # what pins the user's model: where it came from, the versions, the hashes
         info["source"] = {**model["config"], **models.native(model["arch"], fw.name).describe(cfg)}
-        rows.update({f"source: {k}": v for k, v in info["source"].items() if v is not None})
+        for key, value in info["source"].items():  # a dict: the files' sha256s, by name
+            if isinstance(value, dict):
+                value = ", ".join(f"{name} {sha}" for name, sha in value.items())
+            if value is not None:
+                rows[f"source: {key}"] = value
     if hasattr(cfg, "activation"):  # a config default the spec may leave out
         info["activation"] = rows["activation"] = cfg.activation
     if models.has_attention(model["arch"]):

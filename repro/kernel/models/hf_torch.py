@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import warnings
 from pathlib import Path
 
 import torch
-import transformers
 from torch import nn
+
+with warnings.catch_warnings():  # tqdm's note that a notebook kernel has no ipywidgets
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    import transformers
 
 from repro.kernel.models.hf import HFConfig, inputs, task_of
 from repro.kernel.models.source import SourceError

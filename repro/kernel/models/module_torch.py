@@ -79,9 +79,8 @@ def resolve(cfg: ModuleConfig) -> dict:
     model, example = call(cfg)
     inputs = shape(cfg, example)
     images = "image_size" in inputs
-    probe = ModuleConfig(
-        **{**vars(cfg), **inputs, "task": "image-classification" if images else "causal-lm"}
-    )
+    task = "image-classification" if images else "causal-lm"  # for one sample's inputs
+    probe = ModuleConfig(**{**vars(cfg), **inputs, "task": task, "num_classes": 1})
     sample = torch.from_numpy(models.synthetic_batch(probe, 1, 0)[0])
     with torch.no_grad():
         out = model.eval()(sample.permute(0, 3, 1, 2) if images else sample)
