@@ -6,6 +6,7 @@ The parse and validation errors are rows of tests/test_bad_input.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import SMALL, in_kernel, read_metrics, repro, run_folders
@@ -128,6 +129,14 @@ def test_an_hf_config_alone_trains_with_random_weights(hf_models, runs_dir):
 
 @pytest.mark.kernel
 def test_a_module_travels_with_the_report_and_reruns_only_when_trusted(tmp_path, runs_dir):
+    (tmp_path / "broken.py").write_text("def build():\n    return 1 / 0\n")
+    broken = f"module:{tmp_path / 'broken.py'}:build"
+    broken = repro("run", "--model", broken, *SMALL, "--runs-dir", str(runs_dir))
+    [line] = broken.stderr.strip().splitlines()  # before anything is made: no run folder
+    assert broken.returncode == 2 and "ZeroDivisionError: division by zero" in line
+    log = line.rsplit("(traceback in ", 1)[1].rstrip(")")
+    assert 'broken.py", line 2, in build' in Path(log).read_text() and not runs_dir.exists()
+
     (tmp_path / "tiny_net.py").write_text(MODULE)
     model = f"module:{tmp_path / 'tiny_net.py'}:build"
     done = repro("run", "--model", model, *SMALL, "--runs-dir", str(runs_dir))
