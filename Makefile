@@ -7,7 +7,7 @@ override GIVEN := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin 
 # "$$NAME", so no value is pasted into a shell command; recipes give options as --opt="$$NAME"
 # and positional values after `--`, so no value is an option. An empty WORKLOAD= or FRAMEWORK=
 # reaches repro as an empty argument: an error, not the default.
-override USER_VARS := WORKLOAD FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR \
+override USER_VARS := WORKLOAD MODEL FRAMEWORK PARAMS KERNEL UNPINNED ALLOW_DRIFT FORCE_MEMORY RUNS_DIR \
 	REBUILD RUNS FAIL_IF_SLOWER ALLOW_MIXED REPORT TRUST TOLERANCE RUN HAVE SWEEP ADDRESS RETRIES \
 	DEST UPGRADE NAME BY THRESHOLD PORT IP TOKEN YES
 # yes/no settings: on with 1, true or yes; off with 0, false, no or empty (any case)
@@ -35,6 +35,10 @@ PYTHON ?= python3
 VENV := .venv
 # Whether FRAMEWORK was given (before its default): a lesson's default framework is its own.
 FRAMEWORK_GIVEN := $(if $(filter undefined,$(origin FRAMEWORK)),,1)
+# Whether WORKLOAD and MODEL were given: MODEL= (your own model) takes the place of WORKLOAD's
+# default; both given is repro's error, and an empty MODEL= reaches repro as an empty argument.
+WORKLOAD_GIVEN := $(if $(filter undefined,$(origin WORKLOAD)),,1)
+MODEL_GIVEN := $(if $(filter undefined,$(origin MODEL)),,1)
 WORKLOAD ?= resnet-50
 FRAMEWORK ?= torch
 SWEEP ?= sweeps/frameworks-small.yaml
@@ -90,11 +94,12 @@ $(VENV)/.data: $(VENV)/.installed
 
 venv: $(VENV)/.installed ## Create the project's own environment (driver: papermill, nbconvert, uv)
 
-run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on first use)
+run: venv ## Run a workload notebook in its pinned kernel (builds the kernel on first use); MODEL=hf:DIR or MODEL=module:FILE.py:FUNCTION runs your own model
 	$(REPRO) run --framework="$$FRAMEWORK" --params="$$PARAMS" \
 		$(if $(KERNEL),--kernel="$$KERNEL") $(if $(RUNS_DIR),--runs-dir="$$RUNS_DIR") \
 		$(if $(call on,UNPINNED),--unpinned) $(if $(call on,ALLOW_DRIFT),--allow-drift) \
-		$(if $(call on,FORCE_MEMORY),--force-memory) -- "$$WORKLOAD"
+		$(if $(call on,FORCE_MEMORY),--force-memory) $(if $(MODEL_GIVEN),--model="$$MODEL") \
+		-- $(if $(or $(WORKLOAD_GIVEN),$(if $(MODEL_GIVEN),,1)),"$$WORKLOAD")
 
 lesson: venv ## Run a lesson (a benchmarking pitfall, measured here): make lesson NAME=async-dispatch [FRAMEWORK=jax]; no NAME: list them
 	$(REPRO) lesson $(if $(FRAMEWORK_GIVEN),--framework="$$FRAMEWORK") --params="$$PARAMS" \

@@ -95,6 +95,16 @@ def bad(tmp_path_factory) -> Path:
     workloads(d / "wl-twice", {"a.yaml": tiny, "b.yaml": tiny})
     workloads(d / "wl-bad-batch", {"a.yaml": re.sub(r"batch_size: \d+", "batch_size: two", tiny)})
     workloads(d / "wl-not-a-mapping", {"a.yaml": "- just\n- a list\n"})
+    (d / "model-syntax.py").write_text("def build(:\n")  # model sources (repro.driver.sources)
+    (d / "model.py").write_text("def build():\n    raise NotImplementedError\n")
+    (d / "model spaced.py").write_text("def build():\n    pass\n")
+    source = "name: mine\ntask: {task}\npreset: user\nmodel: {model}\nbatch_size: 1\n"
+    source += "sequence_length: null\nprecision: fp32\nmode: inference\n"
+    spec = source.format(task="auto", model=f"{{source: 'module:{d}/model.py:build'}}")
+    (d / "mine.yaml").write_text(spec)
+    spec = source.format(task="causal-lm", model="{source: 'hf:a/b', task: image-classification}")
+    (d / "two-tasks.yaml").write_text(spec)
+    (d / "no-task.yaml").write_text(source.format(task="auto", model="{arch: resnet}"))
     return d
 
 
@@ -268,6 +278,26 @@ ROWS = [
     (["make", "history", "RUNS={d}", "BY=size;touch {d}/pwned"], "BY takes one of time,"),
     (["make", "history", "RUNS={d}", "THRESHOLD=5%;touch {d}/pwned"], "THRESHOLD takes a"),
     (["make", "history", "RUNS={d}", "BY=$(shell touch {d}/pwned)"], "BY takes one of time,"),
+    # a user's model (repro.driver.sources): every row stops before a kernel starts
+    (["repro", "run", "--model", "keras:x"], "--model: source must be hf:<hub id or local"),
+    (["repro", "run", "--model", "module:{d}/model.py"], "source must be hf:<hub id or"),
+    (["repro", "run", "--model", "module:{d}/nope.py:build"], "module: '{d}/nope.py' is not a"),
+    (["repro", "run", "--model", "module:{d}/model-syntax.py:build"], "model-syntax.py does not"),
+    (["repro", "run", "--model", "module:{d}/model.py:make"], "defines no function make (its"),
+    (["repro", "run", "--model", "module:{d}/model spaced.py:build"], "not a plain file name"),
+    (["repro", "run", "--model", "hf:{d}/empty-folder"], "empty-folder holds no config.json"),
+    (["repro", "run", "--model", "hf:../a b"], "is neither a directory here nor a hub id"),
+    (["repro", "run", "--model", "hf:a/b", "-f", "jax"], "models run in torch in repro, not jax"),
+    (["repro", "run", "bert-mini", "--model", "hf:a/b"], "give a workload or --model, not both"),
+    (["repro", "run", "--model", "hf:a/b", "-p", "runtime=onnxruntime"], "use runtime=native"),
+    (["repro", "run", "--model", "hf:a/b", "-p", "mode=generate"], "mode=generate is for causal"),
+    (["repro", "run", "{d}/mine.yaml", "-f", "tensorflow"], "module: models run in torch in"),
+    (["repro", "run", "{d}/two-tasks.yaml"], "task is causal-lm, but model's is image-class"),
+    (["repro", "run", "{d}/no-task.yaml"], "unknown task 'auto'; choose one of"),
+    (["repro", "run", "{d}/missing.yaml"], "missing.yaml"),
+    (["make", "run", "MODEL=hf:{d}/empty-folder"], "empty-folder holds no config.json"),
+    (["make", "run", "MODEL="], "MODEL: must not be empty"),
+    (["make", "run", "MODEL=hf:a/b", "WORKLOAD=bert-mini"], "give a workload or MODEL, not both"),
 ]
 
 

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from repro import paths
 from repro.bounds import number
-from repro.driver import datasets, kernels, plan
+from repro.driver import datasets, kernels, plan, sources
 from repro.driver.talk import talking
 from repro.errors import (
     INTERNAL,
@@ -71,10 +71,11 @@ def workload_table() -> str:
 
     lines = [f"{'workload':<15} {'task':<24} {'preset':<6} {'parameters':>15}  seq"]
     for name, spec in plan.workloads().items():
-        params = models.config(spec["model"]).num_params()
+        params = models.config(spec["model"]).num_params()  # a source's: known once resolved
+        params = f"{params:,}" if params else "-"
         seq = spec.get("sequence_length") or "-"
         lines.append(
-            f"{name:<15} {spec['task']:<24} {spec.get('preset', '?'):<6} {params:>15,}  {seq}"
+            f"{name:<15} {spec['task']:<24} {spec.get('preset', '?'):<6} {params:>15}  {seq}"
         )
     return "\n".join(lines)
 
@@ -190,7 +191,21 @@ def parser() -> argparse.ArgumentParser:
         epilog=_params_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("workload", nargs="?", default=plan.DEFAULT_WORKLOAD, type=given)
+    run.add_argument(
+        "workload",
+        nargs="?",
+        type=given,
+        help="a workload (`repro list`) or a workload file (.yaml); "
+        f"default {plan.DEFAULT_WORKLOAD}",
+    )
+    run.add_argument(
+        "--model",
+        type=given,
+        metavar="SOURCE",
+        help="your own model instead of a workload: hf:<hub id or directory> (transformers) or "
+        "module:<file.py>:<function> (your code returning a torch model); batch_size 1, fp32, "
+        "inference unless -p says otherwise",
+    )
     run.add_argument(
         "-f",
         "--framework",
@@ -421,8 +436,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(
                     f"--python applies to --unpinned runs only; add {option('--unpinned', True)}"
                 )
+            spec = None
+            if args.model:  # the user's model: a workload spec of its own
+                if args.workload:
+                    raise UserError(
+                        f"give a workload or {option('--model')}, not both ({args.workload})"
+                    )
+                spec = plan.check_spec(sources.spec_for(args.model), option("--model"))
             request = plan.resolve(
-                args.workload,
+                spec["name"] if spec else args.workload or plan.DEFAULT_WORKLOAD,
                 args.framework,
                 plan.parse_assignments([*args.param, *args.params.split()]),
                 kernel=args.kernel,
@@ -430,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                 allow_drift=args.allow_drift,
                 template=args.template,
                 runs_dir=paths.runs_dir(args.runs_dir),
+                spec=spec,
             )
             from repro.driver.closing import answering
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro.bounds import check_environment, number, read_yaml, text
-from repro.driver import accuracy, kernels
+from repro.driver import accuracy, kernels, sources
 from repro.driver.accuracy import TRAIN_TO_ACCURACY
 from repro.errors import UserError, brief, option, quoted, unknown
 from repro.kernel import generation, models, runtimes
@@ -26,6 +26,7 @@ from repro.kernel.frameworks import (
     parallel_batches,
 )
 from repro.kernel.loadgen import APPLIES, SCENARIOS
+from repro.kernel.models.source import is_source, normalise
 from repro.kernel.runtimes import RUNTIMES
 from repro.paths import KERNELSPECS, ROOT, RUNS, WORKLOADS
 
@@ -413,10 +414,21 @@ def check_spec(spec, where: str) -> dict:
     missing = [key for key in SPEC_KEYS if key not in spec]
     if missing:
         raise UserError(f"{where} lacks {', '.join(missing)}")
-    if spec["task"] not in TASK_TEMPLATES:
+    try:
+        spec = {**spec, "model": normalise(spec["model"])}  # a source: {arch, config} too
+    except ValueError as error:
+        raise UserError(f"{where}: model: {brief(error)}") from None
+    source = is_source(spec["model"].get("arch") if isinstance(spec["model"], dict) else None)
+    if spec["task"] not in TASK_TEMPLATES and not (source and spec["task"] == "auto"):
         raise UserError(
             f"{where}: unknown task {spec['task']!r}; choose one of: {', '.join(TASK_TEMPLATES)}"
+            + (" (or auto: the model's own)" if source else "")
         )
+    if source and spec["task"] != "auto":  # the model's config carries the task it runs
+        config = spec["model"].get("config", {})
+        if config.get("task", spec["task"]) != spec["task"]:
+            raise UserError(f"{where}: task is {spec['task']}, but model's is {config['task']}")
+        spec["model"] = {**spec["model"], "config": {**config, "task": spec["task"]}}
     for name, param in PARAMS.items():
         if param.default is not None or (name == "sequence_length" and spec[name] is None):
             continue  # not set by workloads; null: not a sequence workload
@@ -437,9 +449,12 @@ EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outpu
 MXNET_EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs_in_mxnet"
 
 
-def equivalence(spec: dict) -> dict:
-    """How sameness across frameworks is proven for this workload's architecture."""
+def equivalence(spec: dict) -> dict | None:
+    """How sameness across frameworks is proven for this workload's architecture (None for a
+    source's model, which runs in one framework)."""
     arch = spec["model"]["arch"]
+    if is_source(arch):
+        return None
     both = ", with fused and explicit attention alike" if models.has_attention(arch) else ""
     small = [
         n for n, s in workloads().items() if s["model"]["arch"] == arch and s["preset"] == "small"
@@ -727,11 +742,17 @@ def resolve(
     template: str | None = None,
     runs_dir: str | Path | None = None,
     spec: dict | None = None,
+    code: Path | None = None,
 ) -> RunPlan:
     """Validate the request and return the plan, or raise UserError naming the valid choices.
 
-    `spec` is a workload spec to use instead of repro/workloads/<workload>.yaml (a rerun's)."""
+    `workload` is a name in repro/workloads/ or the path of a workload file (.yaml); `spec` is
+    a workload spec to use instead (a rerun's, or `--model`'s); `code` the library the kernel
+    runs where it is not this checkout's (a rerun's)."""
     check_environment()  # a bad REPRO_* variable stops the run before its folder exists
+    if spec is None and workload.endswith((".yaml", ".yml")):  # the user's own workload file
+        spec = load_workload(Path(workload))
+        workload = spec["name"]
     specs = workloads() if spec is None else {workload: spec}
     wrong = [  # both named in one line: `repro run resnet50 -f pytorch`
         unknown("workload", workload, list(specs)) if workload not in specs else "",
@@ -800,12 +821,21 @@ def resolve(
                 f"unknown kernel {kernel_name!r} for {framework}; "
                 f"choose one of: {', '.join(choices)}"
             )
-    if spec["sequence_length"] is None and params and "sequence_length" in params:
+    source = is_source(spec["model"]["arch"])  # its sequence_length: known once resolved
+    if spec["sequence_length"] is None and params and "sequence_length" in params and not source:
         raise UserError(f"sequence_length applies to sequence workloads only, not {workload!r}")
     try:
         models.config(effective_model(spec, resolved["sequence_length"]))
     except ValueError as error:  # e.g. a sequence_length beyond the model's positions
         raise UserError(f"{workload} cannot run with these parameters: {brief(error)}") from None
+    if source:  # the user's model: checked here, then resolved in the kernel's interpreter
+        sources.check(spec, framework, resolved, carried=code is not None)
+        if code is None and spec["model"]["arch"] == "module":
+            code = sources.carry(spec)  # the user's file travels with the code
+        python = unpinned_python or str(kernels.ensure(kernel_name).python)
+        model = effective_model(spec, resolved["sequence_length"])
+        spec = sources.resolve({**spec, "model": model}, framework, python, code or ROOT)
+        resolved["sequence_length"] = spec["sequence_length"]
     from repro.driver import templates  # nbformat: only once the rest is valid
     from repro.driver.integrity import read_notebook
 
@@ -831,4 +861,5 @@ def resolve(
         allow_drift=allow_drift,
         runs_dir=Path(runs_dir) if runs_dir else RUNS,
         template_file=Path(template).resolve() if template else None,
+        code=code or ROOT,
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from repro.driver.run import Addendum, Result, run
 from repro.errors import LINE_LIMIT, ReproError, UserError, cut, cut_lines, option
 from repro.kernel.verdict import TOLERANCE
 from repro.lockfile import render
-from repro.paths import KERNELS, ROOT
+from repro.paths import ROOT
 from repro.records import Metrics
 
 
@@ -77,14 +76,9 @@ def same_as_checkout(report: untrusted.Report, trust: bool, log) -> untrusted.Di
 def report_code(code: dict) -> Path:
     """The PYTHONPATH folder of the report's own library, trusted by the gate, extracted under
     .kernels/code/<code id>/ (once per distinct code)."""
-    folder = KERNELS / "code" / snapshot.code_id(code)
-    if not folder.is_dir():
-        KERNELS.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=KERNELS) as tmp:
-            snapshot.extract(code, Path(tmp))
-            folder.parent.mkdir(exist_ok=True)
-            shutil.move(tmp, folder)
-    return folder
+    return snapshot.code_folder(
+        snapshot.unarchive(code["library"]["archive"]), snapshot.code_id(code)
+    )
 
 
 DECIDES = {  # mode: what decides its verdict (repro.kernel.verdict.deciding)
@@ -219,6 +213,7 @@ def rerun(
             template=str(template),
             runs_dir=runs_dir,
             spec=report.workload,
+            code=code if differs.code else None,
         )
         request = dataclasses.replace(request, lock=lock, code=code)
         if not yes:

@@ -106,7 +106,7 @@ def steps(plan: RunPlan, argv: list[str] | None, log: Talk, addendum: Addendum) 
         "drift_allowed": bool(plan.allow_drift),
         **snapshot.hashes(code),  # template path and sha256, library sha256
         "git": git_state()
-        if plan.code == ROOT
+        if plan.code == ROOT or "rerun_of" not in addendum.context  # or a user's file beside it
         else {"commit": None, "dirty": None, "reason": "ran the code a report carried"},
         "equivalence": equivalence(plan.workload),
         "command": argv,

@@ -16,12 +16,14 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import tarfile
+import tempfile
 import zlib
 from pathlib import Path
 
 from repro.driver.templates import Template
-from repro.paths import ROOT
+from repro.paths import KERNELS, ROOT
 
 SKIP = ("__pycache__", ".pyc")
 
@@ -108,13 +110,20 @@ def code_id(snapshot: dict) -> str:
     return hashlib.sha256(both.encode()).hexdigest()[:12]
 
 
-def extract(snapshot: dict, into: Path) -> Path:
-    """Write the snapshot's library under `into` (a directory to put on PYTHONPATH)."""
-    for path, content in unarchive(snapshot["library"]["archive"]).items():
-        target = into / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-    return into
+def code_folder(files: dict[str, bytes], name: str) -> Path:
+    """A PYTHONPATH folder holding `files` (a library), .kernels/code/<name>/, written once:
+    the code a kernel runs when it is not this checkout's (a report's, or the library with a
+    user's model file beside it)."""
+    folder = KERNELS / "code" / name
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+            for path, content in files.items():
+                target = Path(tmp) / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+            shutil.move(tmp, folder)
+    return folder
 
 
 def template_cells(text: str) -> list[str]:

@@ -22,6 +22,7 @@ import nbformat
 from repro.driver import integrity, plan, snapshot, templates
 from repro.driver.finalize import published
 from repro.errors import UserError
+from repro.kernel.models.source import is_source
 from repro.lockfile import Pin, lock_changes, read_lock
 from repro.paths import KERNELSPECS
 from repro.records import Environment, Metrics, RerunRecord, Summary, positive
@@ -222,7 +223,8 @@ def differences(report: Report) -> Differences:
     workload = report.workload["name"]
     local = plan.workloads().get(workload)
     theirs, ours, spec = integrity.canonical(report.workload), integrity.canonical(local), []
-    if theirs != ours:
+    own = local is None and is_source(report.workload["model"]["arch"])  # a user's model:
+    if theirs != ours and not own:  # its spec is data, its pins checked again by the probe
         spec = [f"workload {workload} " + ("differs" if local else "is not in this checkout")]
         diff += snapshot.json_diff(ours, theirs, f"workload {workload}")
     return Differences(code, lock, spec, diff)

@@ -18,6 +18,7 @@ from repro import MIME, stats
 from repro.kernel import capture, energy, generation, measure, models
 from repro.kernel.loadgen import accuracy_sentence
 from repro.kernel.machine import busy_warning
+from repro.kernel.models.source import is_source
 from repro.markdown import escape
 
 
@@ -120,21 +121,29 @@ def model_summary(
     """Parameter count as the framework counts it, checked against the analytic count; for the
     families with attention, which attention ran and what the framework computed it with."""
     cfg = models.config(model)
-    counted = fw.count_params(net)
+    counted, source = fw.count_params(net), is_source(model["arch"])
     info = {
         "arch": model["arch"],
         "config": model.get("config", {}),
         "params": counted,
-        "params_analytic": cfg.num_params(),
+        "params_analytic": None if source else cfg.num_params(),
         "build_s": build_s,
     }
-    match = " ✓" if counted == info["params_analytic"] else " ✗ MISMATCH"
+    match = " ✓" if counted == cfg.num_params() else " ✗ MISMATCH"
     rows = {
         "architecture": model["arch"],
         "parameters (framework count)": f"{counted:,}",
-        "parameters (analytic)": f"{info['params_analytic']:,}{match}",
+        # a source has no analytic count: the probe counted the model it resolved before the run
+        f"parameters ({'as resolved' if source else 'analytic'})": f"{cfg.num_params():,}{match}",
         "build time (s)": f"{build_s:.2f}",
     }
+    if source:  # what pins the user's model: where it came from, the versions, the hashes
+        info["source"] = {**model["config"], **models.native(model["arch"], fw.name).describe(cfg)}
+        for key, value in info["source"].items():  # a dict: the files' sha256s, by name
+            if isinstance(value, dict):
+                value = ", ".join(f"{name} {sha}" for name, sha in value.items())
+            if value is not None:
+                rows[f"source: {key}"] = value
     if hasattr(cfg, "activation"):  # a config default the spec may leave out
         info["activation"] = rows["activation"] = cfg.activation
     if models.has_attention(model["arch"]):
@@ -174,13 +183,12 @@ def flops(
             "reason": "a request is a prefill and a loop of decode steps, which no framework "
             "counter takes as one computation",
         }
-    else:
-        analytic = cfg.flops_per_sample() * batch_size * (3 if mode == "training" else 1)
-        counted = judge_counter(
-            fw.count_flops(net, inputs, labels, mode), cfg.flops_per_sample() * batch_size
-        )
+    else:  # a source's model has no analytic count (None): its counter's figure alone
+        forward = cfg.flops_per_sample() and cfg.flops_per_sample() * batch_size
+        analytic = forward and forward * (3 if mode == "training" else 1)
+        counted = judge_counter(fw.count_flops(net, inputs, labels, mode), forward)
     figure = counted["flops"] or counted.get("counted")
-    ratio = figure / analytic if figure else None
+    ratio = figure / analytic if figure and analytic else None
     info = {**counted, "analytic": analytic, "ratio_to_analytic": ratio}
     rows = {
         f"counter ({counted['method']})": f"{figure / 1e9:,.3f}"
@@ -190,7 +198,7 @@ def flops(
         + {
             "training": "; training = 3× forward)",
             "generate": "; prefill + decode steps over the fixed-size cache)",
-        }.get(mode, ")"): f"{analytic / 1e9:,.3f}",
+        }.get(mode, ")"): f"{analytic / 1e9:,.3f}" if analytic else NO_ANALYTIC,
         "counter / analytic": f"{ratio:.3f}" if ratio else "—",
     }
     if figure and not counted["flops"]:
@@ -198,15 +206,21 @@ def flops(
     return publish("flops", info, table(rows, ("GFLOPs per step", "")))
 
 
-def judge_counter(counted: dict, analytic_forward: int) -> dict:
+NO_ANALYTIC = "none: a source's model (hf:, module:) has no analytic count; the counter's is used"
+
+
+def judge_counter(counted: dict, analytic_forward: int | None) -> dict:
     """`counted` (an adapter's count_flops) as is if its counter counted all the work; else with
     "flops" None, the figure kept as "counted" and the reason, so the analytic count is used:
     ops that ran without a formula in the counter, or a forward count short of the analytic one
-    beyond COUNTER_TOLERANCE."""
+    beyond COUNTER_TOLERANCE. Where no analytic count exists (None: a source's model) the
+    counter's figure stands unchecked, and is said to."""
     if not counted["flops"]:
         return counted
     missed = counted.get("uncounted") or []
-    share = counted.get("forward", counted["flops"]) / analytic_forward
+    if analytic_forward is None and not missed:
+        return {**counted, "checked": NO_ANALYTIC}
+    share = counted.get("forward", counted["flops"]) / (analytic_forward or counted["flops"])
     if missed:
         reason = f"the counter missed work: no formula for {', '.join(missed)}"
     elif share < 1 - COUNTER_TOLERANCE:

@@ -3,12 +3,15 @@
 `repro.kernel.models.<arch>` holds the config dataclass (with analytic parameter and FLOP
 counts); `repro.kernel.models.<arch>_torch`, `_keras` and `_flax` hold the native models
 (and `resnet_gluon`, MXNet's one).
-Nothing is downloaded: models start from random weights.
+Nothing is downloaded: models start from random weights. A user's model comes in through a
+source (`hf:`, `module:`; repro.kernel.models.source), a family like these.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from repro.kernel.models.source import FORMS
 
 ARCHS = {  # architecture -> its config dataclass in repro/kernel/models/<arch>.py
     "resnet": "ResNetConfig",
@@ -16,6 +19,10 @@ ARCHS = {  # architecture -> its config dataclass in repro/kernel/models/<arch>.
     "convnext": "ConvNeXtConfig",
     "bert": "BertConfig",
     "gpt": "GPTConfig",
+}
+SOURCES = {  # a user's model (repro.kernel.models.source): family -> its config dataclass
+    "hf": "HFConfig",
+    "module": "ModuleConfig",
 }
 # module suffix per framework; MXNet's Gluon has the resnet family only (repro.driver.plan)
 NATIVE = {"torch": "torch", "tensorflow": "keras", "jax": "flax", "mxnet": "gluon"}
@@ -26,11 +33,14 @@ EQUIVALENCE_ATOL, EQUIVALENCE_RTOL = 1e-7, 1e-5
 
 def config(model: dict):
     """The config dataclass for a workload's `model: {arch, config}` entry."""
-    arch = model.get("arch")
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    arch, families = model.get("arch"), {**ARCHS, **SOURCES}
+    if arch not in families:
+        raise ValueError(
+            f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}, or give a "
+            f"source: {FORMS}"
+        )
     module = importlib.import_module(f"repro.kernel.models.{arch}")
-    return getattr(module, ARCHS[arch]).from_dict(model.get("config", {}))
+    return getattr(module, families[arch]).from_dict(model.get("config", {}))
 
 
 def native(arch: str, framework: str):

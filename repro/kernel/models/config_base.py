@@ -13,13 +13,24 @@ SIZES = (1, 2**20)  # every int: a width, depth, head count, size, vocabulary or
 SCALES = (0, 1)  # every float: an epsilon or initial scale, in (0, 1]
 STAGES = 16  # the most entries of a tuple (stages of a ResNet or ConvNeXt)
 NAME = 32  # the longest text value (a choice by name)
+TEXT = 4096  # the longest Text value (a model source's path, hub id or sha256)
+Text = str  # a field of free text, such as a path: printable, up to TEXT characters
 
 
 def checked(name: str, kind: str, value):
     """A config value of its field's type (`kind`, the annotation's text) and range, the range
-    checked before any framework builds a layer of it; ValueError otherwise."""
+    checked before any framework builds a layer of it; ValueError otherwise. An annotation
+    `X | None` also takes None (not given)."""
     size = "a whole number from {:,} to {:,}".format(*SIZES)
-    if kind == "bool":
+    if value is None and kind.endswith(" | None"):
+        return None
+    kind = kind.removesuffix(" | None")
+    if kind == "Text":
+        ok, what = (
+            isinstance(value, str) and 0 < len(value) <= TEXT and value.isprintable(),
+            f"printable text of 1 to {TEXT} characters",
+        )
+    elif kind == "bool":
         ok, what = isinstance(value, bool), "true or false"
     elif kind == "int":
         ok, what = type(value) is int and SIZES[0] <= value <= SIZES[1], size
