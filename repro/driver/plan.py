@@ -427,19 +427,32 @@ def check_spec(spec, where: str) -> dict:
         except UserError as error:
             raise UserError(f"{where}: {error}") from None
     try:
-        models.config(spec["model"])
+        task = models.config(spec["model"]).task
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise UserError(f"{where}: model: {brief(error)}") from None
+    if task != spec["task"]:
+        raise UserError(f"{where}: task is {spec['task']}, but its model is for {task}: set task")
     return spec
 
 
 EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs"
+KERAS_EQUIVALENCE_TEST = "tests/test_keras.py::test_one_saved_model_runs_the_same_on_three_backends"
 MXNET_EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs_in_mxnet"
 
 
 def equivalence(spec: dict) -> dict:
     """How sameness across frameworks is proven for this workload's architecture."""
     arch = spec["model"]["arch"]
+    if arch in models.SAVED:  # one file on every backend: the same weights by construction
+        return {
+            "arch": arch,
+            "test": KERAS_EQUIVALENCE_TEST,
+            "preset": None,
+            "frameworks": ["torch", "tensorflow", "jax"],
+            "claim": "one saved .keras file gives the same fp32 outputs on the torch, "
+            "TensorFlow and JAX backends (checked on a tiny saved model); each run of this file "
+            "records its outputs on one seeded input, and `repro compare` of its runs checks them",
+        }
     both = ", with fused and explicit attention alike" if models.has_attention(arch) else ""
     small = [
         n for n, s in workloads().items() if s["model"]["arch"] == arch and s["preset"] == "small"
@@ -742,7 +755,7 @@ def resolve(
     ]
     if any(wrong):
         raise UserError("; ".join(w for w in wrong if w))
-    spec = specs[workload]
+    spec = {**specs[workload], "model": models.located(specs[workload]["model"])}
     resolved = {}
     for name, param in PARAMS.items():
         if params and name in params:

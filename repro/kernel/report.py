@@ -120,21 +120,32 @@ def model_summary(
     """Parameter count as the framework counts it, checked against the analytic count; for the
     families with attention, which attention ran and what the framework computed it with."""
     cfg = models.config(model)
-    counted = fw.count_params(net)
+    counted, analytic = fw.count_params(net), cfg.num_params()
     info = {
         "arch": model["arch"],
         "config": model.get("config", {}),
         "params": counted,
-        "params_analytic": cfg.num_params(),
+        "params_analytic": analytic,
         "build_s": build_s,
     }
-    match = " ✓" if counted == info["params_analytic"] else " ✗ MISMATCH"
+    match = " ✓" if counted == analytic else " ✗ MISMATCH"
     rows = {
         "architecture": model["arch"],
         "parameters (framework count)": f"{counted:,}",
-        "parameters (analytic)": f"{info['params_analytic']:,}{match}",
+        "parameters (analytic)": f"{analytic:,}{match}"
+        if analytic is not None
+        else "no analytic count (a saved model: the framework counts it)",
         "build time (s)": f"{build_s:.2f}",
     }
+    if model["arch"] in models.SAVED:
+        info["saved"] = saved = saved_model(fw, net, model)
+        rows["runs as"] = saved["runs_as"]
+        rows["file"] = f"{saved['file']} (sha256 {saved['sha256'][:12]}…)"
+        rows["outputs on one seeded input"] = (
+            f"{len(saved['values']):,} of {saved['count']:,} values recorded "
+            f"({saved['precision']}): `repro compare` checks them against this file's runs on "
+            "other backends"
+        )
     if hasattr(cfg, "activation"):  # a config default the spec may leave out
         info["activation"] = rows["activation"] = cfg.activation
     if models.has_attention(model["arch"]):
@@ -150,9 +161,31 @@ def model_summary(
         rows[f"same model in {same}"] = (
             f"proven on preset `{proof['preset']}` by `{proof['test']}`: {proof['claim']}"
             if proof["preset"]
+            else f"checked by `{proof['test']}`: {proof['claim']}"
+            if model["arch"] in models.SAVED
             else "not proven: this architecture has no small preset in the equivalence test"
         )
     return publish("model", info, table(rows, ("model", "")))
+
+
+OUTPUT_VALUES = 1000  # the most output values a saved model's run records (its fingerprint)
+
+
+def saved_model(fw, net, model: dict) -> dict:
+    """What ran a saved model (its Keras version and backend), its file's sha256, and its first
+    OUTPUT_VALUES outputs on one seeded input (fw.probe), in the run's precision: the values that
+    `repro compare` checks between runs of one file on other backends (models.same_outputs)."""
+    cfg = models.config(model)
+    outputs = fw.to_numpy(fw.inference_function(net, "eager")(fw.probe(model)))
+    values = np.asarray(outputs, dtype=np.float64).ravel()
+    return {
+        **models.native(model["arch"], fw.name).describe(cfg),
+        "seed": fw.seed,
+        "precision": fw.precision,
+        "shape": list(np.shape(outputs)),
+        "count": int(values.size),
+        "values": values[:OUTPUT_VALUES].tolist(),
+    }
 
 
 # How far below the analytic forward count a counter may fall and still be taken as counting all
@@ -175,12 +208,13 @@ def flops(
             "counter takes as one computation",
         }
     else:
-        analytic = cfg.flops_per_sample() * batch_size * (3 if mode == "training" else 1)
+        forward = cfg.flops_per_sample()  # None: the family has no analytic count
+        analytic = forward and forward * batch_size * (3 if mode == "training" else 1)
         counted = judge_counter(
-            fw.count_flops(net, inputs, labels, mode), cfg.flops_per_sample() * batch_size
+            fw.count_flops(net, inputs, labels, mode), forward and forward * batch_size
         )
     figure = counted["flops"] or counted.get("counted")
-    ratio = figure / analytic if figure else None
+    ratio = figure / analytic if figure and analytic else None
     info = {**counted, "analytic": analytic, "ratio_to_analytic": ratio}
     rows = {
         f"counter ({counted['method']})": f"{figure / 1e9:,.3f}"
@@ -190,22 +224,32 @@ def flops(
         + {
             "training": "; training = 3× forward)",
             "generate": "; prefill + decode steps over the fixed-size cache)",
-        }.get(mode, ")"): f"{analytic / 1e9:,.3f}",
+        }.get(mode, ")"): f"{analytic / 1e9:,.3f}"
+        if analytic
+        else "no analytic count (a saved model): the counter's figure is used as it is",
         "counter / analytic": f"{ratio:.3f}" if ratio else "—",
     }
     if figure and not counted["flops"]:
         rows["used"] = f"analytic: {counted['reason']}"
+    if counted.get("note"):
+        rows["note"] = counted["note"]
     return publish("flops", info, table(rows, ("GFLOPs per step", "")))
 
 
-def judge_counter(counted: dict, analytic_forward: int) -> dict:
+def judge_counter(counted: dict, analytic_forward: int | None) -> dict:
     """`counted` (an adapter's count_flops) as is if its counter counted all the work; else with
     "flops" None, the figure kept as "counted" and the reason, so the analytic count is used:
     ops that ran without a formula in the counter, or a forward count short of the analytic one
-    beyond COUNTER_TOLERANCE."""
+    beyond COUNTER_TOLERANCE. Without an analytic count (a saved model) the counter's figure
+    stays, noted as a lower bound where the counter missed ops."""
     if not counted["flops"]:
         return counted
     missed = counted.get("uncounted") or []
+    if analytic_forward is None:
+        if missed:
+            note = f"a lower bound: the counter has no formula for {', '.join(missed)}"
+            return {**counted, "note": note}
+        return counted
     share = counted.get("forward", counted["flops"]) / analytic_forward
     if missed:
         reason = f"the counter missed work: no formula for {', '.join(missed)}"
