@@ -16,6 +16,7 @@ import numpy as np
 
 from repro import MIME, stats
 from repro.kernel import capture, energy, generation, measure, models
+from repro.kernel.frameworks.base import keras_info
 from repro.kernel.loadgen import accuracy_sentence
 from repro.kernel.machine import busy_warning
 from repro.markdown import escape
@@ -82,7 +83,7 @@ def environment(fw, run_context: dict) -> dict:
     """Capture the machine, software and settings; show the essentials; record everything."""
     env = dataclasses.replace(
         capture.capture(),
-        framework={"name": fw.name, **fw.info()},
+        framework={"name": fw.name, **keras_info(), **fw.info()},
         settings=fw.settings(),
         run=run_context,
     )
@@ -96,6 +97,9 @@ def environment(fw, run_context: dict) -> dict:
         "OS / kernel": f"{env.system['os_pretty_name']} / {env.system['kernel']}",
         "Python": env.system["python"]["version"],
         f"{fw.name}": env.framework["version"],
+        "Keras": f"{env.framework['keras']} on {env.framework.get('keras_backend')}"
+        if env.framework.get("keras")
+        else "not in this kernel",
         "device used": fw.device,
         "threads": fw.threads,
         "seed": fw.seed,
