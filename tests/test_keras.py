@@ -4,6 +4,7 @@ the same model, and (kernel) one tiny saved model run on the JAX, torch and Tens
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -138,11 +139,18 @@ def test_a_planned_run_names_its_file_absolutely_and_says_how_sameness_is_checke
     request = plan.resolve("my-keras", "jax", {"batch_size": "4"}, spec=spec)
     model = request.notebook_parameters({})["model"]
     assert model["config"]["file"] == str(tmp_path / "images.keras")  # the kernel runs elsewhere
+    assert (
+        model["config"]["sha256"] == hashlib.sha256(Path("images.keras").read_bytes()).hexdigest()
+    )
     assert spec["model"]["config"]["file"] == "images.keras"  # the user's spec as given
     proof = plan.equivalence(request.workload)
     assert proof["test"] == plan.KERAS_EQUIVALENCE_TEST and "repro compare" in proof["claim"]
     need, how = memory.estimate(request.workload, request.params)
     assert how.startswith("0.00 B parameters x 4 bytes") and need == 1000 * 4 + memory.ALLOWANCE
+
+    images(tmp_path, units=9)  # the file changes: a rerun of the planned spec says so
+    with pytest.raises(UserError, match="is not the model this run was planned with"):
+        plan.resolve("my-keras", "jax", spec=request.workload)
 
 
 def outputs(values, **record) -> dict:

@@ -755,7 +755,10 @@ def resolve(
     ]
     if any(wrong):
         raise UserError("; ".join(w for w in wrong if w))
-    spec = {**specs[workload], "model": models.located(specs[workload]["model"])}
+    try:  # a saved model's file: its absolute path, its sha256 pinned (or checked: a rerun)
+        spec = {**specs[workload], "model": models.located(specs[workload]["model"])}
+    except ValueError as error:
+        raise UserError(f"{workload}: model: {brief(error)}") from None
     resolved = {}
     for name, param in PARAMS.items():
         if params and name in params:

@@ -15,7 +15,9 @@ counts them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,6 +90,7 @@ def vocabulary(saved: dict) -> int | None:
 @dataclasses.dataclass(frozen=True)
 class KerasConfig(Config):
     file: str = ""  # the .keras file (an absolute path once the run is planned)
+    sha256: str = ""  # the file's, pinned when the run is planned (`located`)
     task: str = ""  # default: image-classification for a 4-D input; a 2-D one must say
     image_size: int = 0  # 0 (here and below): from the saved model
     in_channels: int = 0
@@ -101,14 +104,16 @@ class KerasConfig(Config):
         ValueError names the config key to set where the file does not say."""
         if not isinstance(d, Mapping):
             raise TypeError(f"a KerasConfig is a mapping of keys to values, not {d!r}")
-        file = d.get("file")
+        file, sha256 = d.get("file"), d.get("sha256", "")
         if not isinstance(file, str) or not 0 < len(file) <= PATH:
             raise ValueError("file must name a saved Keras model (a .keras file)")
-        given = super().from_dict({k: v for k, v in d.items() if k != "file"})
+        if not isinstance(sha256, str) or not re.fullmatch(r"([0-9a-f]{64})?", sha256):
+            raise ValueError(f"sha256 must be 64 hex digits, got {quoted(sha256)}")
+        given = super().from_dict({k: v for k, v in d.items() if k not in ("file", "sha256")})
         saved = saved_config(file)
         shape = input_shape(saved)
         rank = len(shape) if shape is not None else None
-        found: dict[str, Any] = {"file": file, "num_classes": output_units(saved)}
+        found = {"file": file, "sha256": sha256, "num_classes": output_units(saved)}
         if rank == 4:  # (N, H, W, C): Keras' channels-last images
             square = shape[1] == shape[2]
             found.update(
@@ -157,7 +162,26 @@ class KerasConfig(Config):
             return saved.getinfo(WEIGHTS).file_size // 4 if WEIGHTS in saved.namelist() else 0
 
 
+def digest(file: str) -> str:
+    """The sha256 of a file, read in blocks."""
+    sha = hashlib.sha256()
+    with open(file, "rb") as saved:
+        for block in iter(lambda: saved.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def located(config: Mapping) -> dict:
-    """The config with its file an absolute path (the kernel runs in the run folder)."""
+    """The config with its file an absolute path (the kernel runs in the run folder) and its
+    sha256 pinned, so a rerun loads that file or says it changed (ValueError)."""
     file = config.get("file")
-    return {**config, "file": str(Path(file).resolve())} if isinstance(file, str) else dict(config)
+    if not isinstance(file, str) or not Path(file).is_file():
+        return dict(config)  # KerasConfig.from_dict says what is wrong
+    path = str(Path(file).resolve())
+    found, pinned = digest(path), config.get("sha256")
+    if pinned and pinned != found:
+        raise ValueError(
+            f"file: {path} is not the model this run was planned with (sha256 {found[:12]}…, "
+            f"not {str(pinned)[:12]}…); bring that file back"
+        )
+    return {**config, "file": path, "sha256": found}

@@ -14,10 +14,11 @@ measured by the adapter as it measures repro's native models:
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import keras
+
+from repro.kernel.models.keras import digest
 
 BACKENDS = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
 
@@ -30,6 +31,8 @@ def load(cfg) -> keras.Model:
             f"({os.environ.get('KERAS_BACKEND')}): something imported Keras before "
             "repro.kernel.frameworks.load set KERAS_BACKEND"
         )
+    if cfg.sha256 and digest(cfg.file) != cfg.sha256:
+        raise RuntimeError(f"{cfg.file} changed after the run was planned (sha256)")
     return keras.saving.load_model(cfg.file, compile=False, safe_mode=True)
 
 
@@ -82,15 +85,11 @@ def torch_module(model: keras.Model):
 
 def describe(cfg) -> dict:
     """What ran: Keras' version and backend, the file and its sha256."""
-    digest = hashlib.sha256()
-    with open(cfg.file, "rb") as saved:
-        for block in iter(lambda: saved.read(1 << 20), b""):
-            digest.update(block)
     backend = keras.backend.backend()
     return {
         "keras": keras.__version__,
         "backend": backend,
         "runs_as": f"Keras {keras.__version__} on {BACKENDS.get(backend, backend)}",
         "file": cfg.file,
-        "sha256": digest.hexdigest(),
+        "sha256": cfg.sha256 or digest(cfg.file),
     }
