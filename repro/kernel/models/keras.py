@@ -24,26 +24,48 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import quoted
-from repro.kernel.models.config_base import Config
+from repro.kernel.models.config_base import Config, checked
 
 TASKS = ("image-classification", "sequence-classification", "causal-lm")
 WEIGHTS = "model.weights.h5"  # in the .keras zip, beside config.json
 PATH = 4096  # the longest file path accepted
+CONFIG_BYTES = 1 << 24  # the largest config.json read (a model's is kilobytes)
+
+
+def is_file(file: str) -> bool:
+    """Whether `file` is a file (a name too long for the file system is not one)."""
+    try:
+        return Path(file).is_file()
+    except (OSError, ValueError):  # ENAMETOOLONG; a NUL in the name
+        return False
 
 
 def saved_config(file: str) -> dict:
     """The model config (`config.json`) inside a .keras file; ValueError saying what is wrong."""
-    path = Path(file)
-    if not path.is_file():
+    if not is_file(file):
         raise ValueError(f"file: no saved Keras model at {quoted(file)}")
     try:
-        with zipfile.ZipFile(path) as saved:
-            return json.loads(saved.read("config.json"))
-    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError):
+        with zipfile.ZipFile(file) as saved:
+            if saved.getinfo("config.json").file_size > CONFIG_BYTES:
+                raise ValueError(
+                    f"file: {quoted(file)}'s config.json is over {CONFIG_BYTES:,} bytes"
+                )
+            config = json.loads(saved.read("config.json"))
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        OSError,
+        RecursionError,
+    ):
         raise ValueError(
             f"file: {quoted(file)} is not a Keras 3 saved model (a .keras zip with config.json); "
             "save it with model.save('name.keras')"
         ) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"file: {quoted(file)}'s config.json is not a model config")
+    return config
 
 
 def layer_list(saved: dict) -> list[dict]:
@@ -140,11 +162,12 @@ class KerasConfig(Config):
             needed = ("sequence_length", "vocab_size")
             needed += ("num_classes",) if values["task"] != "causal-lm" else ()
         for key in needed:
-            if not isinstance(values[key], int) or values[key] < 1:
+            if values[key] is None:
                 raise ValueError(
                     f"{key}: the saved model does not say it (a square input size, an Embedding, "
                     f"a Dense output do); set {key} in the model's config"
                 )
+            checked(key, "int", values[key])  # what the file says is data: in range, or said
         return cls(**values)
 
     def num_params(self) -> None:
@@ -175,7 +198,7 @@ def located(config: Mapping) -> dict:
     """The config with its file an absolute path (the kernel runs in the run folder) and its
     sha256 pinned, so a rerun loads that file or says it changed (ValueError)."""
     file = config.get("file")
-    if not isinstance(file, str) or not Path(file).is_file():
+    if not isinstance(file, str) or not is_file(file):
         return dict(config)  # KerasConfig.from_dict says what is wrong
     path = str(Path(file).resolve())
     found, pinned = digest(path), config.get("sha256")
