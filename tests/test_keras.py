@@ -171,8 +171,12 @@ def test_runs_of_one_saved_model_are_the_same_model_when_their_outputs_agree():
     same = models.same_outputs([outputs(base), outputs(near, backend="torch")])
     assert same["same"] and same["backends"] == ["jax", "torch"]
     assert same["max_abs_diff"] == pytest.approx(1e-5) and same["bound"] == pytest.approx(2.01e-5)
+    assert models.said(same).startswith("✓ **The same model** on jax, torch: one saved file")
     far = models.same_outputs([outputs(base), outputs([1.0, -2.0, 0.6])])
     assert far["same"] is False and far["max_abs_diff"] == pytest.approx(0.1)
+    assert "⚠ **Not the same outputs**" in models.said(far) and "max |diff| 0.1 > 2e-05" in (
+        models.said(far)
+    )
     assert models.same_outputs([outputs(base), outputs(base, sha256="cd" * 32)])["why"] == (
         "not checked: the runs' files differ"
     )

@@ -61,26 +61,9 @@ def context(runs: list[records.Run], allow_mixed: bool) -> dict:
         ]
     same = models.same_outputs([(r.metrics.model or {}).get("saved") for r in runs])
     if same:
-        lines += ["", same_model(same)]
+        lines += ["", models.said(same)]
     data = {"differences": differences, "busy": busy, "same_model": same}
     return publish("context", data, "\n".join(lines))
-
-
-def same_model(same: dict) -> str:
-    """The line on whether runs of one saved model gave the same outputs (models.same_outputs)."""
-    on = escape(", ".join(str(b) for b in same["backends"]))
-    if same["same"] is None:
-        return f"Same saved model on {on}: {escape(same['why'])}."
-    if same["same"]:
-        return (
-            f"✓ **The same model** on {on}: one saved file (sha256 "
-            f"{escape(str(same['sha256'])[:12])}…) gave the same fp32 outputs on one seeded "
-            f"input, max |diff| {same['max_abs_diff']:.2g} <= {same['bound']:.2g}."
-        )
-    why = same["why"] or (
-        f"max |diff| {same['max_abs_diff']:.2g} > {same['bound']:.2g} on one seeded input"
-    )
-    return f"> ⚠ **Not the same outputs** from one saved model on {on}: {escape(why)}."
 
 
 def metric_rows(run: records.Run) -> dict:

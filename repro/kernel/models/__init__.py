@@ -115,3 +115,22 @@ def same_outputs(saved: list) -> dict | None:
     diff = max(pairs, default=0.0)
     bound = EQUIVALENCE_ATOL + EQUIVALENCE_RTOL * max(map(abs, values[0]), default=0.0)
     return {**out, "same": diff <= bound, "max_abs_diff": diff, "bound": bound, "why": None}
+
+
+def said(same: dict) -> str:
+    """same_outputs' finding as a line of markdown (`repro compare` shows it)."""
+    from repro.markdown import escape
+
+    on = escape(", ".join(str(b) for b in same["backends"]))
+    if same["same"] is None:
+        return f"Same saved model on {on}: {escape(same['why'])}."
+    if same["same"]:
+        return (
+            f"✓ **The same model** on {on}: one saved file (sha256 "
+            f"{escape(str(same['sha256'])[:12])}…) gave the same fp32 outputs on one seeded "
+            f"input, max |diff| {same['max_abs_diff']:.2g} <= {same['bound']:.2g}."
+        )
+    why = same["why"] or (
+        f"max |diff| {same['max_abs_diff']:.2g} > {same['bound']:.2g} on one seeded input"
+    )
+    return f"> ⚠ **Not the same outputs** from one saved model on {on}: {escape(why)}."
