@@ -123,7 +123,7 @@ def said(same: dict) -> str:
 
     on = escape(", ".join(str(b) for b in same["backends"]))
     if same["same"] is None:
-        return f"Same saved model on {on}: {escape(same['why'])}."
+        return f"Same saved model on {on}: {same['why']}."  # `why`: same_outputs' own words
     if same["same"]:
         return (
             f"✓ **The same model** on {on}: one saved file (sha256 "
@@ -133,4 +133,4 @@ def said(same: dict) -> str:
     why = same["why"] or (
         f"max |diff| {same['max_abs_diff']:.2g} > {same['bound']:.2g} on one seeded input"
     )
-    return f"> ⚠ **Not the same outputs** from one saved model on {on}: {escape(why)}."
+    return f"> ⚠ **Not the same outputs** from one saved model on {on}: {why}."
