@@ -39,10 +39,10 @@ def saved(folder: Path, name: str, layers: list[dict], weights: int = 4000) -> s
     return str(path)
 
 
-def images(folder: Path, shape=(None, 32, 32, 3), units=7) -> str:
+def images(folder: Path, shape=(None, 32, 32, 3), units=7, name="images") -> str:
     return saved(
         folder,
-        "images",
+        name,
         [layer("InputLayer", "in", batch_shape=list(shape)), layer("Dense", "head", units=units)],
     )
 
@@ -85,7 +85,10 @@ def test_a_saved_model_gives_the_inputs_repro_synthesises(tmp_path):
     assert batch.shape == (2, 32, 32, 3) and labels.max() < 7
     assert cfg.num_params() is None and cfg.flops_per_sample() is None  # the framework counts
     assert cfg.stored_params() == 1000  # the weights file's bytes / 4: the memory estimate's
-    given = {"file": images(tmp_path, (None, 20, 30, 1)), "image_size": 24}  # not square: set it
+    given = {
+        "file": images(tmp_path, (None, 20, 30, 1), name="odd"),
+        "image_size": 24,
+    }  # not square: set it
     assert models.config({"arch": "keras", "config": given}).image_size == 24
 
     lm = {"file": tokens(tmp_path), "task": "causal-lm"}
@@ -107,13 +110,17 @@ def test_a_saved_model_gives_the_inputs_repro_synthesises(tmp_path):
         ({"file": "ODD"}, "image_size: the saved model does not say it"),
         ({"file": "IMAGES", "image_size": 0}, "image_size must be a whole number"),
         ({"file": "IMAGES", "depth": 3}, "unknown KerasConfig keys"),
+        (
+            {"file": "IMAGES", "image_size": 64},
+            "image_size=64, but the saved model takes image_size 32",
+        ),
     ],
 )
 def test_what_a_saved_model_does_not_say_is_asked_for_in_one_line(tmp_path, config, message):
     files = {
         "IMAGES": images(tmp_path),
         "TOKENS": tokens(tmp_path),
-        "ODD": images(tmp_path, (None, 20, 30, 1)),
+        "ODD": images(tmp_path, (None, 20, 30, 1), name="odd"),
         "NOT_A_ZIP": str(tmp_path / "model.keras"),
     }
     Path(files["NOT_A_ZIP"]).write_text("not a zip")

@@ -29,6 +29,7 @@ from repro.kernel.models.config_base import Config, checked
 TASKS = ("image-classification", "sequence-classification", "causal-lm")
 WEIGHTS = "model.weights.h5"  # in the .keras zip, beside config.json
 PATH = 4096  # the longest file path accepted
+SHAPED = ("image_size", "in_channels", "sequence_length")  # fixed by the input shape, if given
 CONFIG_BYTES = 1 << 24  # the largest config.json read (a model's is kilobytes)
 
 
@@ -148,6 +149,12 @@ class KerasConfig(Config):
                 f"file: the saved model's input shape is {shape}; repro synthesises images "
                 "(N, H, W, C) and token ids (N, T) only"
             )
+        for key, fixed in found.items():  # the input's own sizes: a given one must agree
+            if key in SHAPED and fixed is not None and getattr(given, key) not in (0, fixed):
+                raise ValueError(
+                    f"{key}={getattr(given, key)}, but the saved model takes {key} {fixed} "
+                    f"(its input shape is {shape}); leave {key} out"
+                )
         fields = [f.name for f in dataclasses.fields(cls)]
         values = {k: getattr(given, k) or found.get(k) for k in fields}
         tasks = TASKS[:1] if rank == 4 else TASKS[1:]
