@@ -224,13 +224,17 @@ def flops(
         f"counter ({counted['method']})": f"{figure / 1e9:,.3f}"
         if figure
         else f"unavailable: {counted.get('reason')}",
-        "analytic (2×MACs of convs and fc"
-        + {
-            "training": "; training = 3× forward)",
-            "generate": "; prefill + decode steps over the fixed-size cache)",
-        }.get(mode, ")"): f"{analytic / 1e9:,.3f}"
+        (
+            "analytic (2×MACs of convs and fc"
+            + {
+                "training": "; training = 3× forward)",
+                "generate": "; prefill + decode steps over the fixed-size cache)",
+            }.get(mode, ")")
+            if analytic
+            else "analytic"
+        ): f"{analytic / 1e9:,.3f}"
         if analytic
-        else "no analytic count (a saved model): the counter's figure is used as it is",
+        else "none for a saved model: the counter's figure is used as it is",
         "counter / analytic": f"{ratio:.3f}" if ratio else "—",
     }
     if figure and not counted["flops"]:
