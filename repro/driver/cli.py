@@ -72,10 +72,11 @@ def workload_table() -> str:
     lines = [f"{'workload':<15} {'task':<24} {'preset':<6} {'parameters':>15}  seq"]
     for name, spec in plan.workloads().items():
         params = models.config(spec["model"]).num_params()  # a source's: known once resolved
-        params = f"{params:,}" if params else "-"
+        shown = "from the file" if spec["model"]["arch"] in models.SAVED else "-"
+        shown = f"{params:,}" if params else shown
         seq = spec.get("sequence_length") or "-"
         lines.append(
-            f"{name:<15} {spec['task']:<24} {spec.get('preset', '?'):<6} {params:>15}  {seq}"
+            f"{name:<15} {spec['task']:<24} {spec.get('preset', '?'):<6} {shown:>15}  {seq}"
         )
     return "\n".join(lines)
 

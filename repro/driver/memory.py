@@ -39,7 +39,10 @@ def estimate(workload: dict, params: dict) -> tuple[int, str]:
     moments in training (+12), plus ALLOWANCE for the runtime and activations."""
     from repro.kernel import models
 
-    n = models.config(workload["model"]).num_params()
+    cfg = models.config(workload["model"])
+    n = cfg.num_params()
+    if n is None:  # a saved model: at most its weights file's fp32 values
+        n = cfg.stored_params()
     per = 4 + (2 if params["precision"] in ("bf16", "fp16") else 0)
     per += 12 if params["mode"] != "inference" else 0
     how = f"{n / 1e9:.2f} B parameters x {per} bytes ({params['mode']}, {params['precision']})"

@@ -418,7 +418,13 @@ def check_spec(spec, where: str) -> dict:
         spec = {**spec, "model": normalise(spec["model"])}  # a source: {arch, config} too
     except ValueError as error:
         raise UserError(f"{where}: model: {brief(error)}") from None
-    source = is_source(spec["model"].get("arch") if isinstance(spec["model"], dict) else None)
+    arch = spec["model"].get("arch") if isinstance(spec["model"], dict) else None
+    source = is_source(arch)
+    if spec["task"] == "auto" and arch in models.SAVED:  # the task the saved model's file says
+        try:
+            spec["task"] = models.config(spec["model"]).task
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise UserError(f"{where}: model: {brief(error)}") from None
     if spec["task"] not in TASK_TEMPLATES and not (source and spec["task"] == "auto"):
         raise UserError(
             f"{where}: unknown task {spec['task']!r}; choose one of: {', '.join(TASK_TEMPLATES)}"
@@ -439,13 +445,16 @@ def check_spec(spec, where: str) -> dict:
         except UserError as error:
             raise UserError(f"{where}: {error}") from None
     try:
-        models.config(spec["model"])
+        task = models.config(spec["model"]).task
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise UserError(f"{where}: model: {brief(error)}") from None
+    if task != spec["task"]:
+        raise UserError(f"{where}: task is {spec['task']}, but its model is for {task}: set task")
     return spec
 
 
 EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs"
+KERAS_EQUIVALENCE_TEST = "tests/test_keras.py::test_one_saved_model_runs_the_same_on_three_backends"
 MXNET_EQUIVALENCE_TEST = "tests/test_models.py::test_torch_weights_give_the_same_outputs_in_mxnet"
 
 
@@ -455,6 +464,16 @@ def equivalence(spec: dict) -> dict | None:
     arch = spec["model"]["arch"]
     if is_source(arch):
         return None
+    if arch in models.SAVED:  # one file on every backend: the same weights by construction
+        return {
+            "arch": arch,
+            "test": KERAS_EQUIVALENCE_TEST,
+            "preset": None,
+            "frameworks": ["torch", "tensorflow", "jax"],
+            "claim": "one saved .keras file gives the same fp32 outputs on the torch, "
+            "TensorFlow and JAX backends (checked on a tiny saved model); each run of this file "
+            "records its outputs on one seeded input, and `repro compare` of its runs checks them",
+        }
     both = ", with fused and explicit attention alike" if models.has_attention(arch) else ""
     small = [
         n for n, s in workloads().items() if s["model"]["arch"] == arch and s["preset"] == "small"
@@ -763,7 +782,10 @@ def resolve(
     ]
     if any(wrong):
         raise UserError("; ".join(w for w in wrong if w))
-    spec = specs[workload]
+    try:  # a saved model's file: its absolute path, its sha256 pinned (or checked: a rerun)
+        spec = {**specs[workload], "model": models.located(specs[workload]["model"])}
+    except ValueError as error:
+        raise UserError(f"{workload}: model: {brief(error)}") from None
     resolved = {}
     for name, param in PARAMS.items():
         if params and name in params:

@@ -41,6 +41,8 @@ def spec_for(source: str) -> dict:
     if arch == "module":
         file, _, function = ref.rpartition(":")
         ref = f"{Path(file).stem}-{function}"
+    elif arch == "keras":
+        ref = Path(ref).stem
     tail = re.sub(r"[^A-Za-z0-9._-]+", "-", ref.rstrip("/\\").rsplit("/", 1)[-1]).strip("-.")
     return {"name": f"{arch}-{tail}"[:100], "model": {"source": source}, **DEFAULTS}
 

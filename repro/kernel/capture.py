@@ -53,6 +53,7 @@ ENV_PREFIXES = (
     "OPENBLAS_",
     "NCCL_",
     "CUBLAS_",
+    "KERAS_",
     "CUDNN_",
     "JAX_",
     "TORCH",

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from repro import records, stats
+from repro.kernel import models
 from repro.kernel.report import publish, show_figure
 from repro.markdown import escape
 
@@ -58,7 +59,10 @@ def context(runs: list[records.Run], allow_mixed: bool) -> dict:
             "",
             *lines,
         ]
-    data = {"differences": differences, "busy": busy}
+    same = models.same_outputs([(r.metrics.model or {}).get("saved") for r in runs])
+    if same:
+        lines += ["", models.said(same)]
+    data = {"differences": differences, "busy": busy, "same_model": same}
     return publish("context", data, "\n".join(lines))
 
 

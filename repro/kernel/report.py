@@ -16,6 +16,7 @@ import numpy as np
 
 from repro import MIME, stats
 from repro.kernel import capture, energy, generation, measure, models
+from repro.kernel.frameworks.base import keras_info
 from repro.kernel.loadgen import accuracy_sentence
 from repro.kernel.machine import busy_warning
 from repro.kernel.models.source import is_source
@@ -83,7 +84,7 @@ def environment(fw, run_context: dict) -> dict:
     """Capture the machine, software and settings; show the essentials; record everything."""
     env = dataclasses.replace(
         capture.capture(),
-        framework={"name": fw.name, **fw.info()},
+        framework={"name": fw.name, **keras_info(), **fw.info()},
         settings=fw.settings(),
         run=run_context,
     )
@@ -97,6 +98,9 @@ def environment(fw, run_context: dict) -> dict:
         "OS / kernel": f"{env.system['os_pretty_name']} / {env.system['kernel']}",
         "Python": env.system["python"]["version"],
         f"{fw.name}": env.framework["version"],
+        "Keras": f"{env.framework['keras']} on {env.framework.get('keras_backend')}"
+        if env.framework.get("keras")
+        else "not in this kernel",
         "device used": fw.device,
         "threads": fw.threads,
         "seed": fw.seed,
@@ -122,21 +126,20 @@ def model_summary(
     families with attention, which attention ran and what the framework computed it with."""
     cfg = models.config(model)
     counted, source = fw.count_params(net), is_source(model["arch"])
+    resolved = cfg.num_params()  # None: a saved model's, which only the framework counts
     info = {
         "arch": model["arch"],
         "config": model.get("config", {}),
         "params": counted,
-        "params_analytic": None if source else cfg.num_params(),
+        "params_analytic": None if source else resolved,
         "build_s": build_s,
     }
-    match = " ✓" if counted == cfg.num_params() else " ✗ MISMATCH"
-    rows = {
-        "architecture": model["arch"],
-        "parameters (framework count)": f"{counted:,}",
-        # a source has no analytic count: the probe counted the model it resolved before the run
-        f"parameters ({'as resolved' if source else 'analytic'})": f"{cfg.num_params():,}{match}",
-        "build time (s)": f"{build_s:.2f}",
-    }
+    rows = {"architecture": model["arch"], "parameters (framework count)": f"{counted:,}"}
+    # a source has no analytic count: the probe counted the model it resolved before the run
+    named = f"parameters ({'as resolved' if source else 'analytic'})"
+    match = " ✓" if counted == resolved else " ✗ MISMATCH"
+    rows[named] = f"{resolved:,}{match}" if resolved is not None else NO_ANALYTIC_PARAMS
+    rows["build time (s)"] = f"{build_s:.2f}"
     if source:  # what pins the user's model: where it came from, the versions, the hashes
         info["source"] = {**model["config"], **models.native(model["arch"], fw.name).describe(cfg)}
         for key, value in info["source"].items():  # a dict: the files' sha256s, by name
@@ -144,6 +147,15 @@ def model_summary(
                 value = ", ".join(f"{name} {sha}" for name, sha in value.items())
             if value is not None:
                 rows[f"source: {key}"] = value
+    if model["arch"] in models.SAVED:
+        info["saved"] = saved = saved_model(fw, net, model)
+        rows["runs as"] = saved["runs_as"]
+        rows["file"] = f"{saved['file']} (sha256 {saved['sha256'][:12]}…)"
+        rows["outputs on one seeded input"] = (
+            f"{len(saved['values']):,} of {saved['count']:,} values recorded "
+            f"({saved['precision']}): `repro compare` checks them against this file's runs on "
+            "other backends"
+        )
     if hasattr(cfg, "activation"):  # a config default the spec may leave out
         info["activation"] = rows["activation"] = cfg.activation
     if models.has_attention(model["arch"]):
@@ -159,9 +171,31 @@ def model_summary(
         rows[f"same model in {same}"] = (
             f"proven on preset `{proof['preset']}` by `{proof['test']}`: {proof['claim']}"
             if proof["preset"]
+            else f"checked by `{proof['test']}`: {proof['claim']}"
+            if model["arch"] in models.SAVED
             else "not proven: this architecture has no small preset in the equivalence test"
         )
     return publish("model", info, table(rows, ("model", "")))
+
+
+OUTPUT_VALUES = 1000  # the most output values a saved model's run records (its fingerprint)
+
+
+def saved_model(fw, net, model: dict) -> dict:
+    """What ran a saved model (its Keras version and backend), its file's sha256, and its first
+    OUTPUT_VALUES outputs on one seeded input (fw.probe), in the run's precision: the values that
+    `repro compare` checks between runs of one file on other backends (models.same_outputs)."""
+    cfg = models.config(model)
+    outputs = fw.to_numpy(fw.inference_function(net, "eager")(fw.probe(model)))
+    values = np.asarray(outputs, dtype=np.float64).ravel()
+    return {
+        **models.native(model["arch"], fw.name).describe(cfg),
+        "seed": fw.seed,
+        "precision": fw.precision,
+        "shape": list(np.shape(outputs)),
+        "count": int(values.size),
+        "values": values[:OUTPUT_VALUES].tolist(),
+    }
 
 
 # How far below the analytic forward count a counter may fall and still be taken as counting all
@@ -183,7 +217,7 @@ def flops(
             "reason": "a request is a prefill and a loop of decode steps, which no framework "
             "counter takes as one computation",
         }
-    else:  # a source's model has no analytic count (None): its counter's figure alone
+    else:  # a source's or saved model has no analytic count (None): its counter's alone
         forward = cfg.flops_per_sample() and cfg.flops_per_sample() * batch_size
         analytic = forward and forward * (3 if mode == "training" else 1)
         counted = judge_counter(fw.count_flops(net, inputs, labels, mode), forward)
@@ -203,24 +237,34 @@ def flops(
     }
     if figure and not counted["flops"]:
         rows["used"] = f"analytic: {counted['reason']}"
+    if counted.get("note"):
+        rows["note"] = counted["note"]
     return publish("flops", info, table(rows, ("GFLOPs per step", "")))
 
 
-NO_ANALYTIC = "none: a source's model (hf:, module:) has no analytic count; the counter's is used"
+NO_ANALYTIC = (
+    "none: a model you bring (hf:, module:, a saved Keras file) has no analytic count; the "
+    "counter's is used"
+)
+NO_ANALYTIC_PARAMS = "no analytic count (a model you bring: the framework counts it)"
 
 
 def judge_counter(counted: dict, analytic_forward: int | None) -> dict:
     """`counted` (an adapter's count_flops) as is if its counter counted all the work; else with
     "flops" None, the figure kept as "counted" and the reason, so the analytic count is used:
     ops that ran without a formula in the counter, or a forward count short of the analytic one
-    beyond COUNTER_TOLERANCE. Where no analytic count exists (None: a source's model) the
-    counter's figure stands unchecked, and is said to."""
+    beyond COUNTER_TOLERANCE. Where no analytic count exists (None: a model you bring) the
+    counter's figure stands unchecked, and is said to, noted as a lower bound where the counter
+    missed ops."""
     if not counted["flops"]:
         return counted
     missed = counted.get("uncounted") or []
-    if analytic_forward is None and not missed:
+    if analytic_forward is None:
+        if missed:
+            note = f"a lower bound: the counter has no formula for {', '.join(missed)}"
+            return {**counted, "checked": NO_ANALYTIC, "note": note}
         return {**counted, "checked": NO_ANALYTIC}
-    share = counted.get("forward", counted["flops"]) / (analytic_forward or counted["flops"])
+    share = counted.get("forward", counted["flops"]) / analytic_forward
     if missed:
         reason = f"the counter missed work: no formula for {', '.join(missed)}"
     elif share < 1 - COUNTER_TOLERANCE:

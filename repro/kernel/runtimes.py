@@ -45,9 +45,16 @@ MAX_POOL = (  # measured with jax2onnx 0.17.1, flax 0.12.8, ONNX Runtime 1.32
     "jax2onnx's conversion of Flax's max_pool raises a TypeError on it, and with the call "
     "rewritten its export's outputs were 0.077 off (of 0.48) on resnet-tiny"
 )
+SAVED_KERAS = "no exporter has been checked on a saved Keras model in repro yet"
 UNSUPPORTED = {  # (runtime, framework): {family: why its exporter cannot export it}
-    ("onnxruntime", "tensorflow"): dict.fromkeys(("vit", "convnext", "bert", "gpt"), GELU_ERFC),
-    ("onnxruntime", "jax"): {"resnet": MAX_POOL},
+    ("onnxruntime", "tensorflow"): {
+        **dict.fromkeys(("vit", "convnext", "bert", "gpt"), GELU_ERFC),
+        "keras": SAVED_KERAS,
+    },
+    ("onnxruntime", "jax"): {"resnet": MAX_POOL, "keras": SAVED_KERAS},
+    ("onnxruntime", "torch"): {"keras": SAVED_KERAS},
+    ("litert", "tensorflow"): {"keras": SAVED_KERAS},
+    ("openvino", "torch"): {"keras": SAVED_KERAS},
 }
 # The export runs other kernels (ONNX Runtime's MLAS, LiteRT's XNNPACK, not oneDNN or Eigen) in
 # another order, so it is held to a looser bound than two frameworks' own implementations

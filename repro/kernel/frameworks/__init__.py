@@ -31,6 +31,9 @@ DATA_PARALLEL_COMPILE_MODES = {  # devices > 1: training only, in these (repro.k
     "tensorflow": ("function",),
     "jax": ("jit", "eager"),
 }
+# Keras 3's backend in each framework's kernel, read when Keras is first imported: a saved Keras
+# model (repro.kernel.models.keras_saved) runs on the run's framework, `-f jax` on Keras' JAX
+KERAS_BACKEND = {"torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Idle OpenMP threads sleep by default: left to spin (libgomp's default spins up to 300,000
 # iterations at every barrier), torch's two threads on a 2-core VM beside two busy loops ran
@@ -88,6 +91,8 @@ def load(name: str, devices: int = 1, **options) -> Adapter:
         options.get("deterministic"),
         options.pop("omp_wait_policy", WAIT_POLICY),
     )
+    if name in KERAS_BACKEND:
+        os.environ["KERAS_BACKEND"] = KERAS_BACKEND[name]
     if name == "mxnet":  # read when libmxnet loads: one engine worker runs the ops in order,
         os.environ["MXNET_CPU_WORKER_NTHREADS"] = "1"  # each on OMP_NUM_THREADS threads
     if name == "jax" and devices > 1:  # N CPU devices, read when the backend starts

@@ -21,6 +21,18 @@ def missed_work(uncounted_ops) -> list[str]:
     return sorted({str(op) for op in uncounted_ops if WORK_OPS.search(str(op))})
 
 
+def keras_info() -> dict:
+    """Keras' version and the backend it runs on here (KERAS_BACKEND, set by frameworks.load),
+    where this kernel has Keras: read from its metadata, so Keras is not imported for it."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        return {}
+    return {"keras": version, "keras_backend": os.environ.get("KERAS_BACKEND")}
+
+
 OPTIMIZER = {"name": "adamw", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}
 
 

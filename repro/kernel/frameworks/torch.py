@@ -70,6 +70,7 @@ def flop_counter():
 
 class Adapter(Base):
     name = "torch"
+    image_layout = "NCHW"  # how the built model takes images: a saved Keras model's are NHWC
 
     def setup(self, device: str) -> str:
         torch.set_num_threads(self.threads)
@@ -108,6 +109,7 @@ class Adapter(Base):
         torch.manual_seed(self.seed)  # the same initial weights however often it is built
         net = models.native(model["arch"], self.name).build(cfg, **options)
         net = net.to(self.torch_device, memory_format=self.memory_format())
+        self.image_layout = getattr(net, "image_layout", "NCHW")
         self.sync()
         return net
 
@@ -131,16 +133,17 @@ class Adapter(Base):
         return torch.cuda.get_device_name(self.torch_device) if self.device == "gpu" else None
 
     def count_params(self, net) -> int:
-        return sum(p.numel() for p in net.parameters())
+        """Trainable parameters (a Keras model's BatchNorm statistics are frozen parameters)."""
+        return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.device == "gpu" else torch.contiguous_format
 
     def to_native(self, array: np.ndarray):
         """numpy -> tensor on the device; images (N, H, W, C) become NCHW-shaped tensors, in the
-        adapter's memory format."""
+        adapter's memory format, for a model that takes them so (not a saved Keras model)."""
         tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.torch_device)
-        if tensor.ndim == 4:
+        if tensor.ndim == 4 and self.image_layout == "NCHW":
             tensor = tensor.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format())
         return tensor
 

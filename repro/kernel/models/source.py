@@ -22,7 +22,7 @@ from repro.kernel.models.config_base import Config
 # prefix -> family (repro/kernel/models/<family>.py) and the frameworks that can run it
 FAMILIES = {"hf": ("torch",), "module": ("torch",)}
 TASKS = ("image-classification", "sequence-classification", "causal-lm")
-FORMS = "hf:<hub id or local directory> or module:<path/to/file.py>:<function>"
+FORMS = "hf:<hub id or local directory>, module:<path/to/file.py>:<function> or keras:<file.keras>"
 
 
 class SourceError(ValueError):
@@ -35,9 +35,11 @@ def normalise(model: dict) -> dict:
         return model
     source = model["source"]
     prefix, _, ref = source.partition(":") if isinstance(source, str) else ("", "", "")
+    rest = {k: v for k, v in model.items() if k != "source"}
+    if prefix == "keras" and ref:  # a saved Keras 3 model: its own family (models.SAVED)
+        return {"arch": "keras", "config": {"file": ref, **rest}}
     if prefix not in FAMILIES or not ref:
         raise ValueError(f"source must be {FORMS}, got {source!r}"[:300])
-    rest = {k: v for k, v in model.items() if k != "source"}
     if prefix == "module":
         file, _, function = ref.rpartition(":")
         if not file or not function:
