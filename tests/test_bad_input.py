@@ -279,7 +279,8 @@ ROWS = [
     (["make", "history", "RUNS={d}", "THRESHOLD=5%;touch {d}/pwned"], "THRESHOLD takes a"),
     (["make", "history", "RUNS={d}", "BY=$(shell touch {d}/pwned)"], "BY takes one of time,"),
     # a user's model (repro.driver.sources): every row stops before a kernel starts
-    (["repro", "run", "--model", "keras:x"], "--model: source must be hf:<hub id or local"),
+    (["repro", "run", "--model", "timm:x"], "--model: source must be hf:<hub id or local"),
+    (["repro", "run", "--model", "keras:x"], "--model: model: file: no saved Keras model at 'x'"),
     (["repro", "run", "--model", "module:{d}/model.py"], "source must be hf:<hub id or"),
     (["repro", "run", "--model", "module:{d}/nope.py:build"], "module: '{d}/nope.py' is not a"),
     (["repro", "run", "--model", "module:{d}/model-syntax.py:build"], "model-syntax.py does not"),

@@ -448,7 +448,7 @@ def check_spec(spec, where: str) -> dict:
         task = models.config(spec["model"]).task
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise UserError(f"{where}: model: {brief(error)}") from None
-    if task != spec["task"]:
+    if not source and task != spec["task"]:  # a source's own task: known once resolved
         raise UserError(f"{where}: task is {spec['task']}, but its model is for {task}: set task")
     return spec
 
