@@ -67,7 +67,7 @@ def shared_state(torchvision_net) -> dict:
 
 
 def relu_of_sum(self, x):
-    """repro's Bottleneck.forward before the in-place add (commit fe3f80d's parent)."""
+    """repro's Bottleneck.forward before the residual add was made in place."""
     identity = x if self.downsample is None else self.downsample(x)
     out = self.relu(self.bn1(self.conv1(x)))
     out = self.relu(self.bn2(self.conv2(out)))
