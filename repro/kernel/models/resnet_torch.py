@@ -36,7 +36,11 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))  # (N, mid, H, W)
         out = self.relu(self.bn2(self.conv2(out)))  # (N, mid, H/s, W/s)
         out = self.bn3(self.conv3(out))  # (N, c_out, H/s, W/s)
-        return self.relu(out + identity)
+        # in place, as torchvision: relu(out + identity) allocated a block-sized buffer per
+        # block (ResNet-50 b8: 1.01-1.07x torchvision's time). Autograd allows it: BatchNorm's
+        # backward does not need its output, ReLU's needs only its own.
+        out += identity
+        return self.relu(out)
 
 
 class ResNet(nn.Module):
