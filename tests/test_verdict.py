@@ -87,6 +87,19 @@ def test_equivalence_is_decided_on_the_margin_and_the_spread():
     assert stats.shift([1.0], [1.0])["kind"] == "inconclusive"  # one process: no spread at all
 
 
+def test_a_change_must_exceed_the_noise_between_runs_too():
+    # processes that agree to 1.6% and centres 12% apart: "changed" when runs were as steady as
+    # their processes (run_noise 0); with 5% between runs, no number of processes can tell
+    base = [1.00, 1.02, 0.98, 1.01, 0.99]
+    moved = [v * 1.12 for v in base]
+    assert stats.shift(base, moved, run_noise=0.0)["kind"] == "changed"
+    steady = stats.shift(base, moved, run_noise=0.05)
+    assert steady["kind"] == "inconclusive" and steady["run_noise"] == 0.05
+    assert "more processes do not narrow" in steady["words"], steady["words"]
+    assert stats.shift(base, [v * 1.40 for v in base], run_noise=0.05)["kind"] == "changed"
+    assert stats.shift(base, [v * 1.01 for v in base], run_noise=0.02)["kind"] == "reproduced"
+
+
 def test_old_reports_have_one_process():
     samples = {"step_s": [0.1, 0.2, 0.3]}  # a report made before repeats
     assert stats.medians(samples) == [0.2]
