@@ -159,3 +159,12 @@ def test_a_module_travels_with_the_report_and_reruns_only_when_trusted(tmp_path,
         json.loads((rerun / "environment.json").read_text())["run"]["code"]
         == json.loads((run / "environment.json").read_text())["run"]["code"]
     )
+
+
+def test_a_resolved_parameter_count_may_be_a_real_models():
+    # BERT-base's 109,483,778 parameters, counted by the probe, are a count, not a layer's width
+    from repro.kernel.models.hf import HFConfig
+
+    assert HFConfig.from_dict({"ref": "x", "params": 109_483_778}).params == 109_483_778
+    with pytest.raises(ValueError, match="params must be a whole number"):
+        HFConfig.from_dict({"ref": "x", "params": 10**14})

@@ -10,6 +10,8 @@ from repro.errors import quoted
 
 C = TypeVar("C", bound="Config")
 SIZES = (1, 2**20)  # every int: a width, depth, head count, size, vocabulary or class count
+COUNTS = (1, 10**13)  # a Count: a model's parameters (a source's, counted when resolved)
+Count = int
 SCALES = (0, 1)  # every float: an epsilon or initial scale, in (0, 1]
 STAGES = 16  # the most entries of a tuple (stages of a ResNet or ConvNeXt)
 NAME = 32  # the longest text value (a choice by name)
@@ -29,6 +31,11 @@ def checked(name: str, kind: str, value):
         ok, what = (
             isinstance(value, str) and 0 < len(value) <= TEXT and value.isprintable(),
             f"printable text of 1 to {TEXT} characters",
+        )
+    elif kind == "Count":
+        ok, what = (
+            type(value) is int and COUNTS[0] <= value <= COUNTS[1],
+            "a whole number from {:,} to {:,}".format(*COUNTS),
         )
     elif kind == "bool":
         ok, what = isinstance(value, bool), "true or false"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from repro.kernel.models.config_base import Config
+from repro.kernel.models.config_base import Config, Count
 
 # prefix -> family (repro/kernel/models/<family>.py) and the frameworks that can run it
 FAMILIES = {"hf": ("torch",), "module": ("torch",)}
@@ -65,7 +65,7 @@ class SourceConfig(Config):
     num_classes: int | None = None  # classification: classes (causal-lm: the vocabulary)
     vocab_size: int | None = None  # tokens: vocabulary
     sequence_length: int | None = None  # tokens per sample
-    params: int | None = None  # counted from the built model by the probe
+    params: Count | None = None  # counted from the built model by the probe
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
