@@ -13,8 +13,11 @@ The model: a transformers config of the named size saved with seeded random weig
 - a bare loop in the torch-cpu kernel: `model(ids).logits` under `torch.inference_mode()`,
   `--steps` times after a warm-up; its median.
 optimum-benchmark is installed in a venv of its own (`python3.11 -m venv /tmp/ob-venv &&
-/tmp/ob-venv/bin/pip install torch==2.13.0 optimum-benchmark==0.6.0`: the same torch build and
-transformers release as the torch-cpu kernel; this script installs nothing). Threads are set for
+/tmp/ob-venv/bin/pip install torch==2.13.0 optimum-benchmark==0.6.0 'transformers<5' 'datasets<4.3'`: the same
+torch build as the torch-cpu kernel; optimum-benchmark 0.6.0, the latest, does not import with
+transformers 5 (SpecialTokensMixin is gone), so that venv has 4.57 where the kernel has 5.25, and
+the bare loop runs in both to show what the transformers release alone changes; this script
+installs nothing). Threads are set for
 all three by the environment (OMP_NUM_THREADS) and the cores by `taskset`: optimum-benchmark
 0.6.0's pytorch backend passes `inter_op_num_threads` to `torch.set_num_threads` and
 `intra_op_num_threads` to `torch.set_num_interop_threads` (swapped), so its options are left unset.
@@ -69,7 +72,8 @@ with torch.inference_mode():
         model(ids).logits
         if i >= 10:
             times.append(time.perf_counter() - start)
-print(json.dumps({"median_ms": 1e3 * statistics.median(times), "torch": torch.__version__}))
+print(json.dumps({"median_ms": 1e3 * statistics.median(times), "torch": torch.__version__,
+                  "transformers": transformers.__version__}))
 """
 
 OPTIMUM = """
@@ -151,24 +155,40 @@ def main() -> int:
             [*taskset, args.optimum_python, "-c", OPTIMUM, str(directory), str(args.batch),
              str(args.sequence), str(args.seconds)], env,
         )  # fmt: skip
-        bare = last_json(
-            [*taskset, kernel, "-c", BARE, str(directory), str(args.batch), str(args.sequence),
-             str(args.steps)], env,
-        )  # fmt: skip
-        rows.append((ours["step_ms"], theirs["p50_ms"], theirs["mean_ms"], bare["median_ms"]))
+        bare, beside = (
+            last_json(
+                [
+                    *taskset,
+                    python,
+                    "-c",
+                    BARE,
+                    str(directory),
+                    str(args.batch),
+                    str(args.sequence),
+                    str(args.steps),
+                ],
+                env,
+            )  # fmt: skip
+            for python in (kernel, args.optimum_python)
+        )
+        row = (ours["step_ms"], theirs["p50_ms"], theirs["mean_ms"], bare["median_ms"])
+        rows.append((*row, beside["median_ms"]))
         print(
             f"round {round_}: repro {ours['step_ms']:.2f} ms ({ours['folder']}), optimum p50 "
             f"{theirs['p50_ms']:.2f} / mean {theirs['mean_ms']:.2f} ms ({theirs['count']} "
-            f"forwards), bare loop {bare['median_ms']:.2f} ms",
+            f"forwards), bare loop {bare['median_ms']:.2f} ms (in optimum's venv: "
+            f"{beside['median_ms']:.2f} ms, transformers {beside['transformers']})",
             flush=True,
         )
-    ours, p50, mean, bare = (statistics.median(column) for column in zip(*rows, strict=True))
+    ours, p50, mean, bare, beside = (statistics.median(c) for c in zip(*rows, strict=True))
     print(
         f"\n{args.model}, batch {args.batch} x {args.sequence} tokens, {args.threads} threads, "
         f"fp32, {args.rounds} alternating rounds (medians): repro {ours:.2f} ms, optimum-benchmark "
-        f"p50 {p50:.2f} ms (mean {mean:.2f}), bare loop {bare:.2f} ms\n"
+        f"p50 {p50:.2f} ms (mean {mean:.2f}), bare loop {bare:.2f} ms (in optimum's venv "
+        f"{beside:.2f} ms)\n"
         f"repro / optimum p50 {ours / p50:.3f}; bare loop / repro {bare / ours:.3f} "
-        "(harness overhead: >= 0.99 means repro adds under 1%)"
+        "(harness overhead: >= 0.99 means repro adds under 1%); bare loop in optimum's venv / "
+        f"optimum p50 {beside / p50:.3f}"
     )
     return 0
 
