@@ -12,12 +12,13 @@ The model: a transformers config of the named size saved with seeded random weig
   sequence length, inline launcher): the forward latency's p50 and mean;
 - a bare loop in the torch-cpu kernel: `model(ids).logits` under `torch.inference_mode()`,
   `--steps` times after a warm-up; its median.
-optimum-benchmark is installed in a venv of its own (`python3.11 -m venv /tmp/ob-venv &&
-/tmp/ob-venv/bin/pip install torch==2.13.0 optimum-benchmark==0.6.0 'transformers<5' 'datasets<4.3'`: the same
-torch build as the torch-cpu kernel; optimum-benchmark 0.6.0, the latest, does not import with
-transformers 5 (SpecialTokensMixin is gone), so that venv has 4.57 where the kernel has 5.25, and
-the bare loop runs in both to show what the transformers release alone changes; this script
-installs nothing). Threads are set for
+optimum-benchmark is installed in a venv of its own:
+    python3.11 -m venv /tmp/ob-venv && /tmp/ob-venv/bin/pip install torch==2.13.0 \
+        optimum-benchmark==0.6.0 'transformers<5' 'datasets<4.3'
+(the same torch build as the torch-cpu kernel; optimum-benchmark 0.6.0, the latest, does not
+import with transformers 5: SpecialTokensMixin is gone; so that venv has 4.57 where the kernel has
+5.25, and the bare loop runs in both to show what the transformers release alone changes; this
+script installs nothing). Threads are set for
 all three by the environment (OMP_NUM_THREADS) and the cores by `taskset`: optimum-benchmark
 0.6.0's pytorch backend passes `inter_op_num_threads` to `torch.set_num_threads` and
 `intra_op_num_threads` to `torch.set_num_interop_threads` (swapped), so its options are left unset.
