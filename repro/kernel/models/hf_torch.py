@@ -20,6 +20,7 @@ with warnings.catch_warnings():  # tqdm's note that a notebook kernel has no ipy
 
 from repro.kernel.models.hf import HFConfig, inputs, task_of
 from repro.kernel.models.source import SourceError
+from repro.lockfile import sha256
 
 AUTO = {
     "image-classification": transformers.AutoModelForImageClassification,
@@ -45,7 +46,7 @@ def local(cfg: HFConfig) -> bool:
 def files(directory: str) -> dict[str, str]:
     """sha256 of each config and weight file of a local directory, by name."""
     found = sorted({p for pattern in HASHED for p in Path(directory).glob(pattern)})
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in found}
+    return {p.name: sha256(p).hexdigest() for p in found}  # in chunks: weights reach GBs
 
 
 def digest(hashes: dict[str, str]) -> str:

@@ -15,7 +15,6 @@ counts them.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 import zipfile
@@ -25,6 +24,7 @@ from typing import Any
 
 from repro.errors import quoted
 from repro.kernel.models.config_base import Config, checked
+from repro.lockfile import sha256
 
 TASKS = ("image-classification", "sequence-classification", "causal-lm")
 WEIGHTS = "model.weights.h5"  # in the .keras zip, beside config.json
@@ -192,15 +192,6 @@ class KerasConfig(Config):
             return saved.getinfo(WEIGHTS).file_size // 4 if WEIGHTS in saved.namelist() else 0
 
 
-def digest(file: str) -> str:
-    """The sha256 of a file, read in blocks."""
-    sha = hashlib.sha256()
-    with open(file, "rb") as saved:
-        for block in iter(lambda: saved.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def located(config: Mapping) -> dict:
     """The config with its file an absolute path (the kernel runs in the run folder) and its
     sha256 pinned, so a rerun loads that file or says it changed (ValueError)."""
@@ -208,7 +199,7 @@ def located(config: Mapping) -> dict:
     if not isinstance(file, str) or not is_file(file):
         return dict(config)  # KerasConfig.from_dict says what is wrong
     path = str(Path(file).resolve())
-    found, pinned = digest(path), config.get("sha256")
+    found, pinned = sha256(path).hexdigest(), config.get("sha256")
     if pinned and pinned != found:
         raise ValueError(
             f"file: {path} is not the model this run was planned with (sha256 {found[:12]}…, "

@@ -18,7 +18,7 @@ import os
 
 import keras
 
-from repro.kernel.models.keras import digest
+from repro.lockfile import sha256
 
 BACKENDS = {"jax": "JAX", "tensorflow": "TensorFlow", "torch": "PyTorch"}
 
@@ -31,7 +31,7 @@ def load(cfg) -> keras.Model:
             f"({os.environ.get('KERAS_BACKEND')}): something imported Keras before "
             "repro.kernel.frameworks.load set KERAS_BACKEND"
         )
-    if cfg.sha256 and digest(cfg.file) != cfg.sha256:
+    if cfg.sha256 and sha256(cfg.file).hexdigest() != cfg.sha256:
         raise RuntimeError(f"{cfg.file} changed after the run was planned (sha256)")
     return keras.saving.load_model(cfg.file, compile=False, safe_mode=True)
 
@@ -91,5 +91,5 @@ def describe(cfg) -> dict:
         "backend": backend,
         "runs_as": f"Keras {keras.__version__} on {BACKENDS.get(backend, backend)}",
         "file": cfg.file,
-        "sha256": cfg.sha256 or digest(cfg.file),
+        "sha256": cfg.sha256 or sha256(cfg.file).hexdigest(),
     }
